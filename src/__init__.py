@@ -1,0 +1,1 @@
+"""A PyTorch Lightning project template: data modules, Lightning modules and plain nets."""

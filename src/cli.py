@@ -1,0 +1,116 @@
+"""The command line: LightningCLI with checkpointing, data-to-model shape links and resuming."""
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
+
+from src.errors import UserInputError
+from src.callbacks import RunCheckpoint
+from src.checkpoints import best_checkpoint, check_checkpoint, latest_resumable_run
+
+
+# The modules log the step loss by global step, so an epoch shorter than log_every_n_steps
+# (every full-batch task) still gets its curve; Lightning's warning about it is noise here.
+warnings.filterwarnings("ignore", message="The number of training batches .* is smaller than the logging interval")
+# Epoch values are logged from torchmetrics' compute(), which already reduces across DDP ranks.
+warnings.filterwarnings("ignore", message=r"It is recommended to use `self.log\(.*sync_dist=True")
+
+
+class SaveRunConfig(SaveConfigCallback):
+    """Saves the resolved config beside the run; a resumed run adds config.resumed-K.yaml."""
+
+    def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        if not self.already_saved and trainer.log_dir is not None:
+            name, count = "config.yaml", 0
+            while (Path(trainer.log_dir) / name).exists():
+                count += 1
+                name = f"config.resumed-{count}.yaml"
+            self.config_filename = name
+        super().setup(trainer, pl_module, stage)
+
+
+class TemplateCLI(LightningCLI):
+    """`python train.py {fit,validate,test,predict} --config configs/<task>.yaml [--key value ...]`."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("save_config_callback", SaveRunConfig)
+        kwargs.setdefault("auto_configure_optimizers", False)
+        # Parse errors are raised, not printed, so train.py can reduce them to one line.
+        kwargs.setdefault("parser_kwargs", {"parser_mode": "yaml", "exit_on_error": False})
+        super().__init__(**kwargs)
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_lightning_class_args(RunCheckpoint, "checkpoint")
+        parser.set_defaults({"checkpoint.save_last": True, "checkpoint.save_top_k": 1})
+        parser.link_arguments("data.input_shape", "model.init_args.input_shape", apply_on="instantiate")
+        parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
+
+    # --- --ckpt_path last | best ------------------------------------------------------------
+    def _experiment_dir(self) -> Path:
+        """lightning_logs/<name>: where this config's runs live."""
+        logger = self._subcommand_config().trainer.logger
+        init_args = getattr(logger, "init_args", None)
+        if init_args is None or "TensorBoardLogger" not in str(getattr(logger, "class_path", "")):
+            raise UserInputError(
+                "--ckpt_path last/best needs trainer.logger to be a TensorBoardLogger (as in configs/*.yaml)"
+            )
+        return Path(init_args.save_dir) / (init_args.name or "")
+
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        super().parse_arguments(parser, args)
+        self._resolve_ckpt_path()
+
+    def _resolve_ckpt_path(self) -> None:
+        """Turn `last`/`best` into this experiment's file, and check any checkpoint before use.
+
+        Runs before LightningCLI reads the checkpoint's hyperparameters, so a bad file gives
+        a clear error rather than a crash.
+        """
+        subcommand = self.config.get("subcommand")
+        if subcommand is None:
+            return
+        config = self.config[subcommand]
+        ckpt_path = config.get("ckpt_path")
+        if ckpt_path is None:
+            return
+        if ckpt_path in ("last", "best"):
+            run = latest_resumable_run(self._experiment_dir(config))
+            path = run / "checkpoints" / "last.ckpt" if ckpt_path == "last" else best_checkpoint(run)
+            if subcommand == "fit":
+                # Continue logging into the resumed run's folder, so its curves go on as one run.
+                config.trainer.logger.init_args.version = int(run.name.split("_")[1])
+            print(f"Using the {ckpt_path} checkpoint of {run}: {path}")
+        else:
+            path = Path(ckpt_path)
+        check_checkpoint(path)
+        config.ckpt_path = str(path)
+
+    @staticmethod
+    def _experiment_dir(config: Any) -> Path:
+        """lightning_logs/<name>: where this config's runs live."""
+        logger = config.trainer.logger
+        init_args = getattr(logger, "init_args", None)
+        if init_args is None or "TensorBoardLogger" not in str(getattr(logger, "class_path", "")):
+            raise UserInputError(
+                "--ckpt_path last/best needs trainer.logger to be a TensorBoardLogger (as in configs/*.yaml)"
+            )
+        return Path(init_args.save_dir) / (init_args.name or "")
+
+    # --- after fit: test the best checkpoint ----------------------------------------------
+    def after_fit(self) -> None:
+        if self.trainer.interrupted or self.trainer.fast_dev_run:
+            return
+        has_test = getattr(self.datamodule, "has_test_split", True)
+        if not has_test:
+            print("This data set has no test split: skipping the test of the best checkpoint.")
+            return
+        callback = self.trainer.checkpoint_callback
+        best = callback.best_model_path if callback is not None else ""
+        self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best or None, verbose=True)
+        log_dir = self.trainer.log_dir  # a collective call under DDP: every rank asks
+        if self.trainer.is_global_zero and log_dir is not None:
+            print(f"TensorBoard logs: {log_dir}  (tensorboard --logdir {Path(log_dir).parent.parent})")
+            if best:
+                print(f"Best checkpoint: {best}")

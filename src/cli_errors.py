@@ -1,0 +1,56 @@
+"""Turning the exceptions a user can cause into one line that names the problem."""
+
+import re
+from argparse import ArgumentError
+
+from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+from src.errors import UserInputError
+
+_STRUCTURE = (
+    "Parser key",
+    "Problem with given class_path",
+    "Does not validate against",
+    "Subtypes:",
+    "Errors:",
+    "Given value",
+    "Expected a <class 'NoneType'>",
+)
+
+
+def _causes(error: BaseException) -> list[BaseException]:
+    chain, seen = [], set()
+    while error is not None and id(error) not in seen:
+        chain.append(error)
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return chain
+
+
+def summarize_argument_error(text: str) -> str:
+    """'model.optimizer.lr: Not of type PositiveFloat: ...' from jsonargparse's nested report."""
+    lines = [line.strip().lstrip("- ") for line in text.splitlines() if line.strip()]
+    keys = [m.group(1) for line in lines if (m := re.match(r'Parser key "([^"]+)"', line))]
+    # A problem can follow its key on the same line: 'Parser key "config": File does not exist'.
+    lines = [re.sub(r'^Parser key "[^"]+":\s*', "", line) for line in lines]
+    problems = [line for line in lines if line and not line.startswith(_STRUCTURE)]
+    problem = problems[-1] if problems else lines[-1]
+    # Keys nest (model -> optimizer -> lr); a class path in between is not a key.
+    path = ".".join(dict.fromkeys(keys))
+    return f"{path}: {problem}" if path and not problem.startswith(path) else problem
+
+
+def user_message(error: BaseException, subcommand: str = "fit") -> str | None:
+    """The one-line message for a mistake the user can fix, or None for a real bug."""
+    causes = _causes(error)
+    for cause in causes:
+        if isinstance(cause, UserInputError):
+            return str(cause)
+    if isinstance(error, MisconfigurationException):
+        message = str(error).strip().splitlines()[0]
+        if "backend" in message or "not available" in message:
+            message += " Use --trainer.accelerator cpu (or auto) on this machine."
+        return message
+    if isinstance(error, ArgumentError) or any(isinstance(c, ArgumentError) for c in causes):
+        return f"{summarize_argument_error(str(error))} (see: python train.py {subcommand} --help)"
+    return None

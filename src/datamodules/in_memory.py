@@ -1,0 +1,57 @@
+"""The part every data module here shares: tensors per split, served by InMemoryLoader."""
+
+import torch
+from lightning.pytorch import LightningDataModule
+
+from src.datamodules.in_memory_loader import InMemoryLoader
+from src.errors import UserInputError
+
+Split = tuple[torch.Tensor, torch.Tensor]
+
+
+class InMemoryDataModule(LightningDataModule):
+    """A data module whose splits are (inputs, targets) tensor pairs held in memory.
+
+    Subclasses fill `self.splits` in `setup()` and set `input_shape` (and `num_classes` for
+    classification), which LightningCLI links into the model.
+
+    Args:
+        batch_size: samples per training batch; None trains on the whole split at once.
+        eval_batch_size: samples per validation/test batch; None means the whole split.
+        seed: seed of the data's generation, split and shuffling.
+    """
+
+    def __init__(self, batch_size: int | None, eval_batch_size: int | None, seed: int) -> None:
+        super().__init__()
+        for name, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
+            if value is not None and value < 1:
+                raise UserInputError(f"data.{name} must be >= 1 (or null for the whole split), got {value}")
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size
+        self.seed = seed
+        self.splits: dict[str, Split] = {}
+
+    def _loader(self, split: str, batch_size: int | None, shuffle: bool) -> InMemoryLoader:
+        if split not in self.splits:
+            raise UserInputError(f"{type(self).__name__} has no {split} split; call setup() first")
+        inputs, targets = self.splits[split]
+        if len(inputs) == 0:
+            raise UserInputError(f"the {split} split is empty: raise data.{split}_fraction above 0")
+        trainer = self.trainer
+        return InMemoryLoader(
+            (inputs, targets),
+            batch_size=batch_size or len(inputs),
+            shuffle=shuffle,
+            seed=self.seed,
+            rank=trainer.global_rank if trainer else 0,
+            world_size=trainer.world_size if trainer else 1,
+        )
+
+    def train_dataloader(self) -> InMemoryLoader:
+        return self._loader("train", self.batch_size, shuffle=True)
+
+    def val_dataloader(self) -> InMemoryLoader:
+        return self._loader("val", self.eval_batch_size, shuffle=False)
+
+    def test_dataloader(self) -> InMemoryLoader:
+        return self._loader("test", self.eval_batch_size, shuffle=False)

@@ -1,0 +1,144 @@
+"""One-target regression: a straight line, a noisy wave with a known true function, or a CSV."""
+
+from pathlib import Path
+from typing import Literal
+
+import torch
+
+from src.datamodules.csv_table import read_csv_table
+from src.datamodules.in_memory import InMemoryDataModule
+from src.datamodules.splits import check_fractions, split_indices
+from src.errors import UserInputError
+
+
+def wave_function(x: torch.Tensor) -> torch.Tensor:
+    """The wave's true function: y = x + 2 sin(x)."""
+    return x + 2 * torch.sin(x)
+
+
+class RegressionDataModule(InMemoryDataModule):
+    """Features and one target from one of three sources.
+
+    - `linear`: X = arange(0, 1, 0.02), y = weight * X + bias (0.7 and 0.3), no noise.
+    - `wave`: `n_samples` x drawn uniformly in [0, 20], y = x + 2 sin(x) plus Gaussian noise
+      whose standard deviation grows along x: noise * (1 + x / 10).
+    - `csv`: the numeric columns of `csv_path`.
+
+    Args:
+        source: which of the three sources above.
+        n_samples: number of wave points.
+        noise: noise scale of the wave (its standard deviation at x = 0).
+        weight: slope of the linear source.
+        bias: intercept of the linear source.
+        csv_path: CSV file with a header line (source `csv`).
+        feature_columns: CSV columns used as features; default: all but the target.
+        target_column: CSV column to predict; default: the last one.
+        standardize: scale features to zero mean and unit variance, fitted on the training split.
+        shuffle_split: draw the splits at random; False keeps the file/x order (the course's
+            linear example trains on the first 80% and tests on the last 20%).
+        val_fraction: share of the samples held out for validation.
+        test_fraction: share of the samples held out for testing.
+        batch_size: training batch size; None (default) trains on the whole split at once.
+        eval_batch_size: validation/test batch size; None is the whole split.
+        seed: seed of the wave's noise, the split and the shuffling.
+    """
+
+    def __init__(
+        self,
+        source: Literal["linear", "wave", "csv"] = "wave",
+        n_samples: int = 1000,
+        noise: float = 0.3,
+        weight: float = 0.7,
+        bias: float = 0.3,
+        csv_path: Path | None = None,
+        feature_columns: list[str] | None = None,
+        target_column: str | None = None,
+        standardize: bool = True,
+        shuffle_split: bool = True,
+        val_fraction: float = 0.1,
+        test_fraction: float = 0.2,
+        batch_size: int | None = None,
+        eval_batch_size: int | None = None,
+        seed: int = 42,
+    ) -> None:
+        super().__init__(batch_size, eval_batch_size, seed)
+        check_fractions(val_fraction, test_fraction)
+        if source == "csv" and csv_path is None:
+            raise UserInputError("data.source is csv but data.csv_path is not set: give the CSV file's path")
+        if n_samples < 10 or noise < 0:
+            raise UserInputError("data.n_samples must be >= 10 and data.noise >= 0")
+        self.source = source
+        self.n_samples = n_samples
+        self.noise = noise
+        self.weight = weight
+        self.bias = bias
+        self.csv_path = Path(csv_path) if csv_path is not None else None
+        self.feature_columns = feature_columns
+        self.target_column = target_column
+        self.standardize = standardize
+        self.shuffle_split = shuffle_split
+        self.val_fraction = val_fraction
+        self.test_fraction = test_fraction
+        self.raw_inputs: dict[str, torch.Tensor] = {}
+        self.feature_mean = torch.zeros(1)
+        self.feature_std = torch.ones(1)
+        self.feature_names = ["x"]
+        self.target_name = "y"
+        if source == "csv":  # the input size must be known before the model is built
+            x, _, self.feature_names, self.target_name = self._read_csv()
+            self.input_shape: tuple[int, ...] = (x.shape[1],)
+        else:
+            self.input_shape = (1,)
+
+    def _read_csv(self) -> tuple[torch.Tensor, torch.Tensor, list[str], str]:
+        assert self.csv_path is not None
+        return read_csv_table(self.csv_path, self.feature_columns, self.target_column)
+
+    def generate(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """All inputs (N x features) and targets (N x 1), float32, before standardisation."""
+        if self.source == "linear":
+            x = torch.arange(0, 1, 0.02).unsqueeze(1)
+            return x, self.weight * x + self.bias
+        if self.source == "wave":
+            generator = torch.Generator().manual_seed(self.seed)
+            x = 20 * torch.rand(self.n_samples, 1, generator=generator)
+            spread = self.noise * (1 + x / 10)
+            return x, wave_function(x) + spread * torch.randn(x.shape, generator=generator)
+        x, y, _, _ = self._read_csv()
+        return x, y
+
+    def true_targets(self, split: str) -> torch.Tensor:
+        """Noise-free targets of a split (linear and wave only), for the noise floor."""
+        x = self.raw_inputs[split]
+        if self.source == "linear":
+            return self.weight * x + self.bias
+        if self.source == "wave":
+            return wave_function(x)
+        raise UserInputError("a CSV source has no known true function")
+
+    def noise_floor(self, split: str = "test") -> float:
+        """MSE of the true function on a split: the best any model can expect there."""
+        targets = self.splits[split][1]
+        return torch.mean((self.true_targets(split) - targets) ** 2).item()
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits:
+            return
+        x, y = self.generate()
+        parts = split_indices(len(x), self.val_fraction, self.test_fraction, self.seed, self.shuffle_split)
+        self.raw_inputs = {name: x[index] for name, index in parts._asdict().items()}
+        if self.standardize:
+            train_x = self.raw_inputs["train"]
+            self.feature_mean = train_x.mean(dim=0)
+            self.feature_std = train_x.std(dim=0).clamp_min(1e-8) if len(train_x) > 1 else torch.ones(1)
+        self.splits = {
+            name: (self.transform(self.raw_inputs[name]), y[index]) for name, index in parts._asdict().items()
+        }
+
+    def transform(self, x: torch.Tensor) -> torch.Tensor:
+        """Apply the training split's standardisation (identity when it is off)."""
+        if not self.standardize:
+            return x
+        return (x - self.feature_mean) / self.feature_std
+
+

@@ -1,0 +1,53 @@
+"""Seeded train/validation/test index splits shared by every data module."""
+
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+from src.errors import UserInputError
+
+
+class SplitIndices(NamedTuple):
+    """Disjoint index tensors into one data set."""
+
+    train: torch.Tensor
+    val: torch.Tensor
+    test: torch.Tensor
+
+
+def check_fractions(val_fraction: float, test_fraction: float) -> None:
+    """Reject split fractions that leave no training data or are out of range."""
+    for name, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+        if not 0.0 <= value < 1.0:
+            raise UserInputError(f"data.{name} must be in [0, 1), got {value}")
+    if val_fraction + test_fraction >= 1.0:
+        raise UserInputError(
+            f"data.val_fraction + data.test_fraction must be < 1 to leave training data, "
+            f"got {val_fraction} + {test_fraction}"
+        )
+
+
+def split_indices(
+    num_items: int, val_fraction: float, test_fraction: float, seed: int, shuffle: bool = True
+) -> SplitIndices:
+    """Split `range(num_items)` into train, val and test parts.
+
+    Shuffled, the test part is the one scikit-learn's `train_test_split(test_size=
+    test_fraction, random_state=seed)` holds out (the classic course's split), and the
+    validation part is cut from the rest, so changing `val_fraction` never changes the test
+    set. Unshuffled, the order is train, val, test (test on the last samples).
+    """
+    check_fractions(val_fraction, test_fraction)
+    num_test = int(np.ceil(num_items * test_fraction))  # rounded up, as scikit-learn does
+    num_val = round(num_items * val_fraction)
+    num_train = num_items - num_test - num_val
+    if num_train < 1:
+        raise UserInputError(f"{num_items} samples leave no training data after the val/test splits")
+    if shuffle:
+        order = torch.from_numpy(np.random.RandomState(seed).permutation(num_items))
+        test, val, train = order[:num_test], order[num_test : num_test + num_val], order[num_test + num_val :]
+    else:
+        order = torch.arange(num_items)
+        train, val, test = order[:num_train], order[num_train : num_train + num_val], order[num_train + num_val :]
+    return SplitIndices(train=train, val=val, test=test)

@@ -1,0 +1,107 @@
+"""Classification: binary (one logit, BCE-with-logits) or multiclass (cross-entropy)."""
+
+import torch
+import torch.nn.functional as F
+from jsonargparse.typing import NonNegativeFloat
+from torchmetrics import Accuracy, F1Score, MetricCollection
+from torchmetrics.classification import MulticlassAccuracy
+
+from src.errors import UserInputError
+from src.modules.nets import MLP
+from src.modules.optimization import OptimizerConfig, SchedulerConfig
+from src.modules.task import TaskModule, NetFactory
+
+
+class ClassificationModule(TaskModule):
+    """A classifier with accuracy, macro F1 and per-class accuracy for train, val and test.
+
+    Args:
+        net: the network, built with (input size, outputs): one output for 2 classes,
+            `num_classes` otherwise.
+        input_shape: shape of one input; linked from the data module.
+        num_classes: number of classes; linked from the data module.
+        optimizer: optimizer and its settings.
+        scheduler: learning-rate schedule.
+        label_smoothing: share of the target mass spread over all classes.
+    """
+
+    best_metric = "acc"
+    best_mode = "max"
+
+    def __init__(
+        self,
+        net: NetFactory = MLP,
+        input_shape: tuple[int, ...] = (2,),
+        num_classes: int = 2,
+        optimizer: OptimizerConfig = OptimizerConfig(),
+        scheduler: SchedulerConfig = SchedulerConfig(),
+        label_smoothing: NonNegativeFloat = 0.0,
+    ) -> None:
+        if num_classes < 2:
+            raise UserInputError(f"a classifier needs num_classes >= 2, got {num_classes}")
+        if label_smoothing >= 1:
+            raise UserInputError(f"model.label_smoothing must be in [0, 1), got {label_smoothing}")
+        self.num_classes = num_classes
+        self.binary = num_classes == 2
+        self.label_smoothing = label_smoothing
+        super().__init__(net, input_shape[0], 1 if self.binary else num_classes, optimizer, scheduler)
+        self.save_hyperparameters()
+        self.val_class_acc = MulticlassAccuracy(num_classes, average=None, validate_args=False)
+        self.test_class_acc = MulticlassAccuracy(num_classes, average=None, validate_args=False)
+
+    def make_metrics(self) -> MetricCollection:
+        task = "binary" if self.binary else "multiclass"
+        return MetricCollection(
+            {
+                "acc": Accuracy(task=task, num_classes=self.num_classes, validate_args=False),
+                "f1": F1Score(task=task, num_classes=self.num_classes, average="macro", validate_args=False),
+            }
+        )
+
+    def compute_loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        if self.binary:
+            soft = targets.float() * (1 - self.label_smoothing) + 0.5 * self.label_smoothing
+            return F.binary_cross_entropy_with_logits(outputs.squeeze(1), soft)
+        return F.cross_entropy(outputs, targets, label_smoothing=self.label_smoothing)
+
+    def labels(self, outputs: torch.Tensor) -> torch.Tensor:
+        """Predicted class of each row of outputs."""
+        if self.binary:
+            return (outputs.squeeze(1) > 0).long()
+        return outputs.argmax(dim=1)
+
+    def probabilities(self, outputs: torch.Tensor) -> torch.Tensor:
+        """Class probabilities (N x num_classes), for both the binary and multiclass heads."""
+        if self.binary:
+            p = torch.sigmoid(outputs.float())
+            return torch.cat([1 - p, p], dim=1)
+        return torch.softmax(outputs.float(), dim=1)
+
+    def metric_inputs(self, outputs: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.labels(outputs), targets
+
+    def _step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> tuple[torch.Tensor, torch.Tensor]:
+        loss, outputs = super()._step(batch, stage)
+        if stage != "train":
+            getattr(self, f"{stage}_class_acc").update(self.labels(outputs.detach()), batch[1])
+        return loss, outputs
+
+    def _log_class_accuracy(self, stage: str) -> None:
+        metric = getattr(self, f"{stage}_class_acc")
+        values = metric.compute()
+        metric.reset()
+        self.log_dict({f"{stage}/acc_class_{index}": value for index, value in enumerate(values)})
+
+    def on_validation_epoch_end(self) -> None:
+        super().on_validation_epoch_end()
+        if self.trainer.sanity_checking:
+            self.val_class_acc.reset()
+            return
+        self._log_class_accuracy("val")
+
+    def on_test_epoch_end(self) -> None:
+        super().on_test_epoch_end()
+        self._log_class_accuracy("test")
+
+    def predict_step(self, batch: object, batch_idx: int) -> torch.Tensor:
+        return self.probabilities(super().predict_step(batch, batch_idx))

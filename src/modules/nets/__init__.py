@@ -1,0 +1,9 @@
+"""Plain `nn.Module` networks that know nothing of Lightning.
+
+Every net takes the input size (features or channels) and the number of outputs as its
+first two arguments, so a LightningModule can build it from the data module's shapes.
+"""
+
+from src.modules.nets.mlp import MLP
+
+__all__ = ["MLP"]

@@ -1,0 +1,153 @@
+"""Optimizer and learning-rate schedule choices, validated by type when the config is parsed."""
+
+from dataclasses import dataclass, fields
+from typing import Any, Literal
+
+import torch
+from jsonargparse.typing import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
+from torch.optim import lr_scheduler
+
+from src.errors import UserInputError
+
+
+class _PlainValues:
+    """Turns jsonargparse's validated number types back into int/float after checking.
+
+    Optimizer and scheduler states keep these values, and checkpoints must hold only
+    builtin types to load with `torch.load(weights_only=True)`.
+    """
+
+    def __post_init__(self) -> None:
+        for field in fields(self):  # type: ignore[arg-type]
+            value = getattr(self, field.name)
+            if isinstance(value, bool) or value is None:
+                continue
+            if isinstance(value, int):
+                setattr(self, field.name, int(value))
+            elif isinstance(value, float):
+                setattr(self, field.name, float(value))
+            elif isinstance(value, (tuple, list)):
+                setattr(self, field.name, tuple(float(v) for v in value))
+
+
+@dataclass
+class OptimizerConfig(_PlainValues):
+    """Which optimizer and its settings (`momentum`/`nesterov` apply to SGD, `betas` to Adam/AdamW)."""
+
+    name: Literal["sgd", "adam", "adamw"] = "adam"
+    lr: PositiveFloat = 1e-3
+    weight_decay: NonNegativeFloat = 0.0
+    momentum: NonNegativeFloat = 0.9
+    nesterov: bool = False
+    betas: tuple[float, float] = (0.9, 0.999)
+
+
+@dataclass
+class SchedulerConfig(_PlainValues):
+    """Which learning-rate schedule, counted in epochs (one-cycle is stepped every batch).
+
+    - `step`: multiply the LR by `gamma` every `step_size` epochs.
+    - `exponential`: multiply it by `gamma` every epoch; or, with `final_lr` set, derive gamma
+      so that the LR decays from the optimizer's `lr` to `final_lr` over the run's epochs.
+    - `cosine`: cosine annealing to `final_lr` (default 0) at the last epoch.
+    - `onecycle`: rise to the optimizer's `lr` over `pct_start` of all steps, then anneal.
+    - `plateau`: multiply by `factor` when `monitor` has not improved for `patience` epochs.
+    `warmup_epochs` > 0 ramps the LR up linearly before step, exponential or cosine.
+    """
+
+    name: Literal["none", "step", "exponential", "cosine", "onecycle", "plateau"] = "none"
+    warmup_epochs: NonNegativeInt = 0
+    step_size: PositiveInt = 10
+    gamma: PositiveFloat = 0.1
+    final_lr: NonNegativeFloat | None = None
+    pct_start: PositiveFloat = 0.25
+    div_factor: PositiveFloat = 25.0
+    final_div_factor: PositiveFloat = 1e4
+    monitor: str = "val/loss"
+    mode: Literal["min", "max"] = "min"
+    factor: PositiveFloat = 0.1
+    patience: NonNegativeInt = 10
+
+
+def build_optimizer(params: Any, config: OptimizerConfig) -> torch.optim.Optimizer:
+    """The optimizer named by `config` over `params`."""
+    if config.name == "sgd":
+        return torch.optim.SGD(
+            params,
+            lr=config.lr,
+            momentum=config.momentum,
+            nesterov=config.nesterov,
+            weight_decay=config.weight_decay,
+        )
+    optimizer_class = torch.optim.Adam if config.name == "adam" else torch.optim.AdamW
+    return optimizer_class(params, lr=config.lr, betas=config.betas, weight_decay=config.weight_decay)
+
+
+def build_scheduler(
+    optimizer: torch.optim.Optimizer,
+    config: SchedulerConfig,
+    max_epochs: int | None,
+    total_steps: int,
+) -> dict[str, Any] | None:
+    """A Lightning `lr_scheduler` dict for `config`, or None for a constant LR.
+
+    `max_epochs` and `total_steps` come from the Trainer; schedules that end at the run's
+    last epoch need `max_epochs`.
+    """
+    if config.name == "none":
+        if config.warmup_epochs:
+            return {"scheduler": _warmup(optimizer, config.warmup_epochs), "interval": "epoch"}
+        return None
+    if config.name == "onecycle":
+        if config.warmup_epochs:
+            raise UserInputError("scheduler onecycle has its own warm-up: set model.scheduler.warmup_epochs to 0")
+        base_lr = optimizer.param_groups[0]["lr"]
+        scheduler = lr_scheduler.OneCycleLR(
+            optimizer,
+            max_lr=base_lr,
+            total_steps=total_steps,
+            pct_start=config.pct_start,
+            div_factor=config.div_factor,
+            final_div_factor=config.final_div_factor,
+        )
+        return {"scheduler": scheduler, "interval": "step"}
+    if config.name == "plateau":
+        if config.warmup_epochs:
+            raise UserInputError("scheduler plateau cannot follow a warm-up: set model.scheduler.warmup_epochs to 0")
+        scheduler = lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode=config.mode, factor=config.factor, patience=config.patience
+        )
+        return {"scheduler": scheduler, "interval": "epoch", "monitor": config.monitor}
+
+    decay_epochs = None
+    if max_epochs is not None and max_epochs > 0:
+        decay_epochs = max_epochs - config.warmup_epochs
+        if decay_epochs < 1:
+            raise UserInputError(
+                f"model.scheduler.warmup_epochs ({config.warmup_epochs}) must be below trainer.max_epochs ({max_epochs})"
+            )
+    if config.name == "step":
+        main: lr_scheduler.LRScheduler = lr_scheduler.StepLR(optimizer, config.step_size, config.gamma)
+    elif config.name == "exponential":
+        gamma = config.gamma
+        if config.final_lr is not None:
+            if decay_epochs is None:
+                raise UserInputError("exponential decay to final_lr needs trainer.max_epochs to be set")
+            if config.final_lr <= 0:
+                raise UserInputError("model.scheduler.final_lr must be > 0 for exponential decay")
+            gamma = (config.final_lr / optimizer.param_groups[0]["lr"]) ** (1 / decay_epochs)
+        main = lr_scheduler.ExponentialLR(optimizer, gamma)
+    else:
+        if decay_epochs is None:
+            raise UserInputError("cosine annealing needs trainer.max_epochs to be set")
+        main = lr_scheduler.CosineAnnealingLR(optimizer, T_max=decay_epochs, eta_min=config.final_lr or 0.0)
+    if config.warmup_epochs:
+        warmup = _warmup(optimizer, config.warmup_epochs)
+        main = lr_scheduler.SequentialLR(optimizer, [warmup, main], milestones=[config.warmup_epochs])
+    return {"scheduler": main, "interval": "epoch"}
+
+
+def _warmup(optimizer: torch.optim.Optimizer, epochs: int) -> lr_scheduler.LRScheduler:
+    """Linear ramp from lr / (epochs + 1) up to lr over `epochs` epochs."""
+    return lr_scheduler.LinearLR(optimizer, start_factor=1 / (epochs + 1), total_iters=epochs)
+

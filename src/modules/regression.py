@@ -1,0 +1,42 @@
+"""Regression with a mean-squared-error loss and MSE, MAE and R2 metrics."""
+
+import torch
+import torch.nn.functional as F
+from torchmetrics import MeanAbsoluteError, MeanSquaredError, MetricCollection, R2Score
+
+from src.modules.nets import MLP
+from src.modules.optimization import OptimizerConfig, SchedulerConfig
+from src.modules.task import NetFactory, TaskModule
+
+
+class RegressionModule(TaskModule):
+    """A regressor of one or more targets, trained on MSE.
+
+    Args:
+        net: the network, built with (input size, 1).
+        input_shape: shape of one input; linked from the data module.
+        optimizer: optimizer and its settings.
+        scheduler: learning-rate schedule.
+    """
+
+    best_metric = "mse"
+    best_mode = "min"
+
+    def __init__(
+        self,
+        net: NetFactory = MLP,
+        input_shape: tuple[int, ...] = (1,),
+        optimizer: OptimizerConfig = OptimizerConfig(),
+        scheduler: SchedulerConfig = SchedulerConfig(),
+    ) -> None:
+        super().__init__(net, input_shape[0], 1, optimizer, scheduler)
+        self.save_hyperparameters()
+
+    def make_metrics(self) -> MetricCollection:
+        return MetricCollection({"mse": MeanSquaredError(), "mae": MeanAbsoluteError(), "r2": R2Score()})
+
+    def compute_loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return F.mse_loss(outputs, targets)
+
+    def metric_inputs(self, outputs: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return outputs.flatten().float(), targets.flatten().float()

@@ -1,0 +1,153 @@
+"""What the classification and regression modules share: steps, metrics per stage, optimizers."""
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from lightning.pytorch import LightningModule
+from torch import nn
+from torchmetrics import MaxMetric, MeanMetric, MetricCollection, MinMetric
+
+from src.errors import UserInputError
+from src.modules.optimization import OptimizerConfig, SchedulerConfig, build_optimizer, build_scheduler
+
+# Builds a net from (input features or channels, number of outputs); in a config this is a
+# class path such as src.modules.nets.MLP with its other arguments as init_args.
+NetFactory = Callable[[int, int], nn.Module]
+
+STAGES = ("train", "val", "test")
+
+
+class TaskModule(LightningModule):
+    """A plain `nn.Module` net plus its loss, torchmetrics per stage and optimizer/schedule.
+
+    Subclasses define the loss (`compute_loss`), how outputs become metric inputs
+    (`metric_inputs`), the metrics (`make_metrics`) and which validation metric is tracked
+    as the run's best (`best_metric`, `best_mode`).
+    """
+
+    best_metric: str = "loss"
+    best_mode: str = "min"
+
+    def __init__(
+        self,
+        net: NetFactory,
+        in_size: int,
+        num_outputs: int,
+        optimizer: OptimizerConfig,
+        scheduler: SchedulerConfig,
+    ) -> None:
+        super().__init__()
+        try:
+            self.net = net(in_size, num_outputs)
+        except (TypeError, ValueError) as error:
+            raise UserInputError(f"model.net could not be built: {error}") from error
+        self.optimizer_config = optimizer
+        self.scheduler_config = scheduler
+        metrics = self.make_metrics()
+        metrics.add_metrics({"loss": MeanMetric()})
+        self.train_metrics = metrics.clone(prefix="train/")
+        self.val_metrics = metrics.clone(prefix="val/")
+        self.test_metrics = metrics.clone(prefix="test/")
+        self.val_best = MaxMetric() if self.best_mode == "max" else MinMetric()
+
+    # --- what subclasses define -------------------------------------------------------
+    def make_metrics(self) -> MetricCollection:
+        raise NotImplementedError
+
+    def compute_loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def metric_inputs(self, outputs: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    # --- steps ------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def _step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> tuple[torch.Tensor, torch.Tensor]:
+        inputs, targets = batch
+        outputs = self(inputs)
+        loss = self.compute_loss(outputs, targets)
+        if stage != "train" or self._validates_this_epoch():  # train metrics are logged only then
+            self._update_metrics(stage, loss, outputs, targets)
+        if stage == "train" and self._logs_this_step():
+            self.log_dict({"train/loss_step": loss, "train/lr_step": self._learning_rate()}, on_step=True, on_epoch=False)
+        return loss, outputs
+
+    def _update_metrics(self, stage: str, loss: torch.Tensor, outputs: torch.Tensor, targets: torch.Tensor) -> None:
+        predictions, truths = self.metric_inputs(outputs.detach(), targets)
+        for name, metric in getattr(self, f"{stage}_metrics").items(keep_base=True):
+            if name == "loss":
+                metric.update(loss.detach(), weight=len(targets))
+            else:
+                metric.update(predictions, truths)
+
+    def _logs_this_step(self) -> bool:
+        """Whether the logger writes this step: `self.log` costs ~1 ms, too much to waste."""
+        every = self.trainer.log_every_n_steps
+        return every > 0 and (self.global_step + 1) % every == 0
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "train")[0]
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        self._step(batch, "val")
+
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        self._step(batch, "test")
+
+    def predict_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        inputs = batch[0] if isinstance(batch, (tuple, list)) else batch
+        return self(inputs)
+
+    # --- epoch ends: compute, log and reset ----------------------------------------------
+    def _learning_rate(self) -> float:
+        return self.trainer.optimizers[0].param_groups[0]["lr"] if self.trainer.optimizers else 0.0
+
+    def _log_epoch_metrics(self, stage: str) -> dict[str, torch.Tensor]:
+        metrics = getattr(self, f"{stage}_metrics")
+        values = metrics.compute()
+        metrics.reset()
+        logged = {**values, "train/lr": self._learning_rate()} if stage == "train" else values
+        self.log_dict(logged, prog_bar=stage != "train")
+        return values
+
+    def _validates_this_epoch(self) -> bool:
+        every = self.trainer.check_val_every_n_epoch or 1
+        last = self.trainer.max_epochs is not None and self.current_epoch + 1 >= self.trainer.max_epochs
+        return (self.current_epoch + 1) % every == 0 or last
+
+    def on_train_epoch_end(self) -> None:
+        # Logged on the epochs that validate, so train and val curves share their points and
+        # small full-batch tasks do not pay Lightning's logging cost every epoch.
+        if self._validates_this_epoch():
+            self._log_epoch_metrics("train")
+
+    def on_validation_epoch_end(self) -> None:
+        if self.trainer.sanity_checking:  # the sanity check's numbers are not a result
+            self.val_metrics.reset()
+            return
+        values = self._log_epoch_metrics("val")
+        self.val_best.update(values[f"val/{self.best_metric}"])
+        self.log(f"val/{self.best_metric}_best", self.val_best.compute(), prog_bar=True)
+
+    def on_test_epoch_end(self) -> None:
+        self._log_epoch_metrics("test")
+
+    # --- optimizer, schedule, hyperparameters -------------------------------------------
+    def configure_optimizers(self) -> Any:
+        optimizer = build_optimizer(self.parameters(), self.optimizer_config)
+        max_epochs = self.trainer.max_epochs if self.trainer.max_epochs not in (None, -1) else None
+        scheduler = build_scheduler(
+            optimizer, self.scheduler_config, max_epochs, int(self.trainer.estimated_stepping_batches)
+        )
+        if scheduler is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": scheduler}
+
+    def on_fit_start(self) -> None:
+        # Register the final metrics with the hparams so TensorBoard's HPARAMS tab compares runs.
+        if self.logger is not None:
+            summary = {f"val/{self.best_metric}_best": float("nan"), f"test/{self.best_metric}": float("nan")}
+            self.logger.log_hyperparams(self.hparams, summary)

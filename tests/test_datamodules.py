@@ -1,0 +1,136 @@
+"""Data modules: sizes, disjoint reproducible splits, dtypes, standardisation and bad input."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from sklearn.model_selection import train_test_split
+
+from src.datamodules import CirclesDataModule, RegressionDataModule
+from src.datamodules.splits import split_indices
+from src.errors import UserInputError
+
+
+def test_circles_splits_have_the_right_sizes_types_and_no_overlap() -> None:
+    dm = CirclesDataModule()
+    dm.setup()
+    sizes = {name: len(x) for name, (x, _) in dm.splits.items()}
+    assert sizes == {"train": 700, "val": 100, "test": 200}
+    x, y = dm.splits["train"]
+    assert x.dtype == torch.float32 and x.shape[1] == 2 and y.dtype == torch.long
+    assert set(y.unique().tolist()) == {0, 1}
+    rows = [set(map(tuple, dm.splits[s][0].tolist())) for s in ("train", "val", "test")]
+    assert not (rows[0] & rows[1]) and not (rows[0] & rows[2]) and not (rows[1] & rows[2])
+    assert (dm.input_shape, dm.num_classes) == ((2,), 2)
+
+
+def test_splits_are_reproducible_and_change_with_the_seed() -> None:
+    first, again, other = CirclesDataModule(), CirclesDataModule(), CirclesDataModule(seed=7)
+    for dm in (first, again, other):
+        dm.setup()
+    assert torch.equal(first.splits["test"][0], again.splits["test"][0])
+    assert not torch.equal(first.splits["test"][0], other.splits["test"][0])
+
+
+def test_test_split_is_the_course_split_and_ignores_the_val_fraction() -> None:
+    _, course_test = train_test_split(np.arange(1000), test_size=0.2, random_state=42)
+    for val_fraction in (0.0, 0.1, 0.3):
+        parts = split_indices(1000, val_fraction, 0.2, seed=42)
+        assert sorted(parts.test.tolist()) == sorted(course_test.tolist())
+        assert len(parts.train) + len(parts.val) + len(parts.test) == 1000
+
+
+def test_blobs_and_moons_generators() -> None:
+    blobs = CirclesDataModule(dataset="blobs", centers=4)
+    blobs.setup()
+    assert blobs.num_classes == 4 and set(blobs.splits["train"][1].unique().tolist()) == {0, 1, 2, 3}
+    moons = CirclesDataModule(dataset="moons", noise=0.1)
+    moons.setup()
+    assert moons.num_classes == 2 and moons.splits["train"][0].shape == (700, 2)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"test_fraction": 1.0}, "test_fraction must be in [0, 1)"),
+        ({"val_fraction": 0.5, "test_fraction": 0.5}, "must be < 1"),
+        ({"batch_size": 0}, "batch_size must be >= 1"),
+        ({"n_samples": 3}, "n_samples must be >= 10"),
+    ],
+)
+def test_circles_rejects_impossible_values(kwargs: dict, message: str) -> None:
+    with pytest.raises(UserInputError, match=message.replace("[", r"\[").replace(")", r"\)")):
+        CirclesDataModule(**kwargs)
+
+
+def test_linear_source_is_the_course_line_split_in_order() -> None:
+    dm = RegressionDataModule(source="linear", standardize=False, shuffle_split=False)
+    dm.setup()
+    x_train, y_train = dm.splits["train"]
+    x_test, _ = dm.splits["test"]
+    assert len(x_train) + len(dm.splits["val"][0]) + len(x_test) == 50
+    assert len(x_test) == 10 and x_test.min() > x_train.max()  # tested on the largest x
+    assert torch.allclose(y_train, 0.7 * x_train + 0.3)
+
+
+def test_wave_noise_grows_along_x_and_the_noise_floor_is_its_variance() -> None:
+    dm = RegressionDataModule(source="wave", n_samples=4000, noise=0.3, standardize=False)
+    dm.setup()
+    x, y = dm.splits["train"]
+    residual = y - dm.true_targets("train")
+    low, high = residual[x < 5].std().item(), residual[x > 15].std().item()
+    assert 0.3 < low < 0.5 and 0.7 < high < 0.95  # noise * (1 + x / 10)
+    expected = (0.3 * (1 + x / 10)).pow(2).mean().item()
+    assert dm.noise_floor("train") == pytest.approx(expected, rel=0.1)
+
+
+def test_standardisation_is_fitted_on_the_training_split_only() -> None:
+    dm = RegressionDataModule(source="wave")
+    dm.setup()
+    train_x = dm.splits["train"][0]
+    assert train_x.mean().abs() < 1e-5 and (train_x.std() - 1).abs() < 1e-5
+    raw_train = dm.raw_inputs["train"]
+    assert torch.allclose(dm.feature_mean, raw_train.mean(dim=0))
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def test_csv_source_reads_features_and_target(tmp_path: Path) -> None:
+    rows = "\n".join(f"{i},{2 * i},{3 * i + 1}" for i in range(20))
+    path = write(tmp_path / "data.csv", "a,b,price\n" + rows + "\n")
+    dm = RegressionDataModule(source="csv", csv_path=path, target_column="price", standardize=False)
+    dm.setup()
+    assert dm.input_shape == (2,) and dm.feature_names == ["a", "b"]
+    x, y = dm.splits["train"]
+    assert torch.allclose(y[:, 0], 3 * x[:, 0] + 1)
+
+
+@pytest.mark.parametrize(
+    ("content", "kwargs", "message"),
+    [
+        (None, {}, "CSV file not found"),
+        ("", {}, "no data rows"),
+        ("a,b\n", {}, "no data rows"),
+        ("a,b\n1,2\n", {"target_column": "price"}, "no column(s) ['price']"),
+        ("a,b\n1,x\n", {}, "line 2: column 'b' is not a number"),
+        ("a,b\n1,2,3\n", {}, "line 2: 3 fields, expected 2"),
+    ],
+)
+def test_csv_source_rejects_bad_files_with_a_clear_message(
+    tmp_path: Path, content: str | None, kwargs: dict, message: str
+) -> None:
+    path = tmp_path / "data.csv"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(UserInputError) as error:
+        RegressionDataModule(source="csv", csv_path=path, **kwargs)
+    assert message in str(error.value)
+
+
+def test_csv_source_needs_a_path() -> None:
+    with pytest.raises(UserInputError, match="csv_path is not set"):
+        RegressionDataModule(source="csv")

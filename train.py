@@ -1,0 +1,24 @@
+"""Train, validate, test or predict any task: `python train.py fit --config configs/circles.yaml`."""
+
+import sys
+
+from src.cli import TemplateCLI
+from src.cli_errors import user_message
+
+
+def main(args: list[str] | None = None) -> None:
+    """Run the CLI; mistakes a user can fix end with one line on stderr and exit status 2."""
+    try:
+        TemplateCLI(args=args)
+    except Exception as error:
+        given = args if args is not None else sys.argv[1:]
+        subcommand = next((a for a in given if a in ("fit", "validate", "test", "predict")), "fit")
+        message = user_message(error, subcommand)
+        if message is None:
+            raise  # a bug, not a user mistake: keep the traceback
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
