@@ -2,6 +2,7 @@
 
 import sys
 
+from src.callbacks import TrainingInterrupted
 from src.cli import TemplateCLI
 from src.cli_errors import user_message
 
@@ -10,6 +11,9 @@ def main(args: list[str] | None = None) -> None:
     """Run the CLI; mistakes a user can fix end with one line on stderr and exit status 2."""
     try:
         TemplateCLI(args=args)
+    except TrainingInterrupted as stop:
+        print(f"stopped: {stop}", file=sys.stderr)
+        sys.exit(128 + stop.signum)  # 143 for SIGTERM, 130 for Ctrl-C, as shells report them
     except Exception as error:
         given = args if args is not None else sys.argv[1:]
         subcommand = next((a for a in given if a in ("fit", "validate", "test", "predict")), "fit")

@@ -7,7 +7,8 @@ from typing import Any
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
 from src.errors import UserInputError
-from src.callbacks import RunCheckpoint
+from src.callbacks import RngState, RunCheckpoint, TrainingInterrupted
+from src.checkpoint_io import AtomicCheckpointIO
 from src.checkpoints import best_checkpoint, check_checkpoint, latest_resumable_run
 
 
@@ -98,8 +99,21 @@ class TemplateCLI(LightningCLI):
             )
         return Path(init_args.save_dir) / (init_args.name or "")
 
+    def instantiate_trainer(self, **kwargs: Any) -> Any:
+        """Every Trainer writes checkpoints atomically with sha256 records and carries RNG states."""
+        config = self._get(self.config_init, "trainer", default={})
+        plugins = config.get("plugins") or []
+        plugins = plugins if isinstance(plugins, list) else [plugins]
+        kwargs.setdefault("plugins", [*plugins, AtomicCheckpointIO()])
+        trainer = super().instantiate_trainer(**kwargs)
+        trainer.callbacks.append(RngState())
+        return trainer
+
     # --- after fit: test the best checkpoint ----------------------------------------------
     def after_fit(self) -> None:
+        callback = self.trainer.checkpoint_callback
+        if isinstance(callback, RunCheckpoint) and callback.stop_signal is not None:
+            raise TrainingInterrupted(callback.stop_signal, callback.last_model_path)
         if self.trainer.interrupted or self.trainer.fast_dev_run:
             return
         has_test = getattr(self.datamodule, "has_test_split", True)

@@ -1,5 +1,6 @@
 """Turning the exceptions a user can cause into one line that names the problem."""
 
+import errno
 import re
 from argparse import ArgumentError
 
@@ -16,6 +17,9 @@ _STRUCTURE = (
     "Given value",
     "Expected a <class 'NoneType'>",
 )
+
+
+_DISK_ERRORS = {errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EROFS, errno.ENOTDIR, errno.EEXIST, errno.EDQUOT}
 
 
 def _causes(error: BaseException) -> list[BaseException]:
@@ -46,6 +50,13 @@ def user_message(error: BaseException, subcommand: str = "fit") -> str | None:
     for cause in causes:
         if isinstance(cause, UserInputError):
             return str(cause)
+    for cause in causes:
+        if isinstance(cause, OSError) and cause.errno in _DISK_ERRORS:
+            where = cause.filename or "the log folder"
+            return (
+                f"cannot write {where}: {cause.strerror}. Existing checkpoints are untouched; free space or "
+                "choose another folder with --trainer.logger.init_args.save_dir"
+            )
     if isinstance(error, MisconfigurationException):
         message = str(error).strip().splitlines()[0]
         if "backend" in message or "not available" in message:

@@ -7,3 +7,7 @@ class UserInputError(Exception):
     The message must name the problem and the fix; train.py prints it without a traceback
     and exits with status 2.
     """
+
+
+class TrainingDivergedError(UserInputError):
+    """The training loss became NaN or infinite; raised before the optimizer step uses it."""

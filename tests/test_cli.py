@@ -19,8 +19,9 @@ def scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
 def test_circles_fit_trains_tests_the_best_checkpoint_and_logs_everything(in_tmp: Path) -> None:
     assert run_cli("fit", "--config", config("circles"), "--trainer.max_epochs", "50", *QUIET) == 0
     run = in_tmp / "lightning_logs" / "circles" / "version_0"
-    checkpoints = sorted(p.name for p in (run / "checkpoints").iterdir())
+    checkpoints = sorted(p.name for p in (run / "checkpoints").glob("*.ckpt"))
     assert "last.ckpt" in checkpoints and any(name.startswith("epoch=") for name in checkpoints)
+    assert all((run / "checkpoints" / f"{name}.sha256").is_file() for name in checkpoints)
     assert (run / "config.yaml").is_file()
     curves = scalars(run)
     assert curves["test/acc"][-1][1] >= 0.97

@@ -1,5 +1,6 @@
 """Callbacks the template adds to the Trainer."""
 
-from src.callbacks.run_checkpoint import RunCheckpoint
+from src.callbacks.rng_state import RngState
+from src.callbacks.run_checkpoint import RunCheckpoint, TrainingInterrupted
 
-__all__ = ["RunCheckpoint"]
+__all__ = ["RngState", "RunCheckpoint", "TrainingInterrupted"]

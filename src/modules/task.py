@@ -8,7 +8,7 @@ from lightning.pytorch import LightningModule
 from torch import nn
 from torchmetrics import MaxMetric, MeanMetric, MetricCollection, MinMetric
 
-from src.errors import UserInputError
+from src.errors import TrainingDivergedError, UserInputError
 from src.modules.optimization import OptimizerConfig, SchedulerConfig, build_optimizer, build_scheduler
 
 # Builds a net from (input features or channels, number of outputs); in a config this is a
@@ -89,7 +89,14 @@ class TaskModule(LightningModule):
         return every > 0 and (self.global_step + 1) % every == 0
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        return self._step(batch, "train")[0]
+        loss = self._step(batch, "train")[0]
+        if not torch.isfinite(loss):  # stop before the optimizer turns the weights into NaN
+            raise TrainingDivergedError(
+                f"the training loss became {loss.item()} at epoch {self.current_epoch}, step {self.global_step}; "
+                "training stopped before updating the weights and the last good checkpoint is kept. "
+                "Lower model.optimizer.lr or clip gradients (--trainer.gradient_clip_val 1.0)"
+            )
+        return loss
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         self._step(batch, "val")

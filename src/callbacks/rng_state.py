@@ -1,0 +1,50 @@
+"""Saving and restoring the random number generators with every checkpoint."""
+
+import random
+from typing import Any
+
+import numpy as np
+import torch
+from lightning.pytorch import Callback
+
+
+class RngState(Callback):
+    """Puts the torch (CPU and CUDA), NumPy and Python RNG states into checkpoints.
+
+    Lightning's checkpoints hold no RNG state, so dropout masks and random augmentation
+    after a resume would differ from an uninterrupted run. States are stored as tensors
+    and plain Python values, so checkpoints still load with `torch.load(weights_only=True)`.
+    """
+
+    def state_dict(self) -> dict[str, Any]:
+        kind, keys, position, has_gauss, cached_gauss = np.random.get_state()
+        version, python_state, gauss = random.getstate()
+        return {
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else [],
+            "numpy": {
+                "kind": str(kind),
+                "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+                "position": int(position),
+                "has_gauss": int(has_gauss),
+                "cached_gauss": float(cached_gauss),
+            },
+            "python": {"version": int(version), "state": list(python_state), "gauss": gauss},
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        torch.set_rng_state(state_dict["torch"])
+        if state_dict["cuda"] and torch.cuda.is_available() and len(state_dict["cuda"]) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(state_dict["cuda"])
+        numpy_state = state_dict["numpy"]
+        np.random.set_state(
+            (
+                numpy_state["kind"],
+                numpy_state["keys"].numpy().astype(np.uint32),
+                numpy_state["position"],
+                numpy_state["has_gauss"],
+                numpy_state["cached_gauss"],
+            )
+        )
+        python_state = state_dict["python"]
+        random.setstate((python_state["version"], tuple(python_state["state"]), python_state["gauss"]))

@@ -1,0 +1,145 @@
+"""Checkpoint files that survive kill -9 and prove their integrity.
+
+Each save serialises to memory, refuses non-finite weights, writes a temp file beside the
+target, fsyncs it and renames it into place (atomic on one filesystem), so a kill at any
+moment leaves either the old or the new file. Its sha256 goes to `<name>.sha256` before
+the rename; that record keeps the previous hash too, so the file is valid whichever side
+of the rename a kill lands. Loading checks the hash and always uses `weights_only=True`.
+"""
+
+import hashlib
+import io
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+
+from src.errors import UserInputError
+
+TEMP_MARK = ".tmp-"
+
+
+class NonFiniteWeightsError(UserInputError):
+    """A checkpoint would have stored NaN or infinite weights."""
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def record_path(path: Path) -> Path:
+    return path.with_name(path.name + ".sha256")
+
+
+def recorded_hashes(path: Path) -> list[str]:
+    record = record_path(path)
+    return record.read_text().split() if record.is_file() else []
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    temp = path.with_name(f".{path.name}{TEMP_MARK}{os.getpid()}")
+    try:
+        with temp.open("wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+    finally:
+        temp.unlink(missing_ok=True)
+
+
+def _fsync_dir(folder: Path) -> None:
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def remove_stale_temp_files(folder: Path) -> list[Path]:
+    """Delete temp files left in `folder` by processes that no longer run."""
+    removed = []
+    if not folder.is_dir():
+        return removed
+    for temp in folder.glob(f".*{TEMP_MARK}*"):
+        pid = temp.name.rsplit(TEMP_MARK, 1)[-1]
+        if pid.isdigit() and int(pid) != os.getpid() and _process_alive(int(pid)):
+            continue
+        temp.unlink(missing_ok=True)
+        removed.append(temp)
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def verify_checkpoint(path: Path) -> None:
+    """Raise a clear error unless `path`'s content matches its recorded sha256."""
+    hashes = recorded_hashes(path)
+    if not hashes:
+        return  # a checkpoint from elsewhere: nothing recorded to check against
+    if sha256_of(path) not in hashes:
+        raise UserInputError(
+            f"checkpoint {path} is damaged: its sha256 does not match the one recorded when it was written "
+            f"({record_path(path).name}); {_previous_good(path)}"
+        )
+
+
+def _previous_good(path: Path) -> str:
+    """Name other checkpoints beside `path` that still verify, newest first."""
+    good = []
+    for other in sorted(path.parent.glob("*.ckpt"), key=lambda p: p.stat().st_mtime, reverse=True):
+        if other != path and (not recorded_hashes(other) or sha256_of(other) in recorded_hashes(other)):
+            good.append(str(other))
+    return f"the previous good checkpoint is {good[0]}" if good else "no other good checkpoint is beside it"
+
+
+def _check_finite(checkpoint: dict[str, Any]) -> None:
+    for name, tensor in checkpoint.get("state_dict", {}).items():
+        if torch.is_tensor(tensor) and tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise NonFiniteWeightsError(
+                f"refusing to save a checkpoint with non-finite weights ({name}); the last good checkpoint is kept"
+            )
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """TorchCheckpointIO with atomic writes, sha256 records and verified weights-only loads."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
+        _check_finite(checkpoint)
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        buffer = io.BytesIO()
+        torch.save(checkpoint, buffer)
+        data = buffer.getvalue()
+        digest = hashlib.sha256(data).hexdigest()
+        previous = [sha256_of(target)] if target.is_file() else []  # the file a kill would leave
+        _write_atomically(record_path(target), "\n".join([digest, *previous]).encode() + b"\n")
+        _write_atomically(target, data)
+        _fsync_dir(target.parent)
+
+    def load_checkpoint(
+        self, path: Any, map_location: Callable | None = lambda storage, loc: storage, weights_only: bool | None = None
+    ) -> dict[str, Any]:
+        target = Path(path)
+        if not target.is_file():
+            raise UserInputError(f"checkpoint not found: {target}")
+        verify_checkpoint(target)
+        return torch.load(target, map_location=map_location, weights_only=True)
+
+    def remove_checkpoint(self, path: Any) -> None:
+        super().remove_checkpoint(path)
+        record_path(Path(path)).unlink(missing_ok=True)
