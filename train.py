@@ -1,6 +1,9 @@
 """Train, validate, test or predict any task: `python train.py fit --config configs/circles.yaml`."""
 
+import signal
 import sys
+
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from src.callbacks import TrainingInterrupted
 from src.cli import TemplateCLI
@@ -14,6 +17,10 @@ def main(args: list[str] | None = None) -> None:
     except TrainingInterrupted as stop:
         print(f"stopped: {stop}", file=sys.stderr)
         sys.exit(128 + stop.signum)  # 143 for SIGTERM, 130 for Ctrl-C, as shells report them
+    except SIGTERMException as stop:  # Lightning's SIGTERM stop would otherwise exit with 0
+        saved = getattr(stop, "checkpoint", None)
+        print(f"stopped: {TrainingInterrupted(signal.SIGTERM, saved or 'last.ckpt')}", file=sys.stderr)
+        sys.exit(128 + signal.SIGTERM)
     except Exception as error:
         given = args if args is not None else sys.argv[1:]
         subcommand = next((a for a in given if a in ("fit", "validate", "test", "predict")), "fit")

@@ -30,7 +30,8 @@ class RunCheckpoint(ModelCheckpoint):
     - `last_every_n_steps` also rewrites last.ckpt every N training steps, mid-epoch
       included, without turning off the end-of-epoch saves (as `every_n_train_steps` does).
     - SIGTERM and Ctrl-C (SIGINT) let the current batch finish, save last.ckpt at that
-      step and stop training with `TrainingInterrupted`; a second Ctrl-C stops at once.
+      step and stop training with `TrainingInterrupted` at the next hook (after that step's
+      metrics are logged); a second Ctrl-C stops at once.
 
     Args:
         last_every_n_steps: also save last.ckpt every this many training steps (None: off).
@@ -74,8 +75,25 @@ class RunCheckpoint(ModelCheckpoint):
         every = self.last_every_n_steps
         if self.stop_signal is not None or (every and trainer.global_step % every == 0):
             self._refresh_last(trainer)
+
+    # Stop at the first hook after the signal's step was saved and its metrics logged.
+    def _stop_if_requested(self) -> None:
         if self.stop_signal is not None:
             raise TrainingInterrupted(self.stop_signal, self.last_model_path)
+
+    def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
+        # Lightning's own SIGTERM stop (a SystemExit with status 0) comes right after the step
+        # saved above; tell train.py where, so it can report it and exit with 143.
+        if self.stop_signal is not None and isinstance(exception, SystemExit):
+            exception.checkpoint = self.last_model_path  # type: ignore[attr-defined]
+        super().on_exception(trainer, pl_module, exception)
+
+    def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, *args: Any, **kwargs: Any) -> None:
+        self._stop_if_requested()
+
+    def on_validation_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self._stop_if_requested()
 
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         super().on_validation_end(trainer, pl_module)
@@ -83,6 +101,7 @@ class RunCheckpoint(ModelCheckpoint):
             self._refresh_last(trainer)
 
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._stop_if_requested()
         super().on_train_epoch_end(trainer, pl_module)
         if self._should_save_on_train_epoch_end(trainer):
             self._refresh_last(trainer)

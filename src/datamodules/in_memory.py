@@ -1,12 +1,21 @@
 """The part every data module here shares: tensors per split, served by InMemoryLoader."""
 
 import torch
-from lightning.pytorch import LightningDataModule
+from lightning.pytorch import LightningDataModule, Trainer
 
-from src.datamodules.in_memory_loader import InMemoryLoader
+from src.datamodules.in_memory_loader import InMemoryLoader, Position
 from src.errors import UserInputError
 
 Split = tuple[torch.Tensor, torch.Tensor]
+
+
+def training_position(trainer: Trainer) -> Position:
+    """The Trainer's epoch and the batches of it already trained (restored from checkpoints)."""
+
+    def position() -> tuple[int, int]:
+        return trainer.current_epoch, trainer.fit_loop.epoch_loop.batch_progress.current.completed
+
+    return position
 
 
 class InMemoryDataModule(LightningDataModule):
@@ -45,6 +54,7 @@ class InMemoryDataModule(LightningDataModule):
             seed=self.seed,
             rank=trainer.global_rank if trainer else 0,
             world_size=trainer.world_size if trainer else 1,
+            position=training_position(trainer) if trainer is not None and split == "train" else None,
         )
 
     def train_dataloader(self) -> InMemoryLoader:

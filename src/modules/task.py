@@ -155,6 +155,8 @@ class TaskModule(LightningModule):
 
     def on_fit_start(self) -> None:
         # Register the final metrics with the hparams so TensorBoard's HPARAMS tab compares runs.
-        if self.logger is not None:
+        # Only on a fresh run: values at step 0 in a resumed run would make TensorBoard drop
+        # the run's later points as orphaned.
+        if self.logger is not None and self.trainer.ckpt_path is None:
             summary = {f"val/{self.best_metric}_best": float("nan"), f"test/{self.best_metric}": float("nan")}
             self.logger.log_hyperparams(self.hparams, summary)
