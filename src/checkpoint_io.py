@@ -94,11 +94,11 @@ def verify_checkpoint(path: Path) -> None:
     if sha256_of(path) not in hashes:
         raise UserInputError(
             f"checkpoint {path} is damaged: its sha256 does not match the one recorded when it was written "
-            f"({record_path(path).name}); {_previous_good(path)}"
+            f"({record_path(path).name}); {previous_good(path)}"
         )
 
 
-def _previous_good(path: Path) -> str:
+def previous_good(path: Path) -> str:
     """Name other checkpoints beside `path` that still verify, newest first."""
     good = []
     for other in sorted(path.parent.glob("*.ckpt"), key=lambda p: p.stat().st_mtime, reverse=True):

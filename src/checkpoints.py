@@ -5,6 +5,7 @@ from pathlib import Path
 
 import torch
 
+from src.checkpoint_io import previous_good, verify_checkpoint
 from src.errors import UserInputError
 
 _VERSION = re.compile(r"version_(\d+)$")
@@ -44,22 +45,15 @@ def best_checkpoint(version_dir: Path) -> Path:
 
 
 def check_checkpoint(path: Path) -> None:
-    """Fail clearly unless `path` is a readable Lightning checkpoint (weights-only loadable)."""
+    """Fail clearly unless `path` is an intact Lightning checkpoint (weights-only loadable)."""
     if not path.is_file():
         raise UserInputError(f"--ckpt_path {path}: no such file (give a .ckpt file, 'last' or 'best')")
+    verify_checkpoint(path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many types for a damaged or foreign file
         detail = str(error).strip().splitlines()[0][:100] if str(error).strip() else ""
         reason = f"{type(error).__name__}: {detail}" if detail else type(error).__name__
-        raise UserInputError(f"{path} is not a readable checkpoint ({reason}); {_alternatives(path)}") from None
+        raise UserInputError(f"{path} is not a readable checkpoint ({reason}); {previous_good(path)}") from None
     if not isinstance(state, dict) or "state_dict" not in state:
-        raise UserInputError(f"{path} is not a Lightning checkpoint (it has no state_dict); {_alternatives(path)}")
-
-
-def _alternatives(path: Path) -> str:
-    """A hint naming the other checkpoints beside a bad one."""
-    others = sorted(p.name for p in path.parent.glob("*.ckpt") if p != path) if path.parent.is_dir() else []
-    if others:
-        return f"other checkpoints in {path.parent}: {', '.join(others)}"
-    return "give another checkpoint"
+        raise UserInputError(f"{path} is not a Lightning checkpoint (it has no state_dict); {previous_good(path)}")

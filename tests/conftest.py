@@ -29,10 +29,14 @@ def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def run_cli(*args: str) -> int:
     """Run train.py's main in this process; return its exit status (0 when it returns)."""
+    saved_argv = sys.argv
+    sys.argv = ["train.py"]  # pytest's own arguments are not the CLI's
     try:
         train.main([*args])
     except SystemExit as exit_:
         return int(exit_.code or 0)
+    finally:
+        sys.argv = saved_argv
     return 0
 
 

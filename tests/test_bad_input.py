@@ -1,0 +1,81 @@
+"""Bad input, as a table: each ends with one line that says what to fix, exit 2, no traceback."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import QUIET, config, run_cli
+
+CIRCLES = ["fit", "--config", config("circles"), "--trainer.max_epochs", "1", *QUIET]
+REGRESSION = ["fit", "--config", config("regression"), "--trainer.max_epochs", "1", *QUIET]
+
+
+def write_files(folder: Path) -> None:
+    (folder / "empty.csv").write_text("")
+    (folder / "cols.csv").write_text("a,b\n1,2\n3,4\n")
+    (folder / "text.csv").write_text("a,b\n1,2\n3,four\n")
+    (folder / "notes.ckpt").write_text("not a checkpoint")
+    torch.save({"weights": torch.ones(2)}, folder / "foreign.ckpt")
+    (folder / "a_folder").mkdir()
+
+
+CASES = [
+    # configs and CLI values
+    (["--trainer.max_epochz", "3"], "unrecognized arguments: --trainer.max_epochz"),
+    (["--trainer.max_epochs", "ten"], "trainer.max_epochs"),
+    (["--model.optimizer.lr", "-0.1"], "model.optimizer.lr"),
+    (["--model.optimizer.lr", "0"], "model.optimizer.lr"),
+    (["--model.optimizer.name", "adagrad"], "model.optimizer.name"),
+    (["--model.scheduler.name", "cyclic"], "model.scheduler.name"),
+    (["--model.net.init_args.activation", "swish"], "activation"),
+    (["--model.net.init_args.hidden_sizes", "[0]"], "hidden_sizes must all be >= 1"),
+    (["--model.net.init_args.dropout", "1.5"], "dropout must be in [0, 1)"),
+    (["--model.label_smoothing", "1.0"], "label_smoothing must be in [0, 1)"),
+    (["--data.batch_size", "0"], "data.batch_size must be >= 1"),
+    (["--data.test_fraction", "1.0"], "data.test_fraction must be in [0, 1)"),
+    (["--data.val_fraction", "0.5", "--data.test_fraction", "0.5"], "must be < 1 to leave training data"),
+    (["--data.n_samples", "3"], "data.n_samples must be >= 10"),
+    (["--data.dataset", "spirals"], "data.dataset"),
+    (["--config", "missing.yaml"], "File does not exist"),
+    (["--trainer.precision", "8-bogus"], "precision"),
+    # impossible flag combinations
+    (["--trainer.accelerator", "gpu"], "Use --trainer.accelerator cpu"),
+    (["--model.scheduler.name", "onecycle", "--model.scheduler.warmup_epochs", "2"], "its own warm-up"),
+    (["--model.scheduler.name", "cosine", "--model.scheduler.warmup_epochs", "5"], "must be below trainer.max_epochs"),
+    (["--model.scheduler.name", "exponential", "--model.scheduler.final_lr", "0"], "final_lr must be > 0"),
+    # checkpoints
+    (["--ckpt_path", "last"], "nothing to resume"),
+    (["--ckpt_path", "best"], "nothing to resume"),
+    (["--ckpt_path", "nowhere.ckpt"], "no such file"),
+    (["--ckpt_path", "notes.ckpt"], "is not a readable checkpoint"),
+    (["--ckpt_path", "foreign.ckpt"], "is not a Lightning checkpoint"),
+    # data files
+    (["REGRESSION", "--data.source", "csv"], "csv_path is not set"),
+    (["REGRESSION", "--data.source", "csv", "--data.csv_path", "missing.csv"], "CSV file not found"),
+    (["REGRESSION", "--data.source", "csv", "--data.csv_path", "a_folder"], "CSV file not found"),
+    (["REGRESSION", "--data.source", "csv", "--data.csv_path", "empty.csv"], "has no data rows"),
+    (["REGRESSION", "--data.source", "csv", "--data.csv_path", "cols.csv", "--data.target_column", "y"],
+     "no column(s) ['y']"),
+    (["REGRESSION", "--data.source", "csv", "--data.csv_path", "text.csv"], "column 'b' is not a number"),
+]
+
+
+@pytest.mark.parametrize(("extra", "message"), CASES, ids=[message for _, message in CASES])
+def test_bad_input_gives_one_clear_line(
+    in_tmp: Path, capsys: pytest.CaptureFixture, extra: list[str], message: str
+) -> None:
+    write_files(in_tmp)
+    base = CIRCLES
+    if extra and extra[0] == "REGRESSION":
+        base, extra = REGRESSION, extra[1:]
+    capsys.readouterr()
+    assert run_cli(*base, *extra) == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert "Traceback" not in "\n".join(lines)
+    assert lines[-1].startswith("error: ") and message in lines[-1], lines[-1]
+    assert not list(in_tmp.glob("lightning_logs/*/version_*/checkpoints/*.ckpt"))
+
+
+def test_the_table_is_at_least_25_rows() -> None:
+    assert len(CASES) >= 25
