@@ -16,9 +16,9 @@ from typing import Any, Callable
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
+from src.atomic_files import TEMP_MARK, write_atomically
 from src.errors import UserInputError
 
-TEMP_MARK = ".tmp-"
 
 
 class NonFiniteWeightsError(UserInputError):
@@ -40,18 +40,6 @@ def record_path(path: Path) -> Path:
 def recorded_hashes(path: Path) -> list[str]:
     record = record_path(path)
     return record.read_text().split() if record.is_file() else []
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    temp = path.with_name(f".{path.name}{TEMP_MARK}{os.getpid()}")
-    try:
-        with temp.open("wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    finally:
-        temp.unlink(missing_ok=True)
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -127,8 +115,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         data = buffer.getvalue()
         digest = hashlib.sha256(data).hexdigest()
         previous = [sha256_of(target)] if target.is_file() else []  # the file a kill would leave
-        _write_atomically(record_path(target), "\n".join([digest, *previous]).encode() + b"\n")
-        _write_atomically(target, data)
+        write_atomically(record_path(target), "\n".join([digest, *previous]).encode() + b"\n")
+        write_atomically(target, data)
         _fsync_dir(target.parent)
 
     def load_checkpoint(

@@ -1,5 +1,6 @@
 """The command line: LightningCLI with checkpointing, data-to-model shape links and resuming."""
 
+import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -7,7 +8,7 @@ from typing import Any
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
 from src.errors import UserInputError
-from src.callbacks import RngState, RunCheckpoint, TrainingInterrupted
+from src.callbacks import EpochLines, RngState, RunCheckpoint, TrainingInterrupted
 from src.checkpoint_io import AtomicCheckpointIO
 from src.checkpoints import best_checkpoint, check_checkpoint, latest_resumable_run
 
@@ -38,6 +39,8 @@ class TemplateCLI(LightningCLI):
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("save_config_callback", SaveRunConfig)
         kwargs.setdefault("auto_configure_optimizers", False)
+        # A progress bar in a terminal; in logs and CI, one line per validation instead.
+        kwargs.setdefault("trainer_defaults", {"enable_progress_bar": sys.stdout.isatty()})
         # Parse errors are raised, not printed, so train.py can reduce them to one line.
         kwargs.setdefault("parser_kwargs", {"parser_mode": "yaml", "exit_on_error": False})
         super().__init__(**kwargs)
@@ -107,6 +110,8 @@ class TemplateCLI(LightningCLI):
         kwargs.setdefault("plugins", [*plugins, AtomicCheckpointIO()])
         trainer = super().instantiate_trainer(**kwargs)
         trainer.callbacks.append(RngState())
+        if trainer.progress_bar_callback is None:
+            trainer.callbacks.append(EpochLines())
         return trainer
 
     # --- after fit: test the best checkpoint ----------------------------------------------

@@ -3,6 +3,7 @@
 import torch
 import torch.nn.functional as F
 from jsonargparse.typing import NonNegativeFloat
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torchmetrics import Accuracy, F1Score, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
@@ -23,6 +24,9 @@ class ClassificationModule(TaskModule):
         optimizer: optimizer and its settings.
         scheduler: learning-rate schedule.
         label_smoothing: share of the target mass spread over all classes.
+        ema_decay: keep an exponential moving average of the weights (and BatchNorm
+            statistics) with this decay per step, and evaluate and predict with it; None: off.
+        tta_flip: evaluate images as the mean of the logits of the image and its mirror.
     """
 
     best_metric = "acc"
@@ -36,6 +40,8 @@ class ClassificationModule(TaskModule):
         optimizer: OptimizerConfig = OptimizerConfig(),
         scheduler: SchedulerConfig = SchedulerConfig(),
         label_smoothing: NonNegativeFloat = 0.0,
+        ema_decay: float | None = None,
+        tta_flip: bool = False,
     ) -> None:
         if num_classes < 2:
             raise UserInputError(f"a classifier needs num_classes >= 2, got {num_classes}")
@@ -44,10 +50,29 @@ class ClassificationModule(TaskModule):
         self.num_classes = num_classes
         self.binary = num_classes == 2
         self.label_smoothing = label_smoothing
+        if ema_decay is not None and not 0 < ema_decay < 1:
+            raise UserInputError(f"model.ema_decay must be in (0, 1), got {ema_decay}")
+        self.tta_flip = tta_flip
         super().__init__(net, input_shape[0], 1 if self.binary else num_classes, optimizer, scheduler)
         self.save_hyperparameters()
+        self.ema = None
+        if ema_decay is not None:
+            self.ema = AveragedModel(self.net, multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True)
         self.val_class_acc = MulticlassAccuracy(num_classes, average=None, validate_args=False)
         self.test_class_acc = MulticlassAccuracy(num_classes, average=None, validate_args=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Training uses the net; evaluation uses the weight average (if any) and flip TTA (if on)."""
+        if self.training:
+            return self.net(x)
+        net = self.ema.module if self.ema is not None else self.net
+        if self.tta_flip and x.dim() == 4:
+            return (net(x) + net(x.flip(3))) / 2
+        return net(x)
+
+    def on_train_batch_end(self, outputs: object, batch: object, batch_idx: int) -> None:
+        if self.ema is not None:
+            self.ema.update_parameters(self.net)
 
     def make_metrics(self) -> MetricCollection:
         task = "binary" if self.binary else "multiclass"
@@ -85,6 +110,12 @@ class ClassificationModule(TaskModule):
         if stage != "train":
             getattr(self, f"{stage}_class_acc").update(self.labels(outputs.detach()), batch[1])
         return loss, outputs
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        return self.labels(self._step(batch, "val")[1])  # predictions, for callbacks such as figures
+
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        return self.labels(self._step(batch, "test")[1])
 
     def _log_class_accuracy(self, stage: str) -> None:
         metric = getattr(self, f"{stage}_class_acc")

@@ -153,6 +153,17 @@ class TaskModule(LightningModule):
             return optimizer
         return {"optimizer": optimizer, "lr_scheduler": scheduler}
 
+    def on_train_start(self) -> None:
+        # A resumed one-cycle schedule keeps the length it was planned for; training past it fails.
+        for config in self.trainer.lr_scheduler_configs:
+            planned = getattr(config.scheduler, "total_steps", None)
+            if planned is not None and planned < self.trainer.estimated_stepping_batches:
+                raise UserInputError(
+                    f"the checkpoint's one-cycle schedule was planned for {planned} steps but this run has "
+                    f"{int(self.trainer.estimated_stepping_batches)}: resume with the run's original "
+                    "trainer.max_epochs, or start a new run"
+                )
+
     def on_fit_start(self) -> None:
         # Register the final metrics with the hparams so TensorBoard's HPARAMS tab compares runs.
         # Only on a fresh run: values at step 0 in a resumed run would make TensorBoard drop

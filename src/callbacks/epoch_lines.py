@@ -1,0 +1,24 @@
+"""One plain line per validation, for logs and CI where a progress bar is noise."""
+
+import time
+
+from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.utilities import rank_zero_only
+
+SHOWN = ("train/loss", "val/loss", "val/acc", "val/mse", "val/r2", "val/acc_best", "val/mse_best")
+
+
+class EpochLines(Callback):
+    """Prints `epoch 3/6  train/loss 1.2345  val/acc 0.6120 ...  81s` after each validation."""
+
+    def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self.start = time.monotonic()
+
+    @rank_zero_only
+    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        metrics = trainer.callback_metrics
+        shown = "  ".join(f"{name} {float(metrics[name]):.4f}" for name in SHOWN if name in metrics)
+        elapsed = time.monotonic() - getattr(self, "start", time.monotonic())
+        print(f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}  {shown}  {elapsed:.0f}s", flush=True)

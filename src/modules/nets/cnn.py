@@ -1,0 +1,137 @@
+"""Image classifiers for 32x32 inputs, from the 60-minute blitz's CNN to an airbench-style net."""
+
+import torch
+from torch import nn
+
+
+class BlitzCNN(nn.Module):
+    """The PyTorch 60-minute blitz's CIFAR-10 net: two 5x5 convs with pooling, three linear layers."""
+
+    def __init__(self, in_channels: int, num_classes: int) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(in_channels, 6, 5), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2),
+        )
+        self.classifier = nn.Sequential(
+            nn.Flatten(), nn.Linear(16 * 5 * 5, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, num_classes)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
+
+
+class TinyVGG(nn.Module):
+    """The CNN Explainer's TinyVGG: two blocks of conv-ReLU-conv-ReLU-maxpool, then a linear layer."""
+
+    def __init__(self, in_channels: int, num_classes: int, hidden_units: int = 10) -> None:
+        super().__init__()
+
+        def block(channels_in: int) -> nn.Sequential:
+            return nn.Sequential(
+                nn.Conv2d(channels_in, hidden_units, 3, padding=1), nn.ReLU(),
+                nn.Conv2d(hidden_units, hidden_units, 3, padding=1), nn.ReLU(),
+                nn.MaxPool2d(2),
+            )
+
+        self.features = nn.Sequential(block(in_channels), block(hidden_units))
+        self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(hidden_units * 8 * 8, num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
+
+
+class ConvGroup(nn.Module):
+    """conv 3x3 -> maxpool 2 -> BN -> GELU -> conv 3x3 -> BN -> GELU (airbench's block)."""
+
+    def __init__(self, channels_in: int, channels_out: int, bn_momentum: float) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels_in, channels_out, 3, padding=1, bias=False)
+        self.pool = nn.MaxPool2d(2)
+        self.norm1 = nn.BatchNorm2d(channels_out, momentum=bn_momentum)
+        self.conv2 = nn.Conv2d(channels_out, channels_out, 3, padding=1, bias=False)
+        self.norm2 = nn.BatchNorm2d(channels_out, momentum=bn_momentum)
+        self.activation = nn.GELU()
+        # Identity-initialise the first input channels of conv2 so each block starts close to
+        # a pass-through, which speeds up early training (as airbench does).
+        with torch.no_grad():
+            nn.init.dirac_(self.conv2.weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.activation(self.norm1(self.pool(self.conv1(x))))
+        return self.activation(self.norm2(self.conv2(x)))
+
+
+class AirbenchNet(nn.Module):
+    """A fast CIFAR-10 net in the airbench / ResNet-9 family.
+
+    A 2x2 stem convolution, three conv groups that halve the resolution, a global max pool
+    and a linear head whose logits are scaled down (airbench's 1/9), which behaves like a
+    temperature and trains faster with label smoothing.
+
+    Args:
+        in_channels: image channels (given by the data module).
+        num_classes: number of classes (given by the data module).
+        widths: channels of the three conv groups (airbench94 uses 64/256/256).
+        stem_width: channels of the stem convolution.
+        logit_scale: factor applied to the logits.
+        bn_momentum: BatchNorm momentum.
+        channels_last: run convolutions in channels-last memory order (faster on GPUs with
+            tensor cores and on oneDNN CPUs).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        num_classes: int,
+        widths: list[int] = [64, 256, 256],  # noqa: B006 - read only
+        stem_width: int = 24,
+        logit_scale: float = 1 / 9,
+        bn_momentum: float = 0.4,
+        channels_last: bool = True,
+    ) -> None:
+        super().__init__()
+        if len(widths) != 3 or min(widths) < 1:
+            raise ValueError(f"widths must be three positive channel counts, got {widths}")
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, stem_width, 2, bias=True), nn.GELU())
+        self.groups = nn.Sequential(
+            ConvGroup(stem_width, widths[0], bn_momentum),
+            ConvGroup(widths[0], widths[1], bn_momentum),
+            ConvGroup(widths[1], widths[2], bn_momentum),
+        )
+        self.head = nn.Linear(widths[2], num_classes, bias=False)
+        self.logit_scale = logit_scale
+        self.channels_last = channels_last
+        if channels_last:
+            self.to(memory_format=torch.channels_last)
+
+    @torch.no_grad()
+    def init_whitening(self, images: torch.Tensor, eps: float = 5e-4) -> None:
+        """Set the stem's 2x2 filters to whiten image patches, and freeze them (airbench's init).
+
+        The filters are the eigenvectors of the patch covariance of `images` (normalised,
+        N x C x H x W) scaled by 1 / sqrt(eigenvalue), each with both signs, so the first
+        layer sees decorrelated inputs from the first step on.
+        """
+        conv = self.stem[0]
+        patch_size = conv.in_channels * 4
+        if conv.out_channels != 2 * patch_size:
+            raise ValueError(f"whitening needs stem_width = {2 * patch_size}, got {conv.out_channels}")
+        patches = images.float().unfold(2, 2, 1).unfold(3, 2, 1)  # N, C, H-1, W-1, 2, 2
+        patches = patches.permute(0, 2, 3, 1, 4, 5).reshape(-1, patch_size)
+        covariance = patches.T @ patches / len(patches)
+        eigenvalues, eigenvectors = torch.linalg.eigh(covariance)
+        filters = (eigenvectors.T / torch.sqrt(eigenvalues + eps).unsqueeze(1)).reshape(-1, conv.in_channels, 2, 2)
+        conv.weight.copy_(torch.cat([filters, -filters]).to(conv.weight.dtype))
+        self.freeze_stem()
+
+    def freeze_stem(self) -> None:
+        """Keep the stem's (whitening) filters fixed during training."""
+        self.stem[0].weight.requires_grad_(False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        x = self.groups(self.stem(x))
+        x = torch.amax(x, dim=(2, 3))
+        return self.head(x) * self.logit_scale

@@ -1,0 +1,275 @@
+"""CIFAR-10: the three sources, the download path (offline), the cache, augmentation, training."""
+
+import functools
+import hashlib
+import http.server
+import pickle
+import shutil
+import tarfile
+import threading
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torchvision.datasets import CIFAR10
+from torchvision.io import write_png
+
+from src.datamodules import CIFAR10DataModule
+from src.datamodules import image_sources
+from src.datamodules.batch_augment import random_flip, random_translate
+from src.datamodules.image_sources import CLASSES
+from src.errors import UserInputError
+from tests.conftest import QUIET, ROOT, config, run_cli
+from tests.test_cli import scalars
+
+SHARED_ZIP = ROOT.parent / "shared" / "datasets" / "cifar10-train-jpeg.zip"
+
+
+def random_images(count: int, seed: int) -> tuple[np.ndarray, list[int]]:
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, (count, 32, 32, 3), dtype=np.uint8), [int(i % 10) for i in range(count)]
+
+
+def md5(path: Path) -> str:
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def batches_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A real `cifar-10-batches-py` folder (pickled batches) with 5 x 12 train and 10 test images;
+    torchvision's expected md5s are pointed at these files."""
+    folder = tmp_path / "source" / CIFAR10.base_folder
+    folder.mkdir(parents=True)
+    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+    for index, name in enumerate(names):
+        images, labels = random_images(10 if name == "test_batch" else 12, index)
+        entry = {"data": images.transpose(0, 3, 1, 2).reshape(len(images), -1), "labels": labels}
+        (folder / name).write_bytes(pickle.dumps(entry))
+    (folder / "batches.meta").write_bytes(pickle.dumps({"label_names": list(CLASSES)}))
+    monkeypatch.setattr(CIFAR10, "train_list", [[n, md5(folder / n)] for n in names[:5]])
+    monkeypatch.setattr(CIFAR10, "test_list", [["test_batch", md5(folder / "test_batch")]])
+    monkeypatch.setattr(CIFAR10, "meta", {**CIFAR10.meta, "md5": md5(folder / "batches.meta")})
+    return tmp_path / "source"
+
+
+def image_tree(root: Path, per_class: int = 3, with_test: bool = True) -> Path:
+    for split in ("train", "test") if with_test else ("train",):
+        images, _ = random_images(per_class * 10, seed=len(split))
+        for index, image in enumerate(images):
+            folder = root / split / CLASSES[index % 10]
+            folder.mkdir(parents=True, exist_ok=True)
+            write_png(torch.from_numpy(image).permute(2, 0, 1).contiguous(), str(folder / f"{index:04d}.png"))
+    return root
+
+
+def module(data_dir: Path, tmp_path: Path, **kwargs: object) -> CIFAR10DataModule:
+    options = {"download": False, "val_size": 5, "cache_dir": tmp_path / "cache", **kwargs}
+    return CIFAR10DataModule(data_dir=data_dir, **options)  # type: ignore[arg-type]
+
+
+def test_torchvision_batches_are_read_into_uint8_splits(batches_dir: Path, tmp_path: Path) -> None:
+    dm = module(batches_dir, tmp_path)
+    dm.prepare_data()
+    dm.setup()
+    x, y = dm.splits["train"]
+    assert x.dtype == torch.uint8 and x.shape == (55, 3, 32, 32) and y.dtype == torch.long
+    assert len(dm.splits["val"][0]) == 5 and len(dm.splits["test"][0]) == 10 and dm.has_test_split
+    first_image = pickle.loads((batches_dir / CIFAR10.base_folder / "data_batch_1").read_bytes())["data"][0]
+    all_train = torch.cat([x, dm.splits["val"][0]]).flatten(1)
+    assert (all_train == torch.from_numpy(first_image)).all(dim=1).any()  # pixels unchanged, CHW order
+
+
+def test_the_download_path_fetches_checks_and_caches(batches_dir: Path, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    served = tmp_path / "served"
+    served.mkdir()
+    archive = served / CIFAR10.filename
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(batches_dir / CIFAR10.base_folder, arcname=CIFAR10.base_folder)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setattr(CIFAR10, "url", f"http://127.0.0.1:{server.server_address[1]}/{CIFAR10.filename}")
+        monkeypatch.setattr(CIFAR10, "tgz_md5", md5(archive))
+        dm = module(tmp_path / "empty", tmp_path, download=True)
+        dm.prepare_data()
+    finally:
+        server.shutdown()
+    dm.setup()
+    assert (tmp_path / "empty" / CIFAR10.base_folder / "test_batch").is_file()
+    assert len(dm.splits["test"][0]) == 10 and dm.cache_path().is_file()
+
+
+def test_an_image_tree_and_its_zip_give_the_same_data(tmp_path: Path) -> None:
+    tree = image_tree(tmp_path / "tree")
+    archive = tmp_path / "zipped" / "cifar.zip"
+    archive.parent.mkdir()
+    with zipfile.ZipFile(archive, "w") as handle:
+        for path in sorted(tree.rglob("*.png")):
+            handle.write(path, path.relative_to(tree).as_posix())
+    from_tree, from_zip = module(tree, tmp_path), module(archive, tmp_path)
+    for dm in (from_tree, from_zip):
+        dm.setup()
+    for split in ("train", "val", "test"):
+        assert torch.equal(from_tree.splits[split][0], from_zip.splits[split][0])
+        assert torch.equal(from_tree.splits[split][1], from_zip.splits[split][1])
+    assert module(archive.parent, tmp_path).cache_path() == from_zip.cache_path()  # a folder holding the zip
+
+
+def test_the_cache_is_reused_and_rebuilt_when_the_source_changes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tree = image_tree(tmp_path / "tree", with_test=False)
+    dm = module(tree, tmp_path)
+    dm.prepare_data()
+    first_cache = dm.cache_path()
+
+    def no_decoding(*args: object) -> None:
+        raise AssertionError("the source was decoded again")
+
+    monkeypatch.setattr(image_sources, "read_image_tree", no_decoding)
+    module(tree, tmp_path).prepare_data()  # reused: no decoding
+    monkeypatch.undo()
+    extra = tree / "train" / "cat" / "extra.png"
+    write_png(torch.zeros(3, 32, 32, dtype=torch.uint8), str(extra))
+    changed = module(tree, tmp_path)
+    changed.prepare_data()
+    assert changed.cache_path() != first_cache and changed.cache_path().is_file()
+    changed.setup()
+    assert len(changed.splits["train"][0]) + len(changed.splits["val"][0]) == 31
+    assert not [p for p in (tmp_path / "cache").iterdir() if ".tmp-" in p.name]
+
+
+def test_missing_data_with_download_off_says_where_it_looked(tmp_path: Path) -> None:
+    with pytest.raises(UserInputError, match="no CIFAR-10 data in .*cifar-10-batches-py.*train/<class>.*zip"):
+        module(tmp_path / "nothing", tmp_path).prepare_data()
+
+
+def test_a_corrupt_batch_file_is_named(batches_dir: Path, tmp_path: Path) -> None:
+    broken = batches_dir / CIFAR10.base_folder / "data_batch_3"
+    broken.write_bytes(broken.read_bytes()[:-10])
+    with pytest.raises(UserInputError, match="data_batch_3 is corrupt"):
+        module(batches_dir, tmp_path).prepare_data()
+
+
+@pytest.mark.parametrize(
+    ("make_bad", "message"),
+    [
+        (lambda root: (root / "train" / "cat" / "bad.png").write_bytes(b"not an image"), "cannot decode image train/cat/bad.png"),
+        (lambda root: write_png(torch.zeros(3, 40, 32, dtype=torch.uint8), str(root / "train" / "cat" / "big.png")),
+         "train/cat/big.png is 32x40"),
+        (lambda root: (root / "train" / "unicorn").mkdir() or write_png(
+            torch.zeros(3, 32, 32, dtype=torch.uint8), str(root / "train" / "unicorn" / "u.png")), "unknown class folder 'unicorn'"),
+    ],
+)
+def test_bad_images_are_named(tmp_path: Path, make_bad, message: str) -> None:
+    tree = image_tree(tmp_path / "tree", per_class=1, with_test=False)
+    make_bad(tree)
+    with pytest.raises(UserInputError, match=message):
+        module(tree, tmp_path, val_size=2).prepare_data()
+
+
+def test_a_source_without_test_images_says_so_instead_of_testing(tmp_path: Path) -> None:
+    dm = module(image_tree(tmp_path / "tree", with_test=False), tmp_path)
+    dm.setup()
+    assert not dm.has_test_split and "test" not in dm.splits
+    with pytest.raises(UserInputError, match="has no test images"):
+        dm.test_dataloader()
+
+
+def test_augmentation_keeps_shapes_moves_pixels_and_is_seeded() -> None:
+    images = torch.arange(2 * 3 * 32 * 32, dtype=torch.float32).view(2, 3, 32, 32).repeat(50, 1, 1, 1)
+    torch.manual_seed(0)
+    first = random_translate(random_flip(images), 2)
+    torch.manual_seed(0)
+    again = random_translate(random_flip(images), 2)
+    assert first.shape == images.shape and torch.equal(first, again)
+    assert not torch.equal(first, images)
+    shifted = random_translate(images[:1], 2)[0, 0]
+    # A translation by at most 2 pixels: the centre of the shifted image is a window of the original.
+    windows = [images[0, 0, 2 + dy : 30 + dy, 2 + dx : 30 + dx] for dy in range(-2, 3) for dx in range(-2, 3)]
+    assert any(torch.equal(shifted[2:30, 2:30], window) for window in windows)
+    flipped = random_flip(images)
+    assert all(torch.equal(f, i) or torch.equal(f, i.flip(2)) for f, i in zip(flipped, images))
+
+
+FIGURES_EVERY_EPOCH = (
+    '[{"class_path": "src.callbacks.PatchWhitening"},'
+    ' {"class_path": "src.callbacks.ClassificationFigures", "init_args": {"every_n_epochs": 1}}]'
+)
+
+
+def tiny_cifar_run(tree: Path, tmp_path: Path) -> list[str]:
+    return [
+        "--config", config("cifar10_cpu"), "--data.data_dir", str(tree), "--data.cache_dir", str(tmp_path / "cache"),
+        "--data.val_size", "20", "--data.batch_size", "16", "--data.download", "false",
+        "--model.net.init_args.widths", "[8, 8, 8]", "--trainer.log_every_n_steps", "1",
+        "--trainer.callbacks", FIGURES_EVERY_EPOCH, *QUIET,
+    ]
+
+
+def test_training_logs_curves_per_class_accuracy_and_figures(in_tmp: Path, tmp_path: Path) -> None:
+    tree = image_tree(tmp_path / "tree", per_class=10)
+    assert run_cli("fit", *tiny_cifar_run(tree, tmp_path), "--trainer.max_epochs", "2") == 0
+    run = in_tmp / "lightning_logs" / "cifar10_cpu" / "version_0"
+    curves = scalars(run)
+    assert {"train/loss", "val/acc", "val/acc_class_9", "test/acc"} <= set(curves)
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run), size_guidance={"images": 0})
+    events.Reload()
+    assert {"val/confusion_matrix", "val/samples", "test/confusion_matrix", "test/samples"} <= set(events.Tags()["images"])
+
+
+def test_resume_with_augmentation_is_bit_identical(in_tmp: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    tree = image_tree(tmp_path / "tree", per_class=10, with_test=False)
+    args = [*tiny_cifar_run(tree, tmp_path), "--trainer.max_epochs", "3"]
+    stop = FIGURES_EVERY_EPOCH[:-1] + ', {"class_path": "tests.helpers.SignalAtStep", "init_args": {"step": 6, "signum": 15}}]'
+    assert run_cli("fit", *args, "--trainer.callbacks", stop) == 143  # mid-epoch 2 of 3
+    assert run_cli("fit", *args, "--trainer.max_epochs", "4", "--ckpt_path", "last") == 2
+    assert "one-cycle schedule was planned for" in capsys.readouterr().err
+    assert run_cli("fit", *args, "--ckpt_path", "last") == 0
+    assert run_cli("fit", *args) == 0
+    runs = in_tmp / "lightning_logs" / "cifar10_cpu"
+    resumed = torch.load(runs / "version_0" / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    straight = torch.load(runs / "version_1" / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    for key, value in straight.items():
+        assert torch.equal(resumed[key], value), key
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not SHARED_ZIP.is_file(), reason="../shared/datasets is not beside the repository")
+def test_a_short_cpu_training_on_real_images_is_far_above_chance(in_tmp: Path) -> None:
+    args = [
+        "--config", config("cifar10_cpu"), "--data.data_dir", str(SHARED_ZIP), "--data.cache_dir", str(in_tmp / "cache"),
+        "--data.train_subset", "10000", "--model.net.init_args.widths", "[16, 32, 64]", "--trainer.max_epochs", "2",
+        *QUIET,
+    ]
+    assert run_cli("fit", *args) == 0
+    curves = scalars(in_tmp / "lightning_logs" / "cifar10_cpu" / "version_0")
+    assert curves["val/acc"][-1][1] > 0.40  # chance is 0.10
+
+
+def gpu_config_args(tree: Path, tmp_path: Path) -> list[str]:
+    return [
+        "--config", config("cifar10"), "--data.data_dir", str(tree), "--data.cache_dir", str(tmp_path / "cache"),
+        "--data.val_size", "20", "--data.batch_size", "16", "--data.download", "false",
+        "--model.net.init_args.widths", "[8, 8, 8]", "--trainer.log_every_n_steps", "1",
+        "--trainer.max_epochs", "1", *QUIET,
+    ]
+
+
+def test_the_gpu_config_runs_its_mixed_precision_channels_last_path_on_cpu(in_tmp: Path, tmp_path: Path) -> None:
+    tree = image_tree(tmp_path / "tree", per_class=10)
+    args = [*gpu_config_args(tree, tmp_path), "--trainer.accelerator", "cpu", "--trainer.precision", "bf16-mixed"]
+    assert run_cli("fit", *args) == 0
+    curves = scalars(in_tmp / "lightning_logs" / "cifar10" / "version_0")
+    assert "test/acc" in curves and all(v == v for _, v in curves["train/loss_step"])
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_the_gpu_config_trains_on_a_gpu(in_tmp: Path, tmp_path: Path) -> None:
+    tree = image_tree(tmp_path / "tree", per_class=10)
+    assert run_cli("fit", *gpu_config_args(tree, tmp_path)) == 0
