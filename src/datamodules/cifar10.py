@@ -4,6 +4,7 @@ import io
 from pathlib import Path
 
 import torch
+from torchvision.datasets import CIFAR10
 
 from src.atomic_files import write_atomically
 from src.datamodules.batch_augment import CIFAR10_MEAN, CIFAR10_STD, normalize, random_flip, random_translate
@@ -17,7 +18,6 @@ from src.datamodules.image_sources import (
 )
 from src.datamodules.in_memory import InMemoryDataModule
 from src.errors import UserInputError
-from torchvision.datasets import CIFAR10
 
 
 class CIFAR10DataModule(InMemoryDataModule):
@@ -86,11 +86,13 @@ class CIFAR10DataModule(InMemoryDataModule):
         return "none", []
 
     def cache_path(self) -> Path:
-        kind, files = self._source()
+        return self._cache_file(*self._source())
+
+    def _cache_file(self, kind: str, files: list[Path]) -> Path:
         return self.cache_dir / f"cifar10-{kind}-{source_fingerprint(files)}.pt"
 
     def prepare_data(self) -> None:
-        kind, _ = self._source()
+        kind, files = self._source()  # one scan: an image tree has 60,000 files to stat
         if kind == "none":
             if not self.download:
                 raise UserInputError(
@@ -99,10 +101,10 @@ class CIFAR10DataModule(InMemoryDataModule):
                     "../shared/datasets/cifar10-train-jpeg.zip) or set --data.download true to fetch it"
                 )
             read_torchvision_batches(self.data_dir, download=True)
-        cache = self.cache_path()
+            kind, files = self._source()
+        cache = self._cache_file(kind, files)
         if cache.is_file():
             return
-        kind, _ = self._source()
         if kind == "batches":
             splits = read_torchvision_batches(self.data_dir, download=False)
         elif kind == "tree":

@@ -105,17 +105,18 @@ class ClassificationModule(TaskModule):
     def metric_inputs(self, outputs: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.labels(outputs), targets
 
-    def _step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> tuple[torch.Tensor, torch.Tensor]:
-        loss, outputs = super()._step(batch, stage)
-        if stage != "train":
-            getattr(self, f"{stage}_class_acc").update(self.labels(outputs.detach()), batch[1])
-        return loss, outputs
+    def _evaluation_step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
+        """Loss and metrics as in training, plus per-class accuracy; returns the predicted
+        classes, for callbacks such as ClassificationFigures."""
+        predictions = self.labels(self._step(batch, stage)[1].detach())
+        getattr(self, f"{stage}_class_acc").update(predictions, batch[1])
+        return predictions
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        return self.labels(self._step(batch, "val")[1])  # predictions, for callbacks such as figures
+        return self._evaluation_step(batch, "val")
 
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        return self.labels(self._step(batch, "test")[1])
+        return self._evaluation_step(batch, "test")
 
     def _log_class_accuracy(self, stage: str) -> None:
         metric = getattr(self, f"{stage}_class_acc")
