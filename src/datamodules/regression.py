@@ -107,14 +107,22 @@ class RegressionDataModule(InMemoryDataModule):
         x, y, _, _ = self._read_csv()
         return x, y
 
-    def true_targets(self, split: str) -> torch.Tensor:
-        """Noise-free targets of a split (linear and wave only), for the noise floor."""
-        x = self.raw_inputs[split]
+    @property
+    def has_true_function(self) -> bool:
+        """Whether the targets come from a known function (linear and wave, not a CSV)."""
+        return self.source != "csv"
+
+    def true_function(self, x: torch.Tensor) -> torch.Tensor:
+        """The noise-free target of raw (unstandardised) inputs x (linear and wave only)."""
         if self.source == "linear":
             return self.weight * x + self.bias
         if self.source == "wave":
             return wave_function(x)
         raise UserInputError("a CSV source has no known true function")
+
+    def true_targets(self, split: str) -> torch.Tensor:
+        """Noise-free targets of a split (linear and wave only), for the noise floor."""
+        return self.true_function(self.raw_inputs[split])
 
     def noise_floor(self, split: str = "test") -> float:
         """MSE of the true function on a split: the best any model can expect there."""

@@ -1,0 +1,53 @@
+"""The schedule every figure callback shares: after validation every n epochs, and after test."""
+
+import matplotlib
+
+matplotlib.use("Agg")  # figures are rendered to images for TensorBoard, never shown
+import matplotlib.pyplot as plt  # noqa: E402
+from lightning.pytorch import Callback, LightningModule, Trainer  # noqa: E402
+from lightning.pytorch.loggers import TensorBoardLogger  # noqa: E402
+
+
+class EpochFigures(Callback):
+    """Calls `figures(trainer, module, stage)` after validation every `every_n_epochs` epochs
+    and after testing, and writes what it returns to TensorBoard as `<stage>/<name>` images.
+
+    Subclasses return a dict of name -> matplotlib figure, or an empty dict when the task
+    does not suit them. Only rank 0 draws; without a TensorBoard logger nothing is drawn.
+    """
+
+    def __init__(self, every_n_epochs: int = 1) -> None:
+        if every_n_epochs < 1:
+            raise ValueError(f"every_n_epochs must be >= 1, got {every_n_epochs}")
+        self.every_n_epochs = every_n_epochs
+
+    def figures(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> dict[str, plt.Figure]:
+        raise NotImplementedError
+
+    @staticmethod
+    def epoch_label(trainer: Trainer, stage: str) -> str:
+        """'epoch 25' during training; 'after 100 epochs' for a test that follows training."""
+        if stage == "val":
+            return f"epoch {trainer.current_epoch + 1}"
+        return f"after {trainer.current_epoch} epochs"
+
+    def _write(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        if not isinstance(trainer.logger, TensorBoardLogger) or not trainer.is_global_zero:
+            return
+        was_training = pl_module.training
+        pl_module.eval()  # evaluation behaviour (EMA weights, no dropout) whatever hook we are in
+        try:
+            drawn = self.figures(trainer, pl_module, stage)
+        finally:
+            pl_module.train(was_training)
+        for name, figure in drawn.items():
+            trainer.logger.experiment.add_figure(f"{stage}/{name}", figure, trainer.global_step)  # closes it
+
+    # The *_end hooks run after the module has logged the epoch's metrics, so titles can use them.
+    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        last = trainer.max_epochs is not None and trainer.current_epoch + 1 >= trainer.max_epochs
+        if not trainer.sanity_checking and ((trainer.current_epoch + 1) % self.every_n_epochs == 0 or last):
+            self._write(trainer, pl_module, "val")
+
+    def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._write(trainer, pl_module, "test")
