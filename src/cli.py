@@ -5,12 +5,14 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import torch
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
 from src.errors import UserInputError
 from src.callbacks import EpochLines, RngState, RunCheckpoint, TrainingInterrupted
 from src.checkpoint_io import AtomicCheckpointIO
 from src.checkpoints import best_checkpoint, check_checkpoint, latest_resumable_run
+from src.prediction_table import prediction_columns, write_prediction_csv
 
 
 # The modules log the step loss by global step, so an epoch shorter than log_every_n_steps
@@ -18,12 +20,18 @@ from src.checkpoints import best_checkpoint, check_checkpoint, latest_resumable_
 warnings.filterwarnings("ignore", message="The number of training batches .* is smaller than the logging interval")
 # Epoch values are logged from torchmetrics' compute(), which already reduces across DDP ranks.
 warnings.filterwarnings("ignore", message=r"It is recommended to use `self.log\(.*sync_dist=True")
+# Evaluating or predicting with a checkpoint from another version folder is what we mean to do.
+warnings.filterwarnings("ignore", message="The dirpath has changed from")
+# Lightning 2.6 calls a torch.utils._pytree API that torch 2.9+ deprecates; nothing for users to do.
+warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
 
 
 class SaveRunConfig(SaveConfigCallback):
     """Saves the resolved config beside the run; a resumed run adds config.resumed-K.yaml."""
 
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        if stage == "predict":  # predicting makes no run, so no run folder for its config
+            return
         if not self.already_saved and trainer.log_dir is not None:
             name, count = "config.yaml", 0
             while (Path(trainer.log_dir) / name).exists():
@@ -45,6 +53,16 @@ class TemplateCLI(LightningCLI):
         kwargs.setdefault("parser_kwargs", {"parser_mode": "yaml", "exit_on_error": False})
         super().__init__(**kwargs)
 
+    def _prepare_subcommand_parser(self, klass: type, subcommand: str, **kwargs: Any) -> LightningArgumentParser:
+        """Adds `predict --input PATH [--output FILE]` to LightningCLI's subcommand parser."""
+        parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
+        if subcommand == "predict":
+            parser.add_argument("--input", type=str, required=True,
+                                help="CSV file (circles, regression) or image file/folder (CIFAR-10) to predict")
+            parser.add_argument("--output", type=str, default="predictions.csv",
+                                help="where to write the predictions CSV (default: predictions.csv)")
+        return parser
+
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_lightning_class_args(RunCheckpoint, "checkpoint")
         parser.set_defaults({"checkpoint.save_last": True, "checkpoint.save_top_k": 1})
@@ -52,16 +70,6 @@ class TemplateCLI(LightningCLI):
         parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
 
     # --- --ckpt_path last | best ------------------------------------------------------------
-    def _experiment_dir(self) -> Path:
-        """lightning_logs/<name>: where this config's runs live."""
-        logger = self._subcommand_config().trainer.logger
-        init_args = getattr(logger, "init_args", None)
-        if init_args is None or "TensorBoardLogger" not in str(getattr(logger, "class_path", "")):
-            raise UserInputError(
-                "--ckpt_path last/best needs trainer.logger to be a TensorBoardLogger (as in configs/*.yaml)"
-            )
-        return Path(init_args.save_dir) / (init_args.name or "")
-
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
         super().parse_arguments(parser, args)
         self._resolve_ckpt_path()
@@ -133,3 +141,26 @@ class TemplateCLI(LightningCLI):
             print(f"TensorBoard logs: {log_dir}  (tensorboard --logdir {Path(log_dir).parent.parent})")
             if best:
                 print(f"Best checkpoint: {best}")
+
+    # --- predict: a CSV of predictions for the user's file or folder -----------------------
+    def predict(self, model: Any, datamodule: Any, ckpt_path: str | None = None, **_: Any) -> None:
+        """Predict `--input` with a trained checkpoint and write `--output` (CSV)."""
+        config = self.config_init[self.subcommand]
+        if ckpt_path is None:
+            raise UserInputError("predict needs a trained model: add --ckpt_path best, last or a checkpoint file")
+        if self.trainer.world_size > 1:
+            raise UserInputError("predict runs on one device: add --trainer.devices 1")
+        output, source = Path(config.output), Path(config.input)
+        if output.resolve() == source.resolve():
+            raise UserInputError(f"--output {output} would overwrite the input; choose another file name")
+        datamodule.predict_path = source
+        self.trainer.loggers = []  # predicting is not a run: no new version folder in lightning_logs
+        batches = self.trainer.predict(model, datamodule=datamodule, ckpt_path=ckpt_path, return_predictions=True)
+        classifier = hasattr(model, "probabilities")
+        names = getattr(datamodule, "class_names", [str(i) for i in range(getattr(model, "num_classes", 0))])
+        predictions = prediction_columns(
+            torch.cat([batch.cpu() for batch in batches]), list(names) if classifier else None,
+            getattr(datamodule, "target_name", "target"),
+        )
+        rows = write_prediction_csv(output, datamodule.predict_columns, predictions)
+        print(f"Wrote {rows} predictions to {output}")

@@ -13,6 +13,7 @@ from src.datamodules.image_sources import (
     find_zip,
     read_image_tree,
     read_image_zip,
+    read_images_to_predict,
     read_torchvision_batches,
     source_fingerprint,
 )
@@ -92,6 +93,8 @@ class CIFAR10DataModule(InMemoryDataModule):
         return self.cache_dir / f"cifar10-{kind}-{source_fingerprint(files)}.pt"
 
     def prepare_data(self) -> None:
+        if self.trainer is not None and self.trainer.predicting:  # the user's images, not CIFAR-10
+            return
         kind, files = self._source()  # one scan: an image tree has 60,000 files to stat
         if kind == "none":
             if not self.download:
@@ -118,7 +121,7 @@ class CIFAR10DataModule(InMemoryDataModule):
 
     # --- splits on the device -----------------------------------------------------------
     def setup(self, stage: str | None = None) -> None:
-        if self.splits:
+        if self.splits or stage == "predict":  # prediction reads only the user's images
             return
         cache = self.cache_path()
         if not cache.is_file():
@@ -137,6 +140,10 @@ class CIFAR10DataModule(InMemoryDataModule):
             splits["test"] = (data["test"]["images"], data["test"]["labels"])
         device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
         self.splits = {name: (x.to(device), y.to(device)) for name, (x, y) in splits.items()}
+
+    def read_predict_inputs(self, path: Path) -> tuple[torch.Tensor, dict[str, list[str]]]:
+        images, files = read_images_to_predict(path)
+        return images, {"file": files}
 
     def sample_images(self, count: int) -> torch.Tensor:
         """The first `count` training images, normalised as the model sees them (no augmentation)."""

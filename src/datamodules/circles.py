@@ -1,10 +1,12 @@
 """Two-dimensional toy classification: scikit-learn's circles, moons and blobs."""
 
+from pathlib import Path
 from typing import Literal
 
 import torch
 from sklearn.datasets import make_blobs, make_circles, make_moons
 
+from src.datamodules.csv_table import read_feature_rows
 from src.datamodules.in_memory import InMemoryDataModule
 from src.datamodules.splits import check_fractions, split_indices
 from src.errors import UserInputError
@@ -84,8 +86,16 @@ class CirclesDataModule(InMemoryDataModule):
             )
         return torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(y, dtype=torch.long)
 
+    @property
+    def feature_names(self) -> list[str]:
+        """Column names of the features in a CSV given to `train.py predict`: x1, x2, ..."""
+        return [f"x{index + 1}" for index in range(self.n_features)]
+
+    def read_predict_inputs(self, path: Path) -> tuple[torch.Tensor, dict[str, list[str]]]:
+        return read_feature_rows(path, self.feature_names)
+
     def setup(self, stage: str | None = None) -> None:
-        if self.splits:
+        if self.splits or stage == "predict":
             return
         x, y = self.generate()
         parts = split_indices(len(x), self.val_fraction, self.test_fraction, self.seed)

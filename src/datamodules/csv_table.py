@@ -56,3 +56,37 @@ def _is_number(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def read_feature_rows(path: Path, features: list[str]) -> tuple[torch.Tensor, dict[str, list[str]]]:
+    """Load the `features` columns of `path` as float32 (N x F) for prediction.
+
+    Also returns every column of the file as read (text), so the predictions can be written
+    beside the user's own columns (ids, labels) in the same order.
+    """
+    if not path.is_file():
+        raise UserInputError(f"input file not found: {path} (give a CSV file with --input)")
+    with path.open(newline="") as handle:
+        rows = [row for row in csv.reader(handle) if any(cell.strip() for cell in row)]
+    if len(rows) < 2:
+        raise UserInputError(f"{path} has no data rows: it needs a header line and at least one row")
+    header = [name.strip() for name in rows[0]]
+    missing = [name for name in features if name not in header]
+    if missing:
+        raise UserInputError(
+            f"{path} has no column(s) {missing}; the model needs the columns {features} (its columns are {header})"
+        )
+    wanted = [header.index(name) for name in features]
+    values = []
+    for line_number, row in enumerate(rows[1:], start=2):
+        if len(row) != len(header):
+            raise UserInputError(f"{path}, line {line_number}: {len(row)} fields, expected {len(header)}")
+        bad = [header[i] for i in wanted if not _is_number(row[i])]
+        if bad:
+            raise UserInputError(f"{path}, line {line_number}: column {bad[0]!r} is not a number")
+        values.append([float(row[i]) for i in wanted])
+    inputs = torch.tensor(values, dtype=torch.float32)
+    if not torch.isfinite(inputs).all():
+        raise UserInputError(f"{path} contains NaN or infinite values; clean or drop those rows")
+    columns = {name: [row[index].strip() for row in rows[1:]] for index, name in enumerate(header)}
+    return inputs, columns

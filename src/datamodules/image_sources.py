@@ -16,6 +16,7 @@ import torch
 from torchvision.datasets import CIFAR10
 from torchvision.datasets.utils import check_integrity
 from torchvision.io import ImageReadMode, decode_image
+from torchvision.transforms.v2.functional import resize
 
 from src.errors import UserInputError
 
@@ -127,3 +128,27 @@ def source_fingerprint(paths: Iterable[Path]) -> str:
 
 
 __all__ = ["CLASSES", "find_zip", "read_image_tree", "read_image_zip", "read_torchvision_batches", "source_fingerprint"]
+
+
+def read_images_to_predict(path: Path) -> tuple[torch.Tensor, list[str]]:
+    """One image file, or every image in a folder and its subfolders (sorted), as uint8
+    N x 3 x 32 x 32 RGB. Images of another size are resized to 32 x 32, as a user's photos
+    would need to be; returns the images and their paths."""
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.is_file() and _is_image(p.name))
+        if not files:
+            raise UserInputError(f"no .png/.jpg images in {path} or its subfolders")
+    elif path.is_file():
+        files = [path]
+    else:
+        raise UserInputError(f"input not found: {path} (give an image file or a folder of images with --input)")
+    images = []
+    for file in files:
+        try:
+            image = decode_image(torch.frombuffer(bytearray(file.read_bytes()), dtype=torch.uint8), mode=ImageReadMode.RGB)
+        except RuntimeError as error:
+            raise UserInputError(f"cannot decode image {file}: {str(error).splitlines()[0]}") from None
+        if image.shape[1:] != (SIZE, SIZE):
+            image = resize(image, [SIZE, SIZE], antialias=True)
+        images.append(image)
+    return torch.stack(images), [str(file) for file in files]

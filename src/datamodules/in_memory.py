@@ -1,5 +1,7 @@
 """The part every data module here shares: tensors per split, served by InMemoryLoader."""
 
+from pathlib import Path
+
 import torch
 from lightning.pytorch import LightningDataModule, Trainer
 
@@ -22,7 +24,8 @@ class InMemoryDataModule(LightningDataModule):
     """A data module whose splits are (inputs, targets) tensor pairs held in memory.
 
     Subclasses fill `self.splits` in `setup()` and set `input_shape` (and `num_classes` for
-    classification), which LightningCLI links into the model.
+    classification), which LightningCLI links into the model. For `train.py predict` they
+    read a user's file in `read_predict_inputs`; `setup("predict")` needs no training data.
 
     Args:
         batch_size: samples per training batch; None trains on the whole split at once.
@@ -39,6 +42,9 @@ class InMemoryDataModule(LightningDataModule):
         self.eval_batch_size = eval_batch_size
         self.seed = seed
         self.splits: dict[str, Split] = {}
+        self.predict_path: Path | None = None  # set by `train.py predict --input PATH`
+        # The input rows as read (file names, or every CSV column as text), in prediction order.
+        self.predict_columns: dict[str, list[str]] = {}
 
     def _loader(self, split: str, batch_size: int | None, shuffle: bool) -> InMemoryLoader:
         if split not in self.splits:
@@ -65,3 +71,15 @@ class InMemoryDataModule(LightningDataModule):
 
     def test_dataloader(self) -> InMemoryLoader:
         return self._loader("test", self.eval_batch_size, shuffle=False)
+
+    def read_predict_inputs(self, path: Path) -> tuple[torch.Tensor, dict[str, list[str]]]:
+        """Model-ready inputs from a user's file or folder, and the rows as read (to echo)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot read inputs for prediction")
+
+    def predict_dataloader(self) -> InMemoryLoader:
+        if self.predict_path is None:
+            raise UserInputError("nothing to predict: give the input file or folder with --input PATH")
+        inputs, self.predict_columns = self.read_predict_inputs(Path(self.predict_path))
+        if len(inputs) == 0:
+            raise UserInputError(f"{self.predict_path} holds no inputs to predict")
+        return InMemoryLoader((inputs,), batch_size=self.eval_batch_size or len(inputs), shuffle=False)

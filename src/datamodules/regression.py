@@ -5,7 +5,7 @@ from typing import Literal
 
 import torch
 
-from src.datamodules.csv_table import read_csv_table
+from src.datamodules.csv_table import read_csv_table, read_feature_rows
 from src.datamodules.in_memory import InMemoryDataModule
 from src.datamodules.splits import check_fractions, split_indices
 from src.errors import UserInputError
@@ -82,6 +82,7 @@ class RegressionDataModule(InMemoryDataModule):
         self.raw_inputs: dict[str, torch.Tensor] = {}
         self.feature_mean = torch.zeros(1)
         self.feature_std = torch.ones(1)
+        self.standardization_known = False  # fitted in setup() or restored from a checkpoint
         self.feature_names = ["x"]
         self.target_name = "y"
         if source == "csv":  # the input size must be known before the model is built
@@ -130,7 +131,7 @@ class RegressionDataModule(InMemoryDataModule):
         return torch.mean((self.true_targets(split) - targets) ** 2).item()
 
     def setup(self, stage: str | None = None) -> None:
-        if self.splits:
+        if self.splits or stage == "predict":  # prediction uses the checkpoint's standardisation
             return
         x, y = self.generate()
         parts = split_indices(len(x), self.val_fraction, self.test_fraction, self.seed, self.shuffle_split)
@@ -139,6 +140,7 @@ class RegressionDataModule(InMemoryDataModule):
             train_x = self.raw_inputs["train"]
             self.feature_mean = train_x.mean(dim=0)
             self.feature_std = train_x.std(dim=0).clamp_min(1e-8) if len(train_x) > 1 else torch.ones(1)
+        self.standardization_known = True
         self.splits = {
             name: (self.transform(self.raw_inputs[name]), y[index]) for name, index in parts._asdict().items()
         }
@@ -150,3 +152,17 @@ class RegressionDataModule(InMemoryDataModule):
         return (x - self.feature_mean) / self.feature_std
 
 
+
+    # --- the standardisation travels in checkpoints, so predicting needs no training data ---
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {"feature_mean": self.feature_mean, "feature_std": self.feature_std}
+
+    def load_state_dict(self, state_dict: dict[str, torch.Tensor]) -> None:
+        self.feature_mean, self.feature_std = state_dict["feature_mean"], state_dict["feature_std"]
+        self.standardization_known = True
+
+    def read_predict_inputs(self, path: Path) -> tuple[torch.Tensor, dict[str, list[str]]]:
+        inputs, columns = read_feature_rows(path, self.feature_names)
+        if self.standardize and not self.standardization_known:  # a checkpoint from before it was saved
+            self.setup("fit")
+        return self.transform(inputs), columns

@@ -1,0 +1,42 @@
+"""Predictions as a CSV table: the user's input rows, then what the model predicts for each."""
+
+import csv
+import io
+from pathlib import Path
+
+import torch
+
+from src.atomic_files import write_atomically
+
+
+def prediction_columns(outputs: torch.Tensor, class_names: list[str] | None, target_name: str) -> dict[str, list[str]]:
+    """Columns for a classifier's probabilities (N x classes): the predicted `class`, its
+    `probability` and one `p_<class>` column per class; for a regressor's outputs (N x 1):
+    `predicted_<target>`."""
+    if class_names is None:
+        return {f"predicted_{target_name}": [f"{value:.6g}" for value in outputs.float().flatten().tolist()]}
+    probabilities = outputs.float()
+    best, chosen = probabilities.max(dim=1)
+    columns = {
+        "class": [class_names[index] for index in chosen.tolist()],
+        "probability": [f"{value:.6f}" for value in best.tolist()],
+    }
+    for index, name in enumerate(class_names):
+        columns[f"p_{name}"] = [f"{value:.6f}" for value in probabilities[:, index].tolist()]
+    return columns
+
+
+def write_prediction_csv(path: Path, inputs: dict[str, list[str]], predictions: dict[str, list[str]]) -> int:
+    """Write input columns then prediction columns, one row per input; returns the row count.
+    A prediction column whose name clashes with an input column replaces it."""
+    columns = {**inputs, **predictions}
+    rows = len(next(iter(predictions.values())))
+    if any(len(values) != rows for values in columns.values()):
+        raise ValueError("every column needs one value per input row")
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(columns)
+    writer.writerows(zip(*columns.values()))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomically(path, buffer.getvalue().encode())
+    return rows

@@ -1,0 +1,105 @@
+"""`train.py predict`: a CSV with one row per input, in order, with what the trained model says."""
+
+import csv
+from pathlib import Path
+
+import pytest
+import torch
+from torchvision.io import write_png
+
+from src.modules.nets import MLP
+from tests.conftest import QUIET, config, run_cli
+from tests.test_cifar10 import image_tree, tiny_cifar_run
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def net_weights(checkpoint: Path) -> dict[str, torch.Tensor]:
+    state = torch.load(checkpoint, weights_only=True)["state_dict"]
+    return {key.removeprefix("net."): value for key, value in state.items() if key.startswith("net.")}
+
+
+@pytest.fixture
+def trained_circles(in_tmp: Path) -> Path:
+    assert run_cli("fit", "--config", config("circles"), "--trainer.max_epochs", "30", *QUIET) == 0
+    return next((in_tmp / "lightning_logs" / "circles" / "version_0" / "checkpoints").glob("epoch=*.ckpt"))
+
+
+def test_circles_predictions_match_the_inputs_and_the_trained_net(trained_circles: Path, in_tmp: Path) -> None:
+    points = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.1, -0.75], [-0.95, 0.2], [0.0, 1.02]])
+    lines = ["id,x1,x2,note"] + [f"p{i},{x:.3f},{y:.3f},n{i}" for i, (x, y) in enumerate(points.tolist())]
+    (in_tmp / "points.csv").write_text("\n".join(lines) + "\n")
+    assert run_cli("predict", "--config", config("circles"), "--ckpt_path", "best", "--input", "points.csv",
+                   "--output", "out/predicted.csv", *QUIET) == 0
+    rows = read_rows(in_tmp / "out" / "predicted.csv")
+    assert [row["id"] for row in rows] == [f"p{i}" for i in range(5)]
+    assert [row["note"] for row in rows] == [f"n{i}" for i in range(5)]
+    net = MLP(2, 1, hidden_sizes=[512, 512], activation="relu")
+    net.load_state_dict(net_weights(trained_circles))
+    with torch.no_grad():
+        p_inner = torch.sigmoid(net.eval()(points)).flatten()
+    for row, p in zip(rows, p_inner.tolist()):
+        assert float(row["p_1"]) == pytest.approx(p, abs=1e-5)
+        assert float(row["p_0"]) + float(row["p_1"]) == pytest.approx(1.0, abs=1e-5)
+        assert row["class"] == ("1" if p > 0.5 else "0")
+        assert float(row["probability"]) == pytest.approx(max(p, 1 - p), abs=1e-5)
+    assert [row["class"] for row in rows] == ["1", "0", "1", "0", "0"]  # inner circle is class 1
+    assert not (in_tmp / "lightning_logs" / "circles" / "version_1").exists()  # predicting makes no run
+
+
+def test_predict_refuses_missing_columns_and_a_missing_checkpoint(
+    trained_circles: Path, in_tmp: Path, capsys: pytest.CaptureFixture
+) -> None:
+    (in_tmp / "bad.csv").write_text("a,b\n1,2\n")
+    args = ["--config", config("circles"), *QUIET]
+    assert run_cli("predict", *args, "--ckpt_path", "last", "--input", "bad.csv") == 2
+    assert "has no column(s) ['x1', 'x2']" in capsys.readouterr().err
+    assert run_cli("predict", *args, "--input", "bad.csv") == 2
+    assert "add --ckpt_path best, last or a checkpoint file" in capsys.readouterr().err
+    assert run_cli("predict", *args, "--ckpt_path", "last", "--input", "nowhere.csv") == 2
+    assert "input file not found: nowhere.csv" in capsys.readouterr().err
+    assert not (in_tmp / "predictions.csv").exists()
+
+
+def test_regression_predictions_use_the_checkpoints_standardisation(in_tmp: Path) -> None:
+    args = ["--config", config("regression"), "--trainer.max_epochs", "300", *QUIET]
+    assert run_cli("fit", *args) == 0
+    (in_tmp / "xs.csv").write_text("x\n0.5\n5\n12.5\n19\n")
+    assert run_cli("predict", *args, "--ckpt_path", "last", "--input", "xs.csv") == 0
+    rows = read_rows(in_tmp / "predictions.csv")
+    assert [row["x"] for row in rows] == ["0.5", "5", "12.5", "19"]
+    checkpoint = torch.load(in_tmp / "lightning_logs/regression/version_0/checkpoints/last.ckpt", weights_only=True)
+    scaling = checkpoint["RegressionDataModule"]
+    net = MLP(1, 1, hidden_sizes=[384, 384], activation="tanh")
+    net.load_state_dict(net_weights(in_tmp / "lightning_logs/regression/version_0/checkpoints/last.ckpt"))
+    x = torch.tensor([[0.5], [5.0], [12.5], [19.0]])
+    with torch.no_grad():
+        expected = net((x - scaling["feature_mean"]) / scaling["feature_std"]).flatten()
+    assert [float(row["predicted_y"]) for row in rows] == pytest.approx(expected.tolist(), rel=1e-5)
+    truth = x + 2 * torch.sin(x)
+    assert (expected - truth.flatten()).abs().max() < 1.5  # a trained fit of y = x + 2 sin(x)
+
+
+def test_cifar_predicts_a_folder_of_images_and_a_single_file(in_tmp: Path, tmp_path: Path) -> None:
+    tree = image_tree(tmp_path / "tree", per_class=4)
+    assert run_cli("fit", *tiny_cifar_run(tree, tmp_path), "--trainer.max_epochs", "1") == 0
+    photos = in_tmp / "photos"
+    (photos / "more").mkdir(parents=True)
+    for index in range(3):
+        write_png(torch.randint(0, 256, (3, 32, 32), dtype=torch.uint8), str(photos / f"{index}.png"))
+    write_png(torch.randint(0, 256, (3, 64, 48), dtype=torch.uint8), str(photos / "more" / "big.png"))  # resized
+    args = [*tiny_cifar_run(tree, tmp_path), "--ckpt_path", "best"]
+    assert run_cli("predict", *args, "--input", "photos") == 0
+    rows = read_rows(in_tmp / "predictions.csv")
+    assert [row["file"] for row in rows] == [f"photos/{name}" for name in ("0.png", "1.png", "2.png", "more/big.png")]
+    for row in rows:
+        probabilities = {name: float(row[f"p_{name}"]) for name in
+                         ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")}
+        assert sum(probabilities.values()) == pytest.approx(1.0, abs=1e-4)
+        assert row["class"] == max(probabilities, key=probabilities.get)
+    assert run_cli("predict", *args, "--input", str(photos / "1.png"), "--output", "one.csv") == 0
+    single = read_rows(in_tmp / "one.csv")
+    assert len(single) == 1 and single[0]["probability"] == rows[1]["probability"]
