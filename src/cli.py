@@ -12,6 +12,7 @@ from src.errors import UserInputError
 from src.callbacks import EpochLines, RngState, RunCheckpoint, TrainingInterrupted
 from src.checkpoint_io import AtomicCheckpointIO
 from src.checkpoints import best_checkpoint, check_checkpoint, latest_resumable_run
+from src.trainer import TemplateTrainer
 from src.prediction_table import prediction_columns, write_prediction_csv
 
 
@@ -30,7 +31,7 @@ class SaveRunConfig(SaveConfigCallback):
     """Saves the resolved config beside the run; a resumed run adds config.resumed-K.yaml."""
 
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
-        if stage == "predict":  # predicting makes no run, so no run folder for its config
+        if not trainer.loggers:  # predict and lr_find make no run, so no run folder for their config
             return
         if not self.already_saved and trainer.log_dir is not None:
             name, count = "config.yaml", 0
@@ -45,6 +46,7 @@ class TemplateCLI(LightningCLI):
     """`python train.py {fit,validate,test,predict} --config configs/<task>.yaml [--key value ...]`."""
 
     def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("trainer_class", TemplateTrainer)
         kwargs.setdefault("save_config_callback", SaveRunConfig)
         kwargs.setdefault("auto_configure_optimizers", False)
         # A progress bar in a terminal; in logs and CI, one line per validation instead.
@@ -52,6 +54,11 @@ class TemplateCLI(LightningCLI):
         # Parse errors are raised, not printed, so train.py can reduce them to one line.
         kwargs.setdefault("parser_kwargs", {"parser_mode": "yaml", "exit_on_error": False})
         super().__init__(**kwargs)
+
+    @staticmethod
+    def subcommands() -> dict[str, set[str]]:
+        """Lightning's four, plus TemplateTrainer's `lr_find` and `export`."""
+        return {**LightningCLI.subcommands(), "lr_find": {"model", "datamodule"}, "export": {"model", "datamodule"}}
 
     def _prepare_subcommand_parser(self, klass: type, subcommand: str, **kwargs: Any) -> LightningArgumentParser:
         """Adds `predict --input PATH [--output FILE]` to LightningCLI's subcommand parser."""

@@ -141,6 +141,10 @@ class CIFAR10DataModule(InMemoryDataModule):
         device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
         self.splits = {name: (x.to(device), y.to(device)) for name, (x, y) in splits.items()}
 
+    def input_normalization(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """For images as float32 RGB in [0, 1] (what exported models take)."""
+        return torch.tensor(CIFAR10_MEAN).view(3, 1, 1), torch.tensor(CIFAR10_STD).view(3, 1, 1)
+
     def read_predict_inputs(self, path: Path) -> tuple[torch.Tensor, dict[str, list[str]]]:
         images, files = read_images_to_predict(path)
         return images, {"file": files}

@@ -72,6 +72,11 @@ class InMemoryDataModule(LightningDataModule):
     def test_dataloader(self) -> InMemoryLoader:
         return self._loader("test", self.eval_batch_size, shuffle=False)
 
+    def input_normalization(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(mean, std) that turn a user's raw input into the model's input, broadcastable
+        over one sample; None when the model takes raw inputs. Exported models include it."""
+        return None
+
     def read_predict_inputs(self, path: Path) -> tuple[torch.Tensor, dict[str, list[str]]]:
         """Model-ready inputs from a user's file or folder, and the rows as read (to echo)."""
         raise NotImplementedError(f"{type(self).__name__} cannot read inputs for prediction")

@@ -161,6 +161,9 @@ class RegressionDataModule(InMemoryDataModule):
         self.feature_mean, self.feature_std = state_dict["feature_mean"], state_dict["feature_std"]
         self.standardization_known = True
 
+    def input_normalization(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        return (self.feature_mean, self.feature_std) if self.standardize else None
+
     def read_predict_inputs(self, path: Path) -> tuple[torch.Tensor, dict[str, list[str]]]:
         inputs, columns = read_feature_rows(path, self.feature_names)
         if self.standardize and not self.standardization_known:  # a checkpoint from before it was saved

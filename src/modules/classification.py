@@ -2,6 +2,7 @@
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 from jsonargparse.typing import NonNegativeFloat
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torchmetrics import Accuracy, F1Score, MetricCollection
@@ -65,10 +66,13 @@ class ClassificationModule(TaskModule):
         """Training uses the net; evaluation uses the weight average (if any) and flip TTA (if on)."""
         if self.training:
             return self.net(x)
-        net = self.ema.module if self.ema is not None else self.net
+        net = self.evaluation_net()
         if self.tta_flip and x.dim() == 4:
             return (net(x) + net(x.flip(3))) / 2
         return net(x)
+
+    def evaluation_net(self) -> nn.Module:
+        return self.ema.module if self.ema is not None else self.net
 
     def on_train_batch_end(self, outputs: object, batch: object, batch_idx: int) -> None:
         if self.ema is not None:

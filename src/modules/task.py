@@ -38,6 +38,7 @@ class TaskModule(LightningModule):
         scheduler: SchedulerConfig,
     ) -> None:
         super().__init__()
+        self.net_sizes = (in_size, num_outputs)  # the net's two positional arguments
         try:
             self.net = net(in_size, num_outputs)
         except (TypeError, ValueError) as error:
@@ -60,6 +61,10 @@ class TaskModule(LightningModule):
 
     def metric_inputs(self, outputs: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
+
+    def evaluation_net(self) -> nn.Module:
+        """The plain net that evaluation uses (subclasses may keep a weight average)."""
+        return self.net
 
     # --- steps ------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,187 @@
+"""Turn a trained checkpoint into files that need no Lightning: a plain state_dict,
+TorchScript and ONNX, each checked against the PyTorch model before it is kept.
+
+- `net_state_dict.pt`: the bare net's weights, for `net.load_state_dict(torch.load(...))`
+  with the net class named in `model.json`, as the PyTorch tutorials save models.
+- `model.torchscript.pt` and `model.onnx`: the net with the input standardisation in front,
+  so they take raw inputs (features in the data's units; images as float32 RGB in [0, 1])
+  and return the net's outputs (logits for classifiers, the prediction for regression).
+"""
+
+import importlib
+import json
+import warnings
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from lightning.pytorch import LightningDataModule
+from torch import nn
+
+from src.errors import UserInputError
+from src.modules.task import TaskModule
+
+ExportFormat = Literal["state_dict", "torchscript", "onnx"]
+ALL_FORMATS: tuple[ExportFormat, ...] = ("state_dict", "torchscript", "onnx")
+# Exported outputs must match PyTorch's within this (float32 rounding in other kernels).
+TOLERANCE = {"atol": 1e-4, "rtol": 1e-4}
+CHECK_SAMPLES = 64
+
+
+class Standardize(nn.Module):
+    """(x - mean) / std, with mean and std as buffers that travel with the exported model."""
+
+    def __init__(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("mean", mean.float().clone())
+        self.register_buffer("std", std.float().clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
+def raw_input_model(net: nn.Module, datamodule: LightningDataModule) -> nn.Module:
+    """The net behind the data module's input standardisation (if it has one), in eval mode."""
+    normalization = getattr(datamodule, "input_normalization", lambda: None)()
+    model = net if normalization is None else nn.Sequential(Standardize(*normalization), net)
+    return model.eval()
+
+
+def example_inputs(input_shape: tuple[int, ...], datamodule: LightningDataModule, count: int) -> torch.Tensor:
+    """Inputs in the raw units the exported model takes, to trace it and check it."""
+    generator = torch.Generator().manual_seed(0)
+    if len(input_shape) == 3:  # images as float RGB in [0, 1]
+        return torch.rand(count, *input_shape, generator=generator)
+    normalization = getattr(datamodule, "input_normalization", lambda: None)()
+    inputs = torch.randn(count, *input_shape, generator=generator)
+    return inputs if normalization is None else inputs * normalization[1] + normalization[0]
+
+
+def load_trained_weights(module: TaskModule, datamodule: LightningDataModule, ckpt_path: Path) -> None:
+    """Load a checkpoint's weights into the module and its data state (standardisation)."""
+    checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    try:
+        module.load_state_dict(checkpoint["state_dict"])
+    except RuntimeError as error:
+        raise UserInputError(
+            f"{ckpt_path} does not fit this config's model ({str(error).splitlines()[0]}); "
+            "export with the config the checkpoint was trained with"
+        ) from None
+    state = checkpoint.get(type(datamodule).__qualname__)
+    if state is not None:
+        datamodule.load_state_dict(state)
+
+
+def net_description(module: TaskModule) -> dict[str, Any]:
+    """How to rebuild the bare net with plain PyTorch: class path, positional and keyword args."""
+    net = module.hparams.get("net", {})
+    class_path = net.get("class_path") if isinstance(net, dict) else None
+    if class_path is None:
+        class_path = f"{type(module.net).__module__}.{type(module.net).__qualname__}"
+    return {"class_path": class_path, "args": list(module.net_sizes), "init_args": dict(net.get("init_args", {}))}
+
+
+def build_net(description: dict[str, Any]) -> nn.Module:
+    """The bare net from `net_description`'s record, as a user would build it."""
+    module_name, class_name = description["class_path"].rsplit(".", 1)
+    net_class = getattr(importlib.import_module(module_name), class_name)
+    return net_class(*description["args"], **description["init_args"])
+
+
+def class_names(module: TaskModule, datamodule: LightningDataModule) -> list[str] | None:
+    """Names of the classes in output order (binary heads: the logit is of the second class)."""
+    if not hasattr(module, "probabilities"):
+        return None
+    return list(getattr(datamodule, "class_names", [str(index) for index in range(module.num_classes)]))
+
+
+def max_difference(expected: torch.Tensor, actual: torch.Tensor, what: str) -> float:
+    """Largest absolute difference; raises when outside TOLERANCE, so a bad export is not kept."""
+    actual = torch.as_tensor(actual, dtype=expected.dtype)
+    difference = (expected - actual).abs().max().item()
+    if not torch.allclose(expected, actual, **TOLERANCE):
+        raise RuntimeError(f"the {what} export differs from PyTorch by {difference:.3g}, beyond {TOLERANCE}")
+    return difference
+
+
+def export_onnx(model: nn.Module, inputs: torch.Tensor, path: Path) -> None:
+    """ONNX with a dynamic batch dimension (torch.export-based exporter)."""
+    batch = torch.export.Dim("batch", min=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(
+            model, (inputs,), dynamo=True, input_names=["input"], output_names=["output"],
+            dynamic_shapes=({0: batch},), verbose=False,
+        )
+    program.save(str(path))
+
+
+def run_onnx(path: Path, inputs: torch.Tensor) -> torch.Tensor:
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return torch.from_numpy(session.run(None, {"input": inputs.numpy()})[0])
+
+
+def export_checkpoint(
+    module: TaskModule,
+    datamodule: LightningDataModule,
+    ckpt_path: Path,
+    output_dir: Path,
+    formats: tuple[ExportFormat, ...] = ALL_FORMATS,
+) -> dict[str, Any]:
+    """Write the chosen formats and `model.json` to `output_dir`; returns the record written."""
+    load_trained_weights(module, datamodule, ckpt_path)
+    module = module.cpu().eval()
+    net = module.evaluation_net()
+    model = raw_input_model(net, datamodule)
+    input_shape = tuple(module.hparams.get("input_shape", ()))
+    inputs = example_inputs(input_shape, datamodule, CHECK_SAMPLES)
+    with torch.no_grad():
+        expected = model(inputs)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    description = net_description(module)
+    normalization = getattr(datamodule, "input_normalization", lambda: None)()
+    record: dict[str, Any] = {
+        "checkpoint": str(ckpt_path),
+        "net": description,
+        "input": {
+            "shape": ["batch", *input_shape],
+            "units": "float32 RGB in [0, 1]" if len(input_shape) == 3 else "float32 features, in the data's units",
+            "standardization": None if normalization is None else {
+                "mean": normalization[0].flatten().tolist(), "std": normalization[1].flatten().tolist(),
+                "note": "net_state_dict.pt expects standardised inputs; TorchScript and ONNX apply it themselves",
+            },
+        },
+        "output": "logits" if hasattr(module, "probabilities") else "prediction",
+        "classes": class_names(module, datamodule),
+        "tolerance": TOLERANCE,
+        "files": {},
+        "max_abs_difference": {},
+    }
+    if "state_dict" in formats:
+        path = output_dir / "net_state_dict.pt"
+        torch.save(net.state_dict(), path)
+        rebuilt = build_net(description)
+        rebuilt.load_state_dict(torch.load(path, weights_only=True))
+        with torch.no_grad():
+            actual = raw_input_model(rebuilt, datamodule)(inputs)
+        record["files"]["state_dict"] = path.name
+        record["max_abs_difference"]["state_dict"] = max_difference(expected, actual, "state_dict")
+    if "torchscript" in formats:
+        path = output_dir / "model.torchscript.pt"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch.jit's deprecation notice; the file format stays loadable
+            torch.jit.save(torch.jit.trace(model, inputs[:2]), str(path))
+            loaded = torch.jit.load(str(path))
+        with torch.no_grad():
+            actual = loaded(inputs)
+        record["files"]["torchscript"] = path.name
+        record["max_abs_difference"]["torchscript"] = max_difference(expected, actual, "TorchScript")
+    if "onnx" in formats:
+        path = output_dir / "model.onnx"
+        export_onnx(model, inputs[:2], path)
+        record["files"]["onnx"] = path.name
+        record["max_abs_difference"]["onnx"] = max_difference(expected, run_onnx(path, inputs), "ONNX")
+    (output_dir / "model.json").write_text(json.dumps(record, indent=2) + "\n")
+    return record

@@ -1,0 +1,85 @@
+"""The Lightning Trainer plus the template's two extra commands, `lr_find` and `export`.
+
+LightningCLI turns each Trainer method named in `TemplateCLI.subcommands()` into a
+subcommand whose options are the method's arguments, so these read like `fit`:
+`python train.py export --config configs/circles.yaml --ckpt_path best`.
+"""
+
+from pathlib import Path
+
+from lightning.pytorch import LightningDataModule, LightningModule, Trainer
+
+from src.errors import UserInputError
+from src.export import ALL_FORMATS, ExportFormat, export_checkpoint
+from src.learning_rate_finder import find_learning_rate
+
+
+class TemplateTrainer(Trainer):
+    """A Trainer with `lr_find` and `export`."""
+
+    def lr_find(
+        self,
+        model: LightningModule,
+        datamodule: LightningDataModule,
+        min_lr: float = 1e-6,
+        max_lr: float = 1.0,
+        num_training: int = 100,
+        output_dir: Path | None = None,
+    ) -> None:
+        """Find a learning rate: an LR range test, its plot saved as lr_find.png.
+
+        Args:
+            min_lr: learning rate of the first step.
+            max_lr: learning rate of the last step.
+            num_training: number of training steps, the LR rising exponentially between the two.
+            output_dir: where lr_find.png and lr_find.csv go (default: the experiment's folder
+                in lightning_logs).
+        """
+        if not 0 < min_lr < max_lr:
+            raise UserInputError(f"need 0 < --min_lr < --max_lr, got {min_lr} and {max_lr}")
+        if num_training < 10:
+            raise UserInputError(f"--num_training must be >= 10 steps, got {num_training}")
+        folder = Path(output_dir) if output_dir is not None else self.experiment_dir()
+        self.loggers = []  # a range test is not a run: no version folder of its own
+        suggestion, plot, numbers = find_learning_rate(
+            self, model, datamodule, folder, min_lr, max_lr, num_training
+        )
+        if suggestion is None:
+            print("The LR range test gave no suggestion (the loss never fell steadily); see the plot.")
+        else:
+            print(f"Suggested learning rate: {suggestion:.3g}  (train with --model.init_args.optimizer.lr {suggestion:.3g})")
+        print(f"Plot: {plot}\nLosses: {numbers}")
+
+    def export(
+        self,
+        model: LightningModule,
+        datamodule: LightningDataModule,
+        ckpt_path: str | None = None,
+        formats: list[ExportFormat] = list(ALL_FORMATS),  # noqa: B006 - read only
+        output_dir: Path | None = None,
+    ) -> None:
+        """Export a checkpoint: plain state_dict, TorchScript and ONNX, each checked against PyTorch.
+
+        Args:
+            ckpt_path: best, last or a checkpoint file.
+            formats: which of state_dict, torchscript and onnx to write.
+            output_dir: where to write them (default: export/<checkpoint name>/ in the run's folder).
+        """
+        if ckpt_path is None:
+            raise UserInputError("export needs a trained model: add --ckpt_path best, last or a checkpoint file")
+        if not formats:
+            raise UserInputError("--formats is empty: choose from state_dict, torchscript, onnx")
+        checkpoint = Path(ckpt_path)
+        folder = Path(output_dir) if output_dir is not None else checkpoint.parent.parent / "export" / checkpoint.stem
+        record = export_checkpoint(model, datamodule, checkpoint, folder, tuple(formats))
+        for kind, name in record["files"].items():
+            difference = record["max_abs_difference"][kind]
+            print(f"{kind:>12}: {folder / name}  (max |difference| to PyTorch {difference:.2g})")
+        print(f"{'description':>12}: {folder / 'model.json'}")
+
+    def experiment_dir(self) -> Path:
+        """lightning_logs/<name> of the configured TensorBoard logger, else the working folder."""
+        logger = self.logger
+        if logger is not None and getattr(logger, "root_dir", None):
+            return Path(logger.root_dir)
+        return Path(self.default_root_dir)

@@ -1,0 +1,104 @@
+"""`train.py export` files load without Lightning and agree with PyTorch; `lr_find` saves its plot."""
+
+import json
+from pathlib import Path
+
+import onnxruntime
+import pytest
+import torch
+from PIL import Image
+
+from src.modules.nets import MLP, AirbenchNet
+from tests.conftest import QUIET, config, run_cli
+from tests.test_cifar10 import image_tree, tiny_cifar_run
+
+
+def exported(run: Path) -> Path:
+    (folder,) = (run / "export").iterdir()
+    return folder
+
+
+def test_circles_export_loads_into_the_bare_net_and_all_formats_agree(in_tmp: Path) -> None:
+    args = ["--config", config("circles"), "--trainer.max_epochs", "30", *QUIET]
+    assert run_cli("fit", *args) == 0
+    assert run_cli("export", *args, "--ckpt_path", "best") == 0
+    folder = exported(in_tmp / "lightning_logs" / "circles" / "version_0")
+    record = json.loads((folder / "model.json").read_text())
+    assert record["net"] == {"class_path": "src.modules.nets.MLP", "args": [2, 1], "init_args": {
+        "hidden_sizes": [512, 512], "activation": "relu", "batch_norm": False, "dropout": 0.0}}
+    assert record["classes"] == ["0", "1"] and record["output"] == "logits"
+    # As the PyTorch tutorials load a model: build the class, load the state_dict.
+    net = MLP(2, 1, hidden_sizes=[512, 512], activation="relu")
+    net.load_state_dict(torch.load(folder / "net_state_dict.pt", weights_only=True))
+    net.eval()
+    points = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, -0.7], [-1.0, 0.1], [0.3, 0.3]])
+    with torch.no_grad():
+        logits = net(points)
+        scripted = torch.jit.load(str(folder / "model.torchscript.pt"))(points)
+    assert ((logits.flatten() > 0).long().tolist()) == [1, 0, 1, 0, 1]  # inner circle is class 1
+    assert torch.allclose(scripted, logits, atol=1e-5)
+    session = onnxruntime.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])
+    from_onnx = torch.from_numpy(session.run(None, {"input": points.numpy()})[0])  # batch 5: dynamic axis
+    assert torch.allclose(from_onnx, logits, atol=1e-4, rtol=1e-4)
+    assert max(record["max_abs_difference"].values()) <= 1e-4
+
+
+def test_regression_exports_take_raw_inputs(in_tmp: Path) -> None:
+    args = ["--config", config("regression"), "--trainer.max_epochs", "200", *QUIET]
+    assert run_cli("fit", *args) == 0
+    out = in_tmp / "shipped"
+    assert run_cli("export", *args, "--ckpt_path", "last", "--output_dir", str(out), "--formats", "[torchscript, onnx]") == 0
+    record = json.loads((out / "model.json").read_text())
+    assert set(record["files"]) == {"torchscript", "onnx"} and not (out / "net_state_dict.pt").exists()
+    mean, std = record["input"]["standardization"]["mean"], record["input"]["standardization"]["std"]
+    assert 9 < mean[0] < 11 and 5 < std[0] < 7  # x is uniform on [0, 20]
+    x = torch.linspace(1, 19, 7).unsqueeze(1)
+    scripted = torch.jit.load(str(out / "model.torchscript.pt"))(x)
+    session = onnxruntime.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
+    from_onnx = torch.from_numpy(session.run(None, {"input": x.numpy()})[0])
+    assert torch.allclose(from_onnx, scripted, atol=1e-4, rtol=1e-4)
+    assert (scripted - (x + 2 * torch.sin(x))).abs().max() < 2.0  # raw x in, the wave out
+
+
+def test_cifar_export_with_weight_averaging_matches_the_evaluated_net(in_tmp: Path, tmp_path: Path) -> None:
+    tree = image_tree(tmp_path / "tree", per_class=4)
+    args = [*tiny_cifar_run(tree, tmp_path), "--model.init_args.ema_decay", "0.9"]
+    assert run_cli("fit", *args, "--trainer.max_epochs", "1") == 0
+    assert run_cli("export", *args, "--ckpt_path", "best") == 0
+    folder = exported(in_tmp / "lightning_logs" / "cifar10_cpu" / "version_0")
+    record = json.loads((folder / "model.json").read_text())
+    assert record["classes"][0] == "airplane" and record["input"]["units"] == "float32 RGB in [0, 1]"
+    net = AirbenchNet(3, 10, widths=[8, 8, 8])
+    net.load_state_dict(torch.load(folder / "net_state_dict.pt", weights_only=True))
+    checkpoint = torch.load(next((folder.parents[1] / "checkpoints").glob("epoch=*.ckpt")), weights_only=True)
+    averaged = {k.removeprefix("ema.module."): v for k, v in checkpoint["state_dict"].items() if k.startswith("ema.module.")}
+    assert all(torch.equal(net.state_dict()[k], v) for k, v in averaged.items())  # the EMA weights, not the raw ones
+    image = torch.from_numpy(__import__("numpy").asarray(Image.open(next(tree.glob("train/cat/*.png"))))).permute(2, 0, 1)
+    pixels = image.float().unsqueeze(0) / 255
+    mean, std = (torch.tensor(record["input"]["standardization"][k]).view(1, 3, 1, 1) for k in ("mean", "std"))
+    with torch.no_grad():
+        logits = net.eval()((pixels - mean) / std)
+        scripted = torch.jit.load(str(folder / "model.torchscript.pt"))(pixels)
+    session = onnxruntime.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])
+    from_onnx = torch.from_numpy(session.run(None, {"input": pixels.numpy()})[0])
+    assert torch.allclose(scripted, logits, atol=1e-5) and torch.allclose(from_onnx, logits, atol=1e-4, rtol=1e-4)
+
+
+def test_export_without_a_checkpoint_fails_clearly(in_tmp: Path, capsys: pytest.CaptureFixture) -> None:
+    assert run_cli("export", "--config", config("circles"), *QUIET) == 2
+    assert "export needs a trained model: add --ckpt_path" in capsys.readouterr().err
+
+
+def test_lr_find_saves_plot_and_losses_and_suggests_a_rate(in_tmp: Path, capsys: pytest.CaptureFixture) -> None:
+    assert run_cli("lr_find", "--config", config("circles"), "--num_training", "60", *QUIET) == 0
+    folder = in_tmp / "lightning_logs" / "circles"
+    with Image.open(folder / "lr_find.png") as plot:
+        assert plot.size == (640, 480)
+    rows = (folder / "lr_find.csv").read_text().splitlines()
+    assert rows[0] == "lr,loss" and 10 < len(rows) - 1 <= 60  # the test stops early once the loss diverges
+    lrs = [float(row.split(",")[0]) for row in rows[1:]]
+    assert lrs[0] == pytest.approx(1e-6, rel=0.2) and lrs == sorted(lrs)
+    suggested = float(capsys.readouterr().out.split("Suggested learning rate: ")[1].split()[0])
+    assert 1e-6 < suggested < 1.0
+    assert sorted(p.name for p in folder.iterdir()) == ["lr_find.csv", "lr_find.png"]  # no run folder, no temp files
+    assert not list(in_tmp.glob(".lr_find*"))
