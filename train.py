@@ -1,4 +1,8 @@
-"""Train, validate, test or predict any task: `python train.py fit --config configs/circles.yaml`."""
+"""Train, validate, test or predict any task: `python train.py fit --config configs/circles.yaml`.
+
+Also `lr_find` (LR range test), `export` (state_dict, TorchScript, ONNX) and
+`compare_schedules` (one run per LR schedule, a table of results): see README.md.
+"""
 
 import signal
 import sys
@@ -8,12 +12,19 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from src.callbacks import TrainingInterrupted
 from src.cli import TemplateCLI
 from src.cli_errors import user_message
+from src.schedule_comparison import compare_schedules
+
+SUBCOMMANDS = ("fit", "validate", "test", "predict", "lr_find", "export", "compare_schedules")
 
 
 def main(args: list[str] | None = None) -> None:
     """Run the CLI; mistakes a user can fix end with one line on stderr and exit status 2."""
+    given = args if args is not None else sys.argv[1:]
     try:
-        TemplateCLI(args=args)
+        if given[:1] == ["compare_schedules"]:
+            compare_schedules(given[1:])
+        else:
+            TemplateCLI(args=args)
     except TrainingInterrupted as stop:
         print(f"stopped: {stop}", file=sys.stderr)
         sys.exit(128 + stop.signum)  # 143 for SIGTERM, 130 for Ctrl-C, as shells report them
@@ -22,8 +33,7 @@ def main(args: list[str] | None = None) -> None:
         print(f"stopped: {TrainingInterrupted(signal.SIGTERM, saved or 'last.ckpt')}", file=sys.stderr)
         sys.exit(128 + signal.SIGTERM)
     except Exception as error:
-        given = args if args is not None else sys.argv[1:]
-        subcommand = next((a for a in given if a in ("fit", "validate", "test", "predict")), "fit")
+        subcommand = next((a for a in given if a in SUBCOMMANDS), "fit")
         message = user_message(error, subcommand)
         if message is None:
             raise  # a bug, not a user mistake: keep the traceback

@@ -46,6 +46,7 @@ class TemplateCLI(LightningCLI):
     """`python train.py {fit,validate,test,predict} --config configs/<task>.yaml [--key value ...]`."""
 
     def __init__(self, **kwargs: Any) -> None:
+        self.test_results: list[dict[str, float]] = []  # what after_fit's test of the best checkpoint reported
         kwargs.setdefault("trainer_class", TemplateTrainer)
         kwargs.setdefault("save_config_callback", SaveRunConfig)
         kwargs.setdefault("auto_configure_optimizers", False)
@@ -142,7 +143,7 @@ class TemplateCLI(LightningCLI):
             return
         callback = self.trainer.checkpoint_callback
         best = callback.best_model_path if callback is not None else ""
-        self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best or None, verbose=True)
+        self.test_results = self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best or None, verbose=True)
         log_dir = self.trainer.log_dir  # a collective call under DDP: every rank asks
         if self.trainer.is_global_zero and log_dir is not None:
             print(f"TensorBoard logs: {log_dir}  (tensorboard --logdir {Path(log_dir).parent.parent})")

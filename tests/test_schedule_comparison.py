@@ -1,0 +1,39 @@
+"""`train.py compare_schedules`: one run per schedule, side by side, and a table of results."""
+
+import csv
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import QUIET, config, run_cli
+from tests.test_cli import scalars
+
+
+def test_every_schedule_trains_and_the_table_reports_each(in_tmp: Path, capsys: pytest.CaptureFixture) -> None:
+    args = ["--config", config("circles"), "--trainer.max_epochs", "12", "--trainer.check_val_every_n_epoch", "6",
+            "--trainer.callbacks", "[]", *QUIET]
+    assert run_cli("compare_schedules", *args) == 0
+    folder = in_tmp / "lightning_logs" / "circles_schedules" / "version_0"
+    with (folder / "comparison.csv").open() as handle:
+        rows = {row["schedule"]: row for row in csv.DictReader(handle)}
+    assert list(rows) == ["constant", "step", "exponential", "cosine", "onecycle"]
+    final_lr = {name: float(row["final_lr"]) for name, row in rows.items()}
+    assert final_lr["constant"] == 0.01
+    assert final_lr["step"] == pytest.approx(0.01 * 0.1**3)  # 10x drops after epochs 4, 8 and 12
+    assert final_lr["exponential"] == pytest.approx(0.0001, rel=1e-3)  # 100x over the run
+    assert final_lr["cosine"] == pytest.approx(0.0, abs=1e-9) and final_lr["onecycle"] < 0.01 * 0.05
+    for row in rows.values():
+        assert 0.5 <= float(row["test/acc"]) <= 1.0 and float(row["seconds"]) > 0
+    assert "| schedule | val/acc_best | test/acc |" in (folder / "comparison.md").read_text()
+    for name in rows:  # each a full run with its own curves, in one folder for TensorBoard
+        assert {"train/lr", "val/acc", "test/acc"} <= set(scalars(folder / name))
+    assert "| onecycle |" in capsys.readouterr().out
+    assert run_cli("compare_schedules", *args, "--schedules", "constant", "cosine") == 0
+    assert (in_tmp / "lightning_logs" / "circles_schedules" / "version_1" / "cosine").is_dir()  # never overwrites
+
+
+def test_unknown_schedule_or_a_checkpoint_is_refused(in_tmp: Path, capsys: pytest.CaptureFixture) -> None:
+    assert run_cli("compare_schedules", "--config", config("circles"), "--schedules", "linear") == 2
+    assert "invalid choice: 'linear'" in capsys.readouterr().err
+    assert run_cli("compare_schedules", "--config", config("circles"), "--ckpt_path", "last") == 2
+    assert "drop --ckpt_path" in capsys.readouterr().err
