@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from lightning.pytorch.callbacks import RichModelSummary, RichProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
 from src.errors import UserInputError
@@ -43,7 +44,7 @@ class SaveRunConfig(SaveConfigCallback):
 
 
 class TemplateCLI(LightningCLI):
-    """`python train.py {fit,validate,test,predict} --config configs/<task>.yaml [--key value ...]`."""
+    """`python train.py {fit,validate,test,predict,lr_find,export} --config configs/<task>.yaml [--key value ...]`."""
 
     def __init__(self, **kwargs: Any) -> None:
         self.test_results: list[dict[str, float]] = []  # what after_fit's test of the best checkpoint reported
@@ -53,7 +54,12 @@ class TemplateCLI(LightningCLI):
         # A progress bar in a terminal; in logs and CI, one line per validation instead.
         kwargs.setdefault("trainer_defaults", {"enable_progress_bar": sys.stdout.isatty()})
         # Parse errors are raised, not printed, so train.py can reduce them to one line.
-        kwargs.setdefault("parser_kwargs", {"parser_mode": "yaml", "exit_on_error": False})
+        kwargs.setdefault("parser_kwargs", {
+            "parser_mode": "yaml",
+            "exit_on_error": False,
+            "epilog": "Also: python train.py compare_schedules --config CONFIG [fit options] "
+                      "[--schedules constant step exponential cosine onecycle] (one run per LR schedule).",
+        })
         super().__init__(**kwargs)
 
     @staticmethod
@@ -119,11 +125,17 @@ class TemplateCLI(LightningCLI):
         return Path(init_args.save_dir) / (init_args.name or "")
 
     def instantiate_trainer(self, **kwargs: Any) -> Any:
-        """Every Trainer writes checkpoints atomically with sha256 records and carries RNG states."""
+        """Every Trainer writes checkpoints atomically with sha256 records and carries RNG states;
+        in a terminal it shows rich's progress bar and model summary."""
         config = self._get(self.config_init, "trainer", default={})
         plugins = config.get("plugins") or []
         plugins = plugins if isinstance(plugins, list) else [plugins]
         kwargs.setdefault("plugins", [*plugins, AtomicCheckpointIO()])
+        if config.get("enable_progress_bar") and sys.stdout.isatty():
+            callbacks = config.get("callbacks") or []
+            callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
+            extra = [RichProgressBar()] + ([RichModelSummary()] if config.get("enable_model_summary", True) else [])
+            config["callbacks"] = [*callbacks, *extra]
         trainer = super().instantiate_trainer(**kwargs)
         trainer.callbacks.append(RngState())
         if trainer.progress_bar_callback is None:

@@ -9,6 +9,7 @@ the runs land side by side in lightning_logs/<name>_schedules/version_K/<schedul
 import argparse
 import csv
 import io
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ SCHEDULES = ("constant", "step", "exponential", "cosine", "onecycle")
 
 def schedule_flags(schedule: str, max_epochs: int, lr: float) -> list[str]:
     """CLI flags that switch a config to `schedule`, scaled to the run's length and LR:
-    step drops the LR 10x at 1/3 and 2/3 of the epochs, exponential decays it 100x over the run."""
+    step drops the LR 10x every third of the epochs, exponential decays it 100x over the run."""
     key = "--model.init_args.scheduler"
     flags = [f"{key}.warmup_epochs", "0"]
     if schedule == "constant":
@@ -78,7 +79,10 @@ def write_tables(folder: Path, rows: list[dict[str, Any]]) -> tuple[Path, Path]:
 
 
 def format_cell(value: Any) -> str:
-    return f"{value:.4f}" if isinstance(value, float) else str(value)
+    """Metrics with 4 decimals; '-' for one the run does not have (no test split)."""
+    if isinstance(value, float):
+        return "-" if math.isnan(value) else f"{value:.4f}"
+    return str(value)
 
 
 def compare_schedules(args: list[str]) -> list[dict[str, Any]]:

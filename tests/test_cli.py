@@ -1,12 +1,18 @@
 """The command line end to end: fit, test the best checkpoint, TensorBoard, resume, bad input."""
 
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from tests.conftest import QUIET, config, run_cli, run_train_py
+from tests.conftest import QUIET, ROOT, config, run_cli, run_train_py
 
 
 def scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
@@ -91,9 +97,26 @@ def test_help_and_print_config(capsys: pytest.CaptureFixture) -> None:
 
 
 def test_a_fresh_process_trains_circles_and_reports_where_things_are(tmp_path: Path) -> None:
-    result = run_train_py("fit", "--config", config("circles"), "--trainer.max_epochs", "30", cwd=tmp_path)
+    result = run_train_py("fit", "--config", config("circles"), "--trainer.max_epochs", "50", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "test/acc" in result.stdout and "lightning_logs/circles/version_0" in result.stdout
+    # Not a terminal (CI, a log file): no progress bar, one plain line per validation.
+    lines = [line for line in result.stdout.splitlines() if line.startswith("epoch ")]
+    assert [line.split()[1] for line in lines] == ["25/50", "50/50"]  # one plain line per validation
+    assert "Epoch 0/49" not in result.stdout + result.stderr  # the progress bar's text
+
+
+@pytest.mark.skipif(shutil.which("script") is None, reason="util-linux's script is needed to run in a terminal")
+def test_in_a_terminal_the_progress_bar_and_model_summary_are_rich(tmp_path: Path) -> None:
+    command = shlex.join([sys.executable, str(ROOT / "train.py"), "fit", "--config", config("circles"),
+                          "--trainer.max_epochs", "30"])
+    result = subprocess.run(["script", "-qec", command, "/dev/null"], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=300, env={**os.environ, "COLUMNS": "120", "TERM": "xterm"})
+    screen = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", result.stdout)  # without colours and cursor moves
+    assert result.returncode == 0, screen[-2000:]
+    assert "━" in screen and "Epoch 29/29" in screen  # rich's progress bar
+    assert "┃ Name" in screen and "Trainable params: 264 K" in screen  # rich's model summary table
+    assert "\nepoch 25/30" not in screen  # no plain lines on top of the bar
 
 
 def test_ddp_with_two_cpu_processes(tmp_path: Path) -> None:

@@ -5,7 +5,9 @@ import time
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_only
 
-SHOWN = ("train/loss", "val/loss", "val/acc", "val/mse", "val/r2", "val/acc_best", "val/mse_best")
+# Validation values only: train/loss is logged at the epoch end, after this line is printed,
+# so it would show the previous validated epoch's value.
+SHOWN = ("val/loss", "val/acc", "val/mse", "val/r2", "val/acc_best", "val/mse_best")
 
 
 class EpochLines(Callback):
