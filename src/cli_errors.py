@@ -63,5 +63,8 @@ def user_message(error: BaseException, subcommand: str = "fit") -> str | None:
             message += " Use --trainer.accelerator cpu (or auto) on this machine."
         return message
     if isinstance(error, ArgumentError) or any(isinstance(c, ArgumentError) for c in causes):
-        return f"{summarize_argument_error(str(error))} (see: python train.py {subcommand} --help)"
+        message = summarize_argument_error(str(error))
+        # jsonargparse names a missing option by its key ('predict.input'); users type '--input'.
+        message = message.replace(f"required: {subcommand}.", "required: --")
+        return f"{message} (see: python train.py {subcommand} --help)"
     return None

@@ -59,6 +59,8 @@ def test_predict_refuses_missing_columns_and_a_missing_checkpoint(
     assert "has no column(s) ['x1', 'x2']" in capsys.readouterr().err
     assert run_cli("predict", *args, "--input", "bad.csv") == 2
     assert "add --ckpt_path best, last or a checkpoint file" in capsys.readouterr().err
+    assert run_cli("predict", *args, "--ckpt_path", "last") == 2
+    assert "the following arguments are required: --input" in capsys.readouterr().err
     assert run_cli("predict", *args, "--ckpt_path", "last", "--input", "nowhere.csv") == 2
     assert "input file not found: nowhere.csv" in capsys.readouterr().err
     assert not (in_tmp / "predictions.csv").exists()

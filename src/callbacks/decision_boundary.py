@@ -7,7 +7,7 @@ from lightning.pytorch import LightningModule, Trainer
 from src.callbacks.epoch_figures import EpochFigures
 
 FIGURE_SIZE = (6.0, 5.0)  # inches; at 100 dpi the image is 600 x 500 pixels
-GRID_POINTS = 200  # per axis
+GRID_POINTS = 120  # per axis
 
 
 @torch.no_grad()
@@ -30,18 +30,20 @@ def boundary_figure(
     probabilities = class_probabilities(pl_module, torch.stack([grid_x.flatten(), grid_y.flatten()], dim=1))
     figure, axes = plt.subplots(figsize=FIGURE_SIZE, dpi=100)
     num_classes = probabilities.shape[1]
+    extent = (float(xs[0]), float(xs[-1]), float(ys[0]), float(ys[-1]))
+    # imshow of the grid: a tenth of the cost of filled contours, which matters every few epochs.
     if num_classes == 2:
         surface = probabilities[:, 1].view(GRID_POINTS, GRID_POINTS)
-        shading = axes.contourf(grid_x, grid_y, surface, levels=20, cmap="RdBu_r", vmin=0, vmax=1, alpha=0.8)
+        shading = axes.imshow(surface, extent=extent, origin="lower", cmap="RdBu_r", vmin=0, vmax=1, alpha=0.8,
+                              aspect="auto", interpolation="bilinear")
         axes.contour(grid_x, grid_y, surface, levels=[0.5], colors="black", linewidths=1.5)
         figure.colorbar(shading, ax=axes, label="P(class 1)")
         colours = plt.get_cmap("RdBu_r")(labels.float().numpy())
     else:
         predicted = probabilities.argmax(dim=1).view(GRID_POINTS, GRID_POINTS)
-        palette = plt.get_cmap("tab10")
-        axes.contourf(grid_x, grid_y, predicted, levels=torch.arange(num_classes + 1) - 0.5, cmap="tab10",
-                      vmin=0, vmax=9, alpha=0.35)
-        colours = palette(labels.numpy() % 10)
+        axes.imshow(predicted, extent=extent, origin="lower", cmap="tab10", vmin=0, vmax=9, alpha=0.35,
+                    aspect="auto", interpolation="nearest")
+        colours = plt.get_cmap("tab10")(labels.numpy() % 10)
     axes.scatter(points[:, 0], points[:, 1], c=colours, s=10, edgecolors="black", linewidths=0.4)
     axes.set(title=title, xlabel="x1", ylabel="x2")
     figure.tight_layout()
