@@ -7,6 +7,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 from lightning.pytorch import Callback, LightningModule, Trainer  # noqa: E402
 from lightning.pytorch.loggers import TensorBoardLogger  # noqa: E402
 
+from src.errors import UserInputError  # noqa: E402
+
 
 class EpochFigures(Callback):
     """Calls `figures(trainer, module, stage)` after validation every `every_n_epochs` epochs
@@ -18,7 +20,7 @@ class EpochFigures(Callback):
 
     def __init__(self, every_n_epochs: int = 1) -> None:
         if every_n_epochs < 1:
-            raise ValueError(f"every_n_epochs must be >= 1, got {every_n_epochs}")
+            raise UserInputError(f"a figure callback's every_n_epochs must be >= 1, got {every_n_epochs}")
         self.every_n_epochs = every_n_epochs
 
     def figures(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> dict[str, plt.Figure]:
