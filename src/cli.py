@@ -13,6 +13,7 @@ from src.errors import UserInputError
 from src.callbacks import EpochLines, RngState, RunCheckpoint, TrainingInterrupted
 from src.checkpoint_io import AtomicCheckpointIO
 from src.checkpoints import best_checkpoint, check_checkpoint, latest_resumable_run
+from src.modules.classification import class_names
 from src.trainer import TemplateTrainer
 from src.prediction_table import prediction_columns, write_prediction_csv
 
@@ -176,11 +177,9 @@ class TemplateCLI(LightningCLI):
         datamodule.predict_path = source
         self.trainer.loggers = []  # predicting is not a run: no new version folder in lightning_logs
         batches = self.trainer.predict(model, datamodule=datamodule, ckpt_path=ckpt_path, return_predictions=True)
-        classifier = hasattr(model, "probabilities")
-        names = getattr(datamodule, "class_names", [str(i) for i in range(getattr(model, "num_classes", 0))])
+        names = class_names(datamodule, model.num_classes) if hasattr(model, "probabilities") else None
         predictions = prediction_columns(
-            torch.cat([batch.cpu() for batch in batches]), list(names) if classifier else None,
-            getattr(datamodule, "target_name", "target"),
+            torch.cat([batch.cpu() for batch in batches]), names, getattr(datamodule, "target_name", "target")
         )
         rows = write_prediction_csv(output, datamodule.predict_columns, predictions)
         print(f"Wrote {rows} predictions to {output}")

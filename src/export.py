@@ -19,6 +19,7 @@ from lightning.pytorch import LightningDataModule
 from torch import nn
 
 from src.errors import UserInputError
+from src.modules.classification import class_names
 from src.modules.task import TaskModule
 
 ExportFormat = Literal["state_dict", "torchscript", "onnx"]
@@ -40,19 +41,25 @@ class Standardize(nn.Module):
         return (x - self.mean) / self.std
 
 
-def raw_input_model(net: nn.Module, datamodule: LightningDataModule) -> nn.Module:
-    """The net behind the data module's input standardisation (if it has one), in eval mode."""
-    normalization = getattr(datamodule, "input_normalization", lambda: None)()
+Normalization = tuple[torch.Tensor, torch.Tensor] | None
+
+
+def input_normalization(datamodule: LightningDataModule) -> Normalization:
+    """The data module's (mean, std) for raw inputs, if it standardises them."""
+    return getattr(datamodule, "input_normalization", lambda: None)()
+
+
+def raw_input_model(net: nn.Module, normalization: Normalization) -> nn.Module:
+    """The net behind the input standardisation (if there is one), in eval mode."""
     model = net if normalization is None else nn.Sequential(Standardize(*normalization), net)
     return model.eval()
 
 
-def example_inputs(input_shape: tuple[int, ...], datamodule: LightningDataModule, count: int) -> torch.Tensor:
+def example_inputs(input_shape: tuple[int, ...], normalization: Normalization, count: int) -> torch.Tensor:
     """Inputs in the raw units the exported model takes, to trace it and check it."""
     generator = torch.Generator().manual_seed(0)
     if len(input_shape) == 3:  # images as float RGB in [0, 1]
         return torch.rand(count, *input_shape, generator=generator)
-    normalization = getattr(datamodule, "input_normalization", lambda: None)()
     inputs = torch.randn(count, *input_shape, generator=generator)
     return inputs if normalization is None else inputs * normalization[1] + normalization[0]
 
@@ -86,13 +93,6 @@ def build_net(description: dict[str, Any]) -> nn.Module:
     module_name, class_name = description["class_path"].rsplit(".", 1)
     net_class = getattr(importlib.import_module(module_name), class_name)
     return net_class(*description["args"], **description["init_args"])
-
-
-def class_names(module: TaskModule, datamodule: LightningDataModule) -> list[str] | None:
-    """Names of the classes in output order (binary heads: the logit is of the second class)."""
-    if not hasattr(module, "probabilities"):
-        return None
-    return list(getattr(datamodule, "class_names", [str(index) for index in range(module.num_classes)]))
 
 
 def max_difference(expected: torch.Tensor, actual: torch.Tensor, what: str) -> float:
@@ -134,14 +134,14 @@ def export_checkpoint(
     load_trained_weights(module, datamodule, ckpt_path)
     module = module.cpu().eval()
     net = module.evaluation_net()
-    model = raw_input_model(net, datamodule)
+    normalization = input_normalization(datamodule)  # after loading: the checkpoint's standardisation
+    model = raw_input_model(net, normalization)
     input_shape = tuple(module.hparams.get("input_shape", ()))
-    inputs = example_inputs(input_shape, datamodule, CHECK_SAMPLES)
+    inputs = example_inputs(input_shape, normalization, CHECK_SAMPLES)
     with torch.no_grad():
         expected = model(inputs)
     output_dir.mkdir(parents=True, exist_ok=True)
     description = net_description(module)
-    normalization = getattr(datamodule, "input_normalization", lambda: None)()
     record: dict[str, Any] = {
         "checkpoint": str(ckpt_path),
         "net": description,
@@ -154,7 +154,7 @@ def export_checkpoint(
             },
         },
         "output": "logits" if hasattr(module, "probabilities") else "prediction",
-        "classes": class_names(module, datamodule),
+        "classes": class_names(datamodule, module.num_classes) if hasattr(module, "probabilities") else None,
         "tolerance": TOLERANCE,
         "files": {},
         "max_abs_difference": {},
@@ -165,7 +165,7 @@ def export_checkpoint(
         rebuilt = build_net(description)
         rebuilt.load_state_dict(torch.load(path, weights_only=True))
         with torch.no_grad():
-            actual = raw_input_model(rebuilt, datamodule)(inputs)
+            actual = raw_input_model(rebuilt, normalization)(inputs)
         record["files"]["state_dict"] = path.name
         record["max_abs_difference"]["state_dict"] = max_difference(expected, actual, "state_dict")
     if "torchscript" in formats:

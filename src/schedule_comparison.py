@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from lightning.pytorch.loggers import TensorBoardLogger
+
 from src.atomic_files import write_atomically
 from src.checkpoints import versions
 from src.cli import TemplateCLI
@@ -55,12 +57,11 @@ def parse_options(args: list[str]) -> tuple[argparse.Namespace, list[str]]:
 
 def comparison_folder(cli: TemplateCLI) -> Path:
     """lightning_logs/<name>_schedules/version_K: a new K for every comparison."""
-    logger = cli.config.trainer.logger
-    init_args = getattr(logger, "init_args", None)
-    if init_args is None or "TensorBoardLogger" not in str(getattr(logger, "class_path", "")):
+    if not isinstance(cli.trainer.logger, TensorBoardLogger):
         raise UserInputError("compare_schedules needs trainer.logger to be a TensorBoardLogger (as in configs/*.yaml)")
-    parent = Path(init_args.save_dir) / f"{init_args.name or 'runs'}_schedules"
-    return parent / f"version_{len(versions(parent)) if parent.is_dir() else 0}"
+    parent = Path(f"{cli.trainer.experiment_dir()}_schedules")
+    existing = versions(parent)  # newest first
+    return parent / f"version_{int(existing[0].name.split('_')[1]) + 1 if existing else 0}"
 
 
 def write_tables(folder: Path, rows: list[dict[str, Any]]) -> tuple[Path, Path]:

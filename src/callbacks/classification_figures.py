@@ -9,6 +9,8 @@ from lightning.pytorch import Callback, LightningModule, Trainer  # noqa: E402
 from lightning.pytorch.loggers import TensorBoardLogger  # noqa: E402
 from torchmetrics.classification import MulticlassConfusionMatrix  # noqa: E402
 
+from src.modules.classification import class_names  # noqa: E402
+
 
 def confusion_figure(matrix: torch.Tensor, names: list[str]) -> plt.Figure:
     """Counts with rows = true class, columns = predicted class."""
@@ -100,7 +102,7 @@ class ClassificationFigures(Callback):
         matrix = self.matrix.compute()  # reduced across DDP ranks
         if not trainer.is_global_zero:
             return
-        names = list(getattr(trainer.datamodule, "class_names", [str(i) for i in range(pl_module.num_classes)]))
+        names = class_names(trainer.datamodule, pl_module.num_classes)
         experiment = trainer.logger.experiment
         experiment.add_figure(f"{stage}/confusion_matrix", confusion_figure(matrix, names), trainer.global_step)
         if self.samples is not None:

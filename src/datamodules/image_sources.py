@@ -48,11 +48,17 @@ def read_torchvision_batches(root: Path, download: bool) -> Splits:
     return splits
 
 
-def _decode(data: bytes, name: str) -> torch.Tensor:
+def _decode_rgb(data: bytes, name: str) -> torch.Tensor:
+    """A PNG or JPEG file's bytes as uint8 3 x H x W RGB."""
     try:
-        image = decode_image(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB)
+        return decode_image(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB)
     except RuntimeError as error:
         raise UserInputError(f"cannot decode image {name}: {str(error).splitlines()[0]}") from None
+
+
+def _decode(data: bytes, name: str) -> torch.Tensor:
+    """A training image: RGB and exactly 32 x 32."""
+    image = _decode_rgb(data, name)
     if image.shape[1:] != (SIZE, SIZE):
         raise UserInputError(f"image {name} is {image.shape[2]}x{image.shape[1]}, CIFAR-10 images are {SIZE}x{SIZE}")
     return image
@@ -144,10 +150,7 @@ def read_images_to_predict(path: Path) -> tuple[torch.Tensor, list[str]]:
         raise UserInputError(f"input not found: {path} (give an image file or a folder of images with --input)")
     images = []
     for file in files:
-        try:
-            image = decode_image(torch.frombuffer(bytearray(file.read_bytes()), dtype=torch.uint8), mode=ImageReadMode.RGB)
-        except RuntimeError as error:
-            raise UserInputError(f"cannot decode image {file}: {str(error).splitlines()[0]}") from None
+        image = _decode_rgb(file.read_bytes(), str(file))
         if image.shape[1:] != (SIZE, SIZE):
             image = resize(image, [SIZE, SIZE], antialias=True)
         images.append(image)
