@@ -12,6 +12,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from src.callbacks import TrainingInterrupted
 from src.cli import TemplateCLI
 from src.cli_errors import user_message
+from src.process_group import release_process_group
 from src.schedule_comparison import compare_schedules
 
 SUBCOMMANDS = ("fit", "validate", "test", "predict", "lr_find", "export", "compare_schedules")
@@ -39,6 +40,8 @@ def main(args: list[str] | None = None) -> None:
             raise  # a bug, not a user mistake: keep the traceback
         print(f"error: {message}", file=sys.stderr)
         sys.exit(2)
+    finally:
+        release_process_group()
 
 
 if __name__ == "__main__":
