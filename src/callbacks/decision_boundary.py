@@ -7,7 +7,7 @@ from lightning.pytorch import LightningModule, Trainer
 from src.callbacks.epoch_figures import EpochFigures
 
 FIGURE_SIZE = (6.0, 5.0)  # inches; at 100 dpi the image is 600 x 500 pixels
-GRID_POINTS = 120  # per axis
+GRID_POINTS = 80  # per axis; bilinear shading hides the coarseness, and the net runs on 6,400 points
 
 
 @torch.no_grad()
@@ -46,7 +46,7 @@ def boundary_figure(
         colours = plt.get_cmap("tab10")(labels.numpy() % 10)
     axes.scatter(points[:, 0], points[:, 1], c=colours, s=10, edgecolors="black", linewidths=0.4)
     axes.set(title=title, xlabel="x1", ylabel="x2")
-    figure.tight_layout()
+    figure.subplots_adjust(left=0.11, right=0.97, bottom=0.1, top=0.93)  # fixed: tight_layout costs 80 ms a figure
     return figure
 
 
