@@ -95,12 +95,17 @@ def build_net(description: dict[str, Any]) -> nn.Module:
     return net_class(*description["args"], **description["init_args"])
 
 
-def max_difference(expected: torch.Tensor, actual: torch.Tensor, what: str) -> float:
-    """Largest absolute difference; raises when outside TOLERANCE, so a bad export is not kept."""
+def checked_difference(expected: torch.Tensor, actual: torch.Tensor, path: Path, what: str) -> float:
+    """Largest absolute difference between the exported file's outputs and PyTorch's. Beyond
+    TOLERANCE the file is deleted and the command fails, so a wrong export is never left behind."""
     actual = torch.as_tensor(actual, dtype=expected.dtype)
     difference = (expected - actual).abs().max().item()
     if not torch.allclose(expected, actual, **TOLERANCE):
-        raise RuntimeError(f"the {what} export differs from PyTorch by {difference:.3g}, beyond {TOLERANCE}")
+        path.unlink(missing_ok=True)
+        raise UserInputError(
+            f"the {what} export differs from PyTorch by {difference:.3g} (allowed: atol {TOLERANCE['atol']}, "
+            f"rtol {TOLERANCE['rtol']}), so {path.name} was not kept; leave {what.lower()} out of --formats"
+        )
     return difference
 
 
@@ -167,7 +172,7 @@ def export_checkpoint(
         with torch.no_grad():
             actual = raw_input_model(rebuilt, normalization)(inputs)
         record["files"]["state_dict"] = path.name
-        record["max_abs_difference"]["state_dict"] = max_difference(expected, actual, "state_dict")
+        record["max_abs_difference"]["state_dict"] = checked_difference(expected, actual, path, "state_dict")
     if "torchscript" in formats:
         path = output_dir / "model.torchscript.pt"
         with warnings.catch_warnings():
@@ -177,11 +182,11 @@ def export_checkpoint(
         with torch.no_grad():
             actual = loaded(inputs)
         record["files"]["torchscript"] = path.name
-        record["max_abs_difference"]["torchscript"] = max_difference(expected, actual, "TorchScript")
+        record["max_abs_difference"]["torchscript"] = checked_difference(expected, actual, path, "TorchScript")
     if "onnx" in formats:
         path = output_dir / "model.onnx"
         export_onnx(model, inputs[:2], path)
         record["files"]["onnx"] = path.name
-        record["max_abs_difference"]["onnx"] = max_difference(expected, run_onnx(path, inputs), "ONNX")
+        record["max_abs_difference"]["onnx"] = checked_difference(expected, run_onnx(path, inputs), path, "ONNX")
     (output_dir / "model.json").write_text(json.dumps(record, indent=2) + "\n")
     return record

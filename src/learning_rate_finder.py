@@ -7,6 +7,7 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
 from lightning.pytorch import LightningDataModule, LightningModule, Trainer  # noqa: E402
 from lightning.pytorch.tuner import Tuner  # noqa: E402
 
@@ -40,6 +41,7 @@ def find_learning_rate(
     )
     plot = output_dir / "lr_find.png"
     figure.savefig(plot, dpi=100)
+    plt.close(figure)
     table = io.StringIO()
     writer = csv.writer(table, lineterminator="\n")
     writer.writerow(["lr", "loss"])

@@ -8,6 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
+import src.export
 from src.modules.nets import MLP, AirbenchNet
 from tests.conftest import QUIET, config, run_cli
 from tests.test_cifar10 import image_tree, tiny_cifar_run
@@ -82,6 +83,21 @@ def test_cifar_export_with_weight_averaging_matches_the_evaluated_net(in_tmp: Pa
     session = onnxruntime.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])
     from_onnx = torch.from_numpy(session.run(None, {"input": pixels.numpy()})[0])
     assert torch.allclose(scripted, logits, atol=1e-5) and torch.allclose(from_onnx, logits, atol=1e-4, rtol=1e-4)
+
+
+def test_an_export_that_disagrees_with_pytorch_is_deleted_and_fails(
+    in_tmp: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    args = ["--config", config("circles"), "--trainer.max_epochs", "5", *QUIET]
+    assert run_cli("fit", *args) == 0
+    run_onnx = src.export.run_onnx
+    monkeypatch.setattr(src.export, "run_onnx", lambda path, inputs: run_onnx(path, inputs) + 0.01)  # a broken runtime
+    out = in_tmp / "shipped"
+    assert run_cli("export", *args, "--ckpt_path", "last", "--output_dir", str(out)) == 2
+    error = capsys.readouterr().err
+    assert "the ONNX export differs from PyTorch by 0.01" in error and "model.onnx was not kept" in error
+    assert not (out / "model.onnx").exists() and not (out / "model.json").exists()
+    assert (out / "net_state_dict.pt").is_file() and (out / "model.torchscript.pt").is_file()  # these passed
 
 
 def test_export_without_a_checkpoint_fails_clearly(in_tmp: Path, capsys: pytest.CaptureFixture) -> None:

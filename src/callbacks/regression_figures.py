@@ -16,11 +16,12 @@ def predict(pl_module: LightningModule, inputs: torch.Tensor) -> torch.Tensor:
     return pl_module(inputs.to(pl_module.device)).float().flatten().cpu()
 
 
-def fit_figure(datamodule: object, pl_module: LightningModule, split: str, title: str) -> plt.Figure:
+def fit_figure(
+    datamodule: object, pl_module: LightningModule, split: str, predicted: torch.Tensor, title: str
+) -> plt.Figure:
     """One feature: the split's points, the true function (when known) and the model's curve.
-    Several features: predicted against true target, with the diagonal of a perfect fit."""
-    raw_x, (inputs, targets) = datamodule.raw_inputs[split], datamodule.splits[split]
-    targets = targets.flatten().cpu()
+    Several features: the split's `predicted` against true target, with the diagonal of a perfect fit."""
+    raw_x, targets = datamodule.raw_inputs[split], datamodule.splits[split][1].flatten().cpu()
     figure, axes = plt.subplots(figsize=FIGURE_SIZE, dpi=100)
     if raw_x.shape[1] == 1:
         everything = torch.cat(list(datamodule.raw_inputs.values()))
@@ -33,7 +34,6 @@ def fit_figure(datamodule: object, pl_module: LightningModule, split: str, title
                   label="prediction")
         axes.set(xlabel=datamodule.feature_names[0], ylabel=datamodule.target_name)
     else:
-        predicted = predict(pl_module, inputs)
         axes.scatter(targets, predicted, s=8, alpha=0.6, color="tab:blue", label=f"{split} data")
         low, high = float(targets.min()), float(targets.max())
         axes.plot([low, high], [low, high], color="black", ls="--", lw=1.5, label="perfect fit")
@@ -44,10 +44,9 @@ def fit_figure(datamodule: object, pl_module: LightningModule, split: str, title
     return figure
 
 
-def residuals_figure(datamodule: object, pl_module: LightningModule, split: str, title: str) -> plt.Figure:
+def residuals_figure(datamodule: object, split: str, predicted: torch.Tensor, title: str) -> plt.Figure:
     """Residuals (true - predicted) of a split against the feature (one feature) or the prediction."""
-    raw_x, (inputs, targets) = datamodule.raw_inputs[split], datamodule.splits[split]
-    predicted = predict(pl_module, inputs)
+    raw_x, targets = datamodule.raw_inputs[split], datamodule.splits[split][1]
     residuals = targets.flatten().cpu() - predicted
     figure, axes = plt.subplots(figsize=FIGURE_SIZE, dpi=100)
     against, label = (raw_x.flatten(), datamodule.feature_names[0]) if raw_x.shape[1] == 1 else (
@@ -71,7 +70,8 @@ class RegressionFigures(EpochFigures):
         mse = trainer.callback_metrics.get(f"{stage}/mse")
         score = f", {stage} MSE {float(mse):.4f}" if mse is not None else ""
         title = f"{self.epoch_label(trainer, stage)}: {stage} split{score}"
+        predicted = predict(pl_module, datamodule.splits[stage][0])  # once, for both figures
         return {
-            "fit": fit_figure(datamodule, pl_module, stage, title),
-            "residuals": residuals_figure(datamodule, pl_module, stage, title),
+            "fit": fit_figure(datamodule, pl_module, stage, predicted, title),
+            "residuals": residuals_figure(datamodule, stage, predicted, title),
         }

@@ -133,9 +133,6 @@ def source_fingerprint(paths: Iterable[Path]) -> str:
     return digest.hexdigest()[:16]
 
 
-__all__ = ["CLASSES", "find_zip", "read_image_tree", "read_image_zip", "read_torchvision_batches", "source_fingerprint"]
-
-
 def read_images_to_predict(path: Path) -> tuple[torch.Tensor, list[str]]:
     """One image file, or every image in a folder and its subfolders (sorted), as uint8
     N x 3 x 32 x 32 RGB. Images of another size are resized to 32 x 32, as a user's photos
@@ -155,3 +152,14 @@ def read_images_to_predict(path: Path) -> tuple[torch.Tensor, list[str]]:
             image = resize(image, [SIZE, SIZE], antialias=True)
         images.append(image)
     return torch.stack(images), [str(file) for file in files]
+
+
+__all__ = [
+    "CLASSES",
+    "find_zip",
+    "read_image_tree",
+    "read_image_zip",
+    "read_images_to_predict",
+    "read_torchvision_batches",
+    "source_fingerprint",
+]

@@ -151,8 +151,6 @@ class RegressionDataModule(InMemoryDataModule):
             return x
         return (x - self.feature_mean) / self.feature_std
 
-
-
     # --- the standardisation travels in checkpoints, so predicting needs no training data ---
     def state_dict(self) -> dict[str, torch.Tensor]:
         return {"feature_mean": self.feature_mean, "feature_std": self.feature_std}

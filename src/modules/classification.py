@@ -14,11 +14,11 @@ from src.modules.optimization import OptimizerConfig, SchedulerConfig
 from src.modules.task import TaskModule, NetFactory
 
 
-
 def class_names(datamodule: object, num_classes: int) -> list[str]:
     """Names of the classes in output order: the data module's `class_names`, else 0, 1, ..."""
     names = getattr(datamodule, "class_names", None)
     return list(names) if names else [str(index) for index in range(num_classes)]
+
 
 class ClassificationModule(TaskModule):
     """A classifier with accuracy, macro F1 and per-class accuracy for train, val and test.
