@@ -1,12 +1,13 @@
 # make quickstart   set up .venv (first time) and train the default task, circles
-# make test         the fast test suite (what CI runs first)
+# make lint         ruff: lint, import order, format check
+# make test         lint, then the fast test suite (what CI runs first)
 # make test-slow    the slow tests too (real CIFAR-10 images, many kills)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 READY := $(VENV)/.installed
 
-.PHONY: quickstart test test-slow bench tensorboard
+.PHONY: quickstart lint test test-slow bench tensorboard
 
 $(READY): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +18,11 @@ $(READY): pyproject.toml
 quickstart: $(READY)
 	$(BIN)/python train.py fit --config configs/circles.yaml
 
-test: $(READY)
+lint: $(READY)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: lint
 	$(BIN)/python -m pytest -m "not slow and not gpu"
 
 test-slow: $(READY)

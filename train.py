@@ -9,11 +9,11 @@ import sys
 
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from src.callbacks import TrainingInterrupted
+from src.checkpointing import TrainingInterrupted
 from src.cli import TemplateCLI
-from src.cli_errors import user_message
-from src.process_group import release_process_group
-from src.schedule_comparison import compare_schedules
+from src.cli.process_group import release_process_group
+from src.cli.schedule_comparison import compare_schedules
+from src.cli.user_errors import user_message
 
 SUBCOMMANDS = ("fit", "validate", "test", "predict", "lr_find", "export", "compare_schedules")
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import lightning as L
 import torch
 
-from src.cli import TemplateCLI
+from src.cli.template_cli import TemplateCLI
 from src.datamodules.in_memory_loader import InMemoryLoader
 
 RESULTS = Path(__file__).parent / "results"
@@ -65,8 +65,14 @@ def images_per_second(cli: TemplateCLI, datamodule: L.LightningDataModule, steps
     """Training images/s, and the share of each step spent getting its batch ready."""
     timer = StepTimer()
     trainer = L.Trainer(
-        max_steps=steps, limit_val_batches=0, logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, callbacks=[timer], accelerator="cpu",
+        max_steps=steps,
+        limit_val_batches=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[timer],
+        accelerator="cpu",
     )
     trainer.fit(cli.model, datamodule=datamodule)
     return timer.steps * cli.datamodule.batch_size / timer.elapsed, timer.between / timer.elapsed
@@ -80,8 +86,16 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as logs:
         base = [
-            "--config", "configs/cifar10_cpu.yaml", "--data.data_dir", args.data_dir, "--data.cache_dir", args.cache_dir,
-            "--trainer.logger.init_args.save_dir", logs, "--trainer.enable_progress_bar", "false",
+            "--config",
+            "configs/cifar10_cpu.yaml",
+            "--data.data_dir",
+            args.data_dir,
+            "--data.cache_dir",
+            args.cache_dir,
+            "--trainer.logger.init_args.save_dir",
+            logs,
+            "--trainer.enable_progress_bar",
+            "false",
         ]
         probe = TemplateCLI(args=base, run=False)
         probe.datamodule.prepare_data()

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from src.cli import TemplateCLI
+from src.cli.template_cli import TemplateCLI
 from src.modules.optimization import build_optimizer, build_scheduler
 
 RESULTS = Path(__file__).parent / "results"
@@ -34,10 +34,14 @@ def build(config: str, log_dir: str, figures: bool = False) -> TemplateCLI:
     """The task's default config; without its figure callbacks unless `figures`, since a
     plain loop draws none (their cost is measured on its own)."""
     args = [
-        "--config", f"configs/{config}.yaml",
-        "--trainer.logger.init_args.save_dir", log_dir,
-        "--trainer.enable_progress_bar", "false",
-        "--trainer.enable_model_summary", "false",
+        "--config",
+        f"configs/{config}.yaml",
+        "--trainer.logger.init_args.save_dir",
+        log_dir,
+        "--trainer.enable_progress_bar",
+        "false",
+        "--trainer.enable_model_summary",
+        "false",
         *([] if figures else ["--trainer.callbacks", "[]"]),
     ]
     return TemplateCLI(args=args, run=False)
@@ -81,7 +85,9 @@ def run_task(config: str, log_dir: str, loss_fn: Any | None = None) -> dict[str,
     metrics = cli.trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path=best, verbose=False)[0]
     with_figures = fit_seconds(build(config, str(Path(log_dir) / "with_figures"), figures=True))
     result: dict[str, Any] = {
-        "config": config, "epochs": cli.trainer.max_epochs, "lightning_fit_s": min(fit_times),
+        "config": config,
+        "epochs": cli.trainer.max_epochs,
+        "lightning_fit_s": min(fit_times),
         "lightning_fit_with_figures_s": with_figures,
     }
     result.update({k: float(v) for k, v in metrics.items()})
@@ -121,7 +127,9 @@ def main() -> None:
         "|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
-        metric = f"acc {row['test/acc']:.4f}" if "test/acc" in row else f"MSE {row['test/mse']:.4g}, R2 {row['test/r2']:.4f}"
+        metric = (
+            f"acc {row['test/acc']:.4f}" if "test/acc" in row else f"MSE {row['test/mse']:.4g}, R2 {row['test/r2']:.4f}"
+        )
         extra = ""
         if "weight" in row:
             extra = f"weight {row['weight']:.4f}, bias {row['bias']:.4f}"
@@ -130,7 +138,8 @@ def main() -> None:
         plain = f"{row['plain_loop_s']:.2f}" if "plain_loop_s" in row else "-"
         ratio = f"{row['lightning_over_plain']:.2f}" if "lightning_over_plain" in row else "-"
         lines.append(
-            f"| {row['config']} | {row['epochs']} | {metric} | {extra} | {row['lightning_fit_s']:.2f} | {plain} | {ratio} "
+            f"| {row['config']} | {row['epochs']} | {metric} | {extra} "
+            f"| {row['lightning_fit_s']:.2f} | {plain} | {ratio} "
             f"| {row['lightning_fit_with_figures_s']:.2f} |"
         )
     table = "\n".join(lines)

@@ -18,10 +18,10 @@ import tempfile
 import time
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Iterator
 
 from PIL import Image
 
@@ -44,8 +44,19 @@ def free_port() -> int:
 def tensorboard(logdir: Path, timeout: float = 60) -> Iterator[str]:
     """Serve `logdir` on a free loopback port; yields its URL once the server answers."""
     port = free_port()
-    command = [sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir), "--host", "127.0.0.1",
-               "--port", str(port), "--reload_interval", "0"]
+    command = [
+        sys.executable,
+        "-m",
+        "tensorboard.main",
+        "--logdir",
+        str(logdir),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--reload_interval",
+        "0",
+    ]
     server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -68,9 +79,18 @@ def tensorboard(logdir: Path, timeout: float = 60) -> Iterator[str]:
 def chromium(browser: str, url: str, *options: str, height: int = 3000, timeout: float = 120) -> str:
     """Load `url` headless (JavaScript run for up to 25 s of virtual time); returns stdout."""
     with tempfile.TemporaryDirectory() as profile:
-        command = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-                   f"--user-data-dir={profile}", f"--window-size=1400,{height}", "--virtual-time-budget=25000",
-                   *options, url]
+        command = [
+            browser,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            f"--user-data-dir={profile}",
+            f"--window-size=1400,{height}",
+            "--virtual-time-budget=25000",
+            *options,
+            url,
+        ]
         done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
     if done.returncode != 0:
         raise RuntimeError(f"chromium failed ({done.returncode}): {done.stderr[-500:]}")
@@ -92,7 +112,7 @@ def read_page(url: str, dom: str) -> RenderedPage:
     """Parse the page Chromium rendered; fetch each picture it shows from the server."""
     page = RenderedPage(line_charts=dom.count("<line-chart"))
     starts = [(match.start(), match.group(1)) for match in re.finditer(r"<(scalar-card|image-card) ", dom)]
-    for (start, kind), (end, _) in zip(starts, [*starts[1:], (len(dom), "")]):
+    for (start, kind), (end, _) in zip(starts, [*starts[1:], (len(dom), "")], strict=True):
         card = dom[start:end]
         title = re.search(r'<tb-truncated-path[^>]*title="([^"]+)"', card)
         if title is None:
@@ -105,9 +125,9 @@ def read_page(url: str, dom: str) -> RenderedPage:
         if len(cells) >= 4:
             page.scalar_cards[title.group(1)] = (int(cells[3]), float(cells[2]))
     for source in re.findall(r'<img[^>]*src="(data/plugin/timeseries/imageData\?[^"]+)"', dom):
-        with urllib.request.urlopen(f"{url}/{source.replace('&amp;', '&')}", timeout=10) as reply:
-            with Image.open(reply) as image:
-                page.image_sizes.append(image.size)
+        address = f"{url}/{source.replace('&amp;', '&')}"
+        with urllib.request.urlopen(address, timeout=10) as reply, Image.open(reply) as image:
+            page.image_sizes.append(image.size)
     return page
 
 
@@ -129,8 +149,16 @@ def render(
 
 
 def train(config: str, logs: Path, *flags: str) -> None:
-    command = [sys.executable, str(ROOT / "train.py"), "fit", "--config", str(ROOT / "configs" / f"{config}.yaml"),
-               "--trainer.logger.init_args.save_dir", str(logs), *flags]
+    command = [
+        sys.executable,
+        str(ROOT / "train.py"),
+        "fit",
+        "--config",
+        str(ROOT / "configs" / f"{config}.yaml"),
+        "--trainer.logger.init_args.save_dir",
+        str(logs),
+        *flags,
+    ]
     subprocess.run(command, check=True, capture_output=True, timeout=600, cwd=logs.parent)
 
 
@@ -143,13 +171,18 @@ def main() -> None:
         train("circles", logs)
         train("regression", logs)
         checks = {
-            "circles": ("loss$|val/acc$|decision_boundary", {"train/loss", "val/loss", "val/acc", "val/decision_boundary"}),
+            "circles": (
+                "loss$|val/acc$|decision_boundary",
+                {"train/loss", "val/loss", "val/acc", "val/decision_boundary"},
+            ),
             "regression": ("val/mse$|/fit|/residuals", {"val/mse", "val/fit", "val/residuals", "test/fit"}),
         }
         for name, (tag_filter, expected) in checks.items():
             page = render(browser, logs / name / "version_0", tag_filter, expected, RESULTS / f"tensorboard_{name}.png")
-            print(f"{name}: scalar cards (last step, value) {page.scalar_cards}, {page.line_charts} line charts; "
-                  f"image cards {sorted(page.image_cards)}, picture sizes {sorted(set(page.image_sizes))}")
+            print(
+                f"{name}: scalar cards (last step, value) {page.scalar_cards}, {page.line_charts} line charts; "
+                f"image cards {sorted(page.image_cards)}, picture sizes {sorted(set(page.image_sizes))}"
+            )
             missing = expected - set(page.scalar_cards) - page.image_cards
             if missing:
                 sys.exit(f"{name}: the page does not show {sorted(missing)}")

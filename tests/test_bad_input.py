@@ -55,8 +55,10 @@ CASES = [
     (["REGRESSION", "--data.source", "csv", "--data.csv_path", "missing.csv"], "CSV file not found"),
     (["REGRESSION", "--data.source", "csv", "--data.csv_path", "a_folder"], "CSV file not found"),
     (["REGRESSION", "--data.source", "csv", "--data.csv_path", "empty.csv"], "has no data rows"),
-    (["REGRESSION", "--data.source", "csv", "--data.csv_path", "cols.csv", "--data.target_column", "y"],
-     "no column(s) ['y']"),
+    (
+        ["REGRESSION", "--data.source", "csv", "--data.csv_path", "cols.csv", "--data.target_column", "y"],
+        "no column(s) ['y']",
+    ),
     (["REGRESSION", "--data.source", "csv", "--data.csv_path", "text.csv"], "column 'b' is not a number"),
 ]
 

@@ -8,11 +8,20 @@ from pathlib import Path
 import pytest
 import torch
 
-from src.checkpoint_io import AtomicCheckpointIO, record_path, sha256_of
+from src.checkpointing.checkpoint_io import AtomicCheckpointIO, record_path, sha256_of
 from tests.conftest import QUIET, ROOT, config, run_cli
 
-SMALL = ["--config", config("circles"), "--trainer.max_epochs", "4", "--trainer.check_val_every_n_epoch", "1",
-         "--model.net.init_args.hidden_sizes", "[16]", *QUIET]
+SMALL = [
+    "--config",
+    config("circles"),
+    "--trainer.max_epochs",
+    "4",
+    "--trainer.check_val_every_n_epoch",
+    "1",
+    "--model.net.init_args.hidden_sizes",
+    "[16]",
+    *QUIET,
+]
 
 
 def trained_run(in_tmp: Path) -> Path:
@@ -65,8 +74,19 @@ def test_the_code_never_loads_with_weights_only_false() -> None:
 def test_a_nan_loss_stops_training_before_any_nan_weights_are_saved(
     in_tmp: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    args = ["--config", config("regression_linear"), "--model.optimizer.name", "sgd", "--model.optimizer.lr", "1e18",
-            "--trainer.check_val_every_n_epoch", "1", "--checkpoint.last_every_n_steps", "1", *QUIET]
+    args = [
+        "--config",
+        config("regression_linear"),
+        "--model.optimizer.name",
+        "sgd",
+        "--model.optimizer.lr",
+        "1e18",
+        "--trainer.check_val_every_n_epoch",
+        "1",
+        "--checkpoint.last_every_n_steps",
+        "1",
+        *QUIET,
+    ]
     assert run_cli("fit", *args) == 2
     error = capsys.readouterr().err.strip()
     assert "training loss became" in error and "Lower model.optimizer.lr" in error and "\n" not in error

@@ -4,7 +4,6 @@ import functools
 import hashlib
 import http.server
 import pickle
-import shutil
 import tarfile
 import threading
 import zipfile
@@ -16,8 +15,7 @@ import torch
 from torchvision.datasets import CIFAR10
 from torchvision.io import write_png
 
-from src.datamodules import CIFAR10DataModule
-from src.datamodules import image_sources
+from src.datamodules import CIFAR10DataModule, image_sources
 from src.datamodules.batch_augment import random_flip, random_translate
 from src.datamodules.image_sources import CLASSES
 from src.errors import UserInputError
@@ -81,8 +79,9 @@ def test_torchvision_batches_are_read_into_uint8_splits(batches_dir: Path, tmp_p
     assert (all_train == torch.from_numpy(first_image)).all(dim=1).any()  # pixels unchanged, CHW order
 
 
-def test_the_download_path_fetches_checks_and_caches(batches_dir: Path, tmp_path: Path,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_download_path_fetches_checks_and_caches(
+    batches_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     served = tmp_path / "served"
     served.mkdir()
     archive = served / CIFAR10.filename
@@ -119,7 +118,9 @@ def test_an_image_tree_and_its_zip_give_the_same_data(tmp_path: Path) -> None:
     assert module(archive.parent, tmp_path).cache_path() == from_zip.cache_path()  # a folder holding the zip
 
 
-def test_the_cache_is_reused_and_rebuilt_when_the_source_changes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_cache_is_reused_and_rebuilt_when_the_source_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     tree = image_tree(tmp_path / "tree", with_test=False)
     dm = module(tree, tmp_path)
     dm.prepare_data()
@@ -156,11 +157,21 @@ def test_a_corrupt_batch_file_is_named(batches_dir: Path, tmp_path: Path) -> Non
 @pytest.mark.parametrize(
     ("make_bad", "message"),
     [
-        (lambda root: (root / "train" / "cat" / "bad.png").write_bytes(b"not an image"), "cannot decode image train/cat/bad.png"),
-        (lambda root: write_png(torch.zeros(3, 40, 32, dtype=torch.uint8), str(root / "train" / "cat" / "big.png")),
-         "train/cat/big.png is 32x40"),
-        (lambda root: (root / "train" / "unicorn").mkdir() or write_png(
-            torch.zeros(3, 32, 32, dtype=torch.uint8), str(root / "train" / "unicorn" / "u.png")), "unknown class folder 'unicorn'"),
+        (
+            lambda root: (root / "train" / "cat" / "bad.png").write_bytes(b"not an image"),
+            "cannot decode image train/cat/bad.png",
+        ),
+        (
+            lambda root: write_png(torch.zeros(3, 40, 32, dtype=torch.uint8), str(root / "train" / "cat" / "big.png")),
+            "train/cat/big.png is 32x40",
+        ),
+        (
+            lambda root: (
+                (root / "train" / "unicorn").mkdir()
+                or write_png(torch.zeros(3, 32, 32, dtype=torch.uint8), str(root / "train" / "unicorn" / "u.png"))
+            ),
+            "unknown class folder 'unicorn'",
+        ),
     ],
 )
 def test_bad_images_are_named(tmp_path: Path, make_bad, message: str) -> None:
@@ -191,7 +202,7 @@ def test_augmentation_keeps_shapes_moves_pixels_and_is_seeded() -> None:
     windows = [images[0, 0, 2 + dy : 30 + dy, 2 + dx : 30 + dx] for dy in range(-2, 3) for dx in range(-2, 3)]
     assert any(torch.equal(shifted[2:30, 2:30], window) for window in windows)
     flipped = random_flip(images)
-    assert all(torch.equal(f, i) or torch.equal(f, i.flip(2)) for f, i in zip(flipped, images))
+    assert all(torch.equal(f, i) or torch.equal(f, i.flip(2)) for f, i in zip(flipped, images, strict=True))
 
 
 FIGURES_EVERY_EPOCH = (
@@ -202,10 +213,25 @@ FIGURES_EVERY_EPOCH = (
 
 def tiny_cifar_run(tree: Path, tmp_path: Path) -> list[str]:
     return [
-        "--config", config("cifar10_cpu"), "--data.data_dir", str(tree), "--data.cache_dir", str(tmp_path / "cache"),
-        "--data.val_size", "20", "--data.batch_size", "16", "--data.download", "false",
-        "--model.net.init_args.widths", "[8, 8, 8]", "--trainer.log_every_n_steps", "1",
-        "--trainer.callbacks", FIGURES_EVERY_EPOCH, *QUIET,
+        "--config",
+        config("cifar10_cpu"),
+        "--data.data_dir",
+        str(tree),
+        "--data.cache_dir",
+        str(tmp_path / "cache"),
+        "--data.val_size",
+        "20",
+        "--data.batch_size",
+        "16",
+        "--data.download",
+        "false",
+        "--model.net.init_args.widths",
+        "[8, 8, 8]",
+        "--trainer.log_every_n_steps",
+        "1",
+        "--trainer.callbacks",
+        FIGURES_EVERY_EPOCH,
+        *QUIET,
     ]
 
 
@@ -219,13 +245,18 @@ def test_training_logs_curves_per_class_accuracy_and_figures(in_tmp: Path, tmp_p
 
     events = EventAccumulator(str(run), size_guidance={"images": 0})
     events.Reload()
-    assert {"val/confusion_matrix", "val/samples", "test/confusion_matrix", "test/samples"} <= set(events.Tags()["images"])
+    assert {"val/confusion_matrix", "val/samples", "test/confusion_matrix", "test/samples"} <= set(
+        events.Tags()["images"]
+    )
 
 
 def test_resume_with_augmentation_is_bit_identical(in_tmp: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     tree = image_tree(tmp_path / "tree", per_class=10, with_test=False)
     args = [*tiny_cifar_run(tree, tmp_path), "--trainer.max_epochs", "3"]
-    stop = FIGURES_EVERY_EPOCH[:-1] + ', {"class_path": "tests.helpers.SignalAtStep", "init_args": {"step": 6, "signum": 15}}]'
+    stop = (
+        FIGURES_EVERY_EPOCH[:-1]
+        + ', {"class_path": "tests.helpers.SignalAtStep", "init_args": {"step": 6, "signum": 15}}]'
+    )
     assert run_cli("fit", *args, "--trainer.callbacks", stop) == 143  # mid-epoch 2 of 3
     assert run_cli("fit", *args, "--trainer.max_epochs", "4", "--ckpt_path", "last") == 2
     assert "one-cycle schedule was planned for" in capsys.readouterr().err
@@ -242,8 +273,18 @@ def test_resume_with_augmentation_is_bit_identical(in_tmp: Path, tmp_path: Path,
 @pytest.mark.skipif(not SHARED_ZIP.is_file(), reason="../shared/datasets is not beside the repository")
 def test_a_short_cpu_training_on_real_images_is_far_above_chance(in_tmp: Path) -> None:
     args = [
-        "--config", config("cifar10_cpu"), "--data.data_dir", str(SHARED_ZIP), "--data.cache_dir", str(in_tmp / "cache"),
-        "--data.train_subset", "10000", "--model.net.init_args.widths", "[16, 32, 64]", "--trainer.max_epochs", "2",
+        "--config",
+        config("cifar10_cpu"),
+        "--data.data_dir",
+        str(SHARED_ZIP),
+        "--data.cache_dir",
+        str(in_tmp / "cache"),
+        "--data.train_subset",
+        "10000",
+        "--model.net.init_args.widths",
+        "[16, 32, 64]",
+        "--trainer.max_epochs",
+        "2",
         *QUIET,
     ]
     assert run_cli("fit", *args) == 0
@@ -253,10 +294,25 @@ def test_a_short_cpu_training_on_real_images_is_far_above_chance(in_tmp: Path) -
 
 def gpu_config_args(tree: Path, tmp_path: Path) -> list[str]:
     return [
-        "--config", config("cifar10"), "--data.data_dir", str(tree), "--data.cache_dir", str(tmp_path / "cache"),
-        "--data.val_size", "20", "--data.batch_size", "16", "--data.download", "false",
-        "--model.net.init_args.widths", "[8, 8, 8]", "--trainer.log_every_n_steps", "1",
-        "--trainer.max_epochs", "1", *QUIET,
+        "--config",
+        config("cifar10"),
+        "--data.data_dir",
+        str(tree),
+        "--data.cache_dir",
+        str(tmp_path / "cache"),
+        "--data.val_size",
+        "20",
+        "--data.batch_size",
+        "16",
+        "--data.download",
+        "false",
+        "--model.net.init_args.widths",
+        "[8, 8, 8]",
+        "--trainer.log_every_n_steps",
+        "1",
+        "--trainer.max_epochs",
+        "1",
+        *QUIET,
     ]
 
 

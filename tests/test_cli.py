@@ -31,8 +31,18 @@ def test_circles_fit_trains_tests_the_best_checkpoint_and_logs_everything(in_tmp
     assert (run / "config.yaml").is_file()
     curves = scalars(run)
     assert curves["test/acc"][-1][1] >= 0.97
-    for tag in ("train/loss_step", "train/loss", "train/acc", "train/lr", "val/loss", "val/acc", "val/f1",
-                "val/acc_best", "val/acc_class_0", "test/f1"):
+    for tag in (
+        "train/loss_step",
+        "train/loss",
+        "train/acc",
+        "train/lr",
+        "val/loss",
+        "val/acc",
+        "val/f1",
+        "val/acc_best",
+        "val/acc_class_0",
+        "test/f1",
+    ):
         assert tag in curves, tag
     assert len(curves["train/loss_step"]) == 5  # every 10 of 50 steps
     assert all(torch.load(run / "checkpoints" / name, weights_only=True) for name in checkpoints)
@@ -45,8 +55,15 @@ def test_regression_fit_reaches_a_good_fit(in_tmp: Path) -> None:
 
 
 def test_resume_continues_the_same_run_in_the_same_folder(in_tmp: Path) -> None:
-    common = ["--config", config("circles"), "--trainer.check_val_every_n_epoch", "1",
-              "--trainer.log_every_n_steps", "1", *QUIET]
+    common = [
+        "--config",
+        config("circles"),
+        "--trainer.check_val_every_n_epoch",
+        "1",
+        "--trainer.log_every_n_steps",
+        "1",
+        *QUIET,
+    ]
     assert run_cli("fit", *common, "--trainer.max_epochs", "4") == 0
     assert run_cli("fit", *common, "--trainer.max_epochs", "7", "--ckpt_path", "last") == 0
     experiment = in_tmp / "lightning_logs" / "circles"
@@ -81,8 +98,17 @@ def test_resuming_with_nothing_to_resume_fails_clearly(in_tmp: Path, capsys: pyt
 
 
 def test_bf16_mixed_precision_trains_on_cpu(in_tmp: Path) -> None:
-    args = ["--config", config("circles"), "--trainer.precision", "bf16-mixed", "--trainer.max_epochs", "25",
-            "--model.net.init_args.hidden_sizes", "[32, 32]", *QUIET]
+    args = [
+        "--config",
+        config("circles"),
+        "--trainer.precision",
+        "bf16-mixed",
+        "--trainer.max_epochs",
+        "25",
+        "--model.net.init_args.hidden_sizes",
+        "[32, 32]",
+        *QUIET,
+    ]
     assert run_cli("fit", *args) == 0
     curves = scalars(in_tmp / "lightning_logs" / "circles" / "version_0")
     assert curves["test/acc"][-1][1] > 0.6 and all(v == v for _, v in curves["train/loss_step"])
@@ -108,10 +134,17 @@ def test_a_fresh_process_trains_circles_and_reports_where_things_are(tmp_path: P
 
 @pytest.mark.skipif(shutil.which("script") is None, reason="util-linux's script is needed to run in a terminal")
 def test_in_a_terminal_the_progress_bar_and_model_summary_are_rich(tmp_path: Path) -> None:
-    command = shlex.join([sys.executable, str(ROOT / "train.py"), "fit", "--config", config("circles"),
-                          "--trainer.max_epochs", "30"])
-    result = subprocess.run(["script", "-qec", command, "/dev/null"], cwd=tmp_path, capture_output=True, text=True,
-                            timeout=300, env={**os.environ, "COLUMNS": "120", "TERM": "xterm"})
+    command = shlex.join(
+        [sys.executable, str(ROOT / "train.py"), "fit", "--config", config("circles"), "--trainer.max_epochs", "30"]
+    )
+    result = subprocess.run(
+        ["script", "-qec", command, "/dev/null"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "COLUMNS": "120", "TERM": "xterm"},
+    )
     screen = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", result.stdout)  # without colours and cursor moves
     assert result.returncode == 0, screen[-2000:]
     assert "━" in screen and "Epoch 29/29" in screen  # rich's progress bar
@@ -120,8 +153,20 @@ def test_in_a_terminal_the_progress_bar_and_model_summary_are_rich(tmp_path: Pat
 
 
 def test_ddp_with_two_cpu_processes(tmp_path: Path) -> None:
-    args = ["fit", "--config", config("circles"), "--trainer.strategy", "ddp", "--trainer.devices", "2",
-            "--trainer.accelerator", "cpu", "--trainer.max_epochs", "25", *QUIET]
+    args = [
+        "fit",
+        "--config",
+        config("circles"),
+        "--trainer.strategy",
+        "ddp",
+        "--trainer.devices",
+        "2",
+        "--trainer.accelerator",
+        "cpu",
+        "--trainer.max_epochs",
+        "25",
+        *QUIET,
+    ]
     result = run_train_py(*args, cwd=tmp_path, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     curves = scalars(tmp_path / "lightning_logs" / "circles" / "version_0")

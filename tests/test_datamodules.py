@@ -7,13 +7,13 @@ import pytest
 import torch
 from sklearn.model_selection import train_test_split
 
-from src.datamodules import CirclesDataModule, RegressionDataModule
+from src.datamodules import RegressionDataModule, ToyPointsDataModule
 from src.datamodules.splits import split_indices
 from src.errors import UserInputError
 
 
 def test_circles_splits_have_the_right_sizes_types_and_no_overlap() -> None:
-    dm = CirclesDataModule()
+    dm = ToyPointsDataModule()
     dm.setup()
     sizes = {name: len(x) for name, (x, _) in dm.splits.items()}
     assert sizes == {"train": 700, "val": 100, "test": 200}
@@ -26,7 +26,7 @@ def test_circles_splits_have_the_right_sizes_types_and_no_overlap() -> None:
 
 
 def test_splits_are_reproducible_and_change_with_the_seed() -> None:
-    first, again, other = CirclesDataModule(), CirclesDataModule(), CirclesDataModule(seed=7)
+    first, again, other = ToyPointsDataModule(), ToyPointsDataModule(), ToyPointsDataModule(seed=7)
     for dm in (first, again, other):
         dm.setup()
     assert torch.equal(first.splits["test"][0], again.splits["test"][0])
@@ -42,10 +42,10 @@ def test_test_split_is_the_course_split_and_ignores_the_val_fraction() -> None:
 
 
 def test_blobs_and_moons_generators() -> None:
-    blobs = CirclesDataModule(dataset="blobs", centers=4)
+    blobs = ToyPointsDataModule(dataset="blobs", centers=4)
     blobs.setup()
     assert blobs.num_classes == 4 and set(blobs.splits["train"][1].unique().tolist()) == {0, 1, 2, 3}
-    moons = CirclesDataModule(dataset="moons", noise=0.1)
+    moons = ToyPointsDataModule(dataset="moons", noise=0.1)
     moons.setup()
     assert moons.num_classes == 2 and moons.splits["train"][0].shape == (700, 2)
 
@@ -61,7 +61,7 @@ def test_blobs_and_moons_generators() -> None:
 )
 def test_circles_rejects_impossible_values(kwargs: dict, message: str) -> None:
     with pytest.raises(UserInputError, match=message.replace("[", r"\[").replace(")", r"\)")):
-        CirclesDataModule(**kwargs)
+        ToyPointsDataModule(**kwargs)
 
 
 def test_linear_source_is_the_course_line_split_in_order() -> None:

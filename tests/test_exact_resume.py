@@ -12,9 +12,19 @@ from tests.test_cli import scalars
 
 # Shuffled mini-batches (7 per epoch) and dropout: both draw random numbers every step.
 RANDOM_RUN = [
-    "--config", config("circles"), "--data.batch_size", "100", "--model.net.init_args.dropout", "0.3",
-    "--model.net.init_args.hidden_sizes", "[32, 32]", "--trainer.check_val_every_n_epoch", "1",
-    "--trainer.log_every_n_steps", "1", *QUIET,
+    "--config",
+    config("circles"),
+    "--data.batch_size",
+    "100",
+    "--model.net.init_args.dropout",
+    "0.3",
+    "--model.net.init_args.hidden_sizes",
+    "[32, 32]",
+    "--trainer.check_val_every_n_epoch",
+    "1",
+    "--trainer.log_every_n_steps",
+    "1",
+    *QUIET,
 ]
 
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-import src.export
+import src.tools.export
 from src.modules.nets import MLP, AirbenchNet
 from tests.conftest import QUIET, config, run_cli
 from tests.test_cifar10 import image_tree, tiny_cifar_run
@@ -25,8 +25,11 @@ def test_circles_export_loads_into_the_bare_net_and_all_formats_agree(in_tmp: Pa
     assert run_cli("export", *args, "--ckpt_path", "best") == 0
     folder = exported(in_tmp / "lightning_logs" / "circles" / "version_0")
     record = json.loads((folder / "model.json").read_text())
-    assert record["net"] == {"class_path": "src.modules.nets.MLP", "args": [2, 1], "init_args": {
-        "hidden_sizes": [512, 512], "activation": "relu", "batch_norm": False, "dropout": 0.0}}
+    assert record["net"] == {
+        "class_path": "src.modules.nets.MLP",
+        "args": [2, 1],
+        "init_args": {"hidden_sizes": [512, 512], "activation": "relu", "batch_norm": False, "dropout": 0.0},
+    }
     assert record["classes"] == ["0", "1"] and record["output"] == "logits"
     # As the PyTorch tutorials load a model: build the class, load the state_dict.
     net = MLP(2, 1, hidden_sizes=[512, 512], activation="relu")
@@ -48,7 +51,10 @@ def test_regression_exports_take_raw_inputs(in_tmp: Path) -> None:
     args = ["--config", config("regression"), "--trainer.max_epochs", "200", *QUIET]
     assert run_cli("fit", *args) == 0
     out = in_tmp / "shipped"
-    assert run_cli("export", *args, "--ckpt_path", "last", "--output_dir", str(out), "--formats", "[torchscript, onnx]") == 0
+    assert (
+        run_cli("export", *args, "--ckpt_path", "last", "--output_dir", str(out), "--formats", "[torchscript, onnx]")
+        == 0
+    )
     record = json.loads((out / "model.json").read_text())
     assert set(record["files"]) == {"torchscript", "onnx"} and not (out / "net_state_dict.pt").exists()
     mean, std = record["input"]["standardization"]["mean"], record["input"]["standardization"]["std"]
@@ -72,9 +78,13 @@ def test_cifar_export_with_weight_averaging_matches_the_evaluated_net(in_tmp: Pa
     net = AirbenchNet(3, 10, widths=[8, 8, 8])
     net.load_state_dict(torch.load(folder / "net_state_dict.pt", weights_only=True))
     checkpoint = torch.load(next((folder.parents[1] / "checkpoints").glob("epoch=*.ckpt")), weights_only=True)
-    averaged = {k.removeprefix("ema.module."): v for k, v in checkpoint["state_dict"].items() if k.startswith("ema.module.")}
+    averaged = {
+        k.removeprefix("ema.module."): v for k, v in checkpoint["state_dict"].items() if k.startswith("ema.module.")
+    }
     assert all(torch.equal(net.state_dict()[k], v) for k, v in averaged.items())  # the EMA weights, not the raw ones
-    image = torch.from_numpy(__import__("numpy").asarray(Image.open(next(tree.glob("train/cat/*.png"))))).permute(2, 0, 1)
+    image = torch.from_numpy(__import__("numpy").asarray(Image.open(next(tree.glob("train/cat/*.png"))))).permute(
+        2, 0, 1
+    )
     pixels = image.float().unsqueeze(0) / 255
     mean, std = (torch.tensor(record["input"]["standardization"][k]).view(1, 3, 1, 1) for k in ("mean", "std"))
     with torch.no_grad():
@@ -90,8 +100,10 @@ def test_an_export_that_disagrees_with_pytorch_is_deleted_and_fails(
 ) -> None:
     args = ["--config", config("circles"), "--trainer.max_epochs", "5", *QUIET]
     assert run_cli("fit", *args) == 0
-    run_onnx = src.export.run_onnx
-    monkeypatch.setattr(src.export, "run_onnx", lambda path, inputs: run_onnx(path, inputs) + 0.01)  # a broken runtime
+    run_onnx = src.tools.export.run_onnx
+    monkeypatch.setattr(
+        src.tools.export, "run_onnx", lambda path, inputs: run_onnx(path, inputs) + 0.01
+    )  # a broken runtime
     out = in_tmp / "shipped"
     assert run_cli("export", *args, "--ckpt_path", "last", "--output_dir", str(out)) == 2
     error = capsys.readouterr().err

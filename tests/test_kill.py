@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from src.checkpoint_io import TEMP_MARK, verify_checkpoint
+from src.checkpointing.checkpoint_io import TEMP_MARK, verify_checkpoint
 from tests.conftest import QUIET, ROOT, config
 
 EVERY = 5  # last.ckpt every 5 steps: at most 5 steps may be lost
@@ -20,15 +20,35 @@ EVERY = 5  # last.ckpt every 5 steps: at most 5 steps may be lost
 def start(tmp_path: Path, resume: bool) -> subprocess.Popen:
     printer = '[{"class_path": "tests.helpers.PrintStep"}]'
     args = [
-        sys.executable, str(ROOT / "train.py"), "fit", "--config", config("circles"),
-        "--data.batch_size", "50", "--model.net.init_args.hidden_sizes", "[64, 64]",
-        "--trainer.max_epochs", "100000", "--trainer.check_val_every_n_epoch", "1",
-        "--checkpoint.last_every_n_steps", str(EVERY), "--trainer.callbacks", printer, *QUIET,
+        sys.executable,
+        str(ROOT / "train.py"),
+        "fit",
+        "--config",
+        config("circles"),
+        "--data.batch_size",
+        "50",
+        "--model.net.init_args.hidden_sizes",
+        "[64, 64]",
+        "--trainer.max_epochs",
+        "100000",
+        "--trainer.check_val_every_n_epoch",
+        "1",
+        "--checkpoint.last_every_n_steps",
+        str(EVERY),
+        "--trainer.callbacks",
+        printer,
+        *QUIET,
     ]
     if resume:
         args += ["--ckpt_path", "last"]
-    return subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                            env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    return subprocess.Popen(
+        args,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+    )
 
 
 def wait_for_training(process: subprocess.Popen, timeout: float = 60) -> int:

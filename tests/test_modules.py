@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from src.datamodules import CirclesDataModule, RegressionDataModule
+from src.datamodules import RegressionDataModule, ToyPointsDataModule
 from src.errors import UserInputError
 from src.modules import ClassificationModule, RegressionModule
 from src.modules.nets import MLP
@@ -16,8 +16,12 @@ from src.modules.optimization import OptimizerConfig
 
 def quick_trainer(epochs: int) -> L.Trainer:
     return L.Trainer(
-        max_epochs=epochs, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-        enable_model_summary=False, accelerator="cpu",
+        max_epochs=epochs,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
     )
 
 
@@ -32,10 +36,12 @@ def loss_on(module: L.LightningModule, split: tuple[torch.Tensor, torch.Tensor])
 @pytest.mark.parametrize("dataset", ["circles", "blobs"])
 def test_a_few_epochs_lower_the_classification_loss(dataset: str) -> None:
     torch.manual_seed(0)
-    dm = CirclesDataModule(dataset=dataset)
+    dm = ToyPointsDataModule(dataset=dataset)
     dm.setup()
     module = ClassificationModule(
-        net=partial(MLP, hidden_sizes=[32, 32]), input_shape=dm.input_shape, num_classes=dm.num_classes,
+        net=partial(MLP, hidden_sizes=[32, 32]),
+        input_shape=dm.input_shape,
+        num_classes=dm.num_classes,
         optimizer=OptimizerConfig(lr=0.01),
     )
     before = loss_on(module, dm.splits["train"])

@@ -32,8 +32,21 @@ def test_circles_predictions_match_the_inputs_and_the_trained_net(trained_circle
     points = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.1, -0.75], [-0.95, 0.2], [0.0, 1.02]])
     lines = ["id,x1,x2,note"] + [f"p{i},{x:.3f},{y:.3f},n{i}" for i, (x, y) in enumerate(points.tolist())]
     (in_tmp / "points.csv").write_text("\n".join(lines) + "\n")
-    assert run_cli("predict", "--config", config("circles"), "--ckpt_path", "best", "--input", "points.csv",
-                   "--output", "out/predicted.csv", *QUIET) == 0
+    assert (
+        run_cli(
+            "predict",
+            "--config",
+            config("circles"),
+            "--ckpt_path",
+            "best",
+            "--input",
+            "points.csv",
+            "--output",
+            "out/predicted.csv",
+            *QUIET,
+        )
+        == 0
+    )
     rows = read_rows(in_tmp / "out" / "predicted.csv")
     assert [row["id"] for row in rows] == [f"p{i}" for i in range(5)]
     assert [row["note"] for row in rows] == [f"n{i}" for i in range(5)]
@@ -41,7 +54,7 @@ def test_circles_predictions_match_the_inputs_and_the_trained_net(trained_circle
     net.load_state_dict(net_weights(trained_circles))
     with torch.no_grad():
         p_inner = torch.sigmoid(net.eval()(points)).flatten()
-    for row, p in zip(rows, p_inner.tolist()):
+    for row, p in zip(rows, p_inner.tolist(), strict=True):
         assert float(row["p_1"]) == pytest.approx(p, abs=1e-5)
         assert float(row["p_0"]) + float(row["p_1"]) == pytest.approx(1.0, abs=1e-5)
         assert row["class"] == ("1" if p > 0.5 else "0")
@@ -98,8 +111,10 @@ def test_cifar_predicts_a_folder_of_images_and_a_single_file(in_tmp: Path, tmp_p
     rows = read_rows(in_tmp / "predictions.csv")
     assert [row["file"] for row in rows] == [f"photos/{name}" for name in ("0.png", "1.png", "2.png", "more/big.png")]
     for row in rows:
-        probabilities = {name: float(row[f"p_{name}"]) for name in
-                         ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")}
+        probabilities = {
+            name: float(row[f"p_{name}"])
+            for name in ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+        }
         assert sum(probabilities.values()) == pytest.approx(1.0, abs=1e-4)
         assert row["class"] == max(probabilities, key=probabilities.get)
     assert run_cli("predict", *args, "--input", str(photos / "1.png"), "--output", "one.csv") == 0

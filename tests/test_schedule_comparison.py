@@ -10,8 +10,17 @@ from tests.test_cli import scalars
 
 
 def test_every_schedule_trains_and_the_table_reports_each(in_tmp: Path, capsys: pytest.CaptureFixture) -> None:
-    args = ["--config", config("circles"), "--trainer.max_epochs", "12", "--trainer.check_val_every_n_epoch", "6",
-            "--trainer.callbacks", "[]", *QUIET]
+    args = [
+        "--config",
+        config("circles"),
+        "--trainer.max_epochs",
+        "12",
+        "--trainer.check_val_every_n_epoch",
+        "6",
+        "--trainer.callbacks",
+        "[]",
+        *QUIET,
+    ]
     assert run_cli("compare_schedules", *args) == 0
     folder = in_tmp / "lightning_logs" / "circles_schedules" / "version_0"
     with (folder / "comparison.csv").open() as handle:

@@ -6,7 +6,7 @@ import lightning as L
 import pytest
 import torch
 
-from src.datamodules import CirclesDataModule
+from src.datamodules import ToyPointsDataModule
 from src.errors import UserInputError
 from src.modules import ClassificationModule
 from src.modules.nets import MLP
@@ -22,14 +22,19 @@ class LRRecorder(L.Callback):
 
 
 def lrs_under(scheduler: SchedulerConfig, epochs: int = 6, optimizer: str = "sgd") -> list[float]:
-    dm = CirclesDataModule(n_samples=100, batch_size=35)
+    dm = ToyPointsDataModule(n_samples=100, batch_size=35)
     module = ClassificationModule(
         net=partial(MLP, hidden_sizes=[4]), optimizer=OptimizerConfig(name=optimizer, lr=0.1), scheduler=scheduler
     )
     recorder = LRRecorder()
     trainer = L.Trainer(
-        max_epochs=epochs, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-        enable_model_summary=False, callbacks=[recorder], accelerator="cpu",
+        max_epochs=epochs,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[recorder],
+        accelerator="cpu",
     )
     trainer.fit(module, datamodule=dm)
     return recorder.lrs
@@ -63,8 +68,10 @@ def test_onecycle_steps_every_batch() -> None:
 
 
 def test_plateau_uses_its_monitor() -> None:
-    lrs = lrs_under(SchedulerConfig(name="plateau", monitor="val/loss", patience=0, factor=0.5), epochs=6, optimizer="adam")
-    assert lrs[0] == pytest.approx(0.1) and all(b <= a for a, b in zip(lrs, lrs[1:]))
+    lrs = lrs_under(
+        SchedulerConfig(name="plateau", monitor="val/loss", patience=0, factor=0.5), epochs=6, optimizer="adam"
+    )
+    assert lrs[0] == pytest.approx(0.1) and all(b <= a for a, b in zip(lrs, lrs[1:], strict=False))
 
 
 def test_impossible_combinations_are_user_errors() -> None:

@@ -1,20 +1,15 @@
-"""Callbacks the template adds to the Trainer."""
+"""What is drawn and printed during a run: figures, plain-text progress, the whitened stem."""
 
 from src.callbacks.classification_figures import ClassificationFigures
 from src.callbacks.decision_boundary import DecisionBoundaryFigure
-from src.callbacks.epoch_lines import EpochLines
 from src.callbacks.patch_whitening import PatchWhitening
+from src.callbacks.plain_text_progress import PlainTextProgress
 from src.callbacks.regression_figures import RegressionFigures
-from src.callbacks.rng_state import RngState
-from src.callbacks.run_checkpoint import RunCheckpoint, TrainingInterrupted
 
 __all__ = [
     "ClassificationFigures",
     "DecisionBoundaryFigure",
-    "EpochLines",
+    "PlainTextProgress",
     "PatchWhitening",
     "RegressionFigures",
-    "RngState",
-    "RunCheckpoint",
-    "TrainingInterrupted",
 ]

@@ -9,7 +9,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer  # noqa: E402
 from lightning.pytorch.loggers import TensorBoardLogger  # noqa: E402
 from torchmetrics.classification import MulticlassConfusionMatrix  # noqa: E402
 
-from src.modules.classification import class_names  # noqa: E402
+from src.datamodules.class_names import class_names  # noqa: E402
 
 
 def confusion_figure(matrix: torch.Tensor, names: list[str]) -> plt.Figure:
@@ -19,14 +19,19 @@ def confusion_figure(matrix: torch.Tensor, names: list[str]) -> plt.Figure:
     axes.set(xticks=range(len(names)), yticks=range(len(names)), xlabel="predicted", ylabel="true")
     axes.set_xticklabels(names, rotation=60, ha="right")
     axes.set_yticklabels(names)
-    for (row, col), count in zip(torch.cartesian_prod(torch.arange(len(names)), torch.arange(len(names))).tolist(),
-                                 matrix.flatten().tolist()):
+    for (row, col), count in zip(
+        torch.cartesian_prod(torch.arange(len(names)), torch.arange(len(names))).tolist(),
+        matrix.flatten().tolist(),
+        strict=True,
+    ):
         axes.text(col, row, str(int(count)), ha="center", va="center", fontsize=7)
     figure.tight_layout()
     return figure
 
 
-def samples_figure(images: torch.Tensor, truths: torch.Tensor, predictions: torch.Tensor, names: list[str]) -> plt.Figure:
+def samples_figure(
+    images: torch.Tensor, truths: torch.Tensor, predictions: torch.Tensor, names: list[str]
+) -> plt.Figure:
     """A grid of images titled 'true / predicted' (red when wrong)."""
     count = len(images)
     columns = 8
@@ -40,7 +45,9 @@ def samples_figure(images: torch.Tensor, truths: torch.Tensor, predictions: torc
         image = (image - image.min()) / (image.max() - image.min() + 1e-8)  # display range
         axes.imshow(image.permute(1, 2, 0).cpu())
         truth, prediction = int(truths[index]), int(predictions[index])
-        axes.set_title(f"{names[truth]}\n{names[prediction]}", fontsize=7, color="black" if truth == prediction else "red")
+        axes.set_title(
+            f"{names[truth]}\n{names[prediction]}", fontsize=7, color="black" if truth == prediction else "red"
+        )
     figure.tight_layout()
     return figure
 
@@ -86,13 +93,27 @@ class ClassificationFigures(Callback):
             keep = slice(0, self.num_samples)
             self.samples = (inputs[keep].detach(), targets[keep], predictions[keep])
 
-    def on_validation_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: object, batch: object,
-                                batch_idx: int, dataloader_idx: int = 0) -> None:
+    def on_validation_batch_end(
+        self,
+        trainer: Trainer,
+        pl_module: LightningModule,
+        outputs: object,
+        batch: object,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
         if self._active(trainer):
             self._collect(pl_module, batch, outputs)
 
-    def on_test_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: object, batch: object,
-                          batch_idx: int, dataloader_idx: int = 0) -> None:
+    def on_test_batch_end(
+        self,
+        trainer: Trainer,
+        pl_module: LightningModule,
+        outputs: object,
+        batch: object,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
         if self._active(trainer):
             self._collect(pl_module, batch, outputs)
 

@@ -17,9 +17,7 @@ def class_probabilities(pl_module: LightningModule, points: torch.Tensor, chunk:
     return torch.cat(parts).cpu()
 
 
-def boundary_figure(
-    pl_module: LightningModule, points: torch.Tensor, labels: torch.Tensor, title: str
-) -> plt.Figure:
+def boundary_figure(pl_module: LightningModule, points: torch.Tensor, labels: torch.Tensor, title: str) -> plt.Figure:
     """Shade the plane by the predicted class (binary: by P(class 1), with the 0.5 contour),
     then scatter the points coloured by their true class."""
     low, high = points.min(dim=0).values, points.max(dim=0).values
@@ -34,15 +32,33 @@ def boundary_figure(
     # imshow of the grid: a tenth of the cost of filled contours, which matters every few epochs.
     if num_classes == 2:
         surface = probabilities[:, 1].view(GRID_POINTS, GRID_POINTS)
-        shading = axes.imshow(surface, extent=extent, origin="lower", cmap="RdBu_r", vmin=0, vmax=1, alpha=0.8,
-                              aspect="auto", interpolation="bilinear")
+        shading = axes.imshow(
+            surface,
+            extent=extent,
+            origin="lower",
+            cmap="RdBu_r",
+            vmin=0,
+            vmax=1,
+            alpha=0.8,
+            aspect="auto",
+            interpolation="bilinear",
+        )
         axes.contour(grid_x, grid_y, surface, levels=[0.5], colors="black", linewidths=1.5)
         figure.colorbar(shading, ax=axes, label="P(class 1)")
         colours = plt.get_cmap("RdBu_r")(labels.float().numpy())
     else:
         predicted = probabilities.argmax(dim=1).view(GRID_POINTS, GRID_POINTS)
-        axes.imshow(predicted, extent=extent, origin="lower", cmap="tab10", vmin=0, vmax=9, alpha=0.35,
-                    aspect="auto", interpolation="nearest")
+        axes.imshow(
+            predicted,
+            extent=extent,
+            origin="lower",
+            cmap="tab10",
+            vmin=0,
+            vmax=9,
+            alpha=0.35,
+            aspect="auto",
+            interpolation="nearest",
+        )
         colours = plt.get_cmap("tab10")(labels.numpy() % 10)
     axes.scatter(points[:, 0], points[:, 1], c=colours, s=10, edgecolors="black", linewidths=0.4)
     axes.set(title=title, xlabel="x1", ylabel="x2")

@@ -28,10 +28,17 @@ def fit_figure(
         grid = torch.linspace(float(everything.min()), float(everything.max()), GRID_POINTS).unsqueeze(1)
         axes.scatter(raw_x.flatten(), targets, s=8, alpha=0.5, color="tab:blue", label=f"{split} data")
         if getattr(datamodule, "has_true_function", False):
-            axes.plot(grid.flatten(), datamodule.true_function(grid).flatten(), color="black", lw=1.5,
-                      ls="--", label="true function")
-        axes.plot(grid.flatten(), predict(pl_module, datamodule.transform(grid)), color="tab:red", lw=2,
-                  label="prediction")
+            axes.plot(
+                grid.flatten(),
+                datamodule.true_function(grid).flatten(),
+                color="black",
+                lw=1.5,
+                ls="--",
+                label="true function",
+            )
+        axes.plot(
+            grid.flatten(), predict(pl_module, datamodule.transform(grid)), color="tab:red", lw=2, label="prediction"
+        )
         axes.set(xlabel=datamodule.feature_names[0], ylabel=datamodule.target_name)
     else:
         axes.scatter(targets, predicted, s=8, alpha=0.6, color="tab:blue", label=f"{split} data")
@@ -49,8 +56,11 @@ def residuals_figure(datamodule: object, split: str, predicted: torch.Tensor, ti
     raw_x, targets = datamodule.raw_inputs[split], datamodule.splits[split][1]
     residuals = targets.flatten().cpu() - predicted
     figure, axes = plt.subplots(figsize=FIGURE_SIZE, dpi=100)
-    against, label = (raw_x.flatten(), datamodule.feature_names[0]) if raw_x.shape[1] == 1 else (
-        predicted, f"predicted {datamodule.target_name}")
+    against, label = (
+        (raw_x.flatten(), datamodule.feature_names[0])
+        if raw_x.shape[1] == 1
+        else (predicted, f"predicted {datamodule.target_name}")
+    )
     axes.scatter(against, residuals, s=8, alpha=0.6, color="tab:purple")
     axes.axhline(0.0, color="black", lw=1)
     axes.set(xlabel=label, ylabel="residual (true - predicted)", title=title)

@@ -1,7 +1,7 @@
 """LightningDataModules: where the data comes from and how it is batched."""
 
 from src.datamodules.cifar10 import CIFAR10DataModule
-from src.datamodules.circles import CirclesDataModule
 from src.datamodules.regression import RegressionDataModule
+from src.datamodules.toy_points import ToyPointsDataModule
 
-__all__ = ["CIFAR10DataModule", "CirclesDataModule", "RegressionDataModule"]
+__all__ = ["CIFAR10DataModule", "ToyPointsDataModule", "RegressionDataModule"]

@@ -6,7 +6,7 @@ from pathlib import Path
 import torch
 from torchvision.datasets import CIFAR10
 
-from src.atomic_files import write_atomically
+from src.checkpointing.atomic_files import write_atomically
 from src.datamodules.batch_augment import CIFAR10_MEAN, CIFAR10_STD, normalize, random_flip, random_translate
 from src.datamodules.image_sources import (
     CLASSES,

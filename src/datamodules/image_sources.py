@@ -74,7 +74,9 @@ def _stack(entries: Iterable[tuple[str, bytes]], split: str) -> tuple[torch.Tens
     for name, data in entries:
         label = _class_of(name, split)
         if label not in CLASSES:
-            raise UserInputError(f"unknown class folder {label!r} in {name}: CIFAR-10's classes are {', '.join(CLASSES)}")
+            raise UserInputError(
+                f"unknown class folder {label!r} in {name}: CIFAR-10's classes are {', '.join(CLASSES)}"
+            )
         images.append(_decode(data, name))
         labels.append(CLASSES.index(label))
     if not images:

@@ -2,8 +2,8 @@
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 from jsonargparse.typing import NonNegativeFloat
+from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torchmetrics import Accuracy, F1Score, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
@@ -11,13 +11,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from src.errors import UserInputError
 from src.modules.nets import MLP
 from src.modules.optimization import OptimizerConfig, SchedulerConfig
-from src.modules.task import TaskModule, NetFactory
-
-
-def class_names(datamodule: object, num_classes: int) -> list[str]:
-    """Names of the classes in output order: the data module's `class_names`, else 0, 1, ..."""
-    names = getattr(datamodule, "class_names", None)
-    return list(names) if names else [str(index) for index in range(num_classes)]
+from src.modules.task import NetFactory, TaskModule
 
 
 class ClassificationModule(TaskModule):

@@ -124,7 +124,8 @@ def build_scheduler(
         decay_epochs = max_epochs - config.warmup_epochs
         if decay_epochs < 1:
             raise UserInputError(
-                f"model.scheduler.warmup_epochs ({config.warmup_epochs}) must be below trainer.max_epochs ({max_epochs})"
+                f"model.scheduler.warmup_epochs ({config.warmup_epochs}) must be below "
+                f"trainer.max_epochs ({max_epochs})"
             )
     if config.name == "step":
         main: lr_scheduler.LRScheduler = lr_scheduler.StepLR(optimizer, config.step_size, config.gamma)
@@ -150,4 +151,3 @@ def build_scheduler(
 def _warmup(optimizer: torch.optim.Optimizer, epochs: int) -> lr_scheduler.LRScheduler:
     """Linear ramp from lr / (epochs + 1) up to lr over `epochs` epochs."""
     return lr_scheduler.LinearLR(optimizer, start_factor=1 / (epochs + 1), total_iters=epochs)
-

@@ -77,7 +77,9 @@ class TaskModule(LightningModule):
         if stage != "train" or self._validates_this_epoch():  # train metrics are logged only then
             self._update_metrics(stage, loss, outputs, targets)
         if stage == "train" and self._logs_this_step():
-            self.log_dict({"train/loss_step": loss, "train/lr_step": self._learning_rate()}, on_step=True, on_epoch=False)
+            self.log_dict(
+                {"train/loss_step": loss, "train/lr_step": self._learning_rate()}, on_step=True, on_epoch=False
+            )
         return loss, outputs
 
     def _update_metrics(self, stage: str, loss: torch.Tensor, outputs: torch.Tensor, targets: torch.Tensor) -> None:

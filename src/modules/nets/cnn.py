@@ -10,11 +10,20 @@ class BlitzCNN(nn.Module):
     def __init__(self, in_channels: int, num_classes: int) -> None:
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(in_channels, 6, 5), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(in_channels, 6, 5),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(6, 16, 5),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
         )
         self.classifier = nn.Sequential(
-            nn.Flatten(), nn.Linear(16 * 5 * 5, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, num_classes)
+            nn.Flatten(),
+            nn.Linear(16 * 5 * 5, 120),
+            nn.ReLU(),
+            nn.Linear(120, 84),
+            nn.ReLU(),
+            nn.Linear(84, num_classes),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -29,8 +38,10 @@ class TinyVGG(nn.Module):
 
         def block(channels_in: int) -> nn.Sequential:
             return nn.Sequential(
-                nn.Conv2d(channels_in, hidden_units, 3, padding=1), nn.ReLU(),
-                nn.Conv2d(hidden_units, hidden_units, 3, padding=1), nn.ReLU(),
+                nn.Conv2d(channels_in, hidden_units, 3, padding=1),
+                nn.ReLU(),
+                nn.Conv2d(hidden_units, hidden_units, 3, padding=1),
+                nn.ReLU(),
                 nn.MaxPool2d(2),
             )
 

@@ -9,7 +9,7 @@ from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.trainer.states import TrainerFn
 
-from src.checkpoint_io import remove_stale_temp_files
+from src.checkpointing.checkpoint_io import remove_stale_temp_files
 
 
 class TrainingInterrupted(BaseException):

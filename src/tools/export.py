@@ -18,8 +18,8 @@ import torch
 from lightning.pytorch import LightningDataModule
 from torch import nn
 
+from src.datamodules.class_names import class_names
 from src.errors import UserInputError
-from src.modules.classification import class_names
 from src.modules.task import TaskModule
 
 ExportFormat = Literal["state_dict", "torchscript", "onnx"]
@@ -115,8 +115,13 @@ def export_onnx(model: nn.Module, inputs: torch.Tensor, path: Path) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         program = torch.onnx.export(
-            model, (inputs,), dynamo=True, input_names=["input"], output_names=["output"],
-            dynamic_shapes=({0: batch},), verbose=False,
+            model,
+            (inputs,),
+            dynamo=True,
+            input_names=["input"],
+            output_names=["output"],
+            dynamic_shapes=({0: batch},),
+            verbose=False,
         )
     program.save(str(path))
 
@@ -153,8 +158,11 @@ def export_checkpoint(
         "input": {
             "shape": ["batch", *input_shape],
             "units": "float32 RGB in [0, 1]" if len(input_shape) == 3 else "float32 features, in the data's units",
-            "standardization": None if normalization is None else {
-                "mean": normalization[0].flatten().tolist(), "std": normalization[1].flatten().tolist(),
+            "standardization": None
+            if normalization is None
+            else {
+                "mean": normalization[0].flatten().tolist(),
+                "std": normalization[1].flatten().tolist(),
                 "note": "net_state_dict.pt expects standardised inputs; TorchScript and ONNX apply it themselves",
             },
         },

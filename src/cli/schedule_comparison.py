@@ -16,9 +16,9 @@ from typing import Any
 
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from src.atomic_files import write_atomically
-from src.checkpoints import versions
-from src.cli import TemplateCLI
+from src.checkpointing.atomic_files import write_atomically
+from src.checkpointing.runs import versions
+from src.cli.template_cli import TemplateCLI
 from src.errors import UserInputError
 
 SCHEDULES = ("constant", "step", "exponential", "cosine", "onecycle")
@@ -44,8 +44,13 @@ def parse_options(args: list[str]) -> tuple[argparse.Namespace, list[str]]:
         description="Train the config under each LR schedule; all other options are `fit` options.",
         exit_on_error=False,
     )
-    parser.add_argument("--schedules", nargs="+", choices=SCHEDULES, default=list(SCHEDULES),
-                        help="which schedules to compare (default: all five)")
+    parser.add_argument(
+        "--schedules",
+        nargs="+",
+        choices=SCHEDULES,
+        default=list(SCHEDULES),
+        help="which schedules to compare (default: all five)",
+    )
     try:
         options, fit_args = parser.parse_known_args(args)
     except argparse.ArgumentError as error:
@@ -97,23 +102,28 @@ def compare_schedules(args: list[str]) -> list[dict[str, Any]]:
     for schedule in options.schedules:
         print(f"\n=== {schedule} ===", flush=True)
         logger_flags = [
-            "--trainer.logger.init_args.save_dir", str(folder.parent),
-            "--trainer.logger.init_args.name", folder.name,
-            "--trainer.logger.init_args.version", schedule,
+            "--trainer.logger.init_args.save_dir",
+            str(folder.parent),
+            "--trainer.logger.init_args.name",
+            folder.name,
+            "--trainer.logger.init_args.version",
+            schedule,
         ]
         start = time.perf_counter()
         run = TemplateCLI(args=["fit", *fit_args, *schedule_flags(schedule, max_epochs, lr), *logger_flags])
         seconds = time.perf_counter() - start
         test = run.test_results[0] if run.test_results else {}
         best = run.trainer.checkpoint_callback.best_model_score
-        rows.append({
-            "schedule": schedule,
-            f"val/{metric}_best": float(best) if best is not None else float("nan"),
-            f"test/{metric}": float(test.get(f"test/{metric}", float("nan"))),
-            "test/loss": float(test.get("test/loss", float("nan"))),
-            "final_lr": f"{run.trainer.optimizers[0].param_groups[0]['lr']:.3g}",
-            "seconds": f"{seconds:.1f}",
-        })
+        rows.append(
+            {
+                "schedule": schedule,
+                f"val/{metric}_best": float(best) if best is not None else float("nan"),
+                f"test/{metric}": float(test.get(f"test/{metric}", float("nan"))),
+                "test/loss": float(test.get("test/loss", float("nan"))),
+                "final_lr": f"{run.trainer.optimizers[0].param_groups[0]['lr']:.3g}",
+                "seconds": f"{seconds:.1f}",
+            }
+        )
     csv_path, markdown_path = write_tables(folder, rows)
     print(f"\nLR schedules on {folder} ({max_epochs} epochs, lr {lr}):")
     print(markdown_path.read_text(), end="")

@@ -9,14 +9,14 @@ import torch
 from lightning.pytorch.callbacks import RichModelSummary, RichProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
+from src.callbacks import PlainTextProgress
+from src.checkpointing import RngState, RunCheckpoint, TrainingInterrupted
+from src.checkpointing.checkpoint_io import AtomicCheckpointIO
+from src.checkpointing.runs import best_checkpoint, check_checkpoint, latest_resumable_run
+from src.cli.template_trainer import TemplateTrainer
+from src.datamodules.class_names import class_names
 from src.errors import UserInputError
-from src.callbacks import EpochLines, RngState, RunCheckpoint, TrainingInterrupted
-from src.checkpoint_io import AtomicCheckpointIO
-from src.checkpoints import best_checkpoint, check_checkpoint, latest_resumable_run
-from src.modules.classification import class_names
-from src.trainer import TemplateTrainer
-from src.prediction_table import prediction_columns, write_prediction_csv
-
+from src.tools.prediction_table import prediction_columns, write_prediction_csv
 
 # The modules log the step loss by global step, so an epoch shorter than log_every_n_steps
 # (every full-batch task) still gets its curve; Lightning's warning about it is noise here.
@@ -55,12 +55,15 @@ class TemplateCLI(LightningCLI):
         # A progress bar in a terminal; in logs and CI, one line per validation instead.
         kwargs.setdefault("trainer_defaults", {"enable_progress_bar": sys.stdout.isatty()})
         # Parse errors are raised, not printed, so train.py can reduce them to one line.
-        kwargs.setdefault("parser_kwargs", {
-            "parser_mode": "yaml",
-            "exit_on_error": False,
-            "epilog": "Also: python train.py compare_schedules --config CONFIG [fit options] "
-                      "[--schedules constant step exponential cosine onecycle] (one run per LR schedule).",
-        })
+        kwargs.setdefault(
+            "parser_kwargs",
+            {
+                "parser_mode": "yaml",
+                "exit_on_error": False,
+                "epilog": "Also: python train.py compare_schedules --config CONFIG [fit options] "
+                "[--schedules constant step exponential cosine onecycle] (one run per LR schedule).",
+            },
+        )
         super().__init__(**kwargs)
 
     @staticmethod
@@ -72,10 +75,18 @@ class TemplateCLI(LightningCLI):
         """Adds `predict --input PATH [--output FILE]` to LightningCLI's subcommand parser."""
         parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
         if subcommand == "predict":
-            parser.add_argument("--input", type=str, required=True,
-                                help="CSV file (circles, regression) or image file/folder (CIFAR-10) to predict")
-            parser.add_argument("--output", type=str, default="predictions.csv",
-                                help="where to write the predictions CSV (default: predictions.csv)")
+            parser.add_argument(
+                "--input",
+                type=str,
+                required=True,
+                help="CSV file (circles, regression) or image file/folder (CIFAR-10) to predict",
+            )
+            parser.add_argument(
+                "--output",
+                type=str,
+                default="predictions.csv",
+                help="where to write the predictions CSV (default: predictions.csv)",
+            )
         return parser
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
@@ -140,7 +151,7 @@ class TemplateCLI(LightningCLI):
         trainer = super().instantiate_trainer(**kwargs)
         trainer.callbacks.append(RngState())
         if trainer.progress_bar_callback is None:
-            trainer.callbacks.append(EpochLines())
+            trainer.callbacks.append(PlainTextProgress())
         return trainer
 
     # --- after fit: test the best checkpoint ----------------------------------------------
@@ -156,7 +167,9 @@ class TemplateCLI(LightningCLI):
             return
         callback = self.trainer.checkpoint_callback
         best = callback.best_model_path if callback is not None else ""
-        self.test_results = self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best or None, verbose=True)
+        self.test_results = self.trainer.test(
+            self.model, datamodule=self.datamodule, ckpt_path=best or None, verbose=True
+        )
         log_dir = self.trainer.log_dir  # a collective call under DDP: every rank asks
         if self.trainer.is_global_zero and log_dir is not None:
             print(f"TensorBoard logs: {log_dir}  (tensorboard --logdir {Path(log_dir).parent.parent})")

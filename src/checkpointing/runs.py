@@ -5,7 +5,7 @@ from pathlib import Path
 
 import torch
 
-from src.checkpoint_io import previous_good, verify_checkpoint
+from src.checkpointing.checkpoint_io import previous_good, verify_checkpoint
 from src.errors import UserInputError
 
 _VERSION = re.compile(r"version_(\d+)$")

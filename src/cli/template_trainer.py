@@ -10,8 +10,8 @@ from pathlib import Path
 from lightning.pytorch import LightningDataModule, LightningModule, Trainer
 
 from src.errors import UserInputError
-from src.export import ALL_FORMATS, ExportFormat, export_checkpoint
-from src.learning_rate_finder import find_learning_rate
+from src.tools.export import ALL_FORMATS, ExportFormat, export_checkpoint
+from src.tools.learning_rate_finder import find_learning_rate
 
 
 class TemplateTrainer(Trainer):
@@ -41,13 +41,11 @@ class TemplateTrainer(Trainer):
             raise UserInputError(f"--num_training must be >= 10 steps, got {num_training}")
         folder = Path(output_dir) if output_dir is not None else self.experiment_dir()
         self.loggers = []  # a range test is not a run: no version folder of its own
-        suggestion, plot, numbers = find_learning_rate(
-            self, model, datamodule, folder, min_lr, max_lr, num_training
-        )
+        suggestion, plot, numbers = find_learning_rate(self, model, datamodule, folder, min_lr, max_lr, num_training)
         if suggestion is None:
             print("The LR range test gave no suggestion (the loss never fell steadily); see the plot.")
         else:
-            print(f"Suggested learning rate: {suggestion:.3g}  (train with --model.init_args.optimizer.lr {suggestion:.3g})")
+            print(f"Suggested learning rate: {suggestion:.3g}  (train with --model.optimizer.lr {suggestion:.3g})")
         print(f"Plot: {plot}\nLosses: {numbers}")
 
     def export(

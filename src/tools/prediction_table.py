@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from src.atomic_files import write_atomically
+from src.checkpointing.atomic_files import write_atomically
 
 
 def prediction_columns(outputs: torch.Tensor, class_names: list[str] | None, target_name: str) -> dict[str, list[str]]:
@@ -36,7 +36,7 @@ def write_prediction_csv(path: Path, inputs: dict[str, list[str]], predictions: 
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(columns)
-    writer.writerows(zip(*columns.values()))
+    writer.writerows(zip(*columns.values(), strict=True))
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomically(path, buffer.getvalue().encode())
     return rows

@@ -12,7 +12,7 @@ from src.datamodules.splits import check_fractions, split_indices
 from src.errors import UserInputError
 
 
-class CirclesDataModule(InMemoryDataModule):
+class ToyPointsDataModule(InMemoryDataModule):
     """Points from `make_circles` (default), `make_moons` or `make_blobs`, split and seeded.
 
     Args:
@@ -71,9 +71,7 @@ class CirclesDataModule(InMemoryDataModule):
     def generate(self) -> tuple[torch.Tensor, torch.Tensor]:
         """All points (float32, N x features) and their labels (int64, N)."""
         if self.dataset == "circles":
-            x, y = make_circles(
-                self.n_samples, noise=self.noise, factor=self.factor, random_state=self.random_state
-            )
+            x, y = make_circles(self.n_samples, noise=self.noise, factor=self.factor, random_state=self.random_state)
         elif self.dataset == "moons":
             x, y = make_moons(self.n_samples, noise=self.noise, random_state=self.random_state)
         else:

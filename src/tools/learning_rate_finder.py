@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from lightning.pytorch import LightningDataModule, LightningModule, Trainer  # noqa: E402
 from lightning.pytorch.tuner import Tuner  # noqa: E402
 
-from src.atomic_files import write_atomically  # noqa: E402
+from src.checkpointing.atomic_files import write_atomically  # noqa: E402
 
 
 def find_learning_rate(
@@ -45,7 +45,7 @@ def find_learning_rate(
     table = io.StringIO()
     writer = csv.writer(table, lineterminator="\n")
     writer.writerow(["lr", "loss"])
-    writer.writerows(zip(finder.results["lr"], finder.results["loss"]))
+    writer.writerows(zip(finder.results["lr"], finder.results["loss"], strict=True))
     numbers = output_dir / "lr_find.csv"
     write_atomically(numbers, table.getvalue().encode())
     return suggestion, plot, numbers

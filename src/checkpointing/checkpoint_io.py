@@ -10,15 +10,15 @@ of the rename a kill lands. Loading checks the hash and always uses `weights_onl
 import hashlib
 import io
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
-from src.atomic_files import TEMP_MARK, write_atomically
+from src.checkpointing.atomic_files import TEMP_MARK, write_atomically
 from src.errors import UserInputError
-
 
 
 class NonFiniteWeightsError(UserInputError):

@@ -1,0 +1,1 @@
+"""What happens after training: the predictions table, export, the LR finder."""
