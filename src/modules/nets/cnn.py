@@ -76,9 +76,10 @@ class ConvGroup(nn.Module):
 class AirbenchNet(nn.Module):
     """A fast CIFAR-10 net in the airbench / ResNet-9 family.
 
-    A 2x2 stem convolution, three conv groups that halve the resolution, a global max pool
-    and a linear head whose logits are scaled down (airbench's 1/9), which behaves like a
-    temperature and trains faster with label smoothing.
+    A 2x2 stem convolution with fixed filters (set by `init_whitening`), three conv groups
+    that halve the resolution, a global max pool and a linear head whose logits are scaled
+    down (airbench's 1/9), which behaves like a temperature and trains faster with label
+    smoothing.
 
     Args:
         in_channels: image channels (given by the data module).
@@ -105,6 +106,12 @@ class AirbenchNet(nn.Module):
         if len(widths) != 3 or min(widths) < 1:
             raise ValueError(f"widths must be three positive channel counts, got {widths}")
         self.stem = nn.Sequential(nn.Conv2d(in_channels, stem_width, 2, bias=True), nn.GELU())
+        # The stem's filters are fixed, not learned (its bias is): `init_whitening` sets them
+        # (the PatchWhitening callback does, at the start of a fresh fit). They are frozen here,
+        # at construction, because DDP fixes the set of parameters that need a gradient when it
+        # wraps the model: one frozen afterwards gets none and DDP stops with "parameters that
+        # were not used in producing the loss".
+        self.stem[0].weight.requires_grad_(False)
         self.groups = nn.Sequential(
             ConvGroup(stem_width, widths[0], bn_momentum),
             ConvGroup(widths[0], widths[1], bn_momentum),
@@ -118,7 +125,7 @@ class AirbenchNet(nn.Module):
 
     @torch.no_grad()
     def init_whitening(self, images: torch.Tensor, eps: float = 5e-4) -> None:
-        """Set the stem's 2x2 filters to whiten image patches, and freeze them (airbench's init).
+        """Set the stem's fixed 2x2 filters to whiten image patches (airbench's init).
 
         The filters are the eigenvectors of the patch covariance of `images` (normalised,
         N x C x H x W) scaled by 1 / sqrt(eigenvalue), each with both signs, so the first
@@ -134,11 +141,6 @@ class AirbenchNet(nn.Module):
         eigenvalues, eigenvectors = torch.linalg.eigh(covariance)
         filters = (eigenvectors.T / torch.sqrt(eigenvalues + eps).unsqueeze(1)).reshape(-1, conv.in_channels, 2, 2)
         conv.weight.copy_(torch.cat([filters, -filters]).to(conv.weight.dtype))
-        self.freeze_stem()
-
-    def freeze_stem(self) -> None:
-        """Keep the stem's (whitening) filters fixed during training."""
-        self.stem[0].weight.requires_grad_(False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.channels_last:
