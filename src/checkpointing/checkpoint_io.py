@@ -5,11 +5,17 @@ target, fsyncs it and renames it into place (atomic on one filesystem), so a kil
 moment leaves either the old or the new file. Its sha256 goes to `<name>.sha256` before
 the rename; that record keeps the previous hash too, so the file is valid whichever side
 of the rename a kill lands. Loading checks the hash and always uses `weights_only=True`.
+
+A checkpoint without a record (copied from elsewhere) is checked by its own container:
+torch.save writes a zip that stores a CRC-32 per entry, which torch.load never checks, so
+a flipped byte in a weight would otherwise load silently. A matching sha256 already proves
+every byte, so then the CRC pass is skipped: one read of the file either way.
 """
 
 import hashlib
 import io
 import os
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -74,25 +80,55 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
-def verify_checkpoint(path: Path) -> None:
-    """Raise a clear error unless `path`'s content matches its recorded sha256."""
+_ZIP_MAGIC = b"PK\x03\x04"  # how every file written by torch.save (zip format) begins
+
+
+def is_zip_checkpoint(path: Path) -> bool:
+    """Whether `path` is in torch.save's zip format (the only one torch.load can mmap)."""
+    with path.open("rb") as handle:
+        return handle.read(len(_ZIP_MAGIC)) == _ZIP_MAGIC
+
+
+def integrity_problem(path: Path) -> str | None:
+    """What is wrong with `path`'s bytes, or None when they check out.
+
+    With a sha256 record: the hash must match one recorded. Without one: each zip entry
+    must match its CRC-32. A file that is not a zip (a legacy torch.save format, or not a
+    checkpoint at all) has nothing to check here; torch.load judges it.
+    """
     hashes = recorded_hashes(path)
-    if not hashes:
-        return  # a checkpoint from elsewhere: nothing recorded to check against
-    if sha256_of(path) not in hashes:
-        raise UserInputError(
-            f"checkpoint {path} is damaged: its sha256 does not match the one recorded when it was written "
-            f"({record_path(path).name}); {previous_good(path)}"
-        )
+    if hashes:
+        if sha256_of(path) in hashes:
+            return None
+        return f"its sha256 does not match the one recorded when it was written ({record_path(path).name})"
+    if not is_zip_checkpoint(path):
+        return None
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad_entry = archive.testzip()
+    except Exception as error:  # zipfile raises BadZipFile, EOFError, OSError... for a cut or garbled file
+        detail = str(error).strip().splitlines()[0][:100] if str(error).strip() else type(error).__name__
+        return f"its zip container is broken ({detail})"
+    if bad_entry is not None:
+        return f"the CRC-32 of its entry {bad_entry} does not match (the bytes changed after it was written)"
+    return None
+
+
+def verify_checkpoint(path: Path) -> None:
+    """Raise a one-line error naming `path`, the problem and the previous good checkpoint,
+    unless its bytes match its sha256 record or, without a record, its zip CRC-32s."""
+    problem = integrity_problem(path)
+    if problem is not None:
+        raise UserInputError(f"checkpoint {path} is damaged: {problem}; {previous_good(path)}")
 
 
 def previous_good(path: Path) -> str:
     """Name other checkpoints beside `path` that still verify, newest first."""
-    good = []
-    for other in sorted(path.parent.glob("*.ckpt"), key=lambda p: p.stat().st_mtime, reverse=True):
-        if other != path and (not recorded_hashes(other) or sha256_of(other) in recorded_hashes(other)):
-            good.append(str(other))
-    return f"the previous good checkpoint is {good[0]}" if good else "no other good checkpoint is beside it"
+    others = sorted(path.parent.glob("*.ckpt"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for other in others:
+        if other != path and integrity_problem(other) is None:
+            return f"the previous good checkpoint is {other}"
+    return "no other good checkpoint is beside it"
 
 
 def _check_finite(checkpoint: dict[str, Any]) -> None:

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import torch
 
-from src.checkpointing.checkpoint_io import previous_good, verify_checkpoint
+from src.checkpointing.checkpoint_io import integrity_problem, is_zip_checkpoint, previous_good, verify_checkpoint
 from src.errors import UserInputError
 
 _VERSION = re.compile(r"version_(\d+)$")
@@ -31,17 +31,78 @@ def latest_resumable_run(experiment_dir: Path) -> Path:
 
 
 def best_checkpoint(version_dir: Path) -> Path:
-    """The best checkpoint of a run, as recorded by its ModelCheckpoint in last.ckpt."""
-    last = version_dir / "checkpoints" / "last.ckpt"
-    state = torch.load(last, map_location="cpu", weights_only=True)
-    for callback_state in state.get("callbacks", {}).values():
+    """The best checkpoint of a run, as recorded by its ModelCheckpoint in last.ckpt.
+
+    last.ckpt is verified first, like any checkpoint: a damaged one names the best file to
+    give explicitly, when the other checkpoints of the run tell which it is.
+    """
+    folder = version_dir / "checkpoints"
+    last = folder / "last.ckpt"
+    problem = integrity_problem(last)
+    state = None
+    if problem is None:
+        try:
+            state = _load_structure(last)
+        except Exception as error:  # torch raises many types for a damaged or foreign file
+            problem = f"it is not a readable checkpoint ({_reason(error)})"
+    if state is None:
+        raise UserInputError(
+            f"--ckpt_path best reads the best checkpoint's name from {last}, which is damaged: {problem}; "
+            f"{_best_by_name(folder)}"
+        )
+    best = _recorded_best(state, folder)
+    if best is None:
+        raise UserInputError(
+            f"{last} records no best checkpoint that still exists; use --ckpt_path last or a file path"
+        )
+    return best
+
+
+def _recorded_best(state: object, folder: Path) -> Path | None:
+    """The `best_model_path` a checkpoint's ModelCheckpoint state names, if that file exists."""
+    callbacks = state.get("callbacks", {}) if isinstance(state, dict) else {}
+    for callback_state in callbacks.values():
         if isinstance(callback_state, dict) and callback_state.get("best_model_path"):
             best = Path(callback_state["best_model_path"])
             if not best.is_absolute() and not best.is_file():
-                best = version_dir / "checkpoints" / best.name
+                best = folder / best.name  # a run folder moved or copied since: look beside last.ckpt
             if best.is_file():
                 return best
-    raise UserInputError(f"{last} records no best checkpoint that still exists; use --ckpt_path last or a file path")
+    return None
+
+
+def _best_by_name(folder: Path) -> str:
+    """Advice naming the run's best checkpoint without last.ckpt.
+
+    Each top-k checkpoint records the best at the time it was written, and the best changes
+    only with a top-k save, so the newest intact one names the current best (itself, with
+    save_top_k 1). Read only when last.ckpt is damaged, to help the user.
+    """
+    intact = [
+        path
+        for path in sorted(folder.glob("*.ckpt"), key=lambda p: p.stat().st_mtime, reverse=True)
+        if path.name != "last.ckpt" and integrity_problem(path) is None
+    ]
+    if not intact:
+        return "no other intact checkpoint is in that folder: train again, or give a checkpoint file with --ckpt_path"
+    try:
+        best = _recorded_best(_load_structure(intact[0]), folder)
+    except Exception:  # not a loadable checkpoint after all: fall back to listing the files
+        best = None
+    if best is not None and best.resolve() in {path.resolve() for path in intact}:
+        return f"give the best checkpoint explicitly: --ckpt_path {best}"
+    return "give one of its checkpoints explicitly: " + ", ".join(f"--ckpt_path {path}" for path in intact)
+
+
+def _load_structure(path: Path) -> object:
+    """torch.load without reading the weights: a zip checkpoint is memory-mapped, so only its
+    small pickle is read (the integrity check has already read every byte once)."""
+    return torch.load(path, map_location="cpu", weights_only=True, mmap=is_zip_checkpoint(path))
+
+
+def _reason(error: Exception) -> str:
+    detail = str(error).strip().splitlines()[0][:100] if str(error).strip() else ""
+    return f"{type(error).__name__}: {detail}" if detail else type(error).__name__
 
 
 def check_checkpoint(path: Path) -> None:
@@ -50,10 +111,8 @@ def check_checkpoint(path: Path) -> None:
         raise UserInputError(f"--ckpt_path {path}: no such file (give a .ckpt file, 'last' or 'best')")
     verify_checkpoint(path)
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = _load_structure(path)
     except Exception as error:  # torch raises many types for a damaged or foreign file
-        detail = str(error).strip().splitlines()[0][:100] if str(error).strip() else ""
-        reason = f"{type(error).__name__}: {detail}" if detail else type(error).__name__
-        raise UserInputError(f"{path} is not a readable checkpoint ({reason}); {previous_good(path)}") from None
+        raise UserInputError(f"{path} is not a readable checkpoint ({_reason(error)}); {previous_good(path)}") from None
     if not isinstance(state, dict) or "state_dict" not in state:
         raise UserInputError(f"{path} is not a Lightning checkpoint (it has no state_dict); {previous_good(path)}")

@@ -1,0 +1,114 @@
+"""A checkpoint's own bytes are checked on every load: by its sha256 record, or by the CRC-32s
+of its zip container when it has no record (a file copied from elsewhere)."""
+
+import re
+import shutil
+import struct
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+
+from src.checkpointing.checkpoint_io import AtomicCheckpointIO, integrity_problem, record_path
+from src.errors import UserInputError
+from tests.conftest import run_cli
+from tests.test_checkpoint_safety import SMALL, trained_run
+
+
+def flip_a_byte_in_the_first_tensor(path: Path) -> None:
+    """Flip the lowest byte of the first stored tensor's first value, leaving the zip directory
+    and every header intact: torch.load still succeeds, with a changed weight."""
+    with zipfile.ZipFile(path) as archive:
+        entries = [info for info in archive.infolist() if re.search(r"/data/\d+$", info.filename)]
+    first = min(entries, key=lambda info: int(info.filename.rsplit("/", 1)[1]))
+    data = bytearray(path.read_bytes())
+    name_length, extra_length = struct.unpack("<HH", data[first.header_offset + 26 : first.header_offset + 30])
+    data[first.header_offset + 30 + name_length + extra_length] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def weights(path: Path) -> dict[str, torch.Tensor]:
+    return torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+
+
+def one_line(capsys: pytest.CaptureFixture) -> str:
+    error = capsys.readouterr().err.strip()
+    assert error.count("\n") == 0 and "Traceback" not in error, error
+    return error
+
+
+def test_a_copied_checkpoint_without_record_and_a_flipped_weight_byte_is_refused(
+    in_tmp: Path, capsys: pytest.CaptureFixture
+) -> None:
+    best = next(trained_run(in_tmp).glob("epoch=*.ckpt"))
+    elsewhere = in_tmp / "elsewhere"
+    elsewhere.mkdir()
+    intact, damaged = elsewhere / "intact.ckpt", elsewhere / "damaged.ckpt"
+    shutil.copyfile(best, intact)
+    shutil.copyfile(best, damaged)
+    flip_a_byte_in_the_first_tensor(damaged)
+    assert not record_path(intact).exists() and not record_path(damaged).exists()
+    # torch.load alone notices nothing: it returns the damaged weights.
+    before, after = weights(intact), weights(damaged)
+    assert any(not torch.equal(before[name], after[name]) for name in before)
+
+    capsys.readouterr()
+    assert run_cli("test", *SMALL, "--ckpt_path", str(damaged)) == 2
+    error = one_line(capsys)
+    assert str(damaged) in error and "damaged" in error and "CRC-32" in error
+    assert f"previous good checkpoint is {intact}" in error
+
+    assert run_cli("test", *SMALL, "--ckpt_path", str(intact)) == 0
+
+
+def test_the_trainers_own_load_checks_the_crc_too(tmp_path: Path) -> None:
+    io = AtomicCheckpointIO()
+    saved = tmp_path / "saved.ckpt"
+    io.save_checkpoint({"state_dict": {"w": torch.arange(8.0)}}, saved)
+    copy = tmp_path / "copy.ckpt"
+    shutil.copyfile(saved, copy)
+    assert torch.equal(io.load_checkpoint(copy)["state_dict"]["w"], torch.arange(8.0))
+    flip_a_byte_in_the_first_tensor(copy)
+    with pytest.raises(UserInputError, match=re.escape(f"checkpoint {copy} is damaged")):
+        io.load_checkpoint(copy)
+
+
+def test_a_matching_sha256_record_skips_the_crc_pass(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    saved = tmp_path / "saved.ckpt"
+    AtomicCheckpointIO().save_checkpoint({"state_dict": {"w": torch.ones(4)}}, saved)
+
+    def no_second_read(*args: object) -> None:
+        raise AssertionError("the file was read again for its CRCs after its sha256 matched")
+
+    monkeypatch.setattr(zipfile.ZipFile, "testzip", no_second_read)
+    assert integrity_problem(saved) is None
+
+
+def test_best_refuses_a_damaged_last_ckpt_and_names_the_best_file(in_tmp: Path, capsys: pytest.CaptureFixture) -> None:
+    checkpoints = trained_run(in_tmp)
+    last = checkpoints / "last.ckpt"
+    best = next(checkpoints.glob("epoch=*.ckpt"))
+    assert run_cli("test", *SMALL, "--ckpt_path", "best") == 0  # an intact run: best is found
+    flip_a_byte_in_the_first_tensor(last)
+    assert torch.load(last, weights_only=True)["callbacks"]  # torch.load still reads it
+
+    capsys.readouterr()
+    assert run_cli("test", *SMALL, "--ckpt_path", "best") == 2
+    error = one_line(capsys)
+    assert str(last.relative_to(in_tmp)) in error and "damaged" in error
+    assert error.endswith(f"--ckpt_path {best.relative_to(in_tmp)}")
+
+    assert run_cli("test", *SMALL, "--ckpt_path", str(best)) == 0  # the advice works
+
+
+def test_best_with_a_damaged_last_ckpt_and_no_other_intact_file_says_so(
+    in_tmp: Path, capsys: pytest.CaptureFixture
+) -> None:
+    checkpoints = trained_run(in_tmp)
+    for checkpoint in checkpoints.glob("*.ckpt"):
+        flip_a_byte_in_the_first_tensor(checkpoint)
+    capsys.readouterr()
+    assert run_cli("test", *SMALL, "--ckpt_path", "best") == 2
+    error = one_line(capsys)
+    assert str((checkpoints / "last.ckpt").relative_to(in_tmp)) in error and "no other intact checkpoint" in error
