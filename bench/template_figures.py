@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from src.cli.template_cli import TemplateCLI
-from src.modules.optimization import build_optimizer, build_scheduler
+from src.modules.optimization import build_scheduler
 
 RESULTS = Path(__file__).parent / "results"
 REPEATS = 3
@@ -57,7 +57,7 @@ def fit_seconds(cli: TemplateCLI) -> float:
 def plain_loop_seconds(cli: TemplateCLI, net: torch.nn.Module, loss_fn: Any) -> float:
     """Train `net` like the tutorials do, on the same full batches, and time it."""
     inputs, targets = cli.datamodule.splits["train"]
-    optimizer = build_optimizer(net.parameters(), cli.model.optimizer_config)
+    optimizer = cli.model.make_optimizer(net.parameters())
     epochs = cli.trainer.max_epochs
     schedule = build_scheduler(optimizer, cli.model.scheduler_config, epochs, epochs)
     start = time.perf_counter()

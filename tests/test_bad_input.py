@@ -24,9 +24,9 @@ CASES = [
     # configs and CLI values
     (["--trainer.max_epochz", "3"], "unrecognized arguments: --trainer.max_epochz"),
     (["--trainer.max_epochs", "ten"], "trainer.max_epochs"),
-    (["--model.optimizer.lr", "-0.1"], "model.optimizer.lr"),
-    (["--model.optimizer.lr", "0"], "model.optimizer.lr"),
-    (["--model.optimizer.name", "adagrad"], "model.optimizer.name"),
+    (["--model.optimizer.lr", "-0.1"], "model.optimizer could not be built: Invalid learning rate: -0.1"),
+    (["--model.optimizer", "torch.optim.Nope"], "has no attribute 'Nope'"),
+    (["--model.optimizer.name", "adagrad"], "--model.optimizer torch.optim.SGD"),
     (["--model.scheduler.name", "cyclic"], "model.scheduler.name"),
     (["--model.net.init_args.activation", "swish"], "activation"),
     (["--model.net.init_args.hidden_sizes", "[0]"], "hidden_sizes must all be >= 1"),
@@ -42,6 +42,8 @@ CASES = [
     # impossible flag combinations
     (["--trainer.accelerator", "gpu"], "Use --trainer.accelerator cpu"),
     (["--model.scheduler.name", "onecycle", "--model.scheduler.warmup_epochs", "2"], "its own warm-up"),
+    # 4 full-batch steps with a 25% warm-up: one warm-up step, which OneCycleLR would divide by zero
+    (["--model.scheduler.name", "onecycle", "--trainer.max_epochs", "4"], "OneCycleLR cannot divide"),
     (["--model.scheduler.name", "cosine", "--model.scheduler.warmup_epochs", "5"], "must be below trainer.max_epochs"),
     (["--model.scheduler.name", "exponential", "--model.scheduler.final_lr", "0"], "final_lr must be > 0"),
     # checkpoints

@@ -77,8 +77,8 @@ def test_a_nan_loss_stops_training_before_any_nan_weights_are_saved(
     args = [
         "--config",
         config("regression_linear"),
-        "--model.optimizer.name",
-        "sgd",
+        "--model.optimizer",
+        "torch.optim.SGD",
         "--model.optimizer.lr",
         "1e18",
         "--trainer.check_val_every_n_epoch",

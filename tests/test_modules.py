@@ -11,7 +11,6 @@ from src.datamodules import RegressionDataModule, ToyPointsDataModule
 from src.errors import UserInputError
 from src.modules import ClassificationModule, RegressionModule
 from src.modules.nets import MLP
-from src.modules.optimization import OptimizerConfig
 
 
 def quick_trainer(epochs: int) -> L.Trainer:
@@ -42,7 +41,7 @@ def test_a_few_epochs_lower_the_classification_loss(dataset: str) -> None:
         net=partial(MLP, hidden_sizes=[32, 32]),
         input_shape=dm.input_shape,
         num_classes=dm.num_classes,
-        optimizer=OptimizerConfig(lr=0.01),
+        optimizer=partial(torch.optim.Adam, lr=0.01),
     )
     before = loss_on(module, dm.splits["train"])
     quick_trainer(30).fit(module, datamodule=dm)
@@ -53,7 +52,7 @@ def test_a_few_epochs_lower_the_regression_loss() -> None:
     torch.manual_seed(0)
     dm = RegressionDataModule(source="wave")
     dm.setup()
-    module = RegressionModule(net=partial(MLP, hidden_sizes=[32]), optimizer=OptimizerConfig(lr=0.05))
+    module = RegressionModule(net=partial(MLP, hidden_sizes=[32]), optimizer=partial(torch.optim.Adam, lr=0.05))
     before = loss_on(module, dm.splits["train"])
     quick_trainer(50).fit(module, datamodule=dm)
     assert loss_on(module, dm.splits["train"]) < 0.5 * before

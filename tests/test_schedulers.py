@@ -10,7 +10,10 @@ from src.datamodules import ToyPointsDataModule
 from src.errors import UserInputError
 from src.modules import ClassificationModule
 from src.modules.nets import MLP
-from src.modules.optimization import OptimizerConfig, SchedulerConfig, build_scheduler
+from src.modules.optimization import SchedulerConfig, build_scheduler
+
+
+OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam}
 
 
 class LRRecorder(L.Callback):
@@ -24,7 +27,7 @@ class LRRecorder(L.Callback):
 def lrs_under(scheduler: SchedulerConfig, epochs: int = 6, optimizer: str = "sgd") -> list[float]:
     dm = ToyPointsDataModule(n_samples=100, batch_size=35)
     module = ClassificationModule(
-        net=partial(MLP, hidden_sizes=[4]), optimizer=OptimizerConfig(name=optimizer, lr=0.1), scheduler=scheduler
+        net=partial(MLP, hidden_sizes=[4]), optimizer=partial(OPTIMIZERS[optimizer], lr=0.1), scheduler=scheduler
     )
     recorder = LRRecorder()
     trainer = L.Trainer(

@@ -95,7 +95,10 @@ def compare_schedules(args: list[str]) -> list[dict[str, Any]]:
     """Run the comparison; returns one row per schedule."""
     options, fit_args = parse_options(args)
     base = TemplateCLI(args=fit_args, run=False)  # reads the config: epochs, LR, logger
-    max_epochs, lr = base.trainer.max_epochs, base.model.optimizer_config.lr
+    max_epochs, lr = (
+        base.trainer.max_epochs,
+        base.model.make_optimizer(base.model.net.parameters()).param_groups[0]["lr"],
+    )
     metric = base.model.best_metric
     folder = comparison_folder(base)
     rows = []

@@ -3,6 +3,7 @@
 import torch
 import torch.nn.functional as F
 from jsonargparse.typing import NonNegativeFloat
+from lightning.pytorch.cli import OptimizerCallable
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torchmetrics import Accuracy, F1Score, MetricCollection
@@ -10,7 +11,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from src.errors import UserInputError
 from src.modules.nets import MLP
-from src.modules.optimization import OptimizerConfig, SchedulerConfig
+from src.modules.optimization import SchedulerConfig
 from src.modules.task import NetFactory, TaskModule
 
 
@@ -22,7 +23,8 @@ class ClassificationModule(TaskModule):
             `num_classes` otherwise.
         input_shape: shape of one input; linked from the data module.
         num_classes: number of classes; linked from the data module.
-        optimizer: optimizer and its settings.
+        optimizer: any optimizer class and its arguments, e.g. `torch.optim.SGD` with `lr`, `momentum`
+            (default: Adam with its own default lr 0.001).
         scheduler: learning-rate schedule.
         label_smoothing: share of the target mass spread over all classes.
         ema_decay: keep an exponential moving average of the weights (and BatchNorm
@@ -38,7 +40,7 @@ class ClassificationModule(TaskModule):
         net: NetFactory = MLP,
         input_shape: tuple[int, ...] = (2,),
         num_classes: int = 2,
-        optimizer: OptimizerConfig = OptimizerConfig(),
+        optimizer: OptimizerCallable = torch.optim.Adam,
         scheduler: SchedulerConfig = SchedulerConfig(),
         label_smoothing: NonNegativeFloat = 0.0,
         ema_decay: float | None = None,
@@ -59,6 +61,8 @@ class ClassificationModule(TaskModule):
         self.ema = None
         if ema_decay is not None:
             self.ema = AveragedModel(self.net, multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True)
+            # The average is not trained: without gradients DDP leaves it alone, no optimizer sees it.
+            self.ema.requires_grad_(False)
         self.val_class_acc = MulticlassAccuracy(num_classes, average=None, validate_args=False)
         self.test_class_acc = MulticlassAccuracy(num_classes, average=None, validate_args=False)
 

@@ -1,10 +1,17 @@
-"""Optimizer and learning-rate schedule choices, validated by type when the config is parsed."""
+"""Learning-rate schedules whose length comes from the run, validated when the config is parsed.
 
+The optimizer itself is any `torch.optim` class (or a third-party one) given by class path,
+LightningCLI's `OptimizerCallable`; the schedules here add what a bare scheduler class cannot
+know from the config alone: one-cycle's total steps, cosine's last epoch, exponential decay
+to a final LR, warm-up.
+"""
+
+import math
 from dataclasses import dataclass, fields
 from typing import Any, Literal
 
 import torch
-from jsonargparse.typing import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
+from jsonargparse.typing import NonNegativeFloat, NonNegativeInt, OpenUnitInterval, PositiveFloat, PositiveInt
 from torch.optim import lr_scheduler
 
 from src.errors import UserInputError
@@ -13,8 +20,8 @@ from src.errors import UserInputError
 class _PlainValues:
     """Turns jsonargparse's validated number types back into int/float after checking.
 
-    Optimizer and scheduler states keep these values, and checkpoints must hold only
-    builtin types to load with `torch.load(weights_only=True)`.
+    Scheduler states keep these values, and checkpoints must hold only builtin types to
+    load with `torch.load(weights_only=True)`.
     """
 
     def __post_init__(self) -> None:
@@ -23,26 +30,12 @@ class _PlainValues:
             if isinstance(value, bool) or value is None:
                 continue
             if isinstance(value, int):
-                setattr(self, field.name, int(value))
+                object.__setattr__(self, field.name, int(value))
             elif isinstance(value, float):
-                setattr(self, field.name, float(value))
-            elif isinstance(value, (tuple, list)):
-                setattr(self, field.name, tuple(float(v) for v in value))
+                object.__setattr__(self, field.name, float(value))
 
 
-@dataclass
-class OptimizerConfig(_PlainValues):
-    """Which optimizer and its settings (`momentum`/`nesterov` apply to SGD, `betas` to Adam/AdamW)."""
-
-    name: Literal["sgd", "adam", "adamw"] = "adam"
-    lr: PositiveFloat = 1e-3
-    weight_decay: NonNegativeFloat = 0.0
-    momentum: NonNegativeFloat = 0.9
-    nesterov: bool = False
-    betas: tuple[float, float] = (0.9, 0.999)
-
-
-@dataclass
+@dataclass(frozen=True)
 class SchedulerConfig(_PlainValues):
     """Which learning-rate schedule, counted in epochs (one-cycle is stepped every batch).
 
@@ -60,27 +53,13 @@ class SchedulerConfig(_PlainValues):
     step_size: PositiveInt = 10
     gamma: PositiveFloat = 0.1
     final_lr: NonNegativeFloat | None = None
-    pct_start: PositiveFloat = 0.25
+    pct_start: OpenUnitInterval = 0.25
     div_factor: PositiveFloat = 25.0
     final_div_factor: PositiveFloat = 1e4
     monitor: str = "val/loss"
     mode: Literal["min", "max"] = "min"
     factor: PositiveFloat = 0.1
     patience: NonNegativeInt = 10
-
-
-def build_optimizer(params: Any, config: OptimizerConfig) -> torch.optim.Optimizer:
-    """The optimizer named by `config` over `params`."""
-    if config.name == "sgd":
-        return torch.optim.SGD(
-            params,
-            lr=config.lr,
-            momentum=config.momentum,
-            nesterov=config.nesterov,
-            weight_decay=config.weight_decay,
-        )
-    optimizer_class = torch.optim.Adam if config.name == "adam" else torch.optim.AdamW
-    return optimizer_class(params, lr=config.lr, betas=config.betas, weight_decay=config.weight_decay)
 
 
 def build_scheduler(
@@ -101,6 +80,13 @@ def build_scheduler(
     if config.name == "onecycle":
         if config.warmup_epochs:
             raise UserInputError("scheduler onecycle has its own warm-up: set model.scheduler.warmup_epochs to 0")
+        # OneCycleLR divides by (warm-up steps - 1): exactly one warm-up step fails deep inside torch.
+        if math.isclose(config.pct_start * total_steps, 1.0):
+            raise UserInputError(
+                f"the one-cycle schedule's warm-up (pct_start {config.pct_start}) is exactly one of this run's "
+                f"{total_steps} optimizer steps (per process), which OneCycleLR cannot divide: raise "
+                "trainer.max_epochs, lower data.batch_size, or change model.scheduler.pct_start"
+            )
         base_lr = optimizer.param_groups[0]["lr"]
         scheduler = lr_scheduler.OneCycleLR(
             optimizer,

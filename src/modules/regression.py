@@ -2,10 +2,11 @@
 
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.cli import OptimizerCallable
 from torchmetrics import MeanAbsoluteError, MeanSquaredError, MetricCollection, R2Score
 
 from src.modules.nets import MLP
-from src.modules.optimization import OptimizerConfig, SchedulerConfig
+from src.modules.optimization import SchedulerConfig
 from src.modules.task import NetFactory, TaskModule
 
 
@@ -15,7 +16,8 @@ class RegressionModule(TaskModule):
     Args:
         net: the network, built with (input size, 1).
         input_shape: shape of one input; linked from the data module.
-        optimizer: optimizer and its settings.
+        optimizer: any optimizer class and its arguments, e.g. `torch.optim.SGD` with `lr`, `momentum`
+            (default: Adam with its own default lr 0.001).
         scheduler: learning-rate schedule.
     """
 
@@ -26,7 +28,7 @@ class RegressionModule(TaskModule):
         self,
         net: NetFactory = MLP,
         input_shape: tuple[int, ...] = (1,),
-        optimizer: OptimizerConfig = OptimizerConfig(),
+        optimizer: OptimizerCallable = torch.optim.Adam,
         scheduler: SchedulerConfig = SchedulerConfig(),
     ) -> None:
         super().__init__(net, input_shape[0], 1, optimizer, scheduler)

@@ -5,11 +5,12 @@ from typing import Any
 
 import torch
 from lightning.pytorch import LightningModule
+from lightning.pytorch.cli import OptimizerCallable
 from torch import nn
 from torchmetrics import MaxMetric, MeanMetric, MetricCollection, MinMetric
 
 from src.errors import TrainingDivergedError, UserInputError
-from src.modules.optimization import OptimizerConfig, SchedulerConfig, build_optimizer, build_scheduler
+from src.modules.optimization import SchedulerConfig, build_scheduler
 
 # Builds a net from (input features or channels, number of outputs); in a config this is a
 # class path such as src.modules.nets.MLP with its other arguments as init_args.
@@ -20,6 +21,10 @@ STAGES = ("train", "val", "test")
 
 class TaskModule(LightningModule):
     """A plain `nn.Module` net plus its loss, torchmetrics per stage and optimizer/schedule.
+
+    `optimizer` is any optimizer class given by class path (`torch.optim.AdamW`, a third-party
+    one) with its arguments; `scheduler` is one of the run-length-aware schedules of
+    `src.modules.optimization`.
 
     Subclasses define the loss (`compute_loss`), how outputs become metric inputs
     (`metric_inputs`), the metrics (`make_metrics`) and which validation metric is tracked
@@ -34,7 +39,7 @@ class TaskModule(LightningModule):
         net: NetFactory,
         in_size: int,
         num_outputs: int,
-        optimizer: OptimizerConfig,
+        optimizer: OptimizerCallable,
         scheduler: SchedulerConfig,
     ) -> None:
         super().__init__()
@@ -43,7 +48,7 @@ class TaskModule(LightningModule):
             self.net = net(in_size, num_outputs)
         except (TypeError, ValueError) as error:
             raise UserInputError(f"model.net could not be built: {error}") from error
-        self.optimizer_config = optimizer
+        self.make_optimizer = optimizer  # params -> torch.optim.Optimizer
         self.scheduler_config = scheduler
         metrics = self.make_metrics()
         metrics.add_metrics({"loss": MeanMetric()})
@@ -151,7 +156,10 @@ class TaskModule(LightningModule):
 
     # --- optimizer, schedule, hyperparameters -------------------------------------------
     def configure_optimizers(self) -> Any:
-        optimizer = build_optimizer(self.parameters(), self.optimizer_config)
+        try:  # torch checks values such as a negative lr only here
+            optimizer = self.make_optimizer(self.net.parameters())
+        except (TypeError, ValueError) as error:
+            raise UserInputError(f"model.optimizer could not be built: {error}") from error
         max_epochs = self.trainer.max_epochs if self.trainer.max_epochs not in (None, -1) else None
         scheduler = build_scheduler(
             optimizer, self.scheduler_config, max_epochs, int(self.trainer.estimated_stepping_batches)
