@@ -12,7 +12,6 @@ from src.modules import ClassificationModule
 from src.modules.nets import MLP
 from src.modules.optimization import SchedulerConfig, build_scheduler
 
-
 OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam}
 
 
