@@ -7,7 +7,7 @@ import pytest
 import torch
 from sklearn.model_selection import train_test_split
 
-from src.datamodules import RegressionDataModule, ToyPointsDataModule
+from src.datamodules import RegressionDataModule, TabularDataModule, ToyPointsDataModule
 from src.datamodules.splits import split_indices
 from src.errors import UserInputError
 
@@ -99,12 +99,12 @@ def write(path: Path, text: str) -> Path:
     return path
 
 
-def test_csv_source_reads_features_and_target(tmp_path: Path) -> None:
+def test_csv_table_reads_features_and_target(tmp_path: Path) -> None:
     rows = "\n".join(f"{i},{2 * i},{3 * i + 1}" for i in range(20))
     path = write(tmp_path / "data.csv", "a,b,price\n" + rows + "\n")
-    dm = RegressionDataModule(source="csv", csv_path=path, target_column="price", standardize=False)
+    dm = TabularDataModule(csv_path=path, target_column="price", standardize=False)
     dm.setup()
-    assert dm.input_shape == (2,) and dm.feature_names == ["a", "b"]
+    assert dm.task == "regression" and dm.input_shape == (2,) and dm.feature_names == ["a", "b"]
     x, y = dm.splits["train"]
     assert torch.allclose(y[:, 0], 3 * x[:, 0] + 1)
 
@@ -116,21 +116,22 @@ def test_csv_source_reads_features_and_target(tmp_path: Path) -> None:
         ("", {}, "no data rows"),
         ("a,b\n", {}, "no data rows"),
         ("a,b\n1,2\n", {"target_column": "price"}, "no column(s) ['price']"),
-        ("a,b\n1,x\n", {}, "line 2: column 'b' is not a number"),
+        ("a,b\n1,x\n", {"feature_columns": ["b"], "target_column": "a"}, "column(s) ['b'] hold text ('x'"),
         ("a,b\n1,2,3\n", {}, "line 2: 3 fields, expected 2"),
+        ("a,b\n\n1,x\n", {"target_column": "b", "task": "regression"}, "('x' on line 3)"),  # file lines
     ],
 )
-def test_csv_source_rejects_bad_files_with_a_clear_message(
+def test_csv_table_rejects_bad_files_with_a_clear_message(
     tmp_path: Path, content: str | None, kwargs: dict, message: str
 ) -> None:
     path = tmp_path / "data.csv"
     if content is not None:
         path.write_text(content)
     with pytest.raises(UserInputError) as error:
-        RegressionDataModule(source="csv", csv_path=path, **kwargs)
+        TabularDataModule(csv_path=path, **{"target_column": "b", **kwargs})
     assert message in str(error.value)
 
 
-def test_csv_source_needs_a_path() -> None:
-    with pytest.raises(UserInputError, match="csv_path is not set"):
-        RegressionDataModule(source="csv")
+def test_the_old_csv_source_says_where_it_moved() -> None:
+    with pytest.raises(UserInputError, match="configs/tabular_regression.yaml --data.csv_path h.csv"):
+        RegressionDataModule(source="csv", csv_path=Path("h.csv"), target_column="price")

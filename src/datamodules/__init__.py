@@ -2,6 +2,7 @@
 
 from src.datamodules.cifar10 import CIFAR10DataModule
 from src.datamodules.regression import RegressionDataModule
+from src.datamodules.tabular import TabularDataModule
 from src.datamodules.toy_points import ToyPointsDataModule
 
-__all__ = ["CIFAR10DataModule", "ToyPointsDataModule", "RegressionDataModule"]
+__all__ = ["CIFAR10DataModule", "ToyPointsDataModule", "RegressionDataModule", "TabularDataModule"]

@@ -1,11 +1,14 @@
-"""One-target regression: a straight line, a noisy wave with a known true function, or a CSV."""
+"""One-target regression on synthetic data: a straight line or a noisy wave with a known true function.
+
+A CSV file of your own is read by TabularDataModule (configs/tabular_regression.yaml).
+"""
 
 from pathlib import Path
 from typing import Literal
 
 import torch
 
-from src.datamodules.csv_table import read_csv_table, read_feature_rows
+from src.datamodules.csv_table import read_feature_rows
 from src.datamodules.in_memory import InMemoryDataModule
 from src.datamodules.splits import check_fractions, split_indices
 from src.errors import UserInputError
@@ -17,22 +20,23 @@ def wave_function(x: torch.Tensor) -> torch.Tensor:
 
 
 class RegressionDataModule(InMemoryDataModule):
-    """Features and one target from one of three sources.
+    """One feature x and one target y from one of two sources.
 
     - `linear`: X = arange(0, 1, 0.02), y = weight * X + bias (0.7 and 0.3), no noise.
     - `wave`: `n_samples` x drawn uniformly in [0, 20], y = x + 2 sin(x) plus Gaussian noise
       whose standard deviation grows along x: noise * (1 + x / 10).
-    - `csv`: the numeric columns of `csv_path`.
+
+    `source: csv` has moved to TabularDataModule and ends in one line giving the new command.
 
     Args:
-        source: which of the three sources above.
+        source: which of the two sources above.
         n_samples: number of wave points.
         noise: noise scale of the wave (its standard deviation at x = 0).
         weight: slope of the linear source.
         bias: intercept of the linear source.
-        csv_path: CSV file with a header line (source `csv`).
-        feature_columns: CSV columns used as features; default: all but the target.
-        target_column: CSV column to predict; default: the last one.
+        csv_path: only to name it in the message for the moved `csv` source.
+        feature_columns: likewise.
+        target_column: likewise.
         standardize: scale features to zero mean and unit variance, fitted on the training split.
         shuffle_split: draw the splits at random; False keeps the file/x order (the course's
             linear example trains on the first 80% and tests on the last 20%).
@@ -63,8 +67,13 @@ class RegressionDataModule(InMemoryDataModule):
     ) -> None:
         super().__init__(batch_size, eval_batch_size, seed)
         check_fractions(val_fraction, test_fraction)
-        if source == "csv" and csv_path is None:
-            raise UserInputError("data.source is csv but data.csv_path is not set: give the CSV file's path")
+        if source == "csv":
+            raise UserInputError(
+                "data.source csv has moved to the tabular data module: python train.py fit --config "
+                f"configs/tabular_regression.yaml --data.csv_path {csv_path or 'my.csv'} "
+                f"--data.target_column {target_column or 'price'}"
+                + (f" --data.feature_columns '[{', '.join(feature_columns)}]'" if feature_columns else "")
+            )
         if n_samples < 10 or noise < 0:
             raise UserInputError("data.n_samples must be >= 10 and data.noise >= 0")
         self.source = source
@@ -72,9 +81,6 @@ class RegressionDataModule(InMemoryDataModule):
         self.noise = noise
         self.weight = weight
         self.bias = bias
-        self.csv_path = Path(csv_path) if csv_path is not None else None
-        self.feature_columns = feature_columns
-        self.target_column = target_column
         self.standardize = standardize
         self.shuffle_split = shuffle_split
         self.val_fraction = val_fraction
@@ -85,41 +91,25 @@ class RegressionDataModule(InMemoryDataModule):
         self.standardization_known = False  # fitted in setup() or restored from a checkpoint
         self.feature_names = ["x"]
         self.target_name = "y"
-        if source == "csv":  # the input size must be known before the model is built
-            x, _, self.feature_names, self.target_name = self._read_csv()
-            self.input_shape: tuple[int, ...] = (x.shape[1],)
-        else:
-            self.input_shape = (1,)
-
-    def _read_csv(self) -> tuple[torch.Tensor, torch.Tensor, list[str], str]:
-        assert self.csv_path is not None
-        return read_csv_table(self.csv_path, self.feature_columns, self.target_column)
+        self.input_shape: tuple[int, ...] = (1,)
 
     def generate(self) -> tuple[torch.Tensor, torch.Tensor]:
         """All inputs (N x features) and targets (N x 1), float32, before standardisation."""
         if self.source == "linear":
             x = torch.arange(0, 1, 0.02).unsqueeze(1)
             return x, self.weight * x + self.bias
-        if self.source == "wave":
-            generator = torch.Generator().manual_seed(self.seed)
-            x = 20 * torch.rand(self.n_samples, 1, generator=generator)
-            spread = self.noise * (1 + x / 10)
-            return x, wave_function(x) + spread * torch.randn(x.shape, generator=generator)
-        x, y, _, _ = self._read_csv()
-        return x, y
+        generator = torch.Generator().manual_seed(self.seed)
+        x = 20 * torch.rand(self.n_samples, 1, generator=generator)
+        spread = self.noise * (1 + x / 10)
+        return x, wave_function(x) + spread * torch.randn(x.shape, generator=generator)
 
-    @property
-    def has_true_function(self) -> bool:
-        """Whether the targets come from a known function (linear and wave, not a CSV)."""
-        return self.source != "csv"
+    has_true_function = True  # the targets come from a known function (the figures draw it)
 
     def true_function(self, x: torch.Tensor) -> torch.Tensor:
         """The noise-free target of raw (unstandardised) inputs x (linear and wave only)."""
         if self.source == "linear":
             return self.weight * x + self.bias
-        if self.source == "wave":
-            return wave_function(x)
-        raise UserInputError("a CSV source has no known true function")
+        return wave_function(x)
 
     def true_targets(self, split: str) -> torch.Tensor:
         """Noise-free targets of a split (linear and wave only), for the noise floor."""

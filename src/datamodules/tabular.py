@@ -1,0 +1,341 @@
+"""Any CSV table: numeric feature columns and one target, for classification or regression."""
+
+import math
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+
+from src.datamodules.csv_table import CsvRows, is_missing, numeric_columns, read_feature_rows, read_rows
+from src.datamodules.in_memory import InMemoryDataModule
+from src.datamodules.splits import SplitIndices, check_fractions, split_indices
+from src.errors import UserInputError
+
+Task = Literal["auto", "classification", "regression"]
+
+
+class TabularDataModule(InMemoryDataModule):
+    """Rows of a CSV file (header line first): numeric features and one target column.
+
+    - Features: `feature_columns`, or by default every column but the target and the
+      `id_columns`. Every feature must hold numbers: a column with text is refused by name,
+      in one line that says how to drop it (`feature_columns`), keep it beside the
+      predictions (`id_columns`) or encode it. Text is never encoded silently: a misspelt
+      number would otherwise turn a numeric column into categories without a word.
+    - Task: `classification`, `regression`, or `auto`: classification when the target holds
+      text labels, regression when it holds only numbers (say `classification` for numeric
+      class labels such as 0/1/2). The classes are the sorted distinct labels (numeric labels
+      sorted by value and named by it: `1.0` is class `1`), exposed as `class_names` and
+      `num_classes` for the model, the figures and the predictions CSV.
+    - Splits: seeded; stratified for classification (each split keeps the class proportions),
+      plain shuffled for regression. The test split is drawn first, so `val_fraction` never
+      changes it.
+    - Missing cells (empty, NA, N/A, NaN, null, none, ?) in features are refused with their
+      line and column, or with `fill_missing: mean` replaced by the training split's column
+      mean. A missing target is always refused.
+    - Standardisation: features scaled to zero mean and unit variance on the training split.
+    - The checkpoint keeps what prediction needs: feature and class names, the fill values
+      and the standardisation (`state_dict`), so `train.py predict` uses the training run's
+      values. Building the model still reads `csv_path` (its header and labels give the input
+      size and the classes), so the training file must be readable when predicting.
+    - Predictions (`train.py predict --input new.csv`): the `id_columns` (every input column
+      when None), then `class`, `probability` and `p_<class>` per class, or `predicted_<target>`.
+
+    Args:
+        csv_path: the CSV file to train on.
+        target_column: the column to predict.
+        feature_columns: the input columns; None: every column but the target and the ids.
+        id_columns: columns that are not features but are copied into the predictions (an id,
+            a name); None copies every column of the file given to `predict`.
+        task: classification, regression, or auto (text labels mean classification).
+        fill_missing: `refuse` missing feature cells, or fill them with the training split's
+            column `mean`.
+        standardize: scale features to zero mean and unit variance, fitted on the training split.
+        val_fraction: share of the rows held out for validation.
+        test_fraction: share of the rows held out for testing.
+        batch_size: training batch size; None (default) trains on the whole split at once.
+        eval_batch_size: validation/test batch size; None is the whole split.
+        seed: seed of the split and of the shuffling.
+    """
+
+    def __init__(
+        self,
+        csv_path: Path,
+        target_column: str,
+        feature_columns: list[str] | None = None,
+        id_columns: list[str] | None = None,
+        task: Task = "auto",
+        fill_missing: Literal["refuse", "mean"] = "refuse",
+        standardize: bool = True,
+        val_fraction: float = 0.1,
+        test_fraction: float = 0.2,
+        batch_size: int | None = None,
+        eval_batch_size: int | None = None,
+        seed: int = 42,
+    ) -> None:
+        super().__init__(batch_size, eval_batch_size, seed)
+        check_fractions(val_fraction, test_fraction)
+        self.csv_path = Path(csv_path)
+        self.id_columns = list(id_columns) if id_columns is not None else None
+        self.fill_missing = fill_missing
+        self.standardize = standardize
+        self.val_fraction = val_fraction
+        self.test_fraction = test_fraction
+        table = read_rows(self.csv_path, f"CSV file not found: {csv_path} (set data.csv_path to an existing file)")
+        self.target_name = target_column
+        self.feature_names = self._choose_features(table, feature_columns)
+        self.task, self.class_names, self.targets = self._read_targets(table, task)
+        self.inputs = numeric_columns(  # N x F, NaN where a cell is missing (fill_missing: mean)
+            table,
+            self.feature_names,
+            allow_missing=fill_missing == "mean",
+            missing_hint="fill it in, drop the row, or set --data.fill_missing mean (the training split's mean)",
+        )
+        self.input_shape: tuple[int, ...] = (len(self.feature_names),)
+        if self.task == "classification":  # linked into a ClassificationModule; a regression has none
+            self.num_classes = len(self.class_names)
+        features = len(self.feature_names)
+        self.feature_mean, self.feature_std = torch.zeros(features), torch.ones(features)
+        self.fill_values = torch.zeros(features)
+        self.fitted = False  # standardisation and fill values: fitted in setup() or loaded from a checkpoint
+        self.raw_inputs: dict[str, torch.Tensor] = {}  # per split, filled but not standardised (figures)
+
+    # --- reading the table --------------------------------------------------------------
+    def _choose_features(self, table: CsvRows, feature_columns: list[str] | None) -> list[str]:
+        target, ids = self.target_name, self.id_columns or []
+        table.require([target], "data.target_column")
+        table.require(ids, "data.id_columns")
+        if target in ids:
+            raise UserInputError(f"data.target_column {target!r} is also in data.id_columns; remove it from the ids")
+        if feature_columns is not None:
+            table.require(list(feature_columns), "data.feature_columns")
+            clash = [name for name in feature_columns if name == target or name in ids]
+            if clash:
+                raise UserInputError(f"data.feature_columns {clash} also name the target or an id column; remove them")
+            features = list(feature_columns)
+        else:
+            features = [name for name in table.header if name != target and name not in ids]
+        if not features:
+            raise UserInputError(f"{table.path} has no feature columns besides the target {target!r} and the ids")
+        text = {name: example for name in features if (example := _first_text(table, name))}
+        if text:
+            name, (cell, line) = next(iter(text.items()))
+            numeric = [n for n in features if n not in text]
+            listed = ", ".join(numeric if len(numeric) <= 6 else [*numeric[:3], "..."])
+            raise UserInputError(
+                f"{table.path}: feature column(s) {list(text)} hold text ({cell!r} in {name!r} on line {line}) and "
+                f"features must be numbers: copy them into the predictions with --data.id_columns "
+                f"'[{', '.join([*ids, *text])}]', leave them out with --data.feature_columns '[{listed}]', "
+                "or encode them as numbers (one 0/1 column per category)"
+            )
+        return features
+
+    def _read_targets(self, table: CsvRows, task: Task) -> tuple[str, list[str], torch.Tensor]:
+        """The resolved task, the class names (classification) and the targets: class
+        indices (int64, N) or values (float32, N x 1)."""
+        target = self.target_name
+        cells = table.column(target)
+        for line, cell in zip(table.lines, cells, strict=True):
+            if is_missing(cell):
+                raise UserInputError(
+                    f"{table.path}, line {line}: the target column {target!r} has no value ({cell!r}); drop the row"
+                )
+        numbers = [_number(cell) for cell in cells]
+        all_numbers = all(value is not None for value in numbers)
+        if task == "auto":
+            task = "regression" if all_numbers else "classification"
+        if task == "regression":
+            if not all_numbers:
+                line, cell = next((ln, c) for ln, c, v in zip(table.lines, cells, numbers, strict=True) if v is None)
+                raise UserInputError(
+                    f"{table.path}: the target column {target!r} holds text ({cell!r} on line {line}), which a "
+                    "regression cannot predict: train a classifier with --config configs/tabular_classification.yaml"
+                )
+            targets = numeric_columns(table, [target])
+            if not torch.isfinite(targets).all():
+                raise UserInputError(f"{table.path}: the target column {target!r} must hold finite numbers")
+            return task, [], targets
+        labels = [_number_name(value) for value in numbers] if all_numbers else cells
+        names = [_number_name(value) for value in sorted(set(numbers))] if all_numbers else sorted(set(labels))
+        if len(names) < 2:
+            raise UserInputError(
+                f"{table.path}: the target column {target!r} holds one class only ({names[0]!r}); a classifier "
+                "needs rows of at least two classes"
+            )
+        index = {name: position for position, name in enumerate(names)}
+        return task, names, torch.tensor([index[label] for label in labels], dtype=torch.long)
+
+    def _not_classification(self) -> UserInputError:
+        return UserInputError(
+            f"the target {self.target_name!r} of {self.csv_path} holds numbers, so this is a regression: train "
+            "it with --config configs/tabular_regression.yaml, or say --data.task classification if the "
+            "numbers are class labels"
+        )
+
+    @property
+    def has_test_split(self) -> bool:
+        return self.test_fraction > 0
+
+    # --- splits, missing values and standardisation ------------------------------------
+    def _check_model(self) -> None:
+        """A classifier needs class labels and a regressor numbers: say which config fits."""
+        module = self.trainer.lightning_module if self.trainer is not None else None
+        if module is None or hasattr(module, "probabilities") == (self.task == "classification"):
+            return
+        if self.task == "classification":
+            raise UserInputError(
+                f"the target {self.target_name!r} of {self.csv_path} holds class labels {self.class_names[:3]} but "
+                f"the model {type(module).__name__} is a regressor: use --config configs/tabular_classification.yaml"
+            )
+        raise self._not_classification()
+
+    def split(self) -> SplitIndices:
+        """Train, validation and test rows: stratified by class for classification."""
+        if self.task == "classification":
+            return stratified_split_indices(
+                self.targets, self.val_fraction, self.test_fraction, self.seed, self.class_names
+            )
+        return split_indices(len(self.targets), self.val_fraction, self.test_fraction, self.seed)
+
+    def setup(self, stage: str | None = None) -> None:
+        self._check_model()
+        if self.splits or stage == "predict":  # prediction uses the checkpoint's fill and standardisation
+            return
+        parts = self.split()
+        train_x = self.inputs[parts.train]
+        if self.fill_missing == "mean":
+            self.fill_values = torch.nanmean(train_x, dim=0)
+            empty = [name for name, value in zip(self.feature_names, self.fill_values, strict=True) if value.isnan()]
+            if empty:
+                raise UserInputError(
+                    f"{self.csv_path}: feature column(s) {empty} have no value in any training row, so there is "
+                    "no mean to fill with; drop them with data.feature_columns"
+                )
+            train_x = self.fill(train_x)
+        if self.standardize:
+            self.feature_mean = train_x.mean(dim=0)
+            self.feature_std = (
+                train_x.std(dim=0).clamp_min(1e-8) if len(train_x) > 1 else torch.ones(len(self.feature_names))
+            )
+        self.fitted = True
+        self.raw_inputs = {name: self.fill(self.inputs[index]) for name, index in parts._asdict().items()}
+        self.splits = {
+            name: (self.transform(self.raw_inputs[name]), self.targets[index])
+            for name, index in parts._asdict().items()
+        }
+
+    def fill(self, x: torch.Tensor) -> torch.Tensor:
+        """Missing cells (NaN) replaced by the training split's column means."""
+        return torch.where(torch.isnan(x), self.fill_values.expand_as(x), x)
+
+    def transform(self, x: torch.Tensor) -> torch.Tensor:
+        """Apply the training split's standardisation (identity when it is off)."""
+        if not self.standardize:
+            return x
+        return (x - self.feature_mean) / self.feature_std
+
+    def input_normalization(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        return (self.feature_mean, self.feature_std) if self.standardize else None
+
+    # --- what the checkpoint keeps, so prediction needs no training split ----------------
+    def state_dict(self) -> dict[str, object]:
+        return {
+            "task": self.task,
+            "feature_names": list(self.feature_names),
+            "target_name": self.target_name,
+            "class_names": list(self.class_names),
+            "feature_mean": self.feature_mean,
+            "feature_std": self.feature_std,
+            "fill_values": self.fill_values,
+        }
+
+    def load_state_dict(self, state_dict: dict[str, object]) -> None:
+        names = ("task", "feature_names", "target_name", "class_names")
+        saved = {name: state_dict[name] for name in names}
+        here = {name: getattr(self, name) for name in names}
+        if self.splits and saved != here:  # fit, validate or test: the splits were built from this CSV
+            changed = [name for name in names if saved[name] != here[name]]
+            raise UserInputError(
+                f"the checkpoint was trained with other {', '.join(changed)} than {self.csv_path} gives now "
+                f"({', '.join(f'{n}: {saved[n]} vs {here[n]}' for n in changed)}); "
+                "use the training run's CSV and settings"
+            )
+        self.task, self.feature_names, self.target_name = saved["task"], saved["feature_names"], saved["target_name"]
+        self.class_names = list(saved["class_names"])
+        self.feature_mean, self.feature_std = state_dict["feature_mean"], state_dict["feature_std"]
+        self.fill_values = state_dict["fill_values"]
+        self.fitted = True
+
+    def read_predict_inputs(self, path: Path) -> tuple[torch.Tensor, dict[str, list[str]]]:
+        if not self.fitted:  # no checkpoint state: fit the fill values and standardisation here
+            self.setup("fit")
+        fill = self.fill_values if self.fill_missing == "mean" else None
+        inputs, columns = read_feature_rows(path, self.feature_names, fill=fill)
+        if self.id_columns is not None:
+            absent = [name for name in self.id_columns if name not in columns]
+            if absent:
+                raise UserInputError(
+                    f"{path} has no id column(s) {absent} (data.id_columns) to copy into the predictions; "
+                    "add them, or set --data.id_columns '[]'"
+                )
+            columns = {name: columns[name] for name in self.id_columns}
+        return self.transform(inputs), columns
+
+
+def stratified_split_indices(
+    labels: torch.Tensor, val_fraction: float, test_fraction: float, seed: int, class_names: list[str]
+) -> SplitIndices:
+    """Seeded train/val/test indices of the same sizes as `split_indices`, with each class
+    shared out in proportion (largest remainders), so every split keeps the class balance."""
+    check_fractions(val_fraction, test_fraction)
+    num_items = len(labels)
+    num_test = math.ceil(num_items * test_fraction)  # the sizes split_indices gives
+    num_val = round(num_items * val_fraction)
+    counts = torch.bincount(labels, minlength=len(class_names)).numpy()
+    test_counts = _apportion(counts, num_test)
+    val_counts = _apportion(counts - test_counts, num_val)
+    train_counts = counts - test_counts - val_counts
+    if (train_counts < 1).any():
+        small = int(np.argmin(train_counts))
+        raise UserInputError(
+            f"class {class_names[small]!r} has only {counts[small]} row(s), too few to reach the training split; "
+            "add rows of it, lower data.val_fraction and data.test_fraction, or drop that class"
+        )
+    generator = np.random.RandomState(seed)
+    parts: dict[str, list[np.ndarray]] = {"train": [], "val": [], "test": []}
+    for label, (num_test_c, num_val_c) in enumerate(zip(test_counts, val_counts, strict=True)):
+        rows = generator.permutation(np.flatnonzero(labels.numpy() == label))
+        parts["test"].append(rows[:num_test_c])
+        parts["val"].append(rows[num_test_c : num_test_c + num_val_c])
+        parts["train"].append(rows[num_test_c + num_val_c :])
+    return SplitIndices(**{name: torch.from_numpy(np.sort(np.concatenate(chunks))) for name, chunks in parts.items()})
+
+
+def _apportion(counts: np.ndarray, total: int) -> np.ndarray:
+    """Integers proportional to `counts` that sum to `total` (largest remainder method)."""
+    quotas = counts * total / max(counts.sum(), 1)
+    shares = np.floor(quotas).astype(np.int64)
+    order = np.argsort(-(quotas - shares), kind="stable")  # largest remainder first; ties by class order
+    shares[order[: total - shares.sum()]] += 1
+    return np.minimum(shares, counts)
+
+
+def _number(cell: str) -> float | None:
+    try:
+        return float(cell)
+    except ValueError:
+        return None
+
+
+def _number_name(value: float) -> str:
+    """A numeric class label's name: 1.0 -> '1', 0.5 -> '0.5'."""
+    return str(int(value)) if value.is_integer() else f"{value:g}"
+
+
+def _first_text(table: CsvRows, name: str) -> tuple[str, int] | None:
+    """The first cell of a column that is neither missing nor a number, with its line."""
+    for line, cell in zip(table.lines, table.column(name), strict=True):
+        if not is_missing(cell) and _number(cell) is None:
+            return cell, line
+    return None

@@ -1,0 +1,254 @@
+"""TabularDataModule on real scikit-learn tables written as CSV: classes, stratified splits,
+missing values, one-line errors, and fit -> predict -> export through the real CLI."""
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from sklearn.datasets import load_breast_cancer, load_iris
+
+from src.datamodules import TabularDataModule
+from src.errors import UserInputError
+from src.modules.nets import MLP
+from tests.conftest import QUIET, config, run_cli
+
+CANCER_ARGS = ["--data.csv_path", "cancer.csv", "--data.target_column", "diagnosis", "--data.id_columns", "[id]"]
+
+
+def write_csv(path: Path, header: list[str], rows: list[list[object]]) -> Path:
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def write_cancer(path: Path) -> Path:
+    """Breast cancer (569 rows, 30 features) with an id column and text labels malignant/benign."""
+    data = load_breast_cancer()
+    header = ["id", *[name.replace(" ", "_") for name in data.feature_names], "diagnosis"]
+    rows = [
+        [f"p{i}", *[f"{v:.6g}" for v in x], data.target_names[t]]
+        for i, (x, t) in enumerate(zip(data.data, data.target, strict=True))
+    ]
+    return write_csv(path, header, rows)
+
+
+def write_iris(path: Path) -> Path:
+    """Iris with numeric labels 0/1/2 (a classification only when asked)."""
+    data = load_iris()
+    rows = [[*x.tolist(), int(t)] for x, t in zip(data.data, data.target, strict=True)]
+    return write_csv(path, ["sepal_length", "sepal_width", "petal_length", "petal_width", "species"], rows)
+
+
+@pytest.fixture
+def cancer(tmp_path: Path) -> Path:
+    return write_cancer(tmp_path / "cancer.csv")
+
+
+# --- the data module alone -----------------------------------------------------------------
+def test_text_labels_make_a_classification_with_sorted_class_names(cancer: Path) -> None:
+    dm = TabularDataModule(cancer, "diagnosis", id_columns=["id"])
+    assert dm.task == "classification" and dm.class_names == ["benign", "malignant"] and dm.num_classes == 2
+    assert dm.input_shape == (30,) and "id" not in dm.feature_names
+    dm.setup("fit")
+    x, y = dm.splits["train"]
+    assert x.dtype == torch.float32 and y.dtype == torch.long
+    assert x.mean(dim=0).abs().max() < 1e-4 and (x.std(dim=0) - 1).abs().max() < 1e-4  # fitted on train
+    assert dm.splits["test"][0].mean(dim=0).abs().max() > 1e-3  # ... and only applied to test
+
+
+def test_numeric_labels_are_classes_when_asked_and_a_regression_otherwise(tmp_path: Path) -> None:
+    path = write_iris(tmp_path / "iris.csv")
+    classes = TabularDataModule(path, "species", task="classification")
+    assert classes.class_names == ["0", "1", "2"] and classes.num_classes == 3
+    regression = TabularDataModule(path, "species")  # auto: only numbers
+    assert regression.task == "regression" and not hasattr(regression, "num_classes")
+    assert regression.targets.shape == (150, 1) and regression.targets.dtype == torch.float32
+
+
+def test_stratified_splits_keep_the_class_proportions_and_follow_the_seed(cancer: Path) -> None:
+    dm = TabularDataModule(cancer, "diagnosis", id_columns=["id"], val_fraction=0.1, test_fraction=0.2)
+    parts = dm.split()
+    assert (len(parts.train), len(parts.val), len(parts.test)) == (398, 57, 114)  # as split_indices sizes them
+    everything = torch.cat(list(parts))
+    assert len(set(everything.tolist())) == 569  # disjoint and complete
+    overall = dm.targets.float().mean().item()  # share of malignant: 212 / 569 = 0.3726
+    for index in parts:
+        share = dm.targets[index].float().mean().item()
+        assert abs(share - overall) <= 1 / len(index), (share, overall)
+    again = TabularDataModule(cancer, "diagnosis", id_columns=["id"]).split()
+    other = TabularDataModule(cancer, "diagnosis", id_columns=["id"], seed=7).split()
+    assert torch.equal(parts.test, again.test) and not torch.equal(parts.test, other.test)
+
+
+def test_missing_values_are_refused_by_line_and_column_or_filled_with_the_training_mean(tmp_path: Path) -> None:
+    rows = [[i, 2.0 * i if i % 5 else "", "a" if i % 2 else "b"] for i in range(40)]
+    path = write_csv(tmp_path / "holes.csv", ["x1", "x2", "label"], rows)
+    with pytest.raises(UserInputError) as error:
+        TabularDataModule(path, "label")
+    assert str(error.value).startswith(f"{path}, line 2: column 'x2' has no value")  # row 0 is line 2
+    assert "--data.fill_missing mean" in str(error.value)
+    dm = TabularDataModule(path, "label", fill_missing="mean", standardize=False)
+    dm.setup("fit")
+    raw = dm.inputs[dm.split().train]
+    expected = raw[:, 1][~raw[:, 1].isnan()].mean()
+    assert dm.fill_values[1] == pytest.approx(expected.item())
+    assert not dm.splits["train"][0].isnan().any() and not dm.splits["test"][0].isnan().any()
+    assert dm.state_dict()["fill_values"][1] == dm.fill_values[1]
+
+
+@pytest.mark.parametrize(
+    ("content", "kwargs", "message"),
+    [
+        (None, {}, "CSV file not found"),
+        ("a,b,y\n1,2,u\n3,4,u\n", {}, "holds one class only ('u')"),
+        ("a,b,y\n1,2,u\n3,4,v\n", {"target_column": "price"}, "has no column(s) ['price'] (data.target_column)"),
+        ("a,b,y\n1,red,u\n3,4,v\n", {}, "feature column(s) ['b'] hold text ('red' in 'b' on line 2)"),
+        ("a,b,y\n1,2,u\n3,4,\n", {}, "line 3: the target column 'y' has no value"),
+        ("a,b,y\n1,2,u\n3,inf,v\n", {}, "line 3: column 'b' is 'inf'"),
+        ("a,b,y\n1,2,3\n3,4,text\n", {"task": "regression"}, "which a regression cannot predict"),
+    ],
+)
+def test_bad_tables_are_refused_in_one_line(tmp_path: Path, content: str | None, kwargs: dict, message: str) -> None:
+    path = tmp_path / "data.csv"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(UserInputError) as error:
+        TabularDataModule(path, **{"target_column": "y", **kwargs})
+    assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def test_a_class_too_small_for_the_training_split_is_named(tmp_path: Path) -> None:
+    rows = [[i, "common"] for i in range(30)] + [[99, "rare"]]
+    path = write_csv(tmp_path / "rare.csv", ["x", "label"], rows)
+    with pytest.raises(UserInputError, match="class 'rare' has only 1 row"):
+        TabularDataModule(path, "label", val_fraction=0.5, test_fraction=0.45).split()
+
+
+# --- through the CLI: each user mistake is one line and exit status 2 -------------------------
+IDS = ["--data.id_columns", "[id]"]
+BAD_INPUTS = [
+    (["--data.csv_path", "nowhere.csv", "--data.target_column", "diagnosis"], "CSV file not found: nowhere.csv"),
+    (["--data.csv_path", "cancer.csv", "--data.target_column", "label"], "has no column(s) ['label']"),
+    (["--data.csv_path", "one_class.csv", "--data.target_column", "diagnosis", *IDS], "holds one class only"),
+    (["--data.csv_path", "cancer.csv", "--data.target_column", "diagnosis"], "--data.id_columns '[id]'"),
+    (["--data.csv_path", "holes.csv", "--data.target_column", "diagnosis", *IDS], "line 3: column 'mean_radius' has"),
+    (["--data.csv_path", "cancer.csv"], "target_column"),
+]
+
+
+@pytest.mark.parametrize(("extra", "message"), BAD_INPUTS, ids=[message for _, message in BAD_INPUTS])
+def test_each_bad_input_gives_one_line_and_exit_2(
+    in_tmp: Path, capsys: pytest.CaptureFixture, extra: list[str], message: str
+) -> None:
+    lines = write_cancer(in_tmp / "cancer.csv").read_text().splitlines()
+    (in_tmp / "one_class.csv").write_text("\n".join([lines[0], *[line for line in lines if "benign" in line]]))
+    holed = lines[2].split(",")
+    holed[1] = ""  # mean_radius of the second data row, line 3 of the file
+    (in_tmp / "holes.csv").write_text("\n".join([*lines[:2], ",".join(holed), *lines[3:]]) + "\n")
+    assert (
+        run_cli("fit", "--config", config("tabular_classification"), "--trainer.max_epochs", "1", *QUIET, *extra) == 2
+    )
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert "Traceback" not in "\n".join(err)
+    assert err[-1].startswith("error: ") and message in err[-1], err[-1]
+
+
+def test_the_old_regression_csv_source_names_the_new_command(in_tmp: Path, capsys: pytest.CaptureFixture) -> None:
+    args = ["--config", config("regression"), "--data.source", "csv", "--data.csv_path", "houses.csv"]
+    assert run_cli("fit", *args, "--data.target_column", "price", *QUIET) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "--config configs/tabular_regression.yaml --data.csv_path houses.csv --data.target_column price" in last
+
+
+def test_the_wrong_config_for_the_target_says_which_to_use(in_tmp: Path, capsys: pytest.CaptureFixture) -> None:
+    write_cancer(in_tmp / "cancer.csv")
+    assert run_cli("fit", "--config", config("tabular_regression"), *CANCER_ARGS, *QUIET) == 2
+    assert "configs/tabular_classification.yaml" in capsys.readouterr().err.strip().splitlines()[-1]
+    write_iris(in_tmp / "iris.csv")
+    iris = ["--data.csv_path", "iris.csv", "--data.target_column", "species", "--data.task", "auto"]
+    assert run_cli("fit", "--config", config("tabular_classification"), *iris, *QUIET) == 2
+    assert "configs/tabular_regression.yaml" in capsys.readouterr().err.strip().splitlines()[-1]
+
+
+# --- fit, predict and export: one trained model, checked three ways ---------------------------
+def test_breast_cancer_trains_predicts_with_stored_class_names_and_exports(in_tmp: Path) -> None:
+    write_cancer(in_tmp / "cancer.csv")
+    fit_args = ["--config", config("tabular_classification"), *CANCER_ARGS, *QUIET]
+    assert run_cli("fit", *fit_args, "--trainer.max_epochs", "60", "--model.optimizer.init_args.lr", "0.01") == 0
+    run = in_tmp / "lightning_logs" / "tabular_classification" / "version_0"
+    (best,) = (run / "checkpoints").glob("epoch=*.ckpt")
+    state = torch.load(best, weights_only=True)["TabularDataModule"]
+    assert state["class_names"] == ["benign", "malignant"] and len(state["feature_names"]) == 30
+
+    # The held-out test rows, without their labels, as a user's new file.
+    dm = TabularDataModule(in_tmp / "cancer.csv", "diagnosis", id_columns=["id"])
+    test_rows = set(dm.split().test.tolist())
+    lines = (in_tmp / "cancer.csv").read_text().splitlines()
+    header, body = lines[0].split(","), [line.split(",") for line in lines[1:]]
+    truth = {row[0]: row[-1] for index, row in enumerate(body) if index in test_rows}
+    write_csv(in_tmp / "new.csv", header[:-1], [row[:-1] for index, row in enumerate(body) if index in test_rows])
+
+    # The checkpoint's class names win: rename the training file's labels before predicting.
+    renamed = [",".join(header)] + [line.replace("malignant", "M").replace("benign", "B") for line in lines[1:]]
+    (in_tmp / "cancer.csv").write_text("\n".join(renamed) + "\n")
+    assert run_cli("predict", *fit_args, "--ckpt_path", "best", "--input", "new.csv") == 0
+    rows = read_rows(in_tmp / "predictions.csv")
+    assert list(rows[0]) == ["id", "class", "probability", "p_benign", "p_malignant"]  # ids copied, names kept
+    assert [row["id"] for row in rows] == list(truth)
+    accuracy = sum(row["class"] == truth[row["id"]] for row in rows) / len(rows)
+    assert len(rows) == 114 and accuracy >= 0.93, accuracy  # the majority class alone scores 0.63
+
+    # Export: model.json's standardisation + the bare net reproduce predict's probabilities.
+    assert (
+        run_cli(
+            "export",
+            *fit_args,
+            "--ckpt_path",
+            "best",
+            "--output_dir",
+            "shipped",
+            "--formats",
+            "[state_dict, torchscript]",
+        )
+        == 0
+    )
+    record = json.loads((in_tmp / "shipped" / "model.json").read_text())
+    assert record["classes"] == ["benign", "malignant"]
+    mean = torch.tensor(record["input"]["standardization"]["mean"])
+    std = torch.tensor(record["input"]["standardization"]["std"])
+    assert torch.allclose(mean, state["feature_mean"]) and torch.allclose(std, state["feature_std"])
+    raw = torch.tensor([[float(v) for v in row[1:-1]] for i, row in enumerate(body) if i in test_rows])
+    net = MLP(*record["net"]["args"], **record["net"]["init_args"]).eval()
+    net.load_state_dict(torch.load(in_tmp / "shipped" / "net_state_dict.pt", weights_only=True))
+    with torch.no_grad():
+        p_bare = torch.sigmoid(net((raw - mean) / std)).flatten()
+        p_script = torch.sigmoid(torch.jit.load(str(in_tmp / "shipped" / "model.torchscript.pt"))(raw)).flatten()
+    p_predict = torch.tensor([float(row["p_malignant"]) for row in rows])
+    assert torch.allclose(p_bare, p_predict, atol=1e-5) and torch.allclose(p_script, p_predict, atol=1e-5)
+
+
+def test_csv_regression_predicts_its_target_with_ids_and_fills_missing_inputs(in_tmp: Path) -> None:
+    generator = torch.Generator().manual_seed(0)
+    x = torch.rand(200, 2, generator=generator) * 10
+    rows = [[f"h{i}", a, b, 3 * a - 2 * b + 1] for i, (a, b) in enumerate(x.tolist())]
+    write_csv(in_tmp / "houses.csv", ["house", "rooms", "age", "price"], rows)
+    args = ["--config", config("tabular_regression"), "--data.csv_path", "houses.csv", "--data.target_column", "price"]
+    args += ["--data.id_columns", "[house]", "--data.fill_missing", "mean", *QUIET]
+    assert run_cli("fit", *args, "--trainer.max_epochs", "150", "--trainer.check_val_every_n_epoch", "50") == 0
+    (in_tmp / "new.csv").write_text("house,rooms,age\nA,1,1\nB,5,2\nC,,5\n")
+    assert run_cli("predict", *args, "--ckpt_path", "best", "--input", "new.csv") == 0
+    rows = read_rows(in_tmp / "predictions.csv")
+    assert [list(row) for row in rows] == [["house", "predicted_price"]] * 3
+    assert float(rows[0]["predicted_price"]) == pytest.approx(2.0, abs=1.0)  # 3 - 2 + 1
+    assert float(rows[1]["predicted_price"]) == pytest.approx(12.0, abs=1.0)  # 15 - 4 + 1
+    assert rows[2]["house"] == "C"  # the missing rooms took the training mean (about 5)
+    assert float(rows[2]["predicted_price"]) == pytest.approx(6.0, abs=2.0)
