@@ -1,5 +1,6 @@
 """Every LR schedule runs under the Trainer and shapes the learning rate as documented."""
 
+import math
 from functools import partial
 
 import lightning as L
@@ -16,18 +17,40 @@ OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam}
 
 
 class LRRecorder(L.Callback):
+    """The LR of every epoch (as it starts) and the LR the run ended with (after the last step)."""
+
     def __init__(self) -> None:
         self.lrs: list[float] = []
+        self.final_lr: float | None = None
 
     def on_train_epoch_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         self.lrs.append(trainer.optimizers[0].param_groups[0]["lr"])
 
+    def on_train_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        self.final_lr = trainer.optimizers[0].param_groups[0]["lr"]
 
-def lrs_under(scheduler: SchedulerConfig, epochs: int = 6, optimizer: str = "sgd") -> list[float]:
+
+class ScriptedMetric(ClassificationModule):
+    """Logs `val/scripted` from a fixed list, one value per epoch, so a plateau's input is known."""
+
+    def __init__(self, values: list[float], **kwargs: object) -> None:
+        super().__init__(**kwargs)
+        self.values = values
+
+    def on_validation_epoch_end(self) -> None:
+        super().on_validation_epoch_end()
+        self.log("val/scripted", self.values[self.current_epoch])
+
+
+def fit_recording_lrs(
+    scheduler: SchedulerConfig, epochs: int = 6, optimizer: str = "sgd", scripted: list[float] | None = None
+) -> LRRecorder:
     dm = ToyPointsDataModule(n_samples=100, batch_size=35)
-    module = ClassificationModule(
-        net=partial(MLP, hidden_sizes=[4]), optimizer=partial(OPTIMIZERS[optimizer], lr=0.1), scheduler=scheduler
-    )
+    kwargs = {"net": partial(MLP, hidden_sizes=[4]), "optimizer": partial(OPTIMIZERS[optimizer], lr=0.1)}
+    if scripted is None:
+        module: ClassificationModule = ClassificationModule(**kwargs, scheduler=scheduler)
+    else:
+        module = ScriptedMetric(scripted, **kwargs, scheduler=scheduler)
     recorder = LRRecorder()
     trainer = L.Trainer(
         max_epochs=epochs,
@@ -39,7 +62,11 @@ def lrs_under(scheduler: SchedulerConfig, epochs: int = 6, optimizer: str = "sgd
         accelerator="cpu",
     )
     trainer.fit(module, datamodule=dm)
-    return recorder.lrs
+    return recorder
+
+
+def lrs_under(scheduler: SchedulerConfig, epochs: int = 6, optimizer: str = "sgd") -> list[float]:
+    return fit_recording_lrs(scheduler, epochs, optimizer).lrs
 
 
 def test_constant() -> None:
@@ -53,14 +80,21 @@ def test_step() -> None:
 
 
 def test_exponential_with_a_final_lr_derives_gamma_from_the_epochs() -> None:
-    lrs = lrs_under(SchedulerConfig(name="exponential", final_lr=0.1 * 0.5**6), epochs=6)
-    assert lrs == pytest.approx([0.1 * 0.5**k for k in range(6)])
+    run = fit_recording_lrs(SchedulerConfig(name="exponential", final_lr=0.1 * 0.5**6), epochs=6)
+    assert run.lrs == pytest.approx([0.1 * 0.5**k for k in range(6)])
+    assert run.final_lr == pytest.approx(0.1 * 0.5**6)  # the run ends at final_lr
 
 
 def test_cosine_reaches_final_lr_with_warmup_first() -> None:
-    lrs = lrs_under(SchedulerConfig(name="cosine", warmup_epochs=2, final_lr=0.0), epochs=6)
-    assert lrs[0] == pytest.approx(0.1 / 3) and lrs[1] < lrs[2] == pytest.approx(0.1)
-    assert lrs[2] > lrs[3] > lrs[4] > lrs[5] > 0
+    run = fit_recording_lrs(SchedulerConfig(name="cosine", warmup_epochs=2, final_lr=0.01), epochs=6)
+    warmup = [0.1 / 3, 0.2 / 3]  # linear from lr / (warmup_epochs + 1)
+    cosine = [0.01 + (0.1 - 0.01) * (1 + math.cos(math.pi * k / 4)) / 2 for k in range(4)]  # 4 epochs left
+    assert run.lrs == pytest.approx(warmup + cosine)
+    assert run.final_lr == pytest.approx(0.01)  # annealed to final_lr by the end of the last epoch
+
+
+def test_cosine_without_final_lr_anneals_to_zero() -> None:
+    assert fit_recording_lrs(SchedulerConfig(name="cosine"), epochs=4).final_lr == pytest.approx(0.0, abs=1e-12)
 
 
 def test_onecycle_steps_every_batch() -> None:
@@ -69,11 +103,26 @@ def test_onecycle_steps_every_batch() -> None:
     assert max(lrs) > 0.08 and lrs[-1] < lrs[2]
 
 
-def test_plateau_uses_its_monitor() -> None:
-    lrs = lrs_under(
-        SchedulerConfig(name="plateau", monitor="val/loss", patience=0, factor=0.5), epochs=6, optimizer="adam"
+def test_plateau_reduces_by_factor_after_patience_epochs_without_improvement_of_its_monitor() -> None:
+    # The monitor improves twice (1.0, then 0.9), then never again: with patience 2 the third
+    # epoch without improvement (epoch 4) halves the LR, and so does the next third (epoch 7).
+    scripted = [1.0, 0.9, 0.9, 0.95, 0.9, 0.9, 0.9, 0.9]
+    run = fit_recording_lrs(
+        SchedulerConfig(name="plateau", monitor="val/scripted", patience=2, factor=0.5), epochs=8, scripted=scripted
     )
-    assert lrs[0] == pytest.approx(0.1) and all(b <= a for a, b in zip(lrs, lrs[1:], strict=False))
+    assert run.lrs == pytest.approx([0.1] * 5 + [0.05] * 3)
+    assert run.final_lr == pytest.approx(0.025)
+
+
+def test_plateau_in_max_mode_waits_while_its_monitor_rises() -> None:
+    scripted = [0.1, 0.2, 0.3, 0.4, 0.4, 0.3]  # rising: no reduction; then two epochs without a new high
+    run = fit_recording_lrs(
+        SchedulerConfig(name="plateau", monitor="val/scripted", mode="max", patience=1, factor=0.1),
+        epochs=6,
+        scripted=scripted,
+        optimizer="adam",
+    )
+    assert run.lrs == pytest.approx([0.1] * 6) and run.final_lr == pytest.approx(0.01)
 
 
 def test_impossible_combinations_are_user_errors() -> None:
