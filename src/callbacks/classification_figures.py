@@ -43,7 +43,10 @@ def samples_figure(
             continue
         image = images[index].float()
         image = (image - image.min()) / (image.max() - image.min() + 1e-8)  # display range
-        axes.imshow(image.permute(1, 2, 0).cpu())
+        if image.shape[0] == 1:  # grayscale
+            axes.imshow(image[0].cpu(), cmap="gray", vmin=0, vmax=1)
+        else:
+            axes.imshow(image.permute(1, 2, 0).cpu())
         truth, prediction = int(truths[index]), int(predictions[index])
         axes.set_title(
             f"{names[truth]}\n{names[prediction]}", fontsize=7, color="black" if truth == prediction else "red"

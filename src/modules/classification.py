@@ -19,7 +19,7 @@ class ClassificationModule(TaskModule):
     """A classifier with accuracy, macro F1 and per-class accuracy for train, val and test.
 
     Args:
-        net: the network, built with (input size, outputs): one output for 2 classes,
+        net: the network, built with (input shape, outputs): one output for 2 classes,
             `num_classes` otherwise.
         input_shape: shape of one input; linked from the data module.
         num_classes: number of classes; linked from the data module.
@@ -56,7 +56,7 @@ class ClassificationModule(TaskModule):
         if ema_decay is not None and not 0 < ema_decay < 1:
             raise UserInputError(f"model.ema_decay must be in (0, 1), got {ema_decay}")
         self.tta_flip = tta_flip
-        super().__init__(net, input_shape[0], 1 if self.binary else num_classes, optimizer, scheduler)
+        super().__init__(net, input_shape, 1 if self.binary else num_classes, optimizer, scheduler)
         self.save_hyperparameters()
         self.ema = None
         if ema_decay is not None:

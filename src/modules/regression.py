@@ -14,7 +14,7 @@ class RegressionModule(TaskModule):
     """A regressor of one or more targets, trained on MSE.
 
     Args:
-        net: the network, built with (input size, 1).
+        net: the network, built with (input shape, 1).
         input_shape: shape of one input; linked from the data module.
         optimizer: any optimizer class and its arguments, e.g. `torch.optim.SGD` with `lr`, `momentum`
             (default: Adam with its own default lr 0.001).
@@ -31,7 +31,7 @@ class RegressionModule(TaskModule):
         optimizer: OptimizerCallable = torch.optim.Adam,
         scheduler: SchedulerConfig = SchedulerConfig(),
     ) -> None:
-        super().__init__(net, input_shape[0], 1, optimizer, scheduler)
+        super().__init__(net, input_shape, 1, optimizer, scheduler)
         self.save_hyperparameters()
 
     def make_metrics(self) -> MetricCollection:

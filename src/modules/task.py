@@ -12,9 +12,9 @@ from torchmetrics import MaxMetric, MeanMetric, MetricCollection, MinMetric
 from src.errors import TrainingDivergedError, UserInputError
 from src.modules.optimization import SchedulerConfig, build_scheduler
 
-# Builds a net from (input features or channels, number of outputs); in a config this is a
+# Builds a net from (the shape of one input, number of outputs); in a config this is a
 # class path such as src.modules.nets.MLP with its other arguments as init_args.
-NetFactory = Callable[[int, int], nn.Module]
+NetFactory = Callable[[tuple[int, ...], int], nn.Module]
 
 STAGES = ("train", "val", "test")
 
@@ -37,15 +37,16 @@ class TaskModule(LightningModule):
     def __init__(
         self,
         net: NetFactory,
-        in_size: int,
+        input_shape: tuple[int, ...],
         num_outputs: int,
         optimizer: OptimizerCallable,
         scheduler: SchedulerConfig,
     ) -> None:
         super().__init__()
-        self.net_sizes = (in_size, num_outputs)  # the net's two positional arguments
+        input_shape = tuple(int(n) for n in input_shape)
+        self.net_sizes = (input_shape, num_outputs)  # the net's two positional arguments
         try:
-            self.net = net(in_size, num_outputs)
+            self.net = net(input_shape, num_outputs)
         except (TypeError, ValueError) as error:
             raise UserInputError(f"model.net could not be built: {error}") from error
         self.make_optimizer = optimizer  # params -> torch.optim.Optimizer

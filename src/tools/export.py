@@ -85,7 +85,11 @@ def net_description(module: TaskModule) -> dict[str, Any]:
     class_path = net.get("class_path") if isinstance(net, dict) else None
     if class_path is None:
         class_path = f"{type(module.net).__module__}.{type(module.net).__qualname__}"
-    return {"class_path": class_path, "args": list(module.net_sizes), "init_args": dict(net.get("init_args", {}))}
+    input_shape, num_outputs = module.net_sizes
+    # A 1-D shape is written as its length (MLP(2, 1), as the tutorials write it; every net takes
+    # an int there); an image shape as [C, H, W].
+    shape: int | list[int] = input_shape[0] if len(input_shape) == 1 else list(input_shape)
+    return {"class_path": class_path, "args": [shape, num_outputs], "init_args": dict(net.get("init_args", {}))}
 
 
 def build_net(description: dict[str, Any]) -> nn.Module:

@@ -1,7 +1,9 @@
 """Plain `nn.Module` networks that know nothing of Lightning.
 
-Every net takes the input size (features or channels) and the number of outputs as its
-first two arguments, so a LightningModule can build it from the data module's shapes.
+Every net takes the full input shape of one sample (a tuple from the data module: (2,) for
+two features, (3, 32, 32) for CIFAR-10, (1, 8, 8) for digits) and the number of outputs as its
+first two arguments, so a LightningModule can build it from the data module's shapes. MLP
+flattens any shape; the CNNs fit any image size and channel count.
 """
 
 from src.modules.nets.cnn import AirbenchNet, BlitzCNN, TinyVGG

@@ -1,5 +1,7 @@
 """A multi-layer perceptron; with no hidden layers it is plain linear (or logistic) regression."""
 
+import math
+from collections.abc import Sequence
 from typing import Literal
 
 import torch
@@ -20,8 +22,11 @@ _ACTIVATIONS: dict[str, type[nn.Module]] = {
 class MLP(nn.Module):
     """Linear layers with an activation between them, and optional BatchNorm and dropout.
 
+    Inputs of any shape are flattened: an image of shape (C, H, W) is C * H * W features.
+
     Args:
-        in_features: size of each input vector (given by the data module).
+        input_shape: shape of one input (given by the data module), e.g. (2,) or (1, 8, 8);
+            an int is a vector of that many features.
         out_features: number of outputs (given by the data module and the task).
         hidden_sizes: width of each hidden layer; empty for a single linear layer.
         activation: non-linearity after each hidden layer.
@@ -31,7 +36,7 @@ class MLP(nn.Module):
 
     def __init__(
         self,
-        in_features: int,
+        input_shape: int | Sequence[int],
         out_features: int,
         hidden_sizes: list[int] = [32, 32],  # noqa: B006 - read only; jsonargparse needs a literal default
         activation: Activation = "relu",
@@ -44,7 +49,10 @@ class MLP(nn.Module):
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         layers: list[nn.Module] = []
-        width = in_features
+        shape = (input_shape,) if isinstance(input_shape, int) else tuple(input_shape)
+        if not shape or min(shape) < 1:
+            raise ValueError(f"input_shape must be positive sizes, got {shape}")
+        width = math.prod(shape)
         for size in hidden_sizes:
             layers.append(nn.Linear(width, size))
             if batch_norm:
