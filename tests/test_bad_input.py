@@ -9,6 +9,16 @@ from tests.conftest import QUIET, config, run_cli
 
 CIRCLES = ["fit", "--config", config("circles"), "--trainer.max_epochs", "1", *QUIET]
 REGRESSION = ["fit", "--config", config("regression"), "--trainer.max_epochs", "1", *QUIET]
+TABULAR = [
+    "fit",
+    "--config",
+    config("tabular_regression"),
+    "--data.target_column",
+    "y",
+    "--trainer.max_epochs",
+    "1",
+    *QUIET,
+]
 
 
 def write_files(folder: Path) -> None:
@@ -53,15 +63,12 @@ CASES = [
     (["--ckpt_path", "notes.ckpt"], "is not a readable checkpoint"),
     (["--ckpt_path", "foreign.ckpt"], "is not a Lightning checkpoint"),
     # data files
-    (["REGRESSION", "--data.source", "csv"], "csv_path is not set"),
-    (["REGRESSION", "--data.source", "csv", "--data.csv_path", "missing.csv"], "CSV file not found"),
-    (["REGRESSION", "--data.source", "csv", "--data.csv_path", "a_folder"], "CSV file not found"),
-    (["REGRESSION", "--data.source", "csv", "--data.csv_path", "empty.csv"], "has no data rows"),
-    (
-        ["REGRESSION", "--data.source", "csv", "--data.csv_path", "cols.csv", "--data.target_column", "y"],
-        "no column(s) ['y']",
-    ),
-    (["REGRESSION", "--data.source", "csv", "--data.csv_path", "text.csv"], "column 'b' is not a number"),
+    (["REGRESSION", "--data.source", "csv"], "configs/tabular_regression.yaml"),  # the old CSV form names the new
+    (["TABULAR", "--data.csv_path", "missing.csv"], "CSV file not found"),
+    (["TABULAR", "--data.csv_path", "a_folder"], "CSV file not found"),
+    (["TABULAR", "--data.csv_path", "empty.csv"], "has no data rows"),
+    (["TABULAR", "--data.csv_path", "cols.csv", "--data.target_column", "y"], "no column(s) ['y']"),
+    (["TABULAR", "--data.csv_path", "text.csv", "--data.target_column", "a"], "feature column(s) ['b'] hold text"),
 ]
 
 
@@ -71,8 +78,8 @@ def test_bad_input_gives_one_clear_line(
 ) -> None:
     write_files(in_tmp)
     base = CIRCLES
-    if extra and extra[0] == "REGRESSION":
-        base, extra = REGRESSION, extra[1:]
+    if extra and extra[0] in ("REGRESSION", "TABULAR"):
+        base, extra = {"REGRESSION": REGRESSION, "TABULAR": TABULAR}[extra[0]], extra[1:]
     capsys.readouterr()
     assert run_cli(*base, *extra) == 2
     lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]

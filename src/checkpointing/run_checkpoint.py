@@ -26,23 +26,33 @@ class RunCheckpoint(ModelCheckpoint):
     """The best k checkpoints by the monitored metric, plus a last.ckpt that never falls behind.
 
     - Lightning 2.6 rewrites last.ckpt only when it also saves a top-k checkpoint; here
-      last.ckpt follows every validation (or every epoch end without validation).
+      last.ckpt follows every validation (or every epoch end without validation), written
+      right after the top-k save of the same moment, so it records the newest best.
     - `last_every_n_steps` also rewrites last.ckpt every N training steps, mid-epoch
       included, without turning off the end-of-epoch saves (as `every_n_train_steps` does).
+    - last.ckpt is written with the public `Trainer.save_checkpoint`, apart from
+      ModelCheckpoint's own bookkeeping, so a step save never suppresses a top-k save.
     - SIGTERM and Ctrl-C (SIGINT) let the current batch finish, save last.ckpt at that
       step and stop training with `TrainingInterrupted` at the next hook (after that step's
       metrics are logged); a second Ctrl-C stops at once.
 
     Args:
+        save_last: keep last.ckpt (written by this class, not by ModelCheckpoint).
         last_every_n_steps: also save last.ckpt every this many training steps (None: off).
-        *args, **kwargs: those of ModelCheckpoint.
+        *args, **kwargs: those of ModelCheckpoint. `monitor` and `mode` default to the
+            model's own best metric (set by the CLI).
     """
 
-    def __init__(self, *args: Any, last_every_n_steps: int | None = None, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(
+        self, *args: Any, save_last: bool = True, last_every_n_steps: int | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(*args, save_last=False, **kwargs)
         if last_every_n_steps is not None and last_every_n_steps < 1:
             raise ValueError(f"last_every_n_steps must be >= 1, got {last_every_n_steps}")
+        self.keep_last = bool(save_last)
         self.last_every_n_steps = last_every_n_steps
+        self.saves_at_epoch_end = kwargs.get("save_on_train_epoch_end")
+        self._last_written_step: int | None = None
         self.stop_signal: int | None = None
         self._previous_handlers: dict[int, Any] = {}
 
@@ -73,7 +83,8 @@ class RunCheckpoint(ModelCheckpoint):
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, *args: Any, **kwargs: Any) -> None:
         super().on_train_batch_end(trainer, pl_module, *args, **kwargs)
         every = self.last_every_n_steps
-        if self.stop_signal is not None or (every and trainer.global_step % every == 0):
+        due = self.stop_signal is not None or (every and trainer.global_step % every == 0)
+        if due and self._last_written_step != trainer.global_step:
             self._refresh_last(trainer)
 
     # Stop at the first hook after the signal's step was saved and its metrics logged.
@@ -97,19 +108,33 @@ class RunCheckpoint(ModelCheckpoint):
 
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         super().on_validation_end(trainer, pl_module)
-        if not self._should_save_on_train_epoch_end(trainer):
+        if not self._top_k_saves_at_epoch_end(trainer):
             self._refresh_last(trainer)
 
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._stop_if_requested()
         super().on_train_epoch_end(trainer, pl_module)
-        if self._should_save_on_train_epoch_end(trainer):
+        if self._top_k_saves_at_epoch_end(trainer):
             self._refresh_last(trainer)
 
+    def _top_k_saves_at_epoch_end(self, trainer: Trainer) -> bool:
+        """Where ModelCheckpoint makes its top-k save (its documented rule), so last.ckpt follows it."""
+        if self.saves_at_epoch_end is not None:
+            return self.saves_at_epoch_end
+        if trainer.check_val_every_n_epoch != 1:
+            return False  # validation on some epochs only: save after each validation
+        val_batches = trainer.num_val_batches
+        if (sum(val_batches) if isinstance(val_batches, list) else val_batches) == 0:
+            return True  # no validation: every epoch end
+        return trainer.val_check_interval == 1.0
+
     def _refresh_last(self, trainer: Trainer) -> None:
-        if not self.save_last or trainer.fast_dev_run or trainer.sanity_checking:
+        """Write last.ckpt through the Trainer (atomic and sha256-recorded by the CheckpointIO plugin)."""
+        if not self.keep_last or self.dirpath is None or trainer.fast_dev_run or trainer.sanity_checking:
             return
-        if trainer.state.fn != TrainerFn.FITTING or self._last_global_step_saved == trainer.global_step:
-            return  # not fitting, or this step is saved already (last.ckpt included)
-        self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
-        self._last_global_step_saved = trainer.global_step
+        if trainer.state.fn != TrainerFn.FITTING:
+            return
+        path = str(Path(self.dirpath) / f"{self.CHECKPOINT_NAME_LAST}{self.FILE_EXTENSION}")
+        self.last_model_path = path  # set first: it is part of the state being saved
+        trainer.save_checkpoint(path, weights_only=self.save_weights_only)
+        self._last_written_step = trainer.global_step

@@ -1,5 +1,6 @@
 """The command line: LightningCLI with checkpointing, data-to-model shape links and resuming."""
 
+import importlib
 import sys
 import warnings
 from pathlib import Path
@@ -29,6 +30,9 @@ warnings.filterwarnings("ignore", message="The dirpath has changed from")
 warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
 
 
+BASE_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "base.yaml"
+
+
 class SaveRunConfig(SaveConfigCallback):
     """Saves the resolved config beside the run; a resumed run adds config.resumed-K.yaml."""
 
@@ -55,6 +59,7 @@ class TemplateCLI(LightningCLI):
         # A progress bar in a terminal; in logs and CI, one line per validation instead.
         kwargs.setdefault("trainer_defaults", {"enable_progress_bar": sys.stdout.isatty()})
         # Parse errors are raised, not printed, so train.py can reduce them to one line.
+        # configs/base.yaml is read before any --config, for every subcommand.
         kwargs.setdefault(
             "parser_kwargs",
             {
@@ -62,6 +67,7 @@ class TemplateCLI(LightningCLI):
                 "exit_on_error": False,
                 "epilog": "Also: python train.py compare_schedules --config CONFIG [fit options] "
                 "[--schedules constant step exponential cosine onecycle] (one run per LR schedule).",
+                **{name: {"default_config_files": [str(BASE_CONFIG)]} for name in self.subcommands()},
             },
         )
         super().__init__(**kwargs)
@@ -91,7 +97,6 @@ class TemplateCLI(LightningCLI):
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_lightning_class_args(RunCheckpoint, "checkpoint")
-        parser.set_defaults({"checkpoint.save_last": True, "checkpoint.save_top_k": 1})
         parser.link_arguments("data.input_shape", "model.init_args.input_shape", apply_on="instantiate")
         parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
 
@@ -136,10 +141,21 @@ class TemplateCLI(LightningCLI):
             )
         return Path(init_args.save_dir) / (init_args.name or "")
 
+    def before_instantiate_classes(self) -> None:
+        """The checkpoint monitors the model's own best metric unless the config names another."""
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        checkpoint = config.get("checkpoint")
+        if checkpoint is None or checkpoint.get("monitor") is not None:
+            return
+        module_name, _, class_name = config.model.class_path.rpartition(".")
+        model_class = getattr(importlib.import_module(module_name), class_name)
+        checkpoint.monitor = f"val/{model_class.best_metric}"
+        checkpoint.mode = model_class.best_mode
+
     def instantiate_trainer(self, **kwargs: Any) -> Any:
         """Every Trainer writes checkpoints atomically with sha256 records and carries RNG states;
         in a terminal it shows rich's progress bar and model summary."""
-        config = self._get(self.config_init, "trainer", default={})
+        config = (self.config_init[self.subcommand] if self.subcommand else self.config_init).get("trainer") or {}
         plugins = config.get("plugins") or []
         plugins = plugins if isinstance(plugins, list) else [plugins]
         kwargs.setdefault("plugins", [*plugins, AtomicCheckpointIO()])
@@ -167,6 +183,12 @@ class TemplateCLI(LightningCLI):
             return
         callback = self.trainer.checkpoint_callback
         best = callback.best_model_path if callback is not None else ""
+        if not best and self.trainer.is_global_zero:
+            print(
+                "No best checkpoint: no validation ran (or it never logged the monitored metric), so the test "
+                "evaluates the weights of the last step. Validate at least once: lower "
+                "--trainer.check_val_every_n_epoch or raise --trainer.max_epochs."
+            )
         self.test_results = self.trainer.test(
             self.model, datamodule=self.datamodule, ckpt_path=best or None, verbose=True
         )

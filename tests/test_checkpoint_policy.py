@@ -1,0 +1,41 @@
+"""What the checkpoint callback keeps: a best checkpoint whatever the step saves, and an honest test."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import QUIET, config, run_cli
+
+RUN = Path("lightning_logs") / "circles" / "version_0" / "checkpoints"
+
+
+def test_step_saves_never_cost_the_best_checkpoint(in_tmp: Path, capsys: pytest.CaptureFixture) -> None:
+    # Full-batch circles: every step is a validation step (every 5 epochs), and last.ckpt is written
+    # every step; the best checkpoint must still be saved and be the one that is tested.
+    args = ["--config", config("circles"), "--trainer.max_epochs", "20", "--trainer.check_val_every_n_epoch", "5"]
+    assert run_cli("fit", *args, "--checkpoint.last_every_n_steps", "1", *QUIET) == 0
+    best = [path for path in (in_tmp / RUN).glob("epoch=*.ckpt")]
+    assert len(best) == 1, sorted(p.name for p in (in_tmp / RUN).iterdir())
+    last = torch.load(in_tmp / RUN / "last.ckpt", weights_only=True)
+    state = next(s for s in last["callbacks"].values() if isinstance(s, dict) and "best_model_path" in s)
+    assert Path(state["best_model_path"]).name == best[0].name
+    assert last["global_step"] == 20  # last.ckpt holds the final step, the best one an earlier validation
+    out = capsys.readouterr().out
+    assert f"Best checkpoint: {RUN / best[0].name}" in out and "No best checkpoint" not in out
+
+
+def test_fit_says_when_there_is_no_best_checkpoint_to_test(in_tmp: Path, capsys: pytest.CaptureFixture) -> None:
+    # 10 epochs with validation every 25: no validation ever runs, so the test can only use the last weights.
+    assert run_cli("fit", "--config", config("circles"), "--trainer.max_epochs", "10", *QUIET) == 0
+    out = capsys.readouterr().out
+    assert "No best checkpoint" in out and "evaluates the weights of the last step" in out
+    assert not list((in_tmp / RUN).glob("epoch=*.ckpt"))
+
+
+def test_the_monitored_metric_comes_from_the_model(in_tmp: Path) -> None:
+    # No config names checkpoint.monitor: classification keeps the best val/acc, regression the best val/mse.
+    assert run_cli("fit", "--config", config("circles"), "--trainer.max_epochs", "50", *QUIET) == 0
+    last = torch.load(in_tmp / RUN / "last.ckpt", weights_only=True)
+    state = next(s for s in last["callbacks"].values() if isinstance(s, dict) and "best_model_path" in s)
+    assert state["monitor"] == "val/acc" and float(state["best_model_score"]) > 0.9
