@@ -30,8 +30,8 @@ def main(args: list[str] | None = None) -> None:
         print(f"stopped: {stop}", file=sys.stderr)
         sys.exit(128 + stop.signum)  # 143 for SIGTERM, 130 for Ctrl-C, as shells report them
     except SIGTERMException as stop:  # Lightning's SIGTERM stop would otherwise exit with 0
-        saved = getattr(stop, "checkpoint", None)
-        print(f"stopped: {TrainingInterrupted(signal.SIGTERM, saved or 'last.ckpt')}", file=sys.stderr)
+        report = getattr(stop, "interruption", None)  # what RunCheckpoint saved, if it ran
+        print(f"stopped: {report or 'SIGTERM received'}", file=sys.stderr)
         sys.exit(128 + signal.SIGTERM)
     except Exception as error:
         subcommand = next((a for a in given if a in SUBCOMMANDS), "fit")

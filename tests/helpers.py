@@ -1,8 +1,12 @@
 """Test-only callbacks, given to the real CLI as trainer.callbacks."""
 
+import hashlib
+import json
 import os
 import sys
+from pathlib import Path
 
+import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 
 
@@ -24,3 +28,88 @@ class PrintStep(Callback):
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, *args: object) -> None:
         print(f"step {trainer.global_step}", flush=True)
         sys.stdout.flush()
+
+
+class SignalRankAtStep(Callback):
+    """Sends `signum` to the process of global rank `rank` only, after training step `step` (DDP tests)."""
+
+    def __init__(self, rank: int, step: int, signum: int) -> None:
+        self.rank = rank
+        self.step = step
+        self.signum = signum
+
+    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, *args: object) -> None:
+        if trainer.global_rank == self.rank and trainer.global_step == self.step:
+            os.kill(os.getpid(), self.signum)
+
+
+class NaNLossOnRank(Callback):
+    """Makes the training inputs of global rank `rank` NaN from training step `step` on (DDP tests)."""
+
+    def __init__(self, rank: int, step: int) -> None:
+        self.rank = rank
+        self.step = step
+
+    def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: object, *args: object) -> None:
+        if trainer.global_rank == self.rank and trainer.global_step >= self.step:
+            batch[0].fill_(float("nan"))  # type: ignore[index]
+
+
+class RecordRankView(Callback):
+    """Writes `<folder>/rank<global rank>.json`: a digest of every training sample this rank trained
+    on, per epoch; the digests of the whole training split; and a digest of the model's parameters
+    (EMA copy included) at the end of training (DDP tests: shards disjoint and complete, ranks holding one model)."""
+
+    def __init__(self, folder: str) -> None:
+        self.folder = folder
+        self.batches: dict[int, list[str]] = {}
+        self.train_split: list[str] = []
+
+    @staticmethod
+    def _digests(inputs: torch.Tensor) -> list[str]:
+        rows = inputs.detach().cpu().contiguous().reshape(len(inputs), -1).numpy()
+        return [hashlib.sha1(row.tobytes()).hexdigest() for row in rows]
+
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        datamodule = trainer.datamodule
+        inputs = datamodule.splits["train"][0]  # type: ignore[union-attr]
+        if hasattr(datamodule, "sample_images"):  # images: normalised as the model sees them
+            inputs = datamodule.sample_images(len(inputs))
+        self.train_split = self._digests(inputs)
+
+    def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: object, *args: object) -> None:
+        self.batches.setdefault(trainer.current_epoch, []).extend(self._digests(batch[0]))  # type: ignore[index]
+
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        weights = hashlib.sha1()
+        for name, value in sorted(pl_module.named_parameters()):  # BN statistics differ by rank
+            weights.update(name.encode() + value.detach().cpu().contiguous().numpy().tobytes())
+        record = {"batches": self.batches, "train_split": self.train_split, "weights": weights.hexdigest()}
+        path = Path(self.folder) / f"rank{trainer.global_rank}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(record))
+
+
+class SignalInValidation(Callback):
+    """Sends `signum` to this process at the first validation batch after training step `step`."""
+
+    def __init__(self, step: int, signum: int) -> None:
+        self.step = step
+        self.signum = signum
+
+    def on_validation_batch_start(self, trainer: Trainer, pl_module: LightningModule, *args: object) -> None:
+        if not trainer.sanity_checking and trainer.global_step >= self.step:
+            self.step = sys.maxsize  # once
+            os.kill(os.getpid(), self.signum)
+
+
+class DoubleCtrlC(Callback):
+    """Presses Ctrl-C twice at the start of training step `step`: the second must stop at once."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, *args: object) -> None:
+        if trainer.global_step == self.step:
+            os.kill(os.getpid(), 2)
+            os.kill(os.getpid(), 2)

@@ -39,6 +39,13 @@ def assert_same_run(resumed: Path, straight: Path) -> None:
     resumed_curves, straight_curves = scalars(resumed), scalars(straight)
     for tag in ("val/loss", "val/acc", "test/acc"):
         assert resumed_curves[tag][-1] == straight_curves[tag][-1], tag
+    # The running best goes on where it was: the whole curve, not only its last point.
+    # (Step 0 holds the HPARAMS tab's NaN placeholder.)
+    best = {
+        name: [point for point in curves["val/acc_best"] if point[0] > 0]
+        for name, curves in (("resumed", resumed_curves), ("straight", straight_curves))
+    }
+    assert best["resumed"] == best["straight"]
 
 
 def test_epoch_boundary_resume_is_bit_identical(in_tmp: Path) -> None:
@@ -70,3 +77,32 @@ def test_step_checkpoints_keep_the_end_of_epoch_ones(in_tmp: Path) -> None:
     run = in_tmp / "lightning_logs" / "circles" / "version_0"
     assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 14
     assert list((run / "checkpoints").glob("epoch=*.ckpt"))  # the best-k checkpoint still exists
+
+
+def test_the_running_best_goes_on_after_a_resume(in_tmp: Path) -> None:
+    # SGD at lr 3 makes validation accuracy jump around: 0.75 at epoch 4, then 0.44 at epoch 5.
+    # A running best that restarted at the resume would log 0.44 as the best of epoch 5.
+    jumpy = [
+        *RANDOM_RUN[:2],
+        "--data.batch_size",
+        "100",
+        "--model.net.init_args.hidden_sizes",
+        "[16]",
+        "--model.optimizer",
+        "torch.optim.SGD",
+        "--model.optimizer.lr",
+        "3.0",
+        "--trainer.check_val_every_n_epoch",
+        "1",
+        *QUIET,
+    ]
+    assert run_cli("fit", *jumpy, "--trainer.max_epochs", "4") == 0
+    assert run_cli("fit", *jumpy, "--trainer.max_epochs", "8", "--ckpt_path", "last") == 0
+    assert run_cli("fit", *jumpy, "--trainer.max_epochs", "8") == 0
+    experiment = in_tmp / "lightning_logs" / "circles"
+    resumed, straight = scalars(experiment / "version_0"), scalars(experiment / "version_1")
+    accuracy = dict(straight["val/acc"])
+    best = [value for step, value in straight["val/acc_best"] if step > 0]
+    assert best == [max(list(accuracy.values())[: k + 1]) for k in range(len(best))]  # a true running max
+    assert max(best[:4]) > min(list(accuracy.values())[4:])  # this run does dip after the resume point
+    assert [p for p in resumed["val/acc_best"] if p[0] > 0] == [p for p in straight["val/acc_best"] if p[0] > 0]

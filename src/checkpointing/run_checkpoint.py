@@ -13,13 +13,29 @@ from src.checkpointing.checkpoint_io import remove_stale_temp_files
 
 
 class TrainingInterrupted(BaseException):
-    """SIGTERM or Ctrl-C stopped training after a checkpoint of the current step was saved."""
+    """SIGTERM or Ctrl-C stopped training; says truly which step the newest checkpoint holds.
 
-    def __init__(self, signum: int, checkpoint: str) -> None:
+    Args:
+        signum: the signal that stopped the run.
+        checkpoint: the newest checkpoint written by this run, or None.
+        saved_step: the global step that checkpoint holds.
+        step: the global step at which training stopped.
+    """
+
+    def __init__(self, signum: int, checkpoint: str | None, saved_step: int | None, step: int) -> None:
         self.signum = signum
         self.checkpoint = checkpoint
         name = signal.Signals(signum).name
-        super().__init__(f"{name} received: saved the current step to {checkpoint}; resume with --ckpt_path last")
+        if checkpoint is not None and saved_step == step:
+            message = f"{name} received: saved the current step ({step}) to {checkpoint}"
+        elif checkpoint is not None:
+            message = (
+                f"{name} received during validation or a save: the current step ({step}) was not saved; "
+                f"the newest checkpoint is {checkpoint} (step {saved_step})"
+            )
+        else:
+            message = f"{name} received before this run saved anything: the checkpoint it started from is unchanged"
+        super().__init__(f"{message}; resume with --ckpt_path last")
 
 
 class RunCheckpoint(ModelCheckpoint):
@@ -55,29 +71,50 @@ class RunCheckpoint(ModelCheckpoint):
         self._last_written_step: int | None = None
         self.stop_signal: int | None = None
         self._previous_handlers: dict[int, Any] = {}
+        self._trainer: Trainer | None = None
 
     # --- signals ----------------------------------------------------------------------
+    # Installed when training starts, after Lightning's own SIGTERM handler (which this one
+    # chains to), and put back when training ends or fails, before Lightning restores the
+    # handlers it found: a notebook or test session gets its own handlers back either way.
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         super().setup(trainer, pl_module, stage)
         if stage == TrainerFn.FITTING and self.dirpath is not None:
             remove_stale_temp_files(Path(self.dirpath))
-        if stage == TrainerFn.FITTING:
-            for signum in (signal.SIGTERM, signal.SIGINT):
-                try:
-                    self._previous_handlers[signum] = signal.signal(signum, self._request_stop)
-                except ValueError:  # not the main thread: leave signals alone
-                    return
+
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        super().on_train_start(trainer, pl_module)
+        self._trainer = trainer
+        # A resumed run starts from a saved step: that is the newest checkpoint until it writes one.
+        self._last_written_step = trainer.global_step if trainer.ckpt_path else None
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            try:
+                self._previous_handlers[signum] = signal.signal(signum, self._request_stop)
+            except ValueError:  # not the main thread: leave signals alone
+                return
 
     def _request_stop(self, signum: int, frame: FrameType | None) -> None:
+        if signum == signal.SIGINT and self.stop_signal == signal.SIGINT and self._trainer is not None:
+            raise self.interruption(self._trainer)  # a second Ctrl-C stops at once, mid-step or mid-save
         self.stop_signal = signum
-        if signum == signal.SIGINT:
-            signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C stops at once
+        previous = self._previous_handlers.get(signum)
+        if signum == signal.SIGTERM and callable(previous):
+            previous(signum, frame)  # Lightning's: marks the trainer so every loop stops
 
-    def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+    def _restore_signal_handlers(self) -> None:
         for signum, handler in self._previous_handlers.items():
             signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
         self._previous_handlers = {}
-        super().teardown(trainer, pl_module, stage)
+
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._restore_signal_handlers()
+        super().on_train_end(trainer, pl_module)
+
+    def interruption(self, trainer: Trainer) -> TrainingInterrupted:
+        """What a stop by signal leaves: the newest checkpoint and the step it holds."""
+        signum = self.stop_signal if self.stop_signal is not None else signal.SIGINT
+        saved = self.last_model_path if self._last_written_step is not None and self.last_model_path else None
+        return TrainingInterrupted(signum, saved, self._last_written_step, trainer.global_step)
 
     # --- when last.ckpt is written ------------------------------------------------------
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, *args: Any, **kwargs: Any) -> None:
@@ -89,14 +126,15 @@ class RunCheckpoint(ModelCheckpoint):
 
     # Stop at the first hook after the signal's step was saved and its metrics logged.
     def _stop_if_requested(self) -> None:
-        if self.stop_signal is not None:
-            raise TrainingInterrupted(self.stop_signal, self.last_model_path)
+        if self.stop_signal is not None and self._trainer is not None:
+            raise self.interruption(self._trainer)
 
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
+        self._restore_signal_handlers()
         # Lightning's own SIGTERM stop (a SystemExit with status 0) comes right after the step
-        # saved above; tell train.py where, so it can report it and exit with 143.
+        # saved above, or at the next validation batch before any save: tell train.py which.
         if self.stop_signal is not None and isinstance(exception, SystemExit):
-            exception.checkpoint = self.last_model_path  # type: ignore[attr-defined]
+            exception.interruption = self.interruption(trainer)  # type: ignore[attr-defined]
         super().on_exception(trainer, pl_module, exception)
 
     def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, *args: Any, **kwargs: Any) -> None:

@@ -11,7 +11,7 @@ from lightning.pytorch.callbacks import RichModelSummary, RichProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
 from src.callbacks import PlainTextProgress
-from src.checkpointing import RngState, RunCheckpoint, TrainingInterrupted
+from src.checkpointing import RngState, RunCheckpoint
 from src.checkpointing.checkpoint_io import AtomicCheckpointIO
 from src.checkpointing.runs import best_checkpoint, check_checkpoint, latest_resumable_run
 from src.cli.template_trainer import TemplateTrainer
@@ -174,7 +174,7 @@ class TemplateCLI(LightningCLI):
     def after_fit(self) -> None:
         callback = self.trainer.checkpoint_callback
         if isinstance(callback, RunCheckpoint) and callback.stop_signal is not None:
-            raise TrainingInterrupted(callback.stop_signal, callback.last_model_path)
+            raise callback.interruption(self.trainer)
         if self.trainer.interrupted or self.trainer.fast_dev_run:
             return
         has_test = getattr(self.datamodule, "has_test_split", True)

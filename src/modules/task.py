@@ -1,6 +1,7 @@
 """What the classification and regression modules share: steps, metrics per stage, optimizers."""
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -9,7 +10,9 @@ from lightning.pytorch.cli import OptimizerCallable
 from torch import nn
 from torchmetrics import MaxMetric, MeanMetric, MetricCollection, MinMetric
 
+from src.checkpointing.runs import check_checkpoint
 from src.errors import TrainingDivergedError, UserInputError
+from src.modules.nets.torchvision_net import head_name, in_head
 from src.modules.optimization import SchedulerConfig, build_scheduler
 
 # Builds a net from (the shape of one input, number of outputs); in a config this is a
@@ -24,7 +27,8 @@ class TaskModule(LightningModule):
 
     `optimizer` is any optimizer class given by class path (`torch.optim.AdamW`, a third-party
     one) with its arguments; `scheduler` is one of the run-length-aware schedules of
-    `src.modules.optimization`.
+    `src.modules.optimization`. `init_from` (a .ckpt path of any run here) starts the net from
+    that checkpoint's net: see `load_net_weights`.
 
     Subclasses define the loss (`compute_loss`), how outputs become metric inputs
     (`metric_inputs`), the metrics (`make_metrics`) and which validation metric is tracked
@@ -41,6 +45,7 @@ class TaskModule(LightningModule):
         num_outputs: int,
         optimizer: OptimizerCallable,
         scheduler: SchedulerConfig,
+        init_from: str | None = None,
     ) -> None:
         super().__init__()
         input_shape = tuple(int(n) for n in input_shape)
@@ -49,6 +54,8 @@ class TaskModule(LightningModule):
             self.net = net(input_shape, num_outputs)
         except (TypeError, ValueError) as error:
             raise UserInputError(f"model.net could not be built: {error}") from error
+        if init_from is not None:
+            print(load_net_weights(self.net, Path(init_from)))
         self.make_optimizer = optimizer  # params -> torch.optim.Optimizer
         self.scheduler_config = scheduler
         metrics = self.make_metrics()
@@ -57,6 +64,8 @@ class TaskModule(LightningModule):
         self.val_metrics = metrics.clone(prefix="val/")
         self.test_metrics = metrics.clone(prefix="test/")
         self.val_best = MaxMetric() if self.best_mode == "max" else MinMetric()
+        # torchmetrics keeps metric states out of state_dict; the running best must survive a resume.
+        self.val_best.persistent(True)
 
     # --- what subclasses define -------------------------------------------------------
     def make_metrics(self) -> MetricCollection:
@@ -187,3 +196,32 @@ class TaskModule(LightningModule):
         if self.logger is not None and self.trainer.ckpt_path is None:
             summary = {f"val/{self.best_metric}_best": float("nan"), f"test/{self.best_metric}": float("nan")}
             self.logger.log_hyperparams(self.hparams, summary)
+
+
+def load_net_weights(net: nn.Module, path: Path) -> str:
+    """Start `net` from the net of checkpoint `path` (a run of this project, verified first) to
+    train a new task: every tensor is loaded except the head's when its shape differs (other
+    classes: the head starts fresh). Any other difference means another net, a clear error.
+    Returns the one line that says what was loaded and what was skipped."""
+    where = f"model.init_from {path}"
+    if not path.is_file():
+        raise UserInputError(f"{where}: no such file (give the .ckpt file of a run to start from)")
+    check_checkpoint(path)
+    state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+    theirs = {key[len("net.") :]: value for key, value in state.items() if key.startswith("net.")}
+    ours = net.state_dict()
+    head = head_name(net)
+    skipped = [k for k, v in theirs.items() if k in ours and ours[k].shape != v.shape and in_head(k, head)]
+    loaded = {k: v for k, v in theirs.items() if k in ours and ours[k].shape == v.shape}
+    differ = [k for k in {*ours, *theirs} if k not in loaded and k not in skipped]
+    if differ or not loaded:
+        first = sorted(differ)[0] if differ else "no net.* tensors"
+        shapes = [tuple(d[first].shape) if first in d else "absent" for d in (theirs, ours)]
+        raise UserInputError(
+            f"{where}: its net does not fit this config's net outside the head ({len(differ)} of {len(ours)} "
+            f"tensors differ; first: {first}, {shapes[0]} in the checkpoint, {shapes[1]} here); give model.net "
+            "the class and init_args the checkpoint was trained with (only the number of outputs may differ)"
+        )
+    net.load_state_dict(loaded, strict=False)
+    detail = f"{len(skipped)} of another shape (the new head): {', '.join(skipped)}" if skipped else "none"
+    return f"{where}: loaded {len(loaded)} of the net's {len(ours)} tensors; skipped: {detail}"

@@ -1,0 +1,76 @@
+"""Stopping by signal says truly what was saved, and a run hands back the signal handlers it found."""
+
+import json
+import signal
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import QUIET, config, run_cli
+
+# Circles in mini-batches (7 a epoch) with 4 validation batches, validated every epoch.
+RUN = [
+    "--config",
+    config("circles"),
+    "--data.batch_size",
+    "100",
+    "--data.eval_batch_size",
+    "25",
+    "--model.net.init_args.hidden_sizes",
+    "[16]",
+    "--trainer.check_val_every_n_epoch",
+    "1",
+    "--trainer.max_epochs",
+    "3",
+    *QUIET,
+]
+CHECKPOINTS = Path("lightning_logs") / "circles" / "version_0" / "checkpoints"
+
+
+def callbacks(class_name: str, **init_args: int) -> list[str]:
+    return ["--trainer.callbacks", json.dumps([{"class_path": f"tests.helpers.{class_name}", "init_args": init_args}])]
+
+
+def test_sigterm_during_validation_says_the_current_step_was_not_saved(
+    in_tmp: Path, capsys: pytest.CaptureFixture
+) -> None:
+    # Step 14 ends epoch 2; its validation is interrupted at its first batch, before last.ckpt is rewritten.
+    stopper = callbacks("SignalInValidation", step=14, signum=signal.SIGTERM)
+    assert run_cli("fit", *RUN, *stopper) == 143
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    saved = torch.load(in_tmp / CHECKPOINTS / "last.ckpt", weights_only=True)["global_step"]
+    assert saved == 7  # the validation of epoch 1
+    assert "the current step (14) was not saved" in error and f"{CHECKPOINTS / 'last.ckpt'} (step 7)" in error
+    assert run_cli("fit", *RUN, "--ckpt_path", "last") == 0  # and it resumes from there
+
+
+def test_a_second_ctrl_c_stops_at_once_and_names_the_newest_checkpoint(
+    in_tmp: Path, capsys: pytest.CaptureFixture
+) -> None:
+    assert run_cli("fit", *RUN, *callbacks("DoubleCtrlC", step=10)) == 130
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.startswith("stopped: SIGINT received")
+    assert "the current step (10) was not saved" in error and "(step 7)" in error
+    assert torch.load(in_tmp / CHECKPOINTS / "last.ckpt", weights_only=True)["global_step"] == 7
+
+
+@pytest.mark.parametrize(
+    ("extra", "code"),
+    [
+        ([], 0),  # a run that ends normally
+        (["--model.optimizer", "torch.optim.SGD", "--model.optimizer.lr", "1e30"], 2),  # one that fails (NaN loss)
+        (callbacks("SignalAtStep", step=3, signum=signal.SIGTERM), 143),  # one stopped by a signal
+    ],
+)
+def test_every_run_hands_back_the_signal_handlers_it_found(in_tmp: Path, extra: list[str], code: int) -> None:
+    def mine(signum: int, frame: object) -> None:
+        """The session's own handler (Lightning also calls a SIGTERM handler it finds in place)."""
+
+    before = {signum: signal.signal(signum, mine) for signum in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        assert run_cli("fit", *RUN, *extra) == code
+        assert signal.getsignal(signal.SIGTERM) is mine and signal.getsignal(signal.SIGINT) is mine
+    finally:
+        for signum, handler in before.items():
+            signal.signal(signum, handler)
