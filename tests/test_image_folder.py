@@ -1,12 +1,21 @@
 """Your own images: nets for any input shape, the image-folder data module, bad input,
 prediction and export round trips."""
 
+import csv
+import json
 import math
+import zipfile
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
+from src.datamodules import ImageFolderDataModule, image_sources
+from src.errors import UserInputError
 from src.modules.nets import MLP, AirbenchNet, BlitzCNN, TinyVGG
+from tests.conftest import QUIET, config, run_cli
 
 # --- nets for any shape --------------------------------------------------------------------
 IMAGE_SHAPES = [(1, 8, 8), (3, 8, 8), (3, 32, 32), (1, 28, 28), (3, 64, 64), (3, 24, 40), (3, 4, 4)]
@@ -60,3 +69,165 @@ def test_airbench_whitening_fits_grayscale_stems() -> None:
     net.init_whitening(torch.randn(64, 1, 8, 8))
     patches = torch.randn(64, 1, 8, 8)
     assert torch.isfinite(net(patches)).all()
+
+
+# --- the image-folder data module ------------------------------------------------------------
+FOODS = ("pizza", "steak", "sushi")
+COLOURS = {"pizza": (220, 60, 40), "steak": (110, 60, 30), "sushi": (235, 235, 225)}
+# (suffix, PIL mode, size): every format and mode a user's folder may hold, of any size.
+VARIANTS = [
+    (".png", "RGB", (40, 30)),
+    (".jpg", "RGB", (64, 64)),
+    (".jpeg", "L", (20, 36)),
+    (".bmp", "RGB", (32, 32)),
+    (".webp", "RGB", (50, 40)),
+    (".gif", "P", (33, 21)),
+    (".png", "RGBA", (24, 24)),
+    (".png", "P", (28, 40)),
+    (".jpg", "CMYK", (36, 36)),
+    (".png", "LA", (30, 30)),
+]
+
+
+def food_image(label: str, index: int, suffix: str, mode: str, size: tuple[int, int]) -> Image.Image:
+    """A noisy image of the class's colour (width x height = size), in the given mode."""
+    rng = np.random.default_rng(index * 7 + FOODS.index(label))
+    pixels = np.clip(np.array(COLOURS[label]) + rng.normal(0, 25, (size[1], size[0], 3)), 0, 255).astype(np.uint8)
+    image = Image.fromarray(pixels, "RGB")
+    if mode == "P":
+        return image.convert("P", palette=Image.Palette.ADAPTIVE)
+    return image.convert(mode) if mode != "RGB" else image
+
+
+def food_tree(root: Path, per_class: int = 10, splits: tuple[str, ...] = ("train", "test")) -> Path:
+    for split in splits:
+        for label in FOODS:
+            folder = root / split / label
+            folder.mkdir(parents=True, exist_ok=True)
+            for index in range(per_class):
+                suffix, mode, size = VARIANTS[index % len(VARIANTS)]
+                image = food_image(label, index + 1000 * len(split), suffix, mode, size)
+                if suffix in (".jpg", ".jpeg") and mode not in ("RGB", "L", "CMYK"):
+                    image = image.convert("RGB")
+                image.save(folder / f"{label}_{index:03d}{suffix}")
+    return root
+
+
+def folder_module(data_dir: Path, tmp_path: Path, **kwargs: object) -> ImageFolderDataModule:
+    options = {"cache_dir": tmp_path / "cache", "val_size": 0.2, **kwargs}
+    return ImageFolderDataModule(data_dir=data_dir, **options)  # type: ignore[arg-type]
+
+
+def test_any_format_mode_and_size_becomes_one_uint8_tensor(tmp_path: Path) -> None:
+    tree = food_tree(tmp_path / "food")
+    dm = folder_module(tree, tmp_path, image_size=16)
+    assert dm.class_names == list(FOODS) and dm.num_classes == 3 and dm.input_shape == (3, 16, 16)
+    dm.setup()
+    x, y = dm.splits["train"]
+    assert x.dtype == torch.uint8 and x.shape == (24, 3, 16, 16)
+    assert torch.bincount(y).tolist() == [8, 8, 8]  # stratified: 2 of each class held out
+    assert torch.bincount(dm.splits["val"][1]).tolist() == [2, 2, 2]
+    assert len(dm.splits["test"][0]) == 30 and dm.has_test_split
+    # Each class keeps its colour through every format and mode (greyscale ones aside).
+    red = x[:, 0].float().mean(dim=(1, 2))
+    assert red[y == 0].median() > 150 and red[y == 1].median() < 150
+    assert len(dm.mean) == 3 and all(s > 0 for s in dm.std)
+    gray = folder_module(tree, tmp_path, image_size=[8, 12], channels=1)
+    gray.setup()
+    assert gray.splits["train"][0].shape == (24, 1, 8, 12) and gray.input_shape == (1, 8, 12)
+
+
+def test_resize_covers_then_center_crops() -> None:
+    wide = torch.zeros(3, 20, 40, dtype=torch.uint8)
+    wide[:, :, 10:30] = 255  # a white centre square on black sides
+    fitted = image_sources.fit_to_size(wide, (10, 10))
+    assert fitted.shape == (3, 10, 10) and (fitted > 200).all()  # the black sides were cropped away
+    same = torch.randint(0, 255, (3, 8, 8), dtype=torch.uint8)
+    assert image_sources.fit_to_size(same, (8, 8)) is same
+
+
+def test_a_zip_gives_the_same_data_and_a_val_folder_is_used_as_is(tmp_path: Path) -> None:
+    tree = food_tree(tmp_path / "food", per_class=5, splits=("train", "val"))
+    archive = tmp_path / "zipped" / "food.zip"
+    archive.parent.mkdir()
+    with zipfile.ZipFile(archive, "w") as handle:
+        for path in sorted(tree.rglob("*.*")):
+            handle.write(path, "food/" + path.relative_to(tree).as_posix())  # one folder down
+    from_tree, from_zip = folder_module(tree, tmp_path), folder_module(archive, tmp_path)
+    for dm in (from_tree, from_zip):
+        dm.setup()
+        assert len(dm.splits["train"][0]) == 15 and len(dm.splits["val"][0]) == 15 and not dm.has_test_split
+    for split in ("train", "val"):
+        assert torch.equal(from_tree.splits[split][0], from_zip.splits[split][0])
+    with pytest.raises(UserInputError, match="has no test images"):
+        from_tree.test_dataloader()
+
+
+def test_the_checkpoint_state_keeps_classes_size_and_standardisation(tmp_path: Path) -> None:
+    tree = food_tree(tmp_path / "food", per_class=5)
+    dm = folder_module(tree, tmp_path, image_size=12)
+    dm.setup()
+    state = dm.state_dict()
+    assert state["class_names"] == list(FOODS) and state["image_size"] == [12, 12] and state["channels"] == 3
+    fresh = folder_module(tree, tmp_path, image_size=12)
+    fresh.load_state_dict(state)
+    assert fresh.mean == dm.mean and not fresh.splits  # prediction needs no training split
+    with pytest.raises(UserInputError, match="trained on 3 x 12 x 12 images"):
+        folder_module(tree, tmp_path, image_size=16).load_state_dict(state)
+
+
+# --- the command line: fit, predict, export ------------------------------------------------
+def food_run(tree: Path, tmp_path: Path, *extra: str) -> list[str]:
+    return [
+        "--config",
+        config("image_folder"),
+        "--data.data_dir",
+        str(tree),
+        "--data.cache_dir",
+        str(tmp_path / "cache"),
+        "--data.image_size",
+        "[20, 24]",
+        "--data.batch_size",
+        "16",
+        "--model.net.init_args.widths",
+        "[8, 8, 8]",
+        "--trainer.max_epochs",
+        "3",
+        *QUIET,
+        *extra,
+    ]
+
+
+def test_fit_predict_and_export_round_trip_with_the_folder_names(in_tmp: Path, tmp_path: Path) -> None:
+    tree = food_tree(tmp_path / "food", per_class=10)
+    args = food_run(tree, tmp_path)
+    assert run_cli("fit", *args) == 0
+    run = in_tmp / "lightning_logs" / "image_folder" / "version_0"
+    checkpoint = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    state = checkpoint["ImageFolderDataModule"]
+    assert state["class_names"] == list(FOODS) and state["image_size"] == [20, 24] and len(state["mean"]) == 3
+    # Predict photos of other sizes and modes, with class names.
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    food_image("sushi", 1, ".png", "RGBA", (90, 70)).save(photos / "a.png")
+    food_image("pizza", 2, ".jpg", "L", (15, 15)).save(photos / "b.jpg")
+    output = in_tmp / "food.csv"
+    assert run_cli("predict", *args, "--ckpt_path", "last", "--input", str(photos), "--output", str(output)) == 0
+    rows = list(csv.DictReader(output.open()))
+    assert [Path(row["file"]).name for row in rows] == ["a.png", "b.jpg"]
+    assert {row["class"] for row in rows} <= set(FOODS) and "p_sushi" in rows[0]
+    # Export: model.json has the size and standardisation; TorchScript applies it to raw [0, 1] images.
+    out = in_tmp / "shipped"
+    assert run_cli("export", *args, "--ckpt_path", "last", "--output_dir", str(out)) == 0
+    record = json.loads((out / "model.json").read_text())
+    assert record["classes"] == list(FOODS) and record["input"]["shape"] == ["batch", 3, 20, 24]
+    assert record["input"]["standardization"]["mean"] == pytest.approx(state["mean"])
+    assert record["input"]["preprocessing"]["image_size"] == [20, 24]
+    assert record["net"]["args"] == [[3, 20, 24], 3]
+    net = AirbenchNet(*record["net"]["args"], **record["net"]["init_args"]).eval()
+    net.load_state_dict(torch.load(out / "net_state_dict.pt", weights_only=True))
+    pixels = torch.rand(2, 3, 20, 24)
+    mean, std = (torch.tensor(state[key]).view(1, 3, 1, 1) for key in ("mean", "std"))
+    with torch.no_grad():
+        scripted = torch.jit.load(str(out / "model.torchscript.pt"))(pixels)
+        assert torch.allclose(scripted, net((pixels - mean) / std), atol=1e-5)

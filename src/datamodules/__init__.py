@@ -1,8 +1,15 @@
 """LightningDataModules: where the data comes from and how it is batched."""
 
 from src.datamodules.cifar10 import CIFAR10DataModule
+from src.datamodules.image_folder import ImageFolderDataModule
 from src.datamodules.regression import RegressionDataModule
 from src.datamodules.tabular import TabularDataModule
 from src.datamodules.toy_points import ToyPointsDataModule
 
-__all__ = ["CIFAR10DataModule", "ToyPointsDataModule", "RegressionDataModule", "TabularDataModule"]
+__all__ = [
+    "CIFAR10DataModule",
+    "ImageFolderDataModule",
+    "ToyPointsDataModule",
+    "RegressionDataModule",
+    "TabularDataModule",
+]

@@ -1,30 +1,206 @@
-"""Reading CIFAR-10-style images into uint8 tensors, from the three sources users have.
+"""Reading images into uint8 tensors, from the sources users have.
 
-- torchvision's `cifar-10-batches-py/` (downloaded by torchvision when asked);
-- an image-folder tree `train/<class>/*.png|jpg` (and optionally `test/<class>/...`);
-- a zip of such a tree.
-Each reader returns {"train": (images N x 3 x 32 x 32 uint8, labels int64), "test": ...}.
+- an image-folder tree `train/<class>/*` (required), `val/<class>/*` and `test/<class>/*`
+  (optional), or a zip of such a tree, at the zip's top or one folder down;
+- torchvision's `cifar-10-batches-py/` (CIFAR-10 only; downloaded by torchvision when asked).
+
+Every file is decoded by PIL (PNG, JPEG, BMP, WebP, GIF (first frame); any mode: RGB,
+grayscale, RGBA and LA (alpha dropped), palette, CMYK, 16-bit), converted to RGB or to
+grayscale, and brought to one size by `fit_to_size`: resized (antialiased) so that the image
+covers the target size with its aspect ratio kept, then center-cropped. A 32 x 32 image meant
+for 32 x 32 is left untouched. The readers return {"train": (images N x C x H x W uint8,
+labels int64), "val": ..., "test": ...} with the splits the source has.
 """
 
 import hashlib
+import io
+import warnings
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 from torchvision.datasets import CIFAR10
 from torchvision.datasets.utils import check_integrity
-from torchvision.io import ImageReadMode, decode_image
-from torchvision.transforms.v2.functional import resize
+from torchvision.transforms.v2.functional import center_crop, resize, rgb_to_grayscale
 
 from src.errors import UserInputError
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
-SIZE = 32
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif")
+SPLITS = ("train", "val", "test")
 
+Size = tuple[int, int]  # (height, width)
 Splits = dict[str, tuple[torch.Tensor, torch.Tensor]]
+# split -> class folder -> the image names in it (relative to the tree's root, or zip members), sorted
+Listing = dict[str, dict[str, list[str]]]
+
+
+# --- one image ------------------------------------------------------------------------------
+def decode(data: bytes, name: str, channels: int) -> torch.Tensor:
+    """An image file's bytes as uint8 C x H x W, RGB (C = 3) or grayscale (C = 1), whatever its mode.
+    Raises UserInputError naming `name` when PIL cannot read it."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # PIL's notes on palette transparency and large images
+            with Image.open(io.BytesIO(data)) as image:
+                if image.mode == "P" and "transparency" in image.info:
+                    image = image.convert("RGBA")  # PIL's way for palettes with a transparent colour
+                if image.mode.startswith("I;16") or image.mode in ("I", "F"):  # 16-bit or float: scale to 8 bits
+                    array = np.asarray(image, dtype=np.float64)
+                    peak = 65535.0 if array.max() > 255 else 255.0
+                    image = Image.fromarray(np.clip(array * 255.0 / peak, 0, 255).astype(np.uint8))
+                array = np.asarray(image.convert("RGB" if channels == 3 else "L"))
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise UserInputError(f"cannot decode image {name}: {reason}") from None
+    tensor = torch.from_numpy(array.copy())
+    return tensor.unsqueeze(0) if channels == 1 else tensor.permute(2, 0, 1).contiguous()
+
+
+def fit_to_size(images: torch.Tensor, size: Size) -> torch.Tensor:
+    """uint8 (N x) C x H x W brought to `size` (height, width): resized so the image just covers
+    it, aspect ratio kept (the shorter side, for a square size, becomes the size), then
+    center-cropped. Images already of that size are returned as they are."""
+    height, width = images.shape[-2:]
+    if (height, width) == tuple(size):
+        return images
+    scale = max(size[0] / height, size[1] / width)
+    covering = [max(size[0], round(height * scale)), max(size[1], round(width * scale))]
+    return center_crop(resize(images, covering, antialias=True), list(size))
+
+
+def to_channels(images: torch.Tensor, channels: int) -> torch.Tensor:
+    """uint8 RGB (N x) 3 x H x W as `channels` (3: unchanged; 1: luma, as PIL's "L" mode)."""
+    return images if channels == images.shape[-3] else rgb_to_grayscale(images)
+
+
+def is_image(name: str) -> bool:
+    base = name.rsplit("/", 1)[-1]
+    return base.lower().endswith(IMAGE_SUFFIXES) and not base.startswith(".")  # not macOS's ._ files
+
+
+# --- listing a source ----------------------------------------------------------------------
+def list_tree(root: Path) -> Listing:
+    """The class folders of `root/train`, `root/val`, `root/test` and the images directly in them."""
+    listing: Listing = {}
+    for split in SPLITS:
+        folder = root / split
+        if not folder.is_dir():
+            continue
+        listing[split] = {
+            classdir.name: sorted(
+                f"{split}/{classdir.name}/{path.name}"
+                for path in classdir.iterdir()
+                if path.is_file() and is_image(path.name)
+            )
+            for classdir in sorted(folder.iterdir())
+            if classdir.is_dir() and not classdir.name.startswith(".")
+        }
+    return listing
+
+
+def open_zip(path: Path) -> zipfile.ZipFile:
+    try:
+        return zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as error:
+        raise UserInputError(f"{path} is not a readable zip file ({error})") from None
+
+
+def list_zip(path: Path) -> Listing:
+    """As `list_tree`, for a zip holding `train/<class>/*` (etc.) at its top or one folder down."""
+    with open_zip(path) as archive:
+        names = archive.namelist()
+    listing: Listing = {}
+    for name in names:
+        if name.startswith("__MACOSX"):
+            continue
+        parts = name.split("/")
+        for at in (0, 1):  # split folder at the top, or one folder down
+            if len(parts) == at + 3 and parts[at] in SPLITS and parts[at + 1]:
+                images = listing.setdefault(parts[at], {}).setdefault(parts[at + 1], [])
+                if is_image(parts[at + 2]):  # a folder entry ("train/cat/") only names the class
+                    images.append(name)
+                break
+    return {
+        split: {label: sorted(members) for label, members in sorted(classes.items())}
+        for split, classes in listing.items()
+    }
+
+
+def find_zip(data_dir: Path) -> Path | None:
+    """`data_dir` itself when it is a zip, else the single zip inside it, else None."""
+    if data_dir.is_file() and data_dir.suffix.lower() == ".zip":
+        return data_dir
+    zips = sorted(data_dir.glob("*.zip")) if data_dir.is_dir() else []
+    return zips[0] if len(zips) == 1 else None
+
+
+def source_fingerprint(paths: Iterable[Path], settings: str = "") -> str:
+    """Changes whenever a source file is added, removed, resized or modified, or `settings` change."""
+    digest = hashlib.sha256(settings.encode())
+    for path in sorted(paths):
+        stat = path.stat()
+        digest.update(f"{path}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+# --- decoding a whole source ------------------------------------------------------------------
+def read_listing(
+    listing: Listing,
+    read: Callable[[str], bytes],
+    classes: Sequence[str],
+    size: Size,
+    channels: int,
+    skip_bad: bool,
+    where: str,
+) -> tuple[Splits, list[str]]:
+    """Decode every listed image into one preallocated uint8 tensor per split.
+
+    Returns the splits and the names of the files skipped as undecodable (with `skip_bad`;
+    without it the first such file raises UserInputError naming it and `where` it is)."""
+    splits: Splits = {}
+    skipped: list[str] = []
+    for split, folders in listing.items():
+        count = sum(len(names) for names in folders.values())
+        images = torch.empty(count, channels, *size, dtype=torch.uint8)
+        labels = torch.empty(count, dtype=torch.long)
+        kept = 0
+        for label, names in folders.items():
+            for name in names:
+                try:
+                    image = decode(read(name), name, channels)
+                except UserInputError as error:
+                    if not skip_bad:
+                        raise UserInputError(
+                            f"{error} (in {where}; fix or delete it, or set --data.skip_bad_images true to skip "
+                            "undecodable files)"
+                        ) from None
+                    skipped.append(name)
+                    continue
+                images[kept] = fit_to_size(image, size)
+                labels[kept] = classes.index(label)
+                kept += 1
+        if kept:
+            splits[split] = (images[:kept].clone() if kept < count else images, labels[:kept])
+    return splits, skipped
+
+
+def read_image_tree(
+    root: Path, listing: Listing, classes: Sequence[str], size: Size, channels: int, skip_bad: bool
+) -> tuple[Splits, list[str]]:
+    """The images of an image-folder tree `root` (listed by `list_tree`)."""
+    return read_listing(listing, lambda name: (root / name).read_bytes(), classes, size, channels, skip_bad, str(root))
+
+
+def read_image_zip(
+    path: Path, listing: Listing, classes: Sequence[str], size: Size, channels: int, skip_bad: bool
+) -> tuple[Splits, list[str]]:
+    """The images of a zipped image-folder tree (listed by `list_zip`)."""
+    with open_zip(path) as archive:
+        return read_listing(listing, archive.read, classes, size, channels, skip_bad, str(path))
 
 
 def read_torchvision_batches(root: Path, download: bool) -> Splits:
@@ -48,120 +224,41 @@ def read_torchvision_batches(root: Path, download: bool) -> Splits:
     return splits
 
 
-def _decode_rgb(data: bytes, name: str) -> torch.Tensor:
-    """A PNG or JPEG file's bytes as uint8 3 x H x W RGB."""
-    try:
-        return decode_image(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB)
-    except RuntimeError as error:
-        raise UserInputError(f"cannot decode image {name}: {str(error).splitlines()[0]}") from None
-
-
-def _decode(data: bytes, name: str) -> torch.Tensor:
-    """A training image: RGB and exactly 32 x 32."""
-    image = _decode_rgb(data, name)
-    if image.shape[1:] != (SIZE, SIZE):
-        raise UserInputError(f"image {name} is {image.shape[2]}x{image.shape[1]}, CIFAR-10 images are {SIZE}x{SIZE}")
-    return image
-
-
-def _class_of(name: str, split_root: str) -> str:
-    parts = name.split("/")
-    return parts[parts.index(split_root) + 1]
-
-
-def _stack(entries: Iterable[tuple[str, bytes]], split: str) -> tuple[torch.Tensor, torch.Tensor]:
-    images, labels = [], []
-    for name, data in entries:
-        label = _class_of(name, split)
-        if label not in CLASSES:
-            raise UserInputError(
-                f"unknown class folder {label!r} in {name}: CIFAR-10's classes are {', '.join(CLASSES)}"
-            )
-        images.append(_decode(data, name))
-        labels.append(CLASSES.index(label))
-    if not images:
-        raise UserInputError(f"no images found under {split}/<class>/")
-    return torch.stack(images), torch.tensor(labels, dtype=torch.long)
-
-
-def _is_image(name: str) -> bool:
-    return name.lower().endswith(IMAGE_SUFFIXES)
-
-
-def read_image_tree(root: Path) -> Splits:
-    """`root/train/<class>/*` (required) and `root/test/<class>/*` (optional)."""
-    splits = {}
-    for split in ("train", "test"):
-        folder = root / split
-        if not folder.is_dir():
-            continue
-        files = sorted(p for p in folder.glob("*/*") if p.is_file() and _is_image(p.name))
-        splits[split] = _stack(((p.relative_to(root).as_posix(), p.read_bytes()) for p in files), split)
-    return splits
-
-
-def read_image_zip(path: Path) -> Splits:
-    """A zip holding `train/<class>/*` (and optionally `test/<class>/*`), at its top or one folder down."""
-    try:
-        archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as error:
-        raise UserInputError(f"{path} is not a readable zip file ({error})") from None
-    with archive:
-        names = sorted(n for n in archive.namelist() if _is_image(n) and not n.startswith("__MACOSX"))
-        splits = {}
-        for split in ("train", "test"):
-            members = [n for n in names if f"{split}/" in n and len(n.split("/")) >= 3]
-            if members:
-                splits[split] = _stack(((n, archive.read(n)) for n in members), split)
-    if "train" not in splits:
-        raise UserInputError(f"{path} holds no train/<class>/ images")
-    return splits
-
-
-def find_zip(data_dir: Path) -> Path | None:
-    """`data_dir` itself when it is a zip, else the single zip inside it, else None."""
-    if data_dir.is_file() and data_dir.suffix == ".zip":
-        return data_dir
-    zips = sorted(data_dir.glob("*.zip")) if data_dir.is_dir() else []
-    return zips[0] if len(zips) == 1 else None
-
-
-def source_fingerprint(paths: Iterable[Path]) -> str:
-    """Changes whenever a source file is added, removed, resized or modified."""
-    digest = hashlib.sha256()
-    for path in sorted(paths):
-        stat = path.stat()
-        digest.update(f"{path}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
-    return digest.hexdigest()[:16]
-
-
-def read_images_to_predict(path: Path) -> tuple[torch.Tensor, list[str]]:
-    """One image file, or every image in a folder and its subfolders (sorted), as uint8
-    N x 3 x 32 x 32 RGB. Images of another size are resized to 32 x 32, as a user's photos
-    would need to be; returns the images and their paths."""
+def image_files(path: Path) -> list[Path]:
+    """One image file, or every image in a folder and its subfolders (sorted)."""
     if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.is_file() and _is_image(p.name))
+        files = sorted(p for p in path.rglob("*") if p.is_file() and is_image(p.name))
         if not files:
-            raise UserInputError(f"no .png/.jpg images in {path} or its subfolders")
-    elif path.is_file():
-        files = [path]
-    else:
-        raise UserInputError(f"input not found: {path} (give an image file or a folder of images with --input)")
-    images = []
-    for file in files:
-        image = _decode_rgb(file.read_bytes(), str(file))
-        if image.shape[1:] != (SIZE, SIZE):
-            image = resize(image, [SIZE, SIZE], antialias=True)
-        images.append(image)
-    return torch.stack(images), [str(file) for file in files]
+            raise UserInputError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {path} or its subfolders")
+        return files
+    if path.is_file():
+        return [path]
+    raise UserInputError(f"input not found: {path} (give an image file or a folder of images with --input)")
+
+
+def read_images_to_predict(path: Path, size: Size = (32, 32), channels: int = 3) -> tuple[torch.Tensor, list[str]]:
+    """One image file, or every image in a folder and its subfolders (sorted), as uint8
+    N x C x H x W, brought to `size` as the training images were (any size, any mode);
+    returns the images and their paths."""
+    files = image_files(path)
+    images = torch.empty(len(files), channels, *size, dtype=torch.uint8)
+    for index, file in enumerate(files):
+        images[index] = fit_to_size(decode(file.read_bytes(), str(file), channels), size)
+    return images, [str(file) for file in files]
 
 
 __all__ = [
     "CLASSES",
+    "IMAGE_SUFFIXES",
+    "decode",
     "find_zip",
+    "fit_to_size",
+    "list_tree",
+    "list_zip",
     "read_image_tree",
     "read_image_zip",
     "read_images_to_predict",
     "read_torchvision_batches",
     "source_fingerprint",
+    "to_channels",
 ]

@@ -4,7 +4,8 @@ TorchScript and ONNX, each checked against the PyTorch model before it is kept.
 - `net_state_dict.pt`: the bare net's weights, for `net.load_state_dict(torch.load(...))`
   with the net class named in `model.json`, as the PyTorch tutorials save models.
 - `model.torchscript.pt` and `model.onnx`: the net with the input standardisation in front,
-  so they take raw inputs (features in the data's units; images as float32 RGB in [0, 1])
+  so they take raw inputs (features in the data's units; images as float32 RGB or grayscale in
+  [0, 1], at the size training used: `model.json` names it and how photos were resized)
   and return the net's outputs (logits for classifiers, the prediction for regression).
 """
 
@@ -62,6 +63,10 @@ def example_inputs(input_shape: tuple[int, ...], normalization: Normalization, c
         return torch.rand(count, *input_shape, generator=generator)
     inputs = torch.randn(count, *input_shape, generator=generator)
     return inputs if normalization is None else inputs * normalization[1] + normalization[0]
+
+
+def image_units(input_shape: tuple[int, ...]) -> str:
+    return f"float32 {'RGB' if input_shape[0] == 3 else 'grayscale' if input_shape[0] == 1 else 'channels'} in [0, 1]"
 
 
 def load_trained_weights(module: TaskModule, datamodule: LightningDataModule, ckpt_path: Path) -> None:
@@ -161,7 +166,9 @@ def export_checkpoint(
         "net": description,
         "input": {
             "shape": ["batch", *input_shape],
-            "units": "float32 RGB in [0, 1]" if len(input_shape) == 3 else "float32 features, in the data's units",
+            "units": image_units(input_shape) if len(input_shape) == 3 else "float32 features, in the data's units",
+            # Images: the size, colour mode and resizing that training used (how to bring a photo to "shape").
+            "preprocessing": getattr(datamodule, "preprocessing", lambda: None)(),
             "standardization": None
             if normalization is None
             else {

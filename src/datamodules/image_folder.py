@@ -1,0 +1,351 @@
+"""Any folder of images, one subfolder per class, as one uint8 tensor on the device."""
+
+import io
+from pathlib import Path
+from typing import Literal
+
+import torch
+
+from src.checkpointing.atomic_files import write_atomically
+from src.datamodules import image_sources
+from src.datamodules.batch_augment import normalize, random_flip, random_translate
+from src.datamodules.image_sources import Listing, Size, Splits, find_zip, list_tree, list_zip, source_fingerprint
+from src.datamodules.in_memory import InMemoryDataModule
+from src.errors import UserInputError
+
+CACHE_FORMAT = 2  # bump when the cache file's layout changes
+
+
+class ImageFolderDataModule(InMemoryDataModule):
+    """Image classification from a folder of class folders (or a zip of one):
+
+        my_photos/train/<class>/*.png|jpg|jpeg|bmp|webp|gif   required
+        my_photos/val/<class>/*                               optional: else held out from train/
+        my_photos/test/<class>/*                              optional: else `test` says there is none
+
+    - Classes are the folder names of `train/`, sorted; they are the model's outputs in that
+      order, exposed as `class_names` and `num_classes`, and saved in checkpoints.
+    - Images of any size and mode (RGB, grayscale, RGBA, palette, CMYK: PIL converts) are
+      brought to `image_size`: resized so the shorter side fits (antialiased, aspect ratio
+      kept), then center-cropped; `channels` 3 (RGB) or 1 (grayscale).
+    - `prepare_data` decodes the source once into a uint8 cache file named after the source's
+      fingerprint and these settings (rebuilt when a file or a setting changes, written
+      atomically); later runs start in seconds. `setup` holds out a seeded, stratified
+      validation split when there is no `val/` and moves every split to the accelerator once.
+    - Per-channel mean and std are measured on the training split, saved in checkpoints
+      (with the classes, image size and channels), and used by `predict` and `export`.
+    - Batches are normalised and augmented (random flip and translation; training only) on
+      the device, a whole batch at a time, in `on_after_batch_transfer`; no worker processes.
+
+    Args:
+        data_dir: the folder holding `train/`, or a zip of it (or a folder holding one zip).
+        image_size: side of the square images the model sees, or (height, width).
+        channels: 3 for RGB, 1 for grayscale.
+        val_size: with no `val/` folder, the training images held out for validation: a
+            count (500) or a fraction (0.1); stratified by class and seeded.
+        cache_dir: where decoded tensors are cached (a read-only data_dir is fine).
+        batch_size: training batch size.
+        eval_batch_size: validation/test batch size.
+        translate: random shift of training images, in pixels (0 turns it off).
+        flip: random horizontal flips of training images (off for digits, text, ...).
+        skip_bad_images: skip files that cannot be decoded (counted in a printed line)
+            instead of stopping at the first with its name.
+        train_subset: train on only this many images (quick runs and tests).
+        seed: seed of the validation split and the shuffling.
+    """
+
+    cache_prefix = "images"
+    fixed_classes: tuple[str, ...] | None = None  # a data set with known classes (CIFAR-10) names them
+    stratified_validation = True
+
+    def __init__(
+        self,
+        data_dir: Path,
+        image_size: int | tuple[int, int] = 32,
+        channels: Literal[1, 3] = 3,
+        val_size: int | float = 0.1,
+        cache_dir: Path = Path("data/cache"),
+        batch_size: int = 128,
+        eval_batch_size: int = 1000,
+        translate: int = 2,
+        flip: bool = True,
+        skip_bad_images: bool = False,
+        train_subset: int | None = None,
+        seed: int = 42,
+    ) -> None:
+        super().__init__(batch_size, eval_batch_size, seed)
+        if val_size < 0 or translate < 0 or (train_subset is not None and train_subset < 1):
+            raise UserInputError("data.val_size and data.translate must be >= 0, data.train_subset >= 1")
+        if isinstance(val_size, float) and val_size >= 1:
+            raise UserInputError(f"data.val_size as a fraction must be below 1, got {val_size}")
+        size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+        if len(size) != 2 or min(size) < 1:
+            raise UserInputError(f"data.image_size must be a positive size or [height, width], got {image_size}")
+        if channels not in (1, 3):
+            raise UserInputError(f"data.channels must be 1 (grayscale) or 3 (RGB), got {channels}")
+        self.data_dir = Path(data_dir)
+        self.cache_dir = Path(cache_dir)
+        self.image_size: Size = (int(size[0]), int(size[1]))
+        self.channels = channels
+        self.val_size = val_size
+        self.translate = translate
+        self.flip = flip
+        self.skip_bad_images = skip_bad_images
+        self.train_subset = train_subset
+        self.input_shape = (channels, *self.image_size)
+        self.mean: list[float] | None = None  # per channel, of pixels in [0, 1]: fitted in setup or loaded
+        self.std: list[float] | None = None
+        self._listings: dict[str, Listing] = {}
+        if self.fixed_classes is not None:
+            self.class_names = list(self.fixed_classes)
+            self.has_test_split = True
+        else:  # the model's outputs are the class folders: read them now, to build the model
+            kind, _ = self._source()
+            if kind == "none":
+                raise UserInputError(
+                    f"no images in {self.data_dir}: expected {self.data_dir}/train/<class>/<images> "
+                    "(optionally val/ and test/ beside train/), or a .zip of that tree"
+                )
+            listing = self._listing(kind)
+            self.class_names = sorted(listing.get("train", {}))
+            self.check_listing(listing)
+            self.has_test_split = "test" in listing
+        self.num_classes = len(self.class_names)
+
+    # --- finding, checking and caching the source -----------------------------------------
+    def _source(self) -> tuple[str, list[Path]]:
+        """The kind of source in data_dir and the files whose change invalidates the cache."""
+        if (self.data_dir / "train").is_dir():
+            listing = self._listing("tree")
+            names = [name for folders in listing.values() for images in folders.values() for name in images]
+            return "tree", [self.data_dir / name for name in names]
+        archive = find_zip(self.data_dir)
+        if archive is not None:
+            return "zip", [archive]
+        return "none", []
+
+    def _listing(self, kind: str) -> Listing:
+        if kind not in self._listings:
+            if kind == "tree":
+                self._listings[kind] = list_tree(self.data_dir)
+            else:
+                self._listings[kind] = list_zip(find_zip(self.data_dir))  # type: ignore[arg-type]
+        return self._listings[kind]
+
+    def check_listing(self, listing: Listing) -> None:
+        """One clear error for a source the model cannot learn from: no train/ classes, one class,
+        a class folder without images, a val/ or test/ class that train/ lacks."""
+        where = self.data_dir
+        train = listing.get("train", {})
+        if not train:
+            raise UserInputError(f"{where} has no train/<class>/ folders of images")
+        if self.fixed_classes is None and len(train) < 2:
+            raise UserInputError(
+                f"{where}/train has a single class folder ({next(iter(train))}): a classifier needs at least two"
+            )
+        for split, folders in listing.items():
+            for label, names in folders.items():
+                if label not in self.class_names:
+                    known = (
+                        f"CIFAR-10's classes are {', '.join(self.class_names)}"
+                        if self.fixed_classes is not None and self.cache_prefix == "cifar10"
+                        else f"the classes are train/'s folders: {', '.join(self.class_names)}"
+                    )
+                    raise UserInputError(f"unknown class folder {label!r} ({split}/{label}/ in {where}): {known}")
+                if not names:
+                    raise UserInputError(
+                        f"class folder {split}/{label} in {where} has no images "
+                        f"({', '.join(image_sources.IMAGE_SUFFIXES)}): add some or remove the folder"
+                    )
+
+    def _settings(self) -> str:
+        return (
+            f"format {CACHE_FORMAT}|size {self.image_size}|channels {self.channels}|"
+            f"skip_bad {self.skip_bad_images}|classes {self.class_names}"
+        )
+
+    def _cache_file(self, kind: str, files: list[Path]) -> Path:
+        return self.cache_dir / f"{self.cache_prefix}-{kind}-{source_fingerprint(files, self._settings())}.pt"
+
+    def cache_path(self) -> Path:
+        return self._cache_file(*self._source())
+
+    def _missing_source(self) -> tuple[str, list[Path]]:
+        """What to do when data_dir holds nothing: subclasses may download; here it is an error."""
+        raise UserInputError(f"no images in {self.data_dir}: expected train/<class>/<images> or a .zip of that tree")
+
+    def _read(self, kind: str) -> tuple[Splits, list[str]]:
+        """Decode the whole source: its splits, and the files skipped as undecodable."""
+        listing = self._listing(kind)
+        self.check_listing(listing)
+        args = (listing, self.class_names, self.image_size, self.channels, self.skip_bad_images)
+        if kind == "tree":
+            return image_sources.read_image_tree(self.data_dir, *args)
+        return image_sources.read_image_zip(find_zip(self.data_dir), *args)  # type: ignore[arg-type]
+
+    def prepare_data(self) -> None:
+        if self.trainer is not None and self.trainer.predicting:  # the user's images, not the training set
+            return
+        kind, files = self._source()  # one scan: a tree of 60,000 files takes a while to stat
+        if kind == "none":
+            kind, files = self._missing_source()
+        cache = self._cache_file(kind, files)
+        if cache.is_file():
+            return
+        splits, skipped = self._read(kind)
+        if "train" not in splits:
+            raise UserInputError(f"no image of {self.data_dir}/train could be decoded ({len(skipped)} skipped)")
+        record: dict[str, object] = {name: {"images": x, "labels": y} for name, (x, y) in splits.items()}
+        record["skipped"] = skipped
+        buffer = io.BytesIO()
+        torch.save(record, buffer)
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        write_atomically(cache, buffer.getvalue())
+
+    # --- splits on the device -------------------------------------------------------------
+    def _held_out(self, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(train, val) indices: `val_size` images (or that fraction) held out, seeded; stratified:
+        each class gives its share (rounded), so small classes keep their proportion."""
+        count = round(self.val_size * len(labels)) if isinstance(self.val_size, float) else self.val_size
+        if count >= len(labels):
+            raise UserInputError(f"data.val_size ({self.val_size}) must be below the {len(labels)} training images")
+        generator = torch.Generator().manual_seed(self.seed)
+        if not self.stratified_validation:
+            order = torch.randperm(len(labels), generator=generator)
+            return order[count:], order[:count]
+        counts = torch.bincount(labels, minlength=self.num_classes)
+        quotas = counts.double() * count / len(labels)
+        shares = quotas.floor().long()
+        by_remainder = torch.argsort(quotas - shares, descending=True, stable=True)
+        shares[by_remainder[: count - int(shares.sum())]] += 1
+        train, val = [], []
+        for label in range(self.num_classes):
+            members = torch.nonzero(labels == label).flatten()
+            members = members[torch.randperm(len(members), generator=generator)]
+            if len(members) and shares[label] >= len(members):
+                raise UserInputError(
+                    f"class {self.class_names[label]!r} has only {len(members)} training image(s): holding out "
+                    f"{int(shares[label])} for validation leaves none to train on; add images or lower data.val_size"
+                )
+            val.append(members[: shares[label]])
+            train.append(members[shares[label] :])
+        return torch.cat(train).sort().values, torch.cat(val).sort().values
+
+    def fit_normalization(self, images: torch.Tensor) -> tuple[list[float], list[float]]:
+        """Per-channel mean and std of the training images' pixels in [0, 1] (in chunks: no float copy)."""
+        total = torch.zeros(images.shape[1], dtype=torch.float64)
+        squares = torch.zeros_like(total)
+        for chunk in images.split(4096):
+            pixels = chunk.to(torch.float64).transpose(0, 1).flatten(1) / 255
+            total += pixels.sum(1)
+            squares += pixels.square().sum(1)
+        count = images.numel() / images.shape[1]
+        mean = total / count
+        std = (squares / count - mean.square()).clamp_min(1e-12).sqrt()
+        return mean.tolist(), std.clamp_min(1e-3).tolist()  # a blank channel is not divided by zero
+
+    def _announce(self, message: str) -> None:
+        if self.trainer is None or self.trainer.is_global_zero:
+            print(message, flush=True)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits or stage == "predict":  # prediction reads only the user's images
+            return
+        cache = self.cache_path()
+        if not cache.is_file():
+            self.prepare_data()
+            cache = self.cache_path()
+        data = torch.load(cache, weights_only=True)
+        skipped = data.pop("skipped", [])
+        if skipped:
+            shown = ", ".join(skipped[:3]) + (", ..." if len(skipped) > 3 else "")
+            self._announce(f"Skipped {len(skipped)} image(s) that could not be decoded (data.skip_bad_images): {shown}")
+        images, labels = data["train"]["images"], data["train"]["labels"]
+        if "val" in data:
+            train, splits = torch.arange(len(images)), {"val": (data["val"]["images"], data["val"]["labels"])}
+        else:
+            train, val = self._held_out(labels)
+            splits = {"val": (images[val], labels[val])}
+        if self.train_subset is not None:
+            train = train[: self.train_subset]
+        splits["train"] = (images[train], labels[train])
+        self.has_test_split = "test" in data
+        if self.has_test_split:
+            splits["test"] = (data["test"]["images"], data["test"]["labels"])
+        self.mean, self.std = self.fit_normalization(splits["train"][0])
+        device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
+        self.splits = {name: (x.to(device), y.to(device)) for name, (x, y) in splits.items()}
+
+    # --- what the checkpoint keeps, so prediction and export need no training data ----------
+    def state_dict(self) -> dict[str, object]:
+        return {
+            "class_names": list(self.class_names),
+            "image_size": list(self.image_size),
+            "channels": self.channels,
+            "mean": self.mean,
+            "std": self.std,
+        }
+
+    def load_state_dict(self, state_dict: dict[str, object]) -> None:
+        if "class_names" not in state_dict:  # a checkpoint from before the data module kept its state
+            return
+        saved = list(state_dict["class_names"])  # type: ignore[call-overload]
+        if saved != self.class_names:
+            raise UserInputError(
+                f"the checkpoint was trained on the classes {saved}, but {self.data_dir} has {self.class_names}; "
+                "use the training run's data_dir"
+            )
+        size = tuple(state_dict["image_size"])  # type: ignore[call-overload]
+        if size != self.image_size or state_dict["channels"] != self.channels:
+            raise UserInputError(
+                f"the checkpoint was trained on {state_dict['channels']} x {size[0]} x {size[1]} images; "
+                f"give the same --data.image_size [{size[0]}, {size[1]}] and --data.channels {state_dict['channels']}"
+            )
+        if state_dict["mean"] is not None:
+            self.mean, self.std = list(state_dict["mean"]), list(state_dict["std"])  # type: ignore[call-overload]
+
+    def _normalization(self) -> tuple[list[float], list[float]]:
+        if self.mean is None or self.std is None:  # no checkpoint state: measure the training split
+            self.setup("fit")
+        return self.mean, self.std  # type: ignore[return-value]
+
+    def input_normalization(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """For images as float32 in [0, 1], C x H x W (what exported models take)."""
+        mean, std = self._normalization()
+        return torch.tensor(mean).view(-1, 1, 1), torch.tensor(std).view(-1, 1, 1)
+
+    def preprocessing(self) -> dict[str, object]:
+        """How a user's image becomes the model's input (written into exported model.json)."""
+        return {
+            "image_size": list(self.image_size),
+            "channels": self.channels,
+            "resize": "resize so the image covers image_size (aspect ratio kept, antialiased), then center crop",
+            "color": "RGB" if self.channels == 3 else "grayscale (ITU-R 601-2 luma, PIL's 'L')",
+        }
+
+    # --- batches ----------------------------------------------------------------------------
+    def read_predict_inputs(self, path: Path) -> tuple[torch.Tensor, dict[str, list[str]]]:
+        images, files = image_sources.read_images_to_predict(path, self.image_size, self.channels)
+        return images, {"file": files}
+
+    def sample_images(self, count: int) -> torch.Tensor:
+        """The first `count` training images, normalised as the model sees them (no augmentation)."""
+        return normalize(self.splits["train"][0][:count], *self._normalization())
+
+    def test_dataloader(self):  # type: ignore[override]
+        if not self.has_test_split:
+            raise UserInputError(
+                f"{self.data_dir} has no test images (no test/<class>/ folder): validation accuracy is the "
+                "held-out figure; add test/<class>/ images to test"
+            )
+        return super().test_dataloader()
+
+    def on_after_batch_transfer(self, batch: object, dataloader_idx: int) -> object:
+        """Augment (training only) and normalise uint8 image batches where they now are."""
+        images, *rest = batch if isinstance(batch, (tuple, list)) else (batch,)
+        if self.trainer is not None and self.trainer.training:
+            if self.flip:
+                images = random_flip(images)
+            images = random_translate(images, self.translate)
+        images = normalize(images, *self._normalization())
+        return (images, *rest) if rest else images
