@@ -231,3 +231,90 @@ def test_fit_predict_and_export_round_trip_with_the_folder_names(in_tmp: Path, t
     with torch.no_grad():
         scripted = torch.jit.load(str(out / "model.torchscript.pt"))(pixels)
         assert torch.allclose(scripted, net((pixels - mean) / std), atol=1e-5)
+
+
+# --- bad input: one line each, exit status 2 -------------------------------------------------
+def small_food(tmp_path: Path, **kwargs: object) -> Path:
+    return food_tree(tmp_path / "food", per_class=4, **kwargs)  # type: ignore[arg-type]
+
+
+def fails_with(args: list[str], capsys: pytest.CaptureFixture, message: str, command: str = "fit") -> str:
+    assert run_cli(command, *args) == 2
+    error = capsys.readouterr().err
+    assert message in error and "Traceback" not in error, error
+    return error
+
+
+@pytest.mark.parametrize(
+    ("spoil", "message"),
+    [
+        (
+            lambda root: (root / "train" / "steak" / "bad.png").write_bytes(b"not an image"),
+            "cannot decode image train/steak/bad.png",
+        ),
+        (lambda root: (root / "train" / "soup").mkdir(), "class folder train/soup in"),
+        (lambda root: [p.unlink() for p in (root / "train" / "steak").iterdir()], "class folder train/steak in"),
+        (
+            lambda root: [__import__("shutil").rmtree(root / "train" / name) for name in ("steak", "sushi")],
+            "has a single class folder (pizza): a classifier needs at least two",
+        ),
+        (
+            lambda root: (root / "test" / "pizza").rename(root / "test" / "pasta"),
+            "unknown class folder 'pasta' (test/pasta/",
+        ),
+        (
+            lambda root: (
+                (root / "val" / "tacos").mkdir(parents=True)
+                or (root / "train" / "pizza" / "pizza_000.png").rename(root / "val" / "tacos" / "t.png")
+            ),
+            "unknown class folder 'tacos' (val/tacos/",
+        ),
+        (lambda root: __import__("shutil").rmtree(root / "train"), "no images in"),
+    ],
+    ids=[
+        "undecodable",
+        "empty-new-class",
+        "emptied-class",
+        "single-class",
+        "test-class-not-in-train",
+        "val-class-not-in-train",
+        "no-train",
+    ],
+)
+def test_bad_folders_give_one_clear_line(
+    in_tmp: Path, tmp_path: Path, capsys: pytest.CaptureFixture, spoil, message: str
+) -> None:
+    tree = small_food(tmp_path)
+    spoil(tree)
+    fails_with(food_run(tree, tmp_path, "--trainer.max_epochs", "1"), capsys, message)
+
+
+def test_skip_bad_images_skips_and_counts_them(in_tmp: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    tree = small_food(tmp_path)
+    (tree / "train" / "steak" / "bad.png").write_bytes(b"not an image")
+    (tree / "train" / "sushi" / "cut.jpg").write_bytes((tree / "train" / "sushi" / "sushi_001.jpg").read_bytes()[:40])
+    args = food_run(tree, tmp_path, "--trainer.max_epochs", "1", "--data.skip_bad_images", "true")
+    assert run_cli("fit", *args) == 0
+    out = capsys.readouterr().out
+    assert "Skipped 2 image(s) that could not be decoded" in out and "train/steak/bad.png" in out
+
+
+def test_without_a_test_folder_test_says_so(in_tmp: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    tree = food_tree(tmp_path / "food", per_class=4, splits=("train",))
+    args = food_run(tree, tmp_path, "--trainer.max_epochs", "1")
+    assert run_cli("fit", *args) == 0
+    assert "no test split" in capsys.readouterr().out
+    fails_with([*args, "--ckpt_path", "last"], capsys, "has no test images (no test/<class>/ folder)", "test")
+
+
+def test_predicting_with_a_checkpoint_of_other_classes_is_refused(
+    in_tmp: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    tree = small_food(tmp_path)
+    args = food_run(tree, tmp_path, "--trainer.max_epochs", "1")
+    assert run_cli("fit", *args) == 0
+    (tree / "train" / "sushi").rename(tree / "train" / "ramen")
+    (tree / "test" / "sushi").rename(tree / "test" / "ramen")
+    fails_with(
+        [*args, "--ckpt_path", "last", "--input", str(tree / "test")], capsys, "trained on the classes", "predict"
+    )

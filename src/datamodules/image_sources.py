@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 from torchvision.datasets import CIFAR10
 from torchvision.datasets.utils import check_integrity
 from torchvision.transforms.v2.functional import center_crop, resize, rgb_to_grayscale
@@ -53,6 +53,8 @@ def decode(data: bytes, name: str, channels: int) -> torch.Tensor:
                     peak = 65535.0 if array.max() > 255 else 255.0
                     image = Image.fromarray(np.clip(array * 255.0 / peak, 0, 255).astype(np.uint8))
                 array = np.asarray(image.convert("RGB" if channels == 3 else "L"))
+    except UnidentifiedImageError:
+        raise UserInputError(f"cannot decode image {name}: not an image format PIL reads, or not an image") from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise UserInputError(f"cannot decode image {name}: {reason}") from None
