@@ -1,5 +1,7 @@
-"""What is drawn and printed during a run: figures, plain-text progress, the whitened stem."""
+"""What is drawn and printed during a run: figures, plain-text progress, the whitened stem;
+and when a frozen backbone starts training (UnfreezeBackbone)."""
 
+from src.callbacks.backbone_unfreeze import UnfreezeBackbone
 from src.callbacks.classification_figures import ClassificationFigures
 from src.callbacks.decision_boundary import DecisionBoundaryFigure
 from src.callbacks.patch_whitening import PatchWhitening
@@ -12,4 +14,5 @@ __all__ = [
     "PlainTextProgress",
     "PatchWhitening",
     "RegressionFigures",
+    "UnfreezeBackbone",
 ]
