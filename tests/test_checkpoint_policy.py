@@ -39,3 +39,30 @@ def test_the_monitored_metric_comes_from_the_model(in_tmp: Path) -> None:
     last = torch.load(in_tmp / RUN / "last.ckpt", weights_only=True)
     state = next(s for s in last["callbacks"].values() if isinstance(s, dict) and "best_model_path" in s)
     assert state["monitor"] == "val/acc" and float(state["best_model_score"]) > 0.9
+
+
+@pytest.mark.parametrize("subcommand", ["test", "fit"])
+def test_a_net_flag_the_checkpoint_would_override_fails(
+    in_tmp: Path, capsys: pytest.CaptureFixture, subcommand: str
+) -> None:
+    args = ["--config", config("circles"), "--trainer.max_epochs", "25", *QUIET]
+    assert run_cli("fit", *args) == 0
+    ckpt = "best" if subcommand == "test" else "last"
+    capsys.readouterr()
+    flags = ["--ckpt_path", ckpt, "--model.net.init_args.hidden_sizes", "[8]"]
+    assert run_cli(subcommand, *args, *flags) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "model.net.init_args.hidden_sizes is [8] here but [512, 512]" in error[0]
+
+
+def test_other_values_the_checkpoint_overrides_are_reported(in_tmp: Path, capsys: pytest.CaptureFixture) -> None:
+    args = ["--config", config("circles"), "--trainer.max_epochs", "25", *QUIET]
+    assert run_cli("fit", *args) == 0
+    capsys.readouterr()
+    assert (
+        run_cli("fit", *args, "--trainer.max_epochs", "50", "--ckpt_path", "last", "--model.optimizer.lr", "0.5") == 0
+    )
+    out = capsys.readouterr().out
+    assert "Using the checkpoint's values, not the given ones: model.optimizer.init_args.lr 0.01 (given 0.5)" in out
+    assert run_cli("test", *args, "--ckpt_path", "last") == 0
+    assert "not the given ones" not in capsys.readouterr().out  # nothing to report when nothing differs

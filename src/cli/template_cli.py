@@ -14,6 +14,7 @@ from src.callbacks import PlainTextProgress
 from src.checkpointing import RngState, RunCheckpoint
 from src.checkpointing.checkpoint_io import AtomicCheckpointIO
 from src.checkpointing.runs import best_checkpoint, check_checkpoint, latest_resumable_run
+from src.cli.checkpoint_values import check_given_values
 from src.cli.template_trainer import TemplateTrainer
 from src.datamodules.class_names import class_names
 from src.errors import UserInputError
@@ -128,6 +129,7 @@ class TemplateCLI(LightningCLI):
         else:
             path = Path(ckpt_path)
         check_checkpoint(path)
+        check_given_values(config.model, path)
         config.ckpt_path = str(path)
 
     @staticmethod

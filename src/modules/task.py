@@ -64,8 +64,6 @@ class TaskModule(LightningModule):
         self.val_metrics = metrics.clone(prefix="val/")
         self.test_metrics = metrics.clone(prefix="test/")
         self.val_best = MaxMetric() if self.best_mode == "max" else MinMetric()
-        # torchmetrics keeps metric states out of state_dict; the running best must survive a resume.
-        self.val_best.persistent(True)
 
     # --- what subclasses define -------------------------------------------------------
     def make_metrics(self) -> MetricCollection:
@@ -149,8 +147,9 @@ class TaskModule(LightningModule):
 
     def on_train_epoch_end(self) -> None:
         # Logged on the epochs that validate, so train and val curves share their points and
-        # small full-batch tasks do not pay Lightning's logging cost every epoch.
-        if self._validates_this_epoch():
+        # small full-batch tasks do not pay Lightning's logging cost every epoch. A run resumed
+        # from a checkpoint saved at an epoch's end replays that end with nothing new to log.
+        if self._validates_this_epoch() and self.train_metrics["loss"].update_called:
             self._log_epoch_metrics("train")
 
     def on_validation_epoch_end(self) -> None:
@@ -177,6 +176,16 @@ class TaskModule(LightningModule):
         if scheduler is None:
             return optimizer
         return {"optimizer": optimizer, "lr_scheduler": scheduler}
+
+    # torchmetrics keeps metric states out of state_dict; the running best must survive a resume.
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.val_best.update_called:
+            checkpoint["val_best"] = float(self.val_best.compute())
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if "val_best" in checkpoint:
+            self.val_best.reset()
+            self.val_best.update(torch.tensor(checkpoint["val_best"]))
 
     def on_train_start(self) -> None:
         # A resumed one-cycle schedule keeps the length it was planned for; training past it fails.

@@ -1,0 +1,64 @@
+"""Config values that differ from the checkpoint's: LightningCLI would silently use the checkpoint's.
+
+With `--ckpt_path`, LightningCLI rebuilds the model from the hyperparameters stored in the
+checkpoint, so a value the user gave (`--model.net.init_args.hidden_sizes '[8]'`, a new
+learning rate) would be dropped without a word. Here a different net fails (its weights could
+not load anyway) and every other difference is reported in one line before the run starts.
+"""
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from jsonargparse import Namespace
+
+from src.errors import UserInputError
+
+
+def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
+    """{'net.init_args.hidden_sizes': [512, 512], ...} from nested dicts and Namespaces."""
+    if isinstance(value, Namespace):
+        value = value.as_dict()
+    if isinstance(value, Mapping):
+        flat: dict[str, Any] = {}
+        for key, item in value.items():
+            flat.update(_flat(item, f"{prefix}{key}."))
+        return flat
+    if isinstance(value, tuple):
+        value = list(value)
+    return {prefix.rstrip("."): value}
+
+
+def _model_hparams(checkpoint: Path) -> dict[str, Any]:
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)
+    hparams = dict(state.get("hyper_parameters") or {})
+    hparams.pop("_instantiator", None)
+    class_path = hparams.pop("_class_path", None)
+    return {"class_path": class_path, "init_args": hparams} if class_path else {"init_args": hparams}
+
+
+def check_given_values(model_config: Namespace, checkpoint: Path) -> None:
+    """Fail if the given model differs from the checkpoint's in class or net; report other differences."""
+    saved = _flat(_model_hparams(checkpoint))
+    given = _flat(model_config)
+    if saved.get("class_path") and given.get("class_path") and saved["class_path"] != given["class_path"]:
+        raise UserInputError(
+            f"{checkpoint} holds a {saved['class_path']} but the config gives model {given['class_path']}: "
+            "use the config the checkpoint was trained with"
+        )
+    differences = [
+        (key.removeprefix("init_args."), given[key], saved[key])
+        for key in sorted(given.keys() & saved.keys())
+        if key != "class_path" and given[key] != saved[key]
+    ]
+    shape = [item for item in differences if item[0].startswith("net.")]
+    if shape:
+        key, mine, theirs = shape[0]
+        raise UserInputError(
+            f"model.{key} is {mine!r} here but {theirs!r} in {checkpoint}: a different net cannot load its weights. "
+            "Drop the flag to use the checkpoint's net, or train a new run without --ckpt_path"
+        )
+    if differences:
+        listed = "; ".join(f"model.{key} {theirs!r} (given {mine!r})" for key, mine, theirs in differences)
+        print(f"Using the checkpoint's values, not the given ones: {listed}")
