@@ -1,0 +1,74 @@
+"""The Lightning internals this template still relies on, one test each.
+
+`pyproject.toml` pins `lightning<2.7`; when an upgrade changes one of these, its test fails
+with a message naming the file that must change, before a user meets a strange error.
+Replaced by public hooks already: LightningCLI._get, ModelCheckpoint._save_last_checkpoint,
+_monitor_candidates, _should_save_on_train_epoch_end and _last_global_step_saved.
+"""
+
+import inspect
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.cli import LightningCLI
+
+from src.datamodules import ToyPointsDataModule
+from src.modules import ClassificationModule
+from tests.conftest import QUIET, config, run_cli
+
+
+def quick_trainer(**kwargs: object) -> L.Trainer:
+    return L.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False, accelerator="cpu", **kwargs)
+
+
+def test_prepare_subcommand_parser_still_builds_each_subcommand_parser(capsys) -> None:
+    # src/cli/template_cli.py adds `predict --input/--output` by overriding this private method:
+    # LightningCLI has no public hook that sees which subcommand a parser is for.
+    method = getattr(LightningCLI, "_prepare_subcommand_parser", None)
+    assert method is not None, "LightningCLI._prepare_subcommand_parser is gone: move predict's --input in src/cli"
+    parameters = list(inspect.signature(method).parameters)
+    assert parameters[:3] == ["self", "klass", "subcommand"], (
+        f"LightningCLI._prepare_subcommand_parser now takes {parameters}: update src/cli/template_cli.py"
+    )
+    assert run_cli("predict", "--help") == 0
+    assert "--input INPUT" in capsys.readouterr().out
+
+
+def test_the_fit_loop_still_counts_completed_batches_where_the_loader_reads_them() -> None:
+    # src/datamodules/in_memory.py resumes mid-epoch from this count (restored from checkpoints):
+    # Lightning's prefetching means the loader's own count runs one batch ahead.
+    seen: list[tuple[int, int]] = []
+
+    class Record(L.Callback):
+        def on_train_batch_start(self, trainer: L.Trainer, module: object, batch: object, batch_idx: int) -> None:
+            count = trainer.fit_loop.epoch_loop.batch_progress.current.completed
+            seen.append((batch_idx, count))
+
+    dm = ToyPointsDataModule(n_samples=100, batch_size=20)
+    quick_trainer(max_epochs=2, callbacks=[Record()]).fit(ClassificationModule(), datamodule=dm)
+    assert seen and all(index == count for index, count in seen), (
+        f"trainer.fit_loop.epoch_loop.batch_progress.current.completed no longer counts the epoch's "
+        f"finished batches ({seen[:5]}): fix training_position in src/datamodules/in_memory.py"
+    )
+
+
+def test_the_fit_loop_max_epochs_can_still_be_raised_for_the_lr_finder() -> None:
+    # src/tools/learning_rate_finder.py lets a full-batch task (one step an epoch) take
+    # num_training steps by raising the fit loop's max_epochs.
+    trainer = quick_trainer(max_epochs=1)
+    trainer.fit_loop.max_epochs = 7
+    assert trainer.max_epochs == 7, "Trainer.fit_loop.max_epochs no longer sets max_epochs: fix the LR finder"
+
+
+def test_checkpoints_still_keep_the_datamodule_state_under_its_class_name(in_tmp: Path) -> None:
+    # src/tools/export.py reads the training standardisation from the checkpoint's entry named
+    # after the data module's class, where Lightning stores LightningDataModule.state_dict().
+    args = ["--config", config("regression_linear"), "--trainer.max_epochs", "5", *QUIET]
+    assert run_cli("fit", *args, "--trainer.check_val_every_n_epoch", "5") == 0
+    last = next(in_tmp.glob("lightning_logs/*/version_0/checkpoints/last.ckpt"))
+    state = torch.load(last, weights_only=True)
+    assert "RegressionDataModule" in state, (
+        f"Lightning no longer stores the datamodule state under its class name (keys: {sorted(state)}): "
+        "fix src/tools/export.py"
+    )
