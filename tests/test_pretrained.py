@@ -170,6 +170,13 @@ def test_a_pretrained_net_trains_from_the_cli_with_a_frozen_backbone(in_tmp: Pat
     state = checkpoint["state_dict"]
     assert torch.equal(state["net.model.layer4.1.conv2.weight"], saved["layer4.1.conv2.weight"])  # frozen
     assert state["net.model.fc.weight"].shape == (3, 512)
+    # Export rebuilds the bare net from model.json without the weights file (they are in the state_dict).
+    out = tmp_path / "export"
+    formats = ["--formats", "[state_dict, torchscript]", "--output_dir", str(out)]
+    assert run_cli("export", *args, "--ckpt_path", "last", *formats) == 0
+    record = json.loads((out / "model.json").read_text())
+    assert record["net"]["init_args"]["weights"] is None and record["net"]["init_args"]["image_size"] == "data"
+    assert set(record["files"]) == {"state_dict", "torchscript"}
 
 
 # --- UnfreezeBackbone -------------------------------------------------------------------------

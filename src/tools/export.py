@@ -94,7 +94,10 @@ def net_description(module: TaskModule) -> dict[str, Any]:
     # A 1-D shape is written as its length (MLP(2, 1), as the tutorials write it; every net takes
     # an int there); an image shape as [C, H, W].
     shape: int | list[int] = input_shape[0] if len(input_shape) == 1 else list(input_shape)
-    return {"class_path": class_path, "args": [shape, num_outputs], "init_args": dict(net.get("init_args", {}))}
+    # A net may name init_args that rebuild it without fetching weights (TorchvisionNet: weights null,
+    # its preprocessing pinned); the weights come from net_state_dict.pt.
+    init_args = {**net.get("init_args", {}), **getattr(module.net, "rebuild_args", {})}
+    return {"class_path": class_path, "args": [shape, num_outputs], "init_args": init_args}
 
 
 def build_net(description: dict[str, Any]) -> nn.Module:
