@@ -152,18 +152,34 @@ def test_the_head_is_found_and_replaced_in_other_families(name: str, head: str) 
     assert net(torch.rand(2, 1, 32, 32)).shape == (2, 4)
 
 
-def test_a_pretrained_net_trains_from_the_cli_with_a_frozen_backbone(in_tmp: Path, tmp_path: Path) -> None:
+def test_the_finetune_config_trains_offline_from_a_local_weights_file(in_tmp: Path, tmp_path: Path) -> None:
     tree = class_tree(tmp_path / "tree", ["a", "b", "c"], per_class=8)
     path = tmp_path / "resnet18.pth"
     torch.save(torchvision.models.get_model("resnet18", weights=None).state_dict(), path)
-    net = json.dumps(
-        {
-            "class_path": "src.modules.nets.TorchvisionNet",
-            "init_args": {"name": "resnet18", "weights": str(path), "freeze_backbone": True, "image_size": "data"},
-        }
-    )
-    args = tiny_run(tree, tmp_path, "--model.net", net, "--trainer.callbacks", "[]", "--trainer.max_epochs", "1")
-    args = [a for a in args if a not in ("--model.net.init_args.widths", "[8, 8, 8]")]
+    unfreeze_later = '[{"class_path": "src.callbacks.UnfreezeBackbone", "init_args": {"unfreeze_at_epoch": 1}}]'
+    args = [
+        "--config",
+        config("finetune_resnet"),
+        "--data.data_dir",
+        str(tree),
+        "--data.image_size",
+        "16",
+        "--data.val_size",
+        "0.2",
+        "--data.batch_size",
+        "8",
+        "--data.cache_dir",
+        str(tmp_path / "cache"),
+        "--model.net.init_args.weights",
+        str(path),
+        "--model.net.init_args.image_size",
+        "data",  # 16 x 16 here: resizing to 224 would only cost time
+        "--trainer.max_epochs",
+        "1",
+        "--trainer.callbacks",
+        unfreeze_later,
+        *QUIET,
+    ]
     assert run_cli("fit", *args) == 0
     checkpoint = torch.load(next((in_tmp / "lightning_logs").rglob("last.ckpt")), weights_only=True)
     saved = torch.load(path, weights_only=True)
