@@ -318,3 +318,39 @@ def test_predicting_with_a_checkpoint_of_other_classes_is_refused(
     fails_with(
         [*args, "--ckpt_path", "last", "--input", str(tree / "test")], capsys, "trained on the classes", "predict"
     )
+
+
+# --- the streaming path --------------------------------------------------------------------
+def test_streaming_reads_the_same_images_and_says_which_path_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    tree = food_tree(tmp_path / "food", per_class=6)
+    memory = folder_module(tree, tmp_path, image_size=12, streaming=False)
+    memory.setup()
+    assert "Data path: in memory (data.streaming false; 36 images x 3x12x12 uint8" in capsys.readouterr().out
+    streaming = folder_module(tree, tmp_path, image_size=12, streaming=True, num_workers=0, batch_size=4)
+    streaming.setup()
+    assert "Data path: streaming from files (data.streaming true" in capsys.readouterr().out
+    assert not streaming.splits and set(streaming.streams) == {"train", "val", "test"}
+    for split in ("val", "test"):  # unaugmented splits: the same images as in memory, in the same order
+        images = torch.stack([streaming.streams[split][i][0] for i in range(len(streaming.streams[split]))])
+        assert torch.equal(images, memory.splits[split][0])
+    images, labels = next(iter(streaming.train_dataloader()))
+    assert images.shape == (4, 3, 12, 12) and images.dtype == torch.uint8 and labels.dtype == torch.long
+    auto = folder_module(tree, tmp_path, image_size=12)
+    auto.setup()
+    assert "Data path: in memory (36 images x 3x12x12 uint8 = 0.0 MiB, less than half of the" in capsys.readouterr().out
+
+
+def test_a_streaming_run_trains_from_a_zip(in_tmp: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    tree = food_tree(tmp_path / "food", per_class=6)
+    archive = tmp_path / "food.zip"
+    with zipfile.ZipFile(archive, "w") as handle:
+        for path in sorted(tree.rglob("*.*")):
+            handle.write(path, path.relative_to(tree).as_posix())
+    args = food_run(
+        archive, tmp_path, "--trainer.max_epochs", "2", "--data.streaming", "true", "--data.num_workers", "2"
+    )
+    assert run_cli("fit", *args) == 0
+    out = capsys.readouterr().out
+    assert "Data path: streaming from files" in out and "test/acc" in out

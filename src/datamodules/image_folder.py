@@ -1,14 +1,17 @@
 """Any folder of images, one subfolder per class, as one uint8 tensor on the device."""
 
 import io
+import os
 from pathlib import Path
 from typing import Literal
 
 import torch
+from torch.utils.data import DataLoader
 
 from src.checkpointing.atomic_files import write_atomically
 from src.datamodules import image_sources
 from src.datamodules.batch_augment import normalize, random_flip, random_translate
+from src.datamodules.image_files import ImageFiles, available_memory, training_transform
 from src.datamodules.image_sources import Listing, Size, Splits, find_zip, list_tree, list_zip, source_fingerprint
 from src.datamodules.in_memory import InMemoryDataModule
 from src.errors import UserInputError
@@ -36,6 +39,14 @@ class ImageFolderDataModule(InMemoryDataModule):
       (with the classes, image size and channels), and used by `predict` and `export`.
     - Batches are normalised and augmented (random flip and translation; training only) on
       the device, a whole batch at a time, in `on_after_batch_transfer`; no worker processes.
+    - Streaming, for sets that do not fit: `num_workers` DataLoader processes read, decode,
+      resize and augment (torchvision.transforms.v2: the same flip and reflected shift) each
+      image when it is needed; nothing is cached; batches are normalised on the device. Chosen
+      by `streaming: true`, or automatically (`null`) when the decoded set would take more than
+      half the memory free where it would be held (the GPU's, or the host's). A printed line
+      says which path runs and why. Mean and std are then measured on 1,000 training images
+      (seeded), and a run resumed mid-epoch starts that epoch's batches over (the in-memory
+      path replays exactly the remaining ones).
 
     Args:
         data_dir: the folder holding `train/`, or a zip of it (or a folder holding one zip).
@@ -52,6 +63,9 @@ class ImageFolderDataModule(InMemoryDataModule):
             instead of stopping at the first with its name.
         train_subset: train on only this many images (quick runs and tests).
         seed: seed of the validation split and the shuffling.
+        streaming: read files on the fly (true), hold the decoded set in memory (false), or
+            choose by the memory estimate (null).
+        num_workers: DataLoader worker processes of the streaming path (null: the CPU count, at most 8).
     """
 
     cache_prefix = "images"
@@ -72,8 +86,16 @@ class ImageFolderDataModule(InMemoryDataModule):
         skip_bad_images: bool = False,
         train_subset: int | None = None,
         seed: int = 42,
+        streaming: bool | None = None,
+        num_workers: int | None = None,
     ) -> None:
         super().__init__(batch_size, eval_batch_size, seed)
+        if num_workers is not None and num_workers < 0:
+            raise UserInputError(f"data.num_workers must be >= 0, got {num_workers}")
+        self.streaming = streaming
+        self.num_workers = min(8, os.cpu_count() or 1) if num_workers is None else num_workers
+        self.streams: dict[str, ImageFiles] = {}  # the streaming path's data sets, per split
+        self.data_path: str | None = None  # "in memory" or "streaming", once decided
         if val_size < 0 or translate < 0 or (train_subset is not None and train_subset < 1):
             raise UserInputError("data.val_size and data.translate must be >= 0, data.train_subset >= 1")
         if isinstance(val_size, float) and val_size >= 1:
@@ -189,6 +211,8 @@ class ImageFolderDataModule(InMemoryDataModule):
         kind, files = self._source()  # one scan: a tree of 60,000 files takes a while to stat
         if kind == "none":
             kind, files = self._missing_source()
+        if self._streams(kind):
+            return  # nothing to decode ahead: the workers read the files
         cache = self._cache_file(kind, files)
         if cache.is_file():
             return
@@ -248,8 +272,74 @@ class ImageFolderDataModule(InMemoryDataModule):
         if self.trainer is None or self.trainer.is_global_zero:
             print(message, flush=True)
 
+    def _streams(self, kind: str) -> bool:
+        """Whether this run reads files on the fly; decided (and said) once."""
+        if self.data_path is not None:  # decided
+            return self.data_path == "streaming"
+        if kind not in ("tree", "zip"):  # CIFAR-10's batches are one file, in memory anyway
+            decision = False
+            reason = "the source is one file of arrays"
+        else:
+            count = sum(len(names) for folders in self._listing(kind).values() for names in folders.values())
+            needed = count * self.channels * self.image_size[0] * self.image_size[1]
+            device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
+            free = min(available_memory(torch.device("cpu")), available_memory(device))
+            estimate = f"{count:,} images x {'x'.join(map(str, self.input_shape))} uint8 = {needed / 2**20:,.1f} MiB"
+            where = f"{free / 2**30:,.1f} GiB free on {device.type}"
+            if self.streaming is None:
+                decision = needed > free / 2
+                reason = f"{estimate}, {'more' if decision else 'less'} than half of the {where}"
+            else:
+                decision = self.streaming
+                reason = f"data.streaming {str(decision).lower()}; {estimate}, {where}"
+        self.data_path = "streaming" if decision else "in memory"
+        if decision:
+            self._announce(
+                f"Data path: streaming from files ({reason}): {self.num_workers} DataLoader workers decode, "
+                "resize and augment each batch"
+            )
+        else:
+            self._announce(
+                f"Data path: in memory ({reason}): decoded once into a cache, augmented on the device by whole batches"
+            )
+        return decision
+
+    def _setup_streaming(self, kind: str) -> None:
+        listing = self._listing(kind)
+        self.check_listing(listing)
+        root = self.data_dir if kind == "tree" else find_zip(self.data_dir)
+        items = {
+            split: [(name, self.class_names.index(label)) for label, names in folders.items() for name in names]
+            for split, folders in listing.items()
+        }
+        train_items = items["train"]
+        if "val" not in items:
+            labels = torch.tensor([label for _, label in train_items], dtype=torch.long)
+            train, val = self._held_out(labels)
+            items["val"] = [train_items[i] for i in val.tolist()]
+            train_items = [train_items[i] for i in train.tolist()]
+        if self.train_subset is not None:
+            train_items = train_items[: self.train_subset]
+        items["train"] = train_items
+        transform = training_transform(self.image_size, self.translate, self.flip)
+        self.streams = {
+            split: ImageFiles(root, chosen, self.image_size, self.channels, transform if split == "train" else None)  # type: ignore[arg-type]
+            for split, chosen in items.items()
+        }
+        self.has_test_split = "test" in items
+        sample = torch.randperm(len(train_items), generator=torch.Generator().manual_seed(self.seed))[:1000]
+        self.mean, self.std = self.fit_normalization(
+            torch.stack([self.streams["train"].image(i) for i in sample.tolist()])
+        )
+
     def setup(self, stage: str | None = None) -> None:
-        if self.splits or stage == "predict":  # prediction reads only the user's images
+        if self.splits or self.streams or stage == "predict":  # prediction reads only the user's images
+            return
+        kind = self._source()[0]
+        if kind == "none":
+            kind = self._missing_source()[0]
+        if self._streams(kind):
+            self._setup_streaming(kind)
             return
         cache = self.cache_path()
         if not cache.is_file():
@@ -330,7 +420,34 @@ class ImageFolderDataModule(InMemoryDataModule):
 
     def sample_images(self, count: int) -> torch.Tensor:
         """The first `count` training images, normalised as the model sees them (no augmentation)."""
-        return normalize(self.splits["train"][0][:count], *self._normalization())
+        if self.streams:
+            stream = self.streams["train"]
+            images = torch.stack([stream.image(i) for i in range(min(count, len(stream)))])
+        else:
+            images = self.splits["train"][0][:count]
+        return normalize(images, *self._normalization())
+
+    def _stream_loader(self, split: str, batch_size: int | None, shuffle: bool) -> DataLoader:
+        workers = self.num_workers
+        return DataLoader(
+            self.streams[split],
+            batch_size=batch_size or len(self.streams[split]),
+            shuffle=shuffle,
+            num_workers=workers,
+            persistent_workers=workers > 0,
+            pin_memory=self.trainer is not None and self.trainer.strategy.root_device.type == "cuda",
+            generator=torch.Generator().manual_seed(self.seed) if shuffle else None,
+        )
+
+    def train_dataloader(self):  # type: ignore[override]
+        if self.streams:
+            return self._stream_loader("train", self.batch_size, shuffle=True)
+        return super().train_dataloader()
+
+    def val_dataloader(self):  # type: ignore[override]
+        if self.streams:
+            return self._stream_loader("val", self.eval_batch_size, shuffle=False)
+        return super().val_dataloader()
 
     def test_dataloader(self):  # type: ignore[override]
         if not self.has_test_split:
@@ -338,12 +455,14 @@ class ImageFolderDataModule(InMemoryDataModule):
                 f"{self.data_dir} has no test images (no test/<class>/ folder): validation accuracy is the "
                 "held-out figure; add test/<class>/ images to test"
             )
+        if self.streams:
+            return self._stream_loader("test", self.eval_batch_size, shuffle=False)
         return super().test_dataloader()
 
     def on_after_batch_transfer(self, batch: object, dataloader_idx: int) -> object:
         """Augment (training only) and normalise uint8 image batches where they now are."""
         images, *rest = batch if isinstance(batch, (tuple, list)) else (batch,)
-        if self.trainer is not None and self.trainer.training:
+        if self.trainer is not None and self.trainer.training and not self.streams:  # streams: workers augmented
             if self.flip:
                 images = random_flip(images)
             images = random_translate(images, self.translate)

@@ -1,0 +1,94 @@
+"""The streaming path for image sets too large to hold in memory: a Dataset that reads, decodes
+and augments one file at a time, in DataLoader worker processes."""
+
+import os
+import zipfile
+from pathlib import Path
+
+import torch
+from torch.utils.data import Dataset
+from torchvision.transforms import v2
+
+from src.datamodules.image_sources import Size, decode, fit_to_size
+
+
+class ImageFiles(Dataset):
+    """(uint8 C x H x W image, label) pairs read from a tree or a zip on every access.
+
+    Each image is decoded (PIL), converted to `channels`, brought to `size` as the in-memory
+    path does it (`fit_to_size`), then augmented by `transform` (torchvision.transforms.v2 on
+    uint8 tensors). Normalisation happens later, on the device, as in the in-memory path.
+    A zip is opened once per worker process (a ZipFile handle cannot cross processes).
+
+    Args:
+        root: the tree's root folder, or the zip file.
+        items: (name relative to root or zip member, label) pairs.
+        size: (height, width) of the images given out.
+        channels: 3 (RGB) or 1 (grayscale).
+        transform: applied to each uint8 image (None: none).
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        items: list[tuple[str, int]],
+        size: Size,
+        channels: int,
+        transform: v2.Transform | None = None,
+    ) -> None:
+        self.root = Path(root)
+        self.items = items
+        self.size = size
+        self.channels = channels
+        self.transform = transform
+        self._zip: zipfile.ZipFile | None = None
+        self._zip_pid = -1
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def _read(self, name: str) -> bytes:
+        if self.root.is_dir():
+            return (self.root / name).read_bytes()
+        if self._zip is None or self._zip_pid != os.getpid():  # one handle per worker process
+            self._zip, self._zip_pid = zipfile.ZipFile(self.root), os.getpid()
+        return self._zip.read(name)
+
+    def image(self, index: int) -> torch.Tensor:
+        """The image at `index` as uint8, before augmentation."""
+        name = self.items[index][0]
+        return fit_to_size(decode(self._read(name), name, self.channels), self.size)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        image = self.image(index)
+        if self.transform is not None:
+            image = self.transform(image)
+        return image, self.items[index][1]
+
+    def __getstate__(self) -> dict[str, object]:  # workers open their own zip handle
+        return {**self.__dict__, "_zip": None, "_zip_pid": -1}
+
+
+def training_transform(size: Size, translate: int, flip: bool) -> v2.Transform | None:
+    """The in-memory path's augmentation, per image: a random horizontal flip and a shift of up
+    to `translate` pixels with reflected borders (a random crop of the reflect-padded image)."""
+    steps: list[v2.Transform] = []
+    if flip:
+        steps.append(v2.RandomHorizontalFlip())
+    if translate > 0:
+        steps.append(v2.RandomCrop(list(size), padding=translate, padding_mode="reflect"))
+    return v2.Compose(steps) if steps else None
+
+
+def available_memory(device: torch.device) -> int:
+    """Bytes free where the in-memory path would hold the images: the GPU's free memory, else
+    the host's available memory (MemAvailable; the physical pages free where /proc is absent)."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
