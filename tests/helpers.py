@@ -113,3 +113,13 @@ class DoubleCtrlC(Callback):
         if trainer.global_step == self.step:
             os.kill(os.getpid(), 2)
             os.kill(os.getpid(), 2)
+
+
+class SaveInitialWeights(Callback):
+    """Saves the net's weights as training starts to `path` (tests that measure how far training moved them)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        torch.save(pl_module.net.state_dict(), self.path)

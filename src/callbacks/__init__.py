@@ -4,6 +4,7 @@ and when a frozen backbone starts training (UnfreezeBackbone)."""
 from src.callbacks.backbone_unfreeze import UnfreezeBackbone
 from src.callbacks.classification_figures import ClassificationFigures
 from src.callbacks.decision_boundary import DecisionBoundaryFigure
+from src.callbacks.early_stopping import EarlyStoppingOnBest
 from src.callbacks.patch_whitening import PatchWhitening
 from src.callbacks.plain_text_progress import PlainTextProgress
 from src.callbacks.regression_figures import RegressionFigures
@@ -11,6 +12,7 @@ from src.callbacks.regression_figures import RegressionFigures
 __all__ = [
     "ClassificationFigures",
     "DecisionBoundaryFigure",
+    "EarlyStoppingOnBest",
     "PlainTextProgress",
     "PatchWhitening",
     "RegressionFigures",

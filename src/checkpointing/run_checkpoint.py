@@ -109,6 +109,8 @@ class RunCheckpoint(ModelCheckpoint):
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._restore_signal_handlers()
         super().on_train_end(trainer, pl_module)
+        if self._last_written_step != trainer.global_step:  # e.g. a run too short to validate
+            self._refresh_last(trainer)
 
     def interruption(self, trainer: Trainer) -> TrainingInterrupted:
         """What a stop by signal leaves: the newest checkpoint and the step it holds."""

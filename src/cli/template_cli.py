@@ -10,14 +10,22 @@ import torch
 from lightning.pytorch.callbacks import RichModelSummary, RichProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
-from src.callbacks import PlainTextProgress
+from src.callbacks import EarlyStoppingOnBest, PlainTextProgress
 from src.checkpointing import RngState, RunCheckpoint
 from src.checkpointing.checkpoint_io import AtomicCheckpointIO
-from src.checkpointing.runs import best_checkpoint, check_checkpoint, latest_resumable_run
+from src.checkpointing.runs import (
+    best_checkpoint,
+    check_checkpoint,
+    experiment_dir,
+    keeps_run_folder,
+    latest_resumable_run,
+    logger_entries,
+)
 from src.cli.checkpoint_values import check_given_values
 from src.cli.template_trainer import TemplateTrainer
 from src.datamodules.class_names import class_names
 from src.errors import UserInputError
+from src.loggers import describe_run, share_run_folder, store_file
 from src.tools.prediction_table import prediction_columns, write_prediction_csv
 
 # The modules log the step loss by global step, so an epoch shorter than log_every_n_steps
@@ -35,7 +43,8 @@ BASE_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "base.yaml"
 
 
 class SaveRunConfig(SaveConfigCallback):
-    """Saves the resolved config beside the run; a resumed run adds config.resumed-K.yaml."""
+    """Saves the resolved config in the run folder (a resumed run adds config.resumed-K.yaml) and
+    stores it with the run in MLflow (an artifact) and W&B (a run file) too."""
 
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
         if not trainer.loggers:  # predict and lr_find make no run, so no run folder for their config
@@ -47,6 +56,12 @@ class SaveRunConfig(SaveConfigCallback):
                 name = f"config.resumed-{count}.yaml"
             self.config_filename = name
         super().setup(trainer, pl_module, stage)
+
+    def save_config(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        """Rank 0, after the file is written: hand it to each tracker that keeps files."""
+        if trainer.log_dir is None:
+            return
+        store_file(trainer.loggers, Path(trainer.log_dir) / self.config_filename)
 
 
 class TemplateCLI(LightningCLI):
@@ -98,13 +113,40 @@ class TemplateCLI(LightningCLI):
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_lightning_class_args(RunCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(EarlyStoppingOnBest, "early_stopping")
         parser.link_arguments("data.input_shape", "model.init_args.input_shape", apply_on="instantiate")
         parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
 
     # --- --ckpt_path last | best ------------------------------------------------------------
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
         super().parse_arguments(parser, args)
+        self._check_loggers()
         self._resolve_ckpt_path()
+
+    # Lightning's own classes for these trackers keep runs elsewhere (mlruns/<id>/<run>, ./wandb) and
+    # know no run folder to resume; src.loggers' take the same options by the shared names.
+    _TRACKER_CLASSES = {"MLFlowLogger": "src.loggers.MLflow", "WandbLogger": "src.loggers.Wandb"}
+
+    def _check_loggers(self) -> None:
+        """Lightning's CSVLogger becomes src.loggers.CSV (the same, plus figures); Lightning's
+        MLflow and W&B loggers are refused in one line naming ours."""
+        subcommand = self.config.get("subcommand")
+        config = self.config[subcommand] if subcommand else self.config
+        trainer = config.get("trainer")
+        if trainer is None:
+            return
+        for entry in logger_entries(trainer.get("logger")):
+            class_path = str(entry.class_path)
+            short = class_path.rpartition(".")[2]
+            if class_path.startswith("lightning.") and short == "CSVLogger":
+                entry.class_path = "src.loggers.CSV"
+            elif class_path.startswith("lightning.") and short in self._TRACKER_CLASSES:
+                ours = self._TRACKER_CLASSES[short]
+                raise UserInputError(
+                    f"trainer.logger {class_path}: use {ours} (configs/loggers/*.yaml), which keeps the run, its "
+                    "checkpoints and its tracker run id in lightning_logs/<name>/version_N so --ckpt_path last "
+                    f"continues the same run; e.g. --trainer.logger {ours}"
+                )
 
     def _resolve_ckpt_path(self) -> None:
         """Turn `last`/`best` into this experiment's file, and check any checkpoint before use.
@@ -123,8 +165,11 @@ class TemplateCLI(LightningCLI):
             run = latest_resumable_run(self._experiment_dir(config))
             path = run / "checkpoints" / "last.ckpt" if ckpt_path == "last" else best_checkpoint(run)
             if subcommand == "fit":
-                # Continue logging into the resumed run's folder, so its curves go on as one run.
-                config.trainer.logger.init_args.version = int(run.name.split("_")[1])
+                # Continue logging into the resumed run's folder, so its curves go on as one run
+                # (MLflow and W&B find their run id there: the same tracker run goes on).
+                for entry in logger_entries(config.trainer.logger):
+                    if keeps_run_folder(entry):
+                        entry.init_args.version = int(run.name.split("_")[1])
             print(f"Using the {ckpt_path} checkpoint of {run}: {path}")
         else:
             path = Path(ckpt_path)
@@ -134,25 +179,19 @@ class TemplateCLI(LightningCLI):
 
     @staticmethod
     def _experiment_dir(config: Any) -> Path:
-        """lightning_logs/<name>: where this config's runs live."""
-        logger = config.trainer.logger
-        init_args = getattr(logger, "init_args", None)
-        if init_args is None or "TensorBoardLogger" not in str(getattr(logger, "class_path", "")):
-            raise UserInputError(
-                "--ckpt_path last/best needs trainer.logger to be a TensorBoardLogger (as in configs/*.yaml)"
-            )
-        return Path(init_args.save_dir) / (init_args.name or "")
+        """<save_dir>/<name> of the first logger (any of src/loggers or TensorBoard): where this config's runs live."""
+        return experiment_dir(config.trainer.logger)
 
     def before_instantiate_classes(self) -> None:
-        """The checkpoint monitors the model's own best metric unless the config names another."""
+        """The checkpoint and early stopping watch the model's own best metric unless the config names another."""
         config = self.config[self.subcommand] if self.subcommand else self.config
-        checkpoint = config.get("checkpoint")
-        if checkpoint is None or checkpoint.get("monitor") is not None:
-            return
         module_name, _, class_name = config.model.class_path.rpartition(".")
         model_class = getattr(importlib.import_module(module_name), class_name)
-        checkpoint.monitor = f"val/{model_class.best_metric}"
-        checkpoint.mode = model_class.best_mode
+        for key in ("checkpoint", "early_stopping"):
+            group = config.get(key)
+            if group is not None and group.get("monitor") is None:
+                group.monitor = f"val/{model_class.best_metric}"
+                group.mode = model_class.best_mode
 
     def instantiate_trainer(self, **kwargs: Any) -> Any:
         """Every Trainer writes checkpoints atomically with sha256 records and carries RNG states;
@@ -167,6 +206,8 @@ class TemplateCLI(LightningCLI):
             extra = [RichProgressBar()] + ([RichModelSummary()] if config.get("enable_model_summary", True) else [])
             config["callbacks"] = [*callbacks, *extra]
         trainer = super().instantiate_trainer(**kwargs)
+        if self.subcommand in ("fit", None):  # None: run=False, the caller fits
+            share_run_folder(trainer)  # every logger and the checkpoints in one version_N folder
         trainer.callbacks.append(RngState())
         if trainer.progress_bar_callback is None:
             trainer.callbacks.append(PlainTextProgress())
@@ -179,6 +220,12 @@ class TemplateCLI(LightningCLI):
             raise callback.interruption(self.trainer)
         if self.trainer.interrupted or self.trainer.fast_dev_run:
             return
+        stopper = self.trainer.early_stopping_callback
+        if isinstance(stopper, EarlyStoppingOnBest) and stopper.stopped_epoch and self.trainer.is_global_zero:
+            print(
+                f"Early stopping: {stopper.monitor} did not improve for {stopper.patience} validations; "
+                f"stopped after epoch {stopper.stopped_epoch + 1}."
+            )
         has_test = getattr(self.datamodule, "has_test_split", True)
         if not has_test:
             print("This data set has no test split: skipping the test of the best checkpoint.")
@@ -196,7 +243,8 @@ class TemplateCLI(LightningCLI):
         )
         log_dir = self.trainer.log_dir  # a collective call under DDP: every rank asks
         if self.trainer.is_global_zero and log_dir is not None:
-            print(f"TensorBoard logs: {log_dir}  (tensorboard --logdir {Path(log_dir).parent.parent})")
+            for logger in self.trainer.loggers:
+                print(describe_run(logger))
             if best:
                 print(f"Best checkpoint: {best}")
 

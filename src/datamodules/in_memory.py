@@ -64,7 +64,9 @@ class InMemoryDataModule(LightningDataModule):
         )
 
     def train_dataloader(self) -> InMemoryLoader:
-        return self._loader("train", self.batch_size, shuffle=True)
+        # `trainer.overfit_batches` trains the same first batches every epoch: no shuffling.
+        overfitting = self.trainer is not None and bool(self.trainer.overfit_batches)
+        return self._loader("train", self.batch_size, shuffle=not overfitting)
 
     def val_dataloader(self) -> InMemoryLoader:
         return self._loader("val", self.eval_batch_size, shuffle=False)

@@ -1,0 +1,46 @@
+"""Early stopping on the model's own best metric, off until a patience is given."""
+
+from typing import Any
+
+from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch.callbacks import EarlyStopping
+
+
+class EarlyStoppingOnBest(EarlyStopping):
+    """Lightning's EarlyStopping, present in every run and inactive unless `patience` is set.
+
+    `python train.py fit --config ... --early_stopping.patience 5` stops training after 5
+    validations without improvement of the monitored metric (by default the checkpoint's:
+    the model's `val/<best_metric>` and mode). Patience counts validations, not epochs, and
+    its count is saved in checkpoints, so a resumed run goes on counting.
+
+    Args:
+        patience: validations without improvement before stopping; None: never stop early.
+        monitor: metric to watch; None: the model's best metric (set by the CLI).
+        mode: `min` or `max`; None: the model's (set by the CLI).
+        min_delta: smallest change that counts as an improvement.
+        **kwargs: the other arguments of Lightning's EarlyStopping.
+    """
+
+    def __init__(
+        self,
+        patience: int | None = None,
+        monitor: str | None = None,
+        mode: str | None = None,
+        min_delta: float = 0.0,
+        **kwargs: Any,
+    ) -> None:
+        if patience is not None and patience < 1:
+            raise ValueError(f"early_stopping.patience must be >= 1 (or null: off), got {patience}")
+        self.active = patience is not None
+        super().__init__(
+            monitor=monitor or "val/loss", mode=mode or "min", patience=patience or 1, min_delta=min_delta, **kwargs
+        )
+
+    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if self.active:
+            super().on_validation_end(trainer, pl_module)
+
+    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if self.active:
+            super().on_train_epoch_end(trainer, pl_module)

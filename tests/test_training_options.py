@@ -1,0 +1,133 @@
+"""Options a template user reaches for: early stopping, debug presets, gradient accumulation and clipping."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import QUIET, ROOT, config, run_cli
+from tests.test_cli import scalars
+
+EXPERIMENT = Path("lightning_logs") / "circles"
+# SGD at lr 3 on mini-batches: validation accuracy peaks at epoch 4 (0.75), then stays below it.
+JUMPY = [
+    "--config",
+    config("circles"),
+    "--data.batch_size",
+    "100",
+    "--model.net.init_args.hidden_sizes",
+    "[16]",
+    "--model.optimizer",
+    "torch.optim.SGD",
+    "--model.optimizer.lr",
+    "3.0",
+    "--trainer.check_val_every_n_epoch",
+    "1",
+    *QUIET,
+]
+
+
+def validated_epochs(run: Path) -> int:
+    return len([step for step, _ in scalars(run)["val/acc"] if step > 0])
+
+
+def test_early_stopping_counts_validations_and_says_so(in_tmp: Path, capsys: pytest.CaptureFixture) -> None:
+    assert run_cli("fit", *JUMPY, "--trainer.max_epochs", "30", "--early_stopping.patience", "3") == 0
+    assert validated_epochs(in_tmp / EXPERIMENT / "version_0") == 7  # best at 4, then 3 without improvement
+    out = capsys.readouterr().out
+    assert "Early stopping: val/acc did not improve for 3 validations; stopped after epoch 7." in out
+
+
+def test_early_stopping_is_off_unless_asked(in_tmp: Path) -> None:
+    assert run_cli("fit", *JUMPY, "--trainer.max_epochs", "9") == 0
+    assert validated_epochs(in_tmp / EXPERIMENT / "version_0") == 9
+
+
+def test_early_stopping_keeps_counting_after_a_resume(in_tmp: Path) -> None:
+    # Stop after epoch 5 (one validation without improvement), resume: it must still stop after epoch 7.
+    stopping = ["--early_stopping.patience", "3"]
+    assert run_cli("fit", *JUMPY, *stopping, "--trainer.max_epochs", "5") == 0
+    assert run_cli("fit", *JUMPY, *stopping, "--trainer.max_epochs", "30", "--ckpt_path", "last") == 0
+    last = torch.load(in_tmp / EXPERIMENT / "version_0" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert last["epoch"] == 6  # 0-based: the run stopped after epoch 7, as the uninterrupted one does
+
+
+@pytest.mark.parametrize("preset", ["fast_dev_run", "overfit", "profile", "limit_batches"])
+def test_debug_presets_stack_on_a_task_config(in_tmp: Path, preset: str) -> None:
+    args = ["--config", config("circles"), "--config", str(ROOT / "configs" / "debug" / f"{preset}.yaml")]
+    assert run_cli("fit", *args, "--data.batch_size", "50", *QUIET) == 0
+    run = in_tmp / EXPERIMENT / "version_0"
+    if preset == "fast_dev_run":
+        assert not run.exists()  # one batch of each, nothing written
+        return
+    last = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    if preset == "overfit":
+        # The same 2 batches of 50 every epoch: the training loss falls far below the 0.69 of chance.
+        assert last["global_step"] == 200 and scalars(run)["train/loss"][-1][1] < 0.05
+    if preset == "profile":
+        report = (run / "fit-profile.txt").read_text()
+        assert "run_training_batch" in report and last["global_step"] == 28  # 2 epochs of 14 batches
+    if preset == "limit_batches":
+        assert last["global_step"] == 20  # 2 epochs of 10 batches
+    assert (
+        run_cli(
+            "fit",
+            *args,
+            "--data.batch_size",
+            "50",
+            "--trainer.max_epochs",
+            str(last["epoch"] + 2),
+            "--ckpt_path",
+            "last",
+            *QUIET,
+        )
+        == 0
+    )
+
+
+def test_gradient_accumulation_with_one_cycle_ends_the_schedule_exactly(in_tmp: Path) -> None:
+    # 14 batches an epoch, 4 accumulated per step: 4 optimizer steps an epoch (the last one partial),
+    # and the one-cycle schedule must be planned for those 20 steps: peak lr 0.01 at step 5 (25%),
+    # the last step at 0.01 / 25 / 1e4 (div_factor, final_div_factor).
+    args = ["--config", config("circles"), "--data.batch_size", "50", "--trainer.max_epochs", "5"]
+    options = ["--trainer.accumulate_grad_batches", "4", "--model.scheduler.name", "onecycle"]
+    assert run_cli("fit", *args, *options, "--trainer.log_every_n_steps", "1", *QUIET) == 0
+    run = in_tmp / EXPERIMENT / "version_0"
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 20
+    used = [value for _, value in scalars(run)["train/lr_step"]]  # the lr of each optimizer step
+    assert len(used) == 20
+    assert max(used) == pytest.approx(0.01, rel=1e-4) and used.index(max(used)) == 4
+    assert used[-1] == pytest.approx(0.01 / 25 / 1e4, rel=1e-3)
+
+
+def test_gradient_clipping_bounds_every_update(in_tmp: Path) -> None:
+    # SGD without momentum at lr 0.1, gradient norm clipped to 1e-3: 10 steps move the weights by at
+    # most 10 * 0.1 * 1e-3 = 1e-3 in norm; unclipped, the same run moves them by far more.
+    args = [
+        "--config",
+        config("circles"),
+        "--trainer.max_epochs",
+        "10",
+        "--trainer.check_val_every_n_epoch",
+        "10",
+        "--model.optimizer",
+        "torch.optim.SGD",
+        "--model.optimizer.lr",
+        "0.1",
+        "--model.net.init_args.hidden_sizes",
+        "[16]",
+        *QUIET,
+    ]
+
+    def moved(name: str, *extra: str) -> float:
+        keep = json.dumps([{"class_path": "tests.helpers.SaveInitialWeights", "init_args": {"path": f"{name}.pt"}}])
+        assert run_cli("fit", *args, "--trainer.callbacks", keep, *extra) == 0
+        run = max((in_tmp / EXPERIMENT).iterdir(), key=lambda path: int(path.name.split("_")[1]))
+        final = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+        initial = torch.load(f"{name}.pt", weights_only=True)
+        return torch.cat([(final[f"net.{key}"] - value).flatten() for key, value in initial.items()]).norm().item()
+
+    clipped = moved("clipped", "--trainer.gradient_clip_val", "1e-3")
+    unclipped = moved("unclipped")
+    assert clipped <= 1e-3 * 1.001 and unclipped > 20 * clipped
