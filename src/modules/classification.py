@@ -30,6 +30,9 @@ class ClassificationModule(TaskModule):
         ema_decay: keep an exponential moving average of the weights (and BatchNorm
             statistics) with this decay per step, and evaluate and predict with it; None: off.
         tta_flip: evaluate images as the mean of the logits of the image and its mirror.
+        init_from: a checkpoint (.ckpt) of any run here whose net this one starts from, for a
+            new task: every tensor but the head's (when the number of classes differs) is loaded.
+        compile: train with `torch.compile` of the net (the plain net is what is saved).
     """
 
     best_metric = "acc"
@@ -45,6 +48,8 @@ class ClassificationModule(TaskModule):
         label_smoothing: NonNegativeFloat = 0.0,
         ema_decay: float | None = None,
         tta_flip: bool = False,
+        init_from: str | None = None,
+        compile: bool = False,
     ) -> None:
         if num_classes < 2:
             raise UserInputError(f"a classifier needs num_classes >= 2, got {num_classes}")
@@ -56,7 +61,8 @@ class ClassificationModule(TaskModule):
         if ema_decay is not None and not 0 < ema_decay < 1:
             raise UserInputError(f"model.ema_decay must be in (0, 1), got {ema_decay}")
         self.tta_flip = tta_flip
-        super().__init__(net, input_shape, 1 if self.binary else num_classes, optimizer, scheduler)
+        outputs = 1 if self.binary else num_classes
+        super().__init__(net, input_shape, outputs, optimizer, scheduler, init_from, compile)
         self.save_hyperparameters()
         self.ema = None
         if ema_decay is not None:
@@ -67,9 +73,9 @@ class ClassificationModule(TaskModule):
         self.test_class_acc = MulticlassAccuracy(num_classes, average=None, validate_args=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Training uses the net; evaluation uses the weight average (if any) and flip TTA (if on)."""
+        """Training uses the (compiled) net; evaluation the weight average (if any) and flip TTA (if on)."""
         if self.training:
-            return self.net(x)
+            return self.training_net()(x)
         net = self.evaluation_net()
         if self.tta_flip and x.dim() == 4:
             return (net(x) + net(x.flip(3))) / 2
@@ -79,6 +85,7 @@ class ClassificationModule(TaskModule):
         return self.ema.module if self.ema is not None else self.net
 
     def on_train_batch_end(self, outputs: object, batch: object, batch_idx: int) -> None:
+        super().on_train_batch_end(outputs, batch, batch_idx)
         if self.ema is not None:
             self.ema.update_parameters(self.net)
 

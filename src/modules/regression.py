@@ -19,6 +19,8 @@ class RegressionModule(TaskModule):
         optimizer: any optimizer class and its arguments, e.g. `torch.optim.SGD` with `lr`, `momentum`
             (default: Adam with its own default lr 0.001).
         scheduler: learning-rate schedule.
+        init_from: a checkpoint (.ckpt) of any run here whose net this one starts from.
+        compile: train with `torch.compile` of the net (the plain net is what is saved).
     """
 
     best_metric = "mse"
@@ -30,8 +32,10 @@ class RegressionModule(TaskModule):
         input_shape: tuple[int, ...] = (1,),
         optimizer: OptimizerCallable = torch.optim.Adam,
         scheduler: SchedulerConfig = SchedulerConfig(),
+        init_from: str | None = None,
+        compile: bool = False,
     ) -> None:
-        super().__init__(net, input_shape, 1, optimizer, scheduler)
+        super().__init__(net, input_shape, 1, optimizer, scheduler, init_from, compile)
         self.save_hyperparameters()
 
     def make_metrics(self) -> MetricCollection:

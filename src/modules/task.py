@@ -1,5 +1,6 @@
 """What the classification and regression modules share: steps, metrics per stage, optimizers."""
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,7 @@ class TaskModule(LightningModule):
         optimizer: OptimizerCallable,
         scheduler: SchedulerConfig,
         init_from: str | None = None,
+        compile: bool = False,
     ) -> None:
         super().__init__()
         input_shape = tuple(int(n) for n in input_shape)
@@ -56,6 +58,11 @@ class TaskModule(LightningModule):
             raise UserInputError(f"model.net could not be built: {error}") from error
         if init_from is not None:
             print(load_net_weights(self.net, Path(init_from)))
+        # The compiled net shares the plain net's weights but is kept out of the module tree, so
+        # checkpoints, exports and predictions hold the plain net's keys (no `_orig_mod.`).
+        self._compiled: tuple[nn.Module, ...] = (torch.compile(self.net),) if compile else ()
+        self._step_started = 0.0
+        self._step_seconds: list[float] = []
         self.make_optimizer = optimizer  # params -> torch.optim.Optimizer
         self.scheduler_config = scheduler
         metrics = self.make_metrics()
@@ -80,8 +87,32 @@ class TaskModule(LightningModule):
         return self.net
 
     # --- steps ------------------------------------------------------------------------
+    def training_net(self) -> nn.Module:
+        """The net that training runs: compiled when `compile` is on."""
+        return self._compiled[0] if self._compiled else self.net
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+        return self.training_net()(x) if self.training else self.evaluation_net()(x)
+
+    # --- what compiling costs and buys: the first steps timed, one line printed ---------
+    COMPILE_REPORT_STEPS = 10
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        if self._compiled and len(self._step_seconds) <= self.COMPILE_REPORT_STEPS:
+            self._step_started = time.perf_counter()
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if not self._compiled or len(self._step_seconds) > self.COMPILE_REPORT_STEPS:
+            return
+        self._step_seconds.append(time.perf_counter() - self._step_started)
+        if len(self._step_seconds) == self.COMPILE_REPORT_STEPS + 1 and self.trainer.is_global_zero:
+            first, rest = self._step_seconds[0], self._step_seconds[1:]
+            each = sorted(rest)[len(rest) // 2]
+            print(
+                f"torch.compile: the first step took {first:.1f} s (compiling the net), the next "
+                f"{len(rest)} took {each * 1000:.1f} ms each (median); compare with a run without "
+                "--model.compile to see when it pays back"
+            )
 
     def _step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> tuple[torch.Tensor, torch.Tensor]:
         inputs, targets = batch
