@@ -14,9 +14,9 @@ def test_every_schedule_trains_and_the_table_reports_each(in_tmp: Path, capsys: 
         "--config",
         config("circles"),
         "--trainer.max_epochs",
-        "12",
+        "30",
         "--trainer.check_val_every_n_epoch",
-        "6",
+        "15",
         "--trainer.callbacks",
         "[]",
         *QUIET,
@@ -28,11 +28,16 @@ def test_every_schedule_trains_and_the_table_reports_each(in_tmp: Path, capsys: 
     assert list(rows) == ["constant", "step", "exponential", "cosine", "onecycle"]
     final_lr = {name: float(row["final_lr"]) for name, row in rows.items()}
     assert final_lr["constant"] == 0.01
-    assert final_lr["step"] == pytest.approx(0.01 * 0.1**3)  # 10x drops after epochs 4, 8 and 12
+    assert final_lr["step"] == pytest.approx(0.01 * 0.1**3)  # 10x drops after epochs 10, 20 and 30
     assert final_lr["exponential"] == pytest.approx(0.0001, rel=1e-3)  # 100x over the run
     assert final_lr["cosine"] == pytest.approx(0.0, abs=1e-9) and final_lr["onecycle"] < 0.01 * 0.05
-    for row in rows.values():
-        assert 0.5 <= float(row["test/acc"]) <= 1.0 and float(row["seconds"]) > 0
+    # What each schedule reaches in 30 full-batch epochs, less a margin; an untrained net scores
+    # about 0.5 (so did cosine and one-cycle in the 12 epochs this test used to run). Step is
+    # behind: its LR is 10x lower from epoch 10 and 100x lower from epoch 20.
+    reached = {"constant": 0.99, "step": 0.715, "exponential": 0.975, "cosine": 0.975, "onecycle": 0.995}
+    for name, row in rows.items():
+        assert float(row["test/acc"]) >= reached[name] - 0.05, (name, row["test/acc"])
+        assert float(row["seconds"]) > 0
     assert "| schedule | val/acc_best | test/acc |" in (folder / "comparison.md").read_text()
     for name in rows:  # each a full run with its own curves, in one folder for TensorBoard
         assert {"train/lr", "val/acc", "test/acc"} <= set(scalars(folder / name))
