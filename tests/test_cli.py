@@ -1,5 +1,6 @@
 """The command line end to end: fit, test the best checkpoint, TensorBoard, resume, bad input."""
 
+import hashlib
 import os
 import re
 import shlex
@@ -55,7 +56,9 @@ def test_circles_fit_trains_tests_the_best_checkpoint_and_logs_everything(in_tmp
     run = in_tmp / "lightning_logs" / "circles" / "version_0"
     checkpoints = sorted(p.name for p in (run / "checkpoints").glob("*.ckpt"))
     assert "last.ckpt" in checkpoints and any(name.startswith("epoch=") for name in checkpoints)
-    assert all((run / "checkpoints" / f"{name}.sha256").is_file() for name in checkpoints)
+    for name in checkpoints:  # each file's sha256 record names the file as it is
+        recorded = (run / "checkpoints" / f"{name}.sha256").read_text().split()
+        assert recorded[0] == hashlib.sha256((run / "checkpoints" / name).read_bytes()).hexdigest(), name
     assert "max_epochs: 50" in (run / "config.yaml").read_text()  # the resolved config, with the flag
     curves = scalars(run)
     assert curves["test/acc"][-1][1] >= 0.97
@@ -120,13 +123,29 @@ def test_resume_continues_the_same_run_in_the_same_folder(in_tmp: Path) -> None:
     assert (last["epoch"], last["global_step"]) == (6, 7)
     steps = [step for step, _ in scalars(run)["train/loss_step"]]
     assert steps == list(range(7))  # one curve, continued from step 4
-    assert (run / "config.yaml").is_file() and (run / "config.resumed-1.yaml").is_file()
+    assert "max_epochs: 4" in (run / "config.yaml").read_text()  # the first run's config is kept...
+    assert "max_epochs: 7" in (run / "config.resumed-1.yaml").read_text()  # ...beside the resumed one's
 
     # The uninterrupted run ends with the same weights.
     assert run_cli("fit", *common, "--trainer.max_epochs", "7") == 0
     straight = torch.load(experiment / "version_1" / "checkpoints" / "last.ckpt", weights_only=True)
     for key, value in last["state_dict"].items():
         assert torch.equal(value, straight["state_dict"][key]), key
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="src bug: RunCheckpoint refreshes last.ckpt only after a validation when check_val_every_n_epoch > 1, "
+    "so a run that ends before its first validation (here 3 epochs, validation every 25) leaves no checkpoint "
+    "to resume or export; fix in src/checkpointing/run_checkpoint.py, RunCheckpoint.on_train_end: "
+    "if self._last_written_step != trainer.global_step: self._refresh_last(trainer)",
+)
+def test_a_run_that_ends_before_its_first_validation_still_leaves_last_ckpt(in_tmp: Path) -> None:
+    args = ["--config", config("circles"), *QUIET]
+    assert run_cli("fit", *args, "--trainer.max_epochs", "3") == 0  # circles validates every 25 epochs
+    last = in_tmp / "lightning_logs" / "circles" / "version_0" / "checkpoints" / "last.ckpt"
+    assert torch.load(last, weights_only=True)["global_step"] == 3
+    assert run_cli("fit", *args, "--trainer.max_epochs", "4", "--ckpt_path", "last") == 0
 
 
 def test_validate_test_and_predict_take_a_checkpoint(in_tmp: Path) -> None:
