@@ -86,6 +86,8 @@ class TemplateCLI(LightningCLI):
                 **{name: {"default_config_files": [str(BASE_CONFIG)]} for name in self.subcommands()},
             },
         )
+        if not kwargs.get("run", True):  # one parser without subcommands (scripts, benchmarks)
+            kwargs["parser_kwargs"].setdefault("default_config_files", [str(BASE_CONFIG)])
         super().__init__(**kwargs)
 
     @staticmethod
