@@ -19,7 +19,9 @@ from tests.conftest import QUIET, config, run_cli
 
 
 def quick_trainer(**kwargs: object) -> L.Trainer:
-    return L.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False, accelerator="cpu", **kwargs)
+    return L.Trainer(
+        logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, **kwargs
+    )
 
 
 def test_prepare_subcommand_parser_still_builds_each_subcommand_parser(capsys) -> None:
