@@ -133,13 +133,6 @@ def test_resume_continues_the_same_run_in_the_same_folder(in_tmp: Path) -> None:
         assert torch.equal(value, straight["state_dict"][key]), key
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="src bug: RunCheckpoint refreshes last.ckpt only after a validation when check_val_every_n_epoch > 1, "
-    "so a run that ends before its first validation (here 3 epochs, validation every 25) leaves no checkpoint "
-    "to resume or export; fix in src/checkpointing/run_checkpoint.py, RunCheckpoint.on_train_end: "
-    "if self._last_written_step != trainer.global_step: self._refresh_last(trainer)",
-)
 def test_a_run_that_ends_before_its_first_validation_still_leaves_last_ckpt(in_tmp: Path) -> None:
     args = ["--config", config("circles"), *QUIET]
     assert run_cli("fit", *args, "--trainer.max_epochs", "3") == 0  # circles validates every 25 epochs
