@@ -46,22 +46,25 @@ class SaveRunConfig(SaveConfigCallback):
     """Saves the resolved config in the run folder (a resumed run adds config.resumed-K.yaml) and
     stores it with the run in MLflow (an artifact) and W&B (a run file) too."""
 
+    run_dir: str | None = None
+
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
         if not trainer.loggers:  # predict and lr_find make no run, so no run folder for their config
             return
-        if not self.already_saved and trainer.log_dir is not None:
+        self.run_dir = trainer.log_dir  # a collective call under DDP: every rank asks, here
+        if not self.already_saved and self.run_dir is not None:
             name, count = "config.yaml", 0
-            while (Path(trainer.log_dir) / name).exists():
+            while (Path(self.run_dir) / name).exists():
                 count += 1
                 name = f"config.resumed-{count}.yaml"
             self.config_filename = name
         super().setup(trainer, pl_module, stage)
 
     def save_config(self, trainer: Any, pl_module: Any, stage: str) -> None:
-        """Rank 0, after the file is written: hand it to each tracker that keeps files."""
-        if trainer.log_dir is None:
-            return
-        store_file(trainer.loggers, Path(trainer.log_dir) / self.config_filename)
+        """Rank 0 only, after the file is written: hand it to each tracker that keeps files.
+        (No collective calls here, such as trainer.log_dir: the other ranks would never answer.)"""
+        if self.run_dir is not None:
+            store_file(trainer.loggers, Path(self.run_dir) / self.config_filename)
 
 
 class TemplateCLI(LightningCLI):
