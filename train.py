@@ -1,7 +1,8 @@
 """Train, validate, test or predict any task: `python train.py fit --config configs/circles.yaml`.
 
 Also `lr_find` (LR range test), `export` (state_dict, TorchScript, ONNX) and
-`compare_schedules` (one run per LR schedule, a table of results): see README.md.
+`compare_schedules` (one run per LR schedule, a table of results) and `sweep` (an Optuna
+study over config values): see README.md.
 """
 
 import signal
@@ -13,9 +14,10 @@ from src.checkpointing import TrainingInterrupted
 from src.cli import TemplateCLI
 from src.cli.process_group import release_process_group
 from src.cli.schedule_comparison import compare_schedules
+from src.cli.sweep import sweep
 from src.cli.user_errors import user_message
 
-SUBCOMMANDS = ("fit", "validate", "test", "predict", "lr_find", "export", "compare_schedules")
+SUBCOMMANDS = ("fit", "validate", "test", "predict", "lr_find", "export", "compare_schedules", "sweep")
 
 
 def main(args: list[str] | None = None) -> None:
@@ -24,6 +26,8 @@ def main(args: list[str] | None = None) -> None:
     try:
         if given[:1] == ["compare_schedules"]:
             compare_schedules(given[1:])
+        elif given[:1] == ["sweep"]:
+            sweep(given[1:])
         else:
             TemplateCLI(args=args)
     except TrainingInterrupted as stop:

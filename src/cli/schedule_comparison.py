@@ -1,25 +1,22 @@
 """`python train.py compare_schedules --config ...`: train one task under each learning-rate
 schedule, then print and save a table of their final metrics and times.
 
-Every run is an ordinary `fit` (same config, seed and flags) with only the schedule changed;
-the runs land side by side in lightning_logs/<name>_schedules/version_K/<schedule>/, so
-`tensorboard --logdir` on that folder overlays their curves.
+A grid sweep (src/cli/sweep.py) over the schedule, without pruning: every run is an ordinary
+`fit` (same config, seed and flags) with only the schedule changed; the runs land side by side
+in lightning_logs/<name>_schedules/version_K/<schedule>/, so `tensorboard --logdir` on that
+folder overlays their curves. A schedule that fails is reported and the others still run.
 """
 
 import argparse
-import csv
-import io
-import math
-import time
 from pathlib import Path
 from typing import Any
 
-from lightning.pytorch.loggers import TensorBoardLogger
+import optuna
 
-from src.checkpointing.atomic_files import write_atomically
-from src.checkpointing.runs import versions
+from src.cli.sweep import Objective, logger_settings, model_metric, optimize, read_config, refuse_checkpoint
 from src.cli.template_cli import TemplateCLI
 from src.errors import UserInputError
+from src.tools.sweep import Param, write_tables
 
 SCHEDULES = ("constant", "step", "exponential", "cosine", "onecycle")
 
@@ -55,79 +52,62 @@ def parse_options(args: list[str]) -> tuple[argparse.Namespace, list[str]]:
         options, fit_args = parser.parse_known_args(args)
     except argparse.ArgumentError as error:
         raise UserInputError(f"{error} (see: python train.py compare_schedules --help)") from None
-    if "--ckpt_path" in fit_args:
-        raise UserInputError("compare_schedules trains every schedule from scratch: drop --ckpt_path")
+    refuse_checkpoint(fit_args, "compare_schedules")
     return options, fit_args
 
 
-def comparison_folder(cli: TemplateCLI) -> Path:
+def comparison_folder(config: Any) -> Path:
     """lightning_logs/<name>_schedules/version_K: a new K for every comparison."""
-    if not isinstance(cli.trainer.logger, TensorBoardLogger):
-        raise UserInputError("compare_schedules needs trainer.logger to be a TensorBoardLogger (as in configs/*.yaml)")
-    parent = Path(f"{cli.trainer.experiment_dir()}_schedules")
-    existing = versions(parent)  # newest first
-    return parent / f"version_{int(existing[0].name.split('_')[1]) + 1 if existing else 0}"
-
-
-def write_tables(folder: Path, rows: list[dict[str, Any]]) -> tuple[Path, Path]:
-    """comparison.csv and comparison.md in `folder`."""
-    header = list(rows[0])
-    table = io.StringIO()
-    writer = csv.DictWriter(table, header, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    csv_path, markdown_path = folder / "comparison.csv", folder / "comparison.md"
-    write_atomically(csv_path, table.getvalue().encode())
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(format_cell(row[key]) for key in header) + " |" for row in rows]
-    write_atomically(markdown_path, ("\n".join(lines) + "\n").encode())
-    return csv_path, markdown_path
-
-
-def format_cell(value: Any) -> str:
-    """Metrics with 4 decimals; '-' for one the run does not have (no test split)."""
-    if isinstance(value, float):
-        return "-" if math.isnan(value) else f"{value:.4f}"
-    return str(value)
+    logger = logger_settings(config, "compare_schedules")
+    parent = Path(logger["save_dir"]) / f"{logger['name']}_schedules"
+    taken = [int(p.name.split("_")[1]) for p in parent.glob("version_*") if p.name.split("_")[1].isdigit()]
+    return parent / f"version_{max(taken) + 1 if taken else 0}"
 
 
 def compare_schedules(args: list[str]) -> list[dict[str, Any]]:
-    """Run the comparison; returns one row per schedule."""
+    """Run the comparison (a grid sweep over the schedule, in this order); returns one row per schedule."""
     options, fit_args = parse_options(args)
-    base = TemplateCLI(args=fit_args, run=False)  # reads the config: epochs, LR, logger
-    max_epochs, lr = (
-        base.trainer.max_epochs,
-        base.model.make_optimizer(base.model.net.parameters()).param_groups[0]["lr"],
+    config = read_config(fit_args)  # epochs, LR, logger, the model's metric
+    max_epochs = config.trainer.max_epochs
+    lr = float(config.model.init_args.optimizer.init_args.lr)
+    metric, mode = model_metric(config)
+    folder = comparison_folder(config)
+    schedule = Param("schedule", "categorical", choices=tuple(options.schedules))
+    study = optuna.create_study(
+        sampler=optuna.samplers.GridSampler({"schedule": list(options.schedules)}),
+        direction="maximize" if mode == "max" else "minimize",
     )
-    metric = base.model.best_metric
-    folder = comparison_folder(base)
+    for name in options.schedules:  # run them in the order asked, not the grid's shuffled order
+        study.enqueue_trial({"schedule": name})
+    objective = Objective(
+        TemplateCLI,
+        fit_args,
+        [schedule],
+        metric,
+        mode,
+        run_folder=lambda trial, seed: (folder.parent, folder.name, trial.params["schedule"]),
+        seeds=[None],  # the config's seed, as `fit` would
+        flags_for=lambda values: schedule_flags(values["schedule"], max_epochs, lr),
+        prune=False,  # every schedule runs to its end: the point is to compare them whole
+    )
+    optimize(study, objective, len(options.schedules), None)
     rows = []
-    for schedule in options.schedules:
-        print(f"\n=== {schedule} ===", flush=True)
-        logger_flags = [
-            "--trainer.logger.init_args.save_dir",
-            str(folder.parent),
-            "--trainer.logger.init_args.name",
-            folder.name,
-            "--trainer.logger.init_args.version",
-            schedule,
-        ]
-        start = time.perf_counter()
-        run = TemplateCLI(args=["fit", *fit_args, *schedule_flags(schedule, max_epochs, lr), *logger_flags])
-        seconds = time.perf_counter() - start
-        test = run.test_results[0] if run.test_results else {}
-        best = run.trainer.checkpoint_callback.best_model_score
+    for trial in sorted(study.trials, key=lambda t: options.schedules.index(t.params["schedule"])):
+        run = (trial.user_attrs.get("runs") or [{}])[0]
+        test = run.get("test", {})
         rows.append(
             {
-                "schedule": schedule,
-                f"val/{metric}_best": float(best) if best is not None else float("nan"),
+                "schedule": trial.params["schedule"],
+                f"val/{metric}_best": float(run.get("best", float("nan"))),
                 f"test/{metric}": float(test.get(f"test/{metric}", float("nan"))),
                 "test/loss": float(test.get("test/loss", float("nan"))),
-                "final_lr": f"{run.trainer.optimizers[0].param_groups[0]['lr']:.3g}",
-                "seconds": f"{seconds:.1f}",
+                "final_lr": f"{run['final_lr']:.3g}" if run.get("final_lr") is not None else "-",
+                "seconds": f"{run['seconds']:.1f}" if "seconds" in run else "-",
             }
         )
-    csv_path, markdown_path = write_tables(folder, rows)
+        if trial.user_attrs.get("note"):
+            print(f"{trial.params['schedule']}: {trial.user_attrs['note']}")
+    csv_path, markdown_path = write_tables(folder, rows, "comparison")
     print(f"\nLR schedules on {folder} ({max_epochs} epochs, lr {lr}):")
     print(markdown_path.read_text(), end="")
     print(f"Saved: {csv_path} and {markdown_path}\nCurves side by side: tensorboard --logdir {folder}")

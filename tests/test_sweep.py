@@ -1,0 +1,228 @@
+"""`train.py sweep`: an Optuna study whose trials are ordinary `fit` runs, shared through a database."""
+
+import csv
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from types import SimpleNamespace
+
+import optuna
+import pytest
+import torch
+
+from src.cli.sweep import Objective, optimize
+from src.cli.template_cli import TemplateCLI
+from src.tools.sweep import Param, ReportToTrial, open_storage
+from tests.conftest import QUIET, config, run_cli
+
+# Circles in a few full-batch epochs, validated twice; no figures.
+SHORT = [
+    "--trainer.max_epochs",
+    "4",
+    "--trainer.check_val_every_n_epoch",
+    "2",
+    "--trainer.callbacks",
+    "[]",
+    "--trainer.log_every_n_steps",
+    "1",
+    *QUIET,
+]
+SPACE = (
+    "{model.optimizer.lr: {type: float, low: 1.0e-3, high: 0.05, log: true}, model.net.hidden_sizes: [[16], [32, 32]]}"
+)
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    with path.open() as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_a_study_runs_fits_and_writes_its_table_best_config_and_plots(
+    in_tmp: Path, capsys: pytest.CaptureFixture
+) -> None:
+    args = ["--config", config("circles"), *SHORT, "--sweep.space", SPACE, "--sweep.n_trials", "3"]
+    assert run_cli("sweep", *args, "--sweep.sampler_seed", "0") == 0
+    folder = in_tmp / "lightning_logs" / "circles_sweep" / "study_0"
+    rows = read_rows(folder / "trials.csv")
+    assert [row["trial"] for row in rows] == ["0", "1", "2"] and {row["state"] for row in rows} == {"complete"}
+    assert list(rows[0])[:4] == ["trial", "state", "model.optimizer.lr", "model.net.hidden_sizes"]
+    for row in rows:
+        assert 1e-3 <= float(row["model.optimizer.lr"]) <= 0.05 and row["model.net.hidden_sizes"] in (
+            "[16]",
+            "[32, 32]",
+        )
+        assert 0.0 <= float(row["val/acc"]) <= 1.0 and 0.0 <= float(row["test/acc"]) <= 1.0
+        assert float(row["seconds"]) > 0
+        trial = folder / f"trial_{row['trial']}"  # a normal run: its config, curves and checkpoints
+        assert (trial / "config.yaml").is_file() and glob.glob(str(trial / "events.out.tfevents.*"))
+        assert (trial / "checkpoints" / "last.ckpt").is_file()
+    assert "| trial | state | model.optimizer.lr |" in (folder / "trials.md").read_text()
+    assert (folder / "optimization_history.png").stat().st_size > 0
+    assert (folder / "param_importances.png").stat().st_size > 0  # 3 trials, 2 parameters
+    out = capsys.readouterr().out
+    assert "Best: trial" in out and f"tensorboard --logdir {Path('lightning_logs/circles_sweep/study_0')}" in out
+
+    study = optuna.load_study(study_name="study_0", storage="sqlite:///lightning_logs/circles_sweep/optuna.db")
+    best = folder / "best.yaml"
+    assert f"Best trial {study.best_trial.number} of study study_0" in best.read_text()
+    assert run_cli("fit", "--config", str(best), "--trainer.max_epochs", "1", *QUIET) == 0
+    assert (in_tmp / "lightning_logs" / "circles" / "version_0" / "checkpoints" / "last.ckpt").is_file()
+
+    assert run_cli("sweep", *args[:-2], "--sweep.n_trials", "1") == 0  # a new study beside the first
+    assert read_rows(in_tmp / "lightning_logs" / "circles_sweep" / "study_1" / "trials.csv")[0]["trial"] == "0"
+
+
+def test_grid_with_seeds_records_a_failed_combination_and_goes_on(in_tmp: Path, capsys: pytest.CaptureFixture) -> None:
+    space = "{model.scheduler.name: [none, onecycle], model.scheduler.warmup_epochs: [0, 1]}"
+    # 6 epochs: one-cycle's warm-up of 25% is then 1.5 steps (exactly 1 step is refused, rightly).
+    args = ["--config", config("circles"), *SHORT, "--trainer.max_epochs", "6", "--sweep.space", space]
+    args += ["--sweep.sampler", "grid"]
+    assert run_cli("sweep", *args, "--sweep.n_trials", "10", "--sweep.seeds", "2", "--sweep.pruner", "none") == 0
+    folder = in_tmp / "lightning_logs" / "circles_sweep" / "study_0"
+    rows = read_rows(folder / "trials.csv")
+    assert len(rows) == 4  # the grid is done after its 4 points, though 10 trials were allowed
+    combos = {(row["model.scheduler.name"], row["model.scheduler.warmup_epochs"]): row for row in rows}
+    assert set(combos) == {("none", "0"), ("none", "1"), ("onecycle", "0"), ("onecycle", "1")}
+    failed = combos[("onecycle", "1")]
+    assert failed["state"] == "fail" and "has its own warm-up" in failed["note"]
+    for key in [("none", "0"), ("none", "1"), ("onecycle", "0")]:
+        row = combos[key]
+        assert row["state"] == "complete" and float(row["val/acc_std"]) >= 0.0
+        seeds = sorted(p.name for p in (folder / f"trial_{row['trial']}").iterdir())
+        assert seeds == ["seed_42", "seed_43"]  # seed_everything 42 in base.yaml, then 43
+    assert "failed: scheduler onecycle has its own warm-up" in capsys.readouterr().out
+
+
+class PruneAfterFirstReport(optuna.pruners.BasePruner):
+    def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
+        return bool(trial.intermediate_values)
+
+
+def test_a_trial_behind_is_pruned_at_a_validation(in_tmp: Path) -> None:
+    study = optuna.create_study(direction="maximize", pruner=PruneAfterFirstReport())
+    objective = Objective(
+        TemplateCLI,
+        ["--config", config("circles"), *SHORT],
+        [Param("model.optimizer.lr", "float", 1e-3, 1e-2, log=True)],
+        "acc",
+        "max",
+        run_folder=lambda trial, seed: (in_tmp / "logs", "study", f"trial_{trial.number}"),
+        seeds=[None],
+    )
+    optimize(study, objective, 1, None)
+    trial = study.trials[0]
+    assert trial.state == optuna.trial.TrialState.PRUNED and list(trial.intermediate_values) == [1]  # epoch 2 of 4
+    assert trial.user_attrs["note"].startswith("pruned: val/acc")
+    assert not (in_tmp / "logs" / "study" / "trial_0" / "checkpoints" / "epoch=3-step=4.ckpt").exists()
+
+    callback = ReportToTrial("val/acc")  # without a trial it only records
+    trainer = SimpleNamespace(sanity_checking=False, callback_metrics={"val/acc": torch.tensor(0.5)}, current_epoch=3)
+    callback.on_validation_end(trainer, None)  # type: ignore[arg-type]
+    assert callback.values == [(3, 0.5)]
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (
+            ["--sweep.space", "{model.optimizer.learning_rate: [0.1]}"],
+            "unknown config key 'model.optimizer.learning_rate'",
+        ),
+        (["--sweep.space", "{}"], "is empty"),
+        (["--sweep.space", "{model.optimizer.lr: [0.1]}", "--sweep.sampler", "bayes"], "--sweep.sampler 'bayes'"),
+        (["--sweep.space", "{model.optimizer.lr: {type: float, low: 1, high: 0}}"], "low < high"),
+        (["--sweep.space", "{model.optimizer.lr: {low: 0.1, high: 1}}", "--sweep.sampler", "grid"], "add `grid"),
+        (
+            ["--sweep.space", "{model.optimizer.lr: [0.1]}", "--sweep.storage", "postgresql://nobody@127.0.0.1:1/none"],
+            "cannot open --sweep.storage postgresql://nobody@127.0.0.1:1/none",
+        ),
+        (["--sweep.space", "{model.optimizer.lr: [0.1]}", "--sweep.trials", "3"], "unknown option --sweep.trials"),
+    ],
+)
+def test_bad_sweep_input_is_one_line_and_exit_2(
+    in_tmp: Path, capsys: pytest.CaptureFixture, flags: list[str], message: str
+) -> None:
+    assert run_cli("sweep", "--config", config("circles"), *flags) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and message in err and len(err.splitlines()) == 1, err
+    assert not list(in_tmp.glob("lightning_logs/*/study_*/trial_*"))
+
+
+def run_workers(cwd: Path, storage: list[str], study: str, url: str) -> list[optuna.trial.FrozenTrial]:
+    """Two `train.py sweep` processes on one study at once; returns the study's trials."""
+    workers = []
+    for _ in range(2):
+        args = ["sweep", "--config", config("circles"), *SHORT, "--sweep.space", SPACE, "--sweep.n_trials", "2"]
+        workers.append(
+            subprocess.Popen(
+                [sys.executable, str(Path(__file__).parents[1] / "train.py"), *args, *storage]
+                + ["--sweep.study_name", study],
+                cwd=cwd,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+        )
+    for worker in workers:
+        out, _ = worker.communicate(timeout=400)
+        assert worker.returncode == 0, out[-3000:]
+    trials = optuna.load_study(study_name=study, storage=open_storage(url)).trials
+    assert sorted(t.number for t in trials) == [0, 1, 2, 3]  # the union: 2 each, no number twice
+    assert {t.state.name for t in trials} <= {"COMPLETE", "PRUNED"}  # the 4th may fall behind the median
+    folder = cwd / "lightning_logs" / "circles_sweep" / study
+    assert sorted(p.name for p in folder.glob("trial_*")) == ["trial_0", "trial_1", "trial_2", "trial_3"]
+    return trials
+
+
+def test_two_workers_share_one_sqlite_study(tmp_path: Path) -> None:
+    run_workers(tmp_path, [], "shared", f"sqlite:///{tmp_path / 'lightning_logs' / 'circles_sweep' / 'optuna.db'}")
+    rows = read_rows(tmp_path / "lightning_logs" / "circles_sweep" / "shared" / "trials.csv")
+    assert len(rows) >= 2  # each worker reports the study as it stands when it ends
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_workers_share_one_postgresql_study(tmp_path: Path) -> None:
+    pytest.importorskip("psycopg2", reason="psycopg2 (pip install psycopg2-binary) is not installed")
+    binaries = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if not binaries:
+        pytest.skip("PostgreSQL is not installed (apt-get install postgresql)")
+    bin_dir = Path(binaries[-1]).parent
+    as_root = os.geteuid() == 0
+    if as_root and not shutil.which("runuser"):
+        pytest.skip("running as root without runuser: cannot start PostgreSQL as another user")
+    # PostgreSQL refuses to run as root: as root, the server runs as `postgres` in a folder it can reach.
+    data_root = Path(tempfile.mkdtemp(prefix="sweep-pg-")) if as_root else tmp_path
+    user = "postgres" if as_root else None
+
+    def as_server_user(*command: str) -> subprocess.CompletedProcess:
+        full = ["runuser", "-u", user, "--", *command] if user else list(command)
+        return subprocess.run(full, capture_output=True, text=True, timeout=120)
+
+    if as_root:
+        shutil.chown(data_root, user)
+    data, port = data_root / "data", free_port()
+    try:
+        init = as_server_user(str(bin_dir / "initdb"), "-D", str(data), "-U", "sweep", "--auth=trust", "-E", "UTF8")
+        assert init.returncode == 0, init.stderr
+        options = f"-p {port} -k {data_root} -c listen_addresses=127.0.0.1"
+        started = as_server_user(
+            str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(data_root / "log"), "-w", "start"
+        )
+        assert started.returncode == 0, started.stderr + started.stdout
+        url = f"postgresql://sweep@127.0.0.1:{port}/postgres"
+        run_workers(tmp_path, ["--sweep.storage", url], "pg", url)
+    finally:
+        as_server_user(str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop")
+        if as_root:
+            shutil.rmtree(data_root, ignore_errors=True)
