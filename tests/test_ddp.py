@@ -163,23 +163,8 @@ STOP_ARGS = [
 ]
 
 
-# The fixes these two tests need are in files owned elsewhere (see the reasons); strict: once a
-# fix lands the test passes, and the marker must go.
-AGREED_STOP = pytest.mark.xfail(
-    strict=True,
-    reason="RunCheckpoint decides to stop on the signalled rank alone (its save's barrier and Lightning's "
-    "handler, which broadcasts inside the signal handler, leave the other rank waiting): the ranks must "
-    "agree at each step end (trainer.strategy.reduce(flag, 'max')) and skip Lightning's handler under DDP",
-)
-AGREED_NAN = pytest.mark.xfail(
-    strict=True,
-    reason="training_step raises on the NaN rank alone while the other waits in backward (gloo then fails it "
-    "with exit 1): the loss must be checked after trainer.strategy.reduce(loss, 'sum') so every rank raises",
-)
-
-
-# To rank 0 it works today: Lightning's handler there also signals the rank it started.
-@pytest.mark.parametrize("rank", [pytest.param(1, marks=AGREED_STOP), pytest.param(0, marks=pytest.mark.slow)])
+# Whichever rank gets the signal, the ranks agree on it at the end of the step and all stop there.
+@pytest.mark.parametrize("rank", [1, pytest.param(0, marks=pytest.mark.slow)])
 def test_sigterm_to_one_rank_saves_the_step_and_stops_every_rank(rank: int, tmp_path: Path) -> None:
     stop = callbacks(("tests.helpers.SignalRankAtStep", {"rank": rank, "step": 3, "signum": signal.SIGTERM}))
     rc, output = run_ddp(*STOP_ARGS, *stop, cwd=tmp_path, timeout=STOP_TIMEOUT)
@@ -189,7 +174,6 @@ def test_sigterm_to_one_rank_saves_the_step_and_stops_every_rank(rank: int, tmp_
     assert "--ckpt_path last" in output
 
 
-@AGREED_NAN
 def test_a_nan_loss_on_one_rank_stops_every_rank_and_saves_nothing_non_finite(tmp_path: Path) -> None:
     nan = callbacks(("tests.helpers.NaNLossOnRank", {"rank": 1, "step": 3}))
     rc, output = run_ddp(*STOP_ARGS, *nan, cwd=tmp_path, timeout=STOP_TIMEOUT)

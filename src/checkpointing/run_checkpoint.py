@@ -5,6 +5,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+import torch
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.trainer.states import TrainerFn
@@ -72,6 +73,7 @@ class RunCheckpoint(ModelCheckpoint):
         self.stop_signal: int | None = None
         self._previous_handlers: dict[int, Any] = {}
         self._trainer: Trainer | None = None
+        self.received_signal: int | None = None  # under DDP: this rank's signal, not yet agreed
 
     # --- signals ----------------------------------------------------------------------
     # Installed when training starts, after Lightning's own SIGTERM handler (which this one
@@ -96,6 +98,11 @@ class RunCheckpoint(ModelCheckpoint):
     def _request_stop(self, signum: int, frame: FrameType | None) -> None:
         if signum == signal.SIGINT and self.stop_signal == signal.SIGINT and self._trainer is not None:
             raise self.interruption(self._trainer)  # a second Ctrl-C stops at once, mid-step or mid-save
+        if self._trainer is not None and self._trainer.world_size > 1:
+            # Only this rank got the signal: the ranks agree on it after the step (on_train_batch_end),
+            # so all save the same step and stop together. Nothing collective inside a signal handler.
+            self.received_signal = signum
+            return
         self.stop_signal = signum
         previous = self._previous_handlers.get(signum)
         if signum == signal.SIGTERM and callable(previous):
@@ -121,6 +128,10 @@ class RunCheckpoint(ModelCheckpoint):
     # --- when last.ckpt is written ------------------------------------------------------
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, *args: Any, **kwargs: Any) -> None:
         super().on_train_batch_end(trainer, pl_module, *args, **kwargs)
+        if trainer.world_size > 1 and self.stop_signal is None:  # any rank's signal stops every rank
+            mine = torch.tensor(self.received_signal or 0, device=trainer.strategy.root_device)
+            agreed = int(trainer.strategy.reduce(mine, reduce_op="max"))
+            self.stop_signal = agreed or None
         every = self.last_every_n_steps
         due = self.stop_signal is not None or (every and trainer.global_step % every == 0)
         if due and self._last_written_step != trainer.global_step:

@@ -141,13 +141,18 @@ class TaskModule(LightningModule):
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss = self._step(batch, "train")[0]
-        if not torch.isfinite(loss):  # stop before the optimizer turns the weights into NaN
+        # Under DDP every rank checks the sum of all ranks' losses, so all stop at the same step.
+        seen = self.trainer.strategy.reduce(loss.detach().clone(), reduce_op="sum") if self._distributed() else loss
+        if not torch.isfinite(seen):  # stop before the optimizer turns the weights into NaN
             raise TrainingDivergedError(
-                f"the training loss became {loss.item()} at epoch {self.current_epoch}, step {self.global_step}; "
+                f"the training loss became {seen.item()} at epoch {self.current_epoch}, step {self.global_step}; "
                 "training stopped before updating the weights and the last good checkpoint is kept. "
                 "Lower model.optimizer.lr or clip gradients (--trainer.gradient_clip_val 1.0)"
             )
         return loss
+
+    def _distributed(self) -> bool:
+        return self.trainer.world_size > 1
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         self._step(batch, "val")
