@@ -66,3 +66,13 @@ def test_other_values_the_checkpoint_overrides_are_reported(in_tmp: Path, capsys
     assert "Using the checkpoint's values, not the given ones: model.optimizer.init_args.lr 0.01 (given 0.5)" in out
     assert run_cli("test", *args, "--ckpt_path", "last") == 0
     assert "not the given ones" not in capsys.readouterr().out  # nothing to report when nothing differs
+
+
+def test_shapes_linked_from_the_data_are_not_reported_as_given(in_tmp: Path, capsys: pytest.CaptureFixture) -> None:
+    # 3-D blobs: the model's input_shape (3,) comes from the data module; the config only holds
+    # the argument's default (2,), which nobody gave.
+    args = ["--config", config("blobs"), "--data.n_features", "3", "--trainer.max_epochs", "25", *QUIET]
+    assert run_cli("fit", *args) == 0
+    capsys.readouterr()
+    assert run_cli("test", *args, "--ckpt_path", "last") == 0
+    assert "not the given ones" not in capsys.readouterr().out

@@ -38,8 +38,12 @@ def _model_hparams(checkpoint: Path) -> dict[str, Any]:
     return {"class_path": class_path, "init_args": hparams} if class_path else {"init_args": hparams}
 
 
-def check_given_values(model_config: Namespace, checkpoint: Path) -> None:
-    """Fail if the given model differs from the checkpoint's in class or net; report other differences."""
+def check_given_values(model_config: Namespace, checkpoint: Path, linked: set[str]) -> None:
+    """Fail if the given model differs from the checkpoint's in class or net; report other differences.
+
+    `linked` names the arguments that come from the data module (such as `input_shape`): the
+    config holds only their defaults, so they are not the user's to compare.
+    """
     saved = _flat(_model_hparams(checkpoint))
     given = _flat(model_config)
     if saved.get("class_path") and given.get("class_path") and saved["class_path"] != given["class_path"]:
@@ -50,7 +54,7 @@ def check_given_values(model_config: Namespace, checkpoint: Path) -> None:
     differences = [
         (key.removeprefix("init_args."), given[key], saved[key])
         for key in sorted(given.keys() & saved.keys())
-        if key != "class_path" and given[key] != saved[key]
+        if key != "class_path" and key.removeprefix("init_args.") not in linked and given[key] != saved[key]
     ]
     shape = [item for item in differences if item[0].startswith("net.")]
     if shape:

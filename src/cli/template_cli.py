@@ -40,6 +40,8 @@ warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` i
 
 
 BASE_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "base.yaml"
+# Shapes that come from the data module, never typed in a config.
+LINKED_FROM_DATA = ("input_shape", "num_classes")
 
 
 class SaveRunConfig(SaveConfigCallback):
@@ -119,8 +121,8 @@ class TemplateCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_lightning_class_args(RunCheckpoint, "checkpoint")
         parser.add_lightning_class_args(EarlyStoppingOnBest, "early_stopping")
-        parser.link_arguments("data.input_shape", "model.init_args.input_shape", apply_on="instantiate")
-        parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
+        for name in LINKED_FROM_DATA:
+            parser.link_arguments(f"data.{name}", f"model.init_args.{name}", apply_on="instantiate")
 
     # --- --ckpt_path last | best ------------------------------------------------------------
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
@@ -179,7 +181,7 @@ class TemplateCLI(LightningCLI):
         else:
             path = Path(ckpt_path)
         check_checkpoint(path)
-        check_given_values(config.model, path)
+        check_given_values(config.model, path, linked=set(LINKED_FROM_DATA))
         config.ckpt_path = str(path)
 
     @staticmethod
