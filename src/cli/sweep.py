@@ -252,12 +252,12 @@ def parse_options(args: list[str]) -> tuple[argparse.Namespace, list[str]]:
     )
     add = parser.add_argument
     add("--sweep.space", dest="space", required=True, help="YAML file (or inline YAML) of config keys to sweep")
-    add("--sweep.n_trials", dest="n_trials", type=int, default=20, help="trials this worker runs (default 20)")
+    add("--sweep.n_trials", dest="n_trials", type=int, default=20, help="trials this worker runs (20; 0: report only)")
     add("--sweep.timeout", dest="timeout", type=float, help="seconds after which no new trial starts")
     add("--sweep.sampler", dest="sampler", default="tpe", help=f"{' | '.join(SAMPLERS)} (default tpe)")
     add("--sweep.sampler_seed", dest="sampler_seed", type=int, help="seed of the sampler (default: random)")
     add("--sweep.pruner", dest="pruner", default="median", help=f"{' | '.join(PRUNERS)} (default median)")
-    add("--sweep.seeds", dest="seeds", type=int, default=1, help="runs per trial with seeds seed, seed+1, ...")
+    add("--sweep.seeds", dest="seeds", type=int, default=1, help="fits per trial (seeds s, s+1, ...); mean optimised")
     add("--sweep.storage", dest="storage", help="database URL (default sqlite:///<save_dir>/<name>_sweep/optuna.db)")
     add("--sweep.study_name", dest="study_name", help="join this study (default: a new study_K)")
     try:
