@@ -70,7 +70,9 @@ def main() -> None:
             f"`{shown}`",
             "",
             summary + ". `val/mse` is the best validation of each trial (every 50 epochs); `test/mse` is "
-            "its best checkpoint on the test split; a pruned trial shows the best value it reported before it was stopped; `seconds` is wall time on 2 CPU cores shared with other jobs at the time, so it varies between trials of the same size.",
+            "its best checkpoint on the test split; a pruned trial shows the best value it reported before "
+            "it was stopped; `seconds` is wall time "
+            "on 2 CPU cores shared with other jobs at the time, so it varies between trials of the same size.",
             "",
             table,
             best_line.replace(str(Path(tempfile.gettempdir())), "<scratch>"),
