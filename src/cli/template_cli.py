@@ -86,8 +86,9 @@ class TemplateCLI(LightningCLI):
             {
                 "parser_mode": "yaml",
                 "exit_on_error": False,
-                "epilog": "Also: python train.py compare_schedules --config CONFIG [fit options] "
-                "[--schedules constant step exponential cosine onecycle] (one run per LR schedule).",
+                "epilog": "Also: python train.py sweep --config CONFIG --sweep.space SPACE.yaml [fit options] "
+                "(an Optuna study; see sweep --help), and python train.py compare_schedules --config CONFIG "
+                "[fit options] [--schedules constant step exponential cosine onecycle] (one run per LR schedule).",
                 **{name: {"default_config_files": [str(BASE_CONFIG)]} for name in self.subcommands()},
             },
         )
