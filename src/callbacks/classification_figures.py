@@ -1,4 +1,4 @@
-"""Confusion-matrix and sample-prediction figures for TensorBoard."""
+"""Confusion-matrix and sample-prediction figures, sent to every logger of the run."""
 
 import matplotlib
 
@@ -6,10 +6,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 from lightning.pytorch import Callback, LightningModule, Trainer  # noqa: E402
-from lightning.pytorch.loggers import TensorBoardLogger  # noqa: E402
 from torchmetrics.classification import MulticlassConfusionMatrix  # noqa: E402
 
 from src.datamodules.class_names import class_names  # noqa: E402
+from src.loggers.figures import log_figures, logs_images  # noqa: E402
 
 
 def confusion_figure(matrix: torch.Tensor, names: list[str]) -> plt.Figure:
@@ -59,7 +59,7 @@ class ClassificationFigures(Callback):
     """After validation (every `every_n_epochs`) and test: a confusion matrix and, for images,
     a grid of `num_samples` samples with their true and predicted labels.
 
-    Needs a ClassificationModule (its `labels`) and a TensorBoard logger; class names come
+    Needs a ClassificationModule (its `labels`) and a logger that takes images (any of src/loggers); class names come
     from the data module's `class_names` when it has them.
     """
 
@@ -70,7 +70,7 @@ class ClassificationFigures(Callback):
         self.samples: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
     def _active(self, trainer: Trainer) -> bool:
-        if trainer.sanity_checking or not isinstance(trainer.logger, TensorBoardLogger):
+        if trainer.sanity_checking or not logs_images(trainer.loggers):
             return False
         return not trainer.training and (trainer.testing or (trainer.current_epoch + 1) % self.every_n_epochs == 0)
 
@@ -127,10 +127,10 @@ class ClassificationFigures(Callback):
         if not trainer.is_global_zero:
             return
         names = class_names(trainer.datamodule, pl_module.num_classes)
-        experiment = trainer.logger.experiment
-        experiment.add_figure(f"{stage}/confusion_matrix", confusion_figure(matrix, names), trainer.global_step)
+        figures = {f"{stage}/confusion_matrix": confusion_figure(matrix, names)}
         if self.samples is not None:
-            experiment.add_figure(f"{stage}/samples", samples_figure(*self.samples, names), trainer.global_step)
+            figures[f"{stage}/samples"] = samples_figure(*self.samples, names)
+        log_figures(trainer.loggers, figures, trainer.global_step)
 
     def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._write(trainer, pl_module, "val")

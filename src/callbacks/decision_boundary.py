@@ -1,4 +1,4 @@
-"""The decision boundary of a 2-D classifier over its data, as a TensorBoard image."""
+"""The decision boundary of a 2-D classifier over its data, as an image for every logger."""
 
 import matplotlib.pyplot as plt
 import torch

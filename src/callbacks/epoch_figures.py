@@ -2,20 +2,21 @@
 
 import matplotlib
 
-matplotlib.use("Agg")  # figures are rendered to images for TensorBoard, never shown
+matplotlib.use("Agg")  # figures are rendered to images for the loggers, never shown
 import matplotlib.pyplot as plt  # noqa: E402
 from lightning.pytorch import Callback, LightningModule, Trainer  # noqa: E402
-from lightning.pytorch.loggers import TensorBoardLogger  # noqa: E402
 
 from src.errors import UserInputError  # noqa: E402
+from src.loggers.figures import log_figures, logs_images  # noqa: E402
 
 
 class EpochFigures(Callback):
     """Calls `figures(trainer, module, stage)` after validation every `every_n_epochs` epochs
-    and after testing, and writes what it returns to TensorBoard as `<stage>/<name>` images.
+    and after testing, and sends what it returns to every logger as `<stage>/<name>` images
+    (TensorBoard and W&B images, MLflow artifacts, PNG files beside a CSV log: src/loggers/figures.py).
 
     Subclasses return a dict of name -> matplotlib figure, or an empty dict when the task
-    does not suit them. Only rank 0 draws; without a TensorBoard logger nothing is drawn.
+    does not suit them. Only rank 0 draws; without a logger that takes images nothing is drawn.
     """
 
     def __init__(self, every_n_epochs: int = 1) -> None:
@@ -34,7 +35,7 @@ class EpochFigures(Callback):
         return f"after {trainer.current_epoch} epochs"
 
     def _write(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        if not isinstance(trainer.logger, TensorBoardLogger) or not trainer.is_global_zero:
+        if not logs_images(trainer.loggers) or not trainer.is_global_zero:
             return
         was_training = pl_module.training
         pl_module.eval()  # evaluation behaviour (EMA weights, no dropout) whatever hook we are in
@@ -42,8 +43,7 @@ class EpochFigures(Callback):
             drawn = self.figures(trainer, pl_module, stage)
         finally:
             pl_module.train(was_training)
-        for name, figure in drawn.items():
-            trainer.logger.experiment.add_figure(f"{stage}/{name}", figure, trainer.global_step)  # closes it
+        log_figures(trainer.loggers, {f"{stage}/{name}": figure for name, figure in drawn.items()}, trainer.global_step)
 
     # The *_end hooks run after the module has logged the epoch's metrics, so titles can use them.
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:

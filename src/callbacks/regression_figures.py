@@ -1,4 +1,4 @@
-"""The regression fit (data, true function, prediction) and its residuals, as TensorBoard images."""
+"""The regression fit (data, true function, prediction) and its residuals, as images for every logger."""
 
 import matplotlib.pyplot as plt
 import torch

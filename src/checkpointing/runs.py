@@ -1,7 +1,15 @@
-"""Finding an experiment's runs and checkpoints under the TensorBoard log folder, and checking them."""
+"""Finding an experiment's runs and checkpoints, whatever the logger, and checking them.
 
+Every logger of this project (TensorBoard, CSV, MLflow, W&B) keeps a run in
+`<save_dir>/<name>/version_N/`: checkpoints/ (last.ckpt, the best), config.yaml, and for
+MLflow and W&B the tracker's run id (mlflow.json, wandb.json). These helpers read that layout;
+they need no logger object, so a sweep can call them on finished runs.
+"""
+
+import json
 import re
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -17,6 +25,68 @@ def versions(experiment_dir: Path) -> list[Path]:
         return []
     found = [(int(m.group(1)), p) for p in experiment_dir.iterdir() if (m := _VERSION.match(p.name)) and p.is_dir()]
     return [path for _, path in sorted(found, reverse=True)]
+
+
+def next_version(experiment_dir: Path) -> int:
+    """N for a new `version_N` folder: one more than the highest there (0 for none)."""
+    found = versions(experiment_dir)
+    return int(_VERSION.match(found[0].name).group(1)) + 1 if found else 0
+
+
+# Logger classes whose config has save_dir, name and version: the run folder <save_dir>/<name>/version_N.
+RUN_FOLDER_LOGGERS = ("TensorBoardLogger", "CSVLogger", "src.loggers.CSV", "src.loggers.MLflow", "src.loggers.Wandb")
+
+
+def logger_entries(logger_config: Any) -> list[Any]:
+    """The logger configs of a parsed `trainer.logger` (one, a list, or none/true/false)."""
+    if isinstance(logger_config, (list, tuple)):
+        return [entry for entry in logger_config if getattr(entry, "init_args", None) is not None]
+    return [logger_config] if getattr(logger_config, "init_args", None) is not None else []
+
+
+def keeps_run_folder(entry: Any) -> bool:
+    """Whether a logger config is one whose run folder is `<save_dir>/<name>/version_N`."""
+    class_path = str(getattr(entry, "class_path", ""))
+    return any(class_path == known or class_path.endswith(f".{known}") for known in RUN_FOLDER_LOGGERS)
+
+
+def experiment_dir(logger_config: Any) -> Path:
+    """`<save_dir>/<name>` of a parsed `trainer.logger`: where that config's runs live."""
+    entries = [entry for entry in logger_entries(logger_config) if keeps_run_folder(entry)]
+    if not entries:
+        raise UserInputError(
+            "finding a run needs trainer.logger to be one of TensorBoardLogger (the default), "
+            "src.loggers.CSV, src.loggers.MLflow or src.loggers.Wandb (configs/loggers/*.yaml)"
+        )
+    init_args = entries[0].init_args
+    return Path(init_args.get("save_dir") or "lightning_logs") / (init_args.get("name") or "lightning_logs")
+
+
+def tracker_record(run_dir: Path, tracker: str) -> dict[str, str]:
+    """What a run folder stores of its tracker run (`mlflow`: run_id, experiment_id, tracking_uri;
+    `wandb`: id, project), or {} when that tracker never logged this run."""
+    path = run_dir / f"{tracker}.json"
+    if not path.is_file():
+        return {}
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise UserInputError(f"{path} is damaged ({error}); delete it to start a new {tracker} run") from None
+    return record if isinstance(record, dict) else {}
+
+
+def best_score(run_dir: Path) -> tuple[float | None, Path | None]:
+    """The best monitored score of a run and its checkpoint, as its last.ckpt records them
+    ((None, None) when the run saved no best yet). For a sweep's objective."""
+    last = run_dir / "checkpoints" / "last.ckpt"
+    check_checkpoint(last)
+    state = _load_structure(last)
+    for callback_state in state.get("callbacks", {}).values():
+        if isinstance(callback_state, dict) and "best_model_score" in callback_state:
+            score = callback_state["best_model_score"]
+            best = _recorded_best(state, last.parent)
+            return (float(score) if score is not None else None), best
+    return None, None
 
 
 def latest_resumable_run(experiment_dir: Path) -> Path:

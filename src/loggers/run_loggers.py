@@ -1,0 +1,391 @@
+"""CSV, MLflow and Weights & Biases loggers that keep a run where TensorBoard keeps it.
+
+Every logger of this project shares the run folder `<save_dir>/<name>/version_N/`: the
+checkpoints, config.yaml and the tracker's local files live there whatever the tracker, so
+`--ckpt_path last|best`, predict, export and lr_find find a run the same way. `name` is the
+experiment (MLflow's experiment, W&B's project); `version` the run folder's number. The
+tracker's own run id is kept in the run folder (mlflow.json, wandb.json), so a resumed run
+(`--ckpt_path last` sets `version`) goes on in the same MLflow or W&B run.
+"""
+
+import csv
+import json
+import os
+import shutil
+import socket
+import warnings
+from argparse import Namespace
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from lightning.pytorch.loggers import CSVLogger, MLFlowLogger, WandbLogger
+from lightning.pytorch.loggers.logger import rank_zero_experiment
+from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn
+
+from src.checkpointing.atomic_files import write_atomically
+from src.checkpointing.runs import next_version, tracker_record
+from src.errors import UserInputError
+
+DEFAULT_DIR = "lightning_logs"
+# CSV.experiment keeps a resumed run's rows, which Lightning's warning says it deletes.
+warnings.filterwarnings("ignore", message=r"Experiment logs directory .* exists and is not empty")
+
+
+class RunFolder:
+    """`<save_dir>/<name>/version_N` for a tracker whose files would otherwise live elsewhere.
+
+    `save_dir` (the property) is the run folder itself, which is what `Trainer.log_dir` reads
+    for a logger that is neither TensorBoard nor CSV: config.yaml lands in the run folder.
+    """
+
+    _root: Path
+    _folder_name: str
+    _version: int | None
+
+    def _set_folder(self, save_dir: str | os.PathLike, name: str, version: int | None) -> None:
+        self._root = Path(save_dir)
+        self._folder_name = name
+        self._version = version
+
+    @property
+    def root_dir(self) -> str:
+        """`<save_dir>/<name>`: this experiment's runs."""
+        return str(self._root / self._folder_name)
+
+    @property
+    def run_version(self) -> int:
+        """N of version_N: given, or the next free number in the experiment's folder."""
+        if self._version is None:
+            self._version = next_version(Path(self.root_dir))
+        return self._version
+
+    @property
+    def log_dir(self) -> str:
+        return str(Path(self.root_dir) / f"version_{self.run_version}")
+
+    @property
+    def save_dir(self) -> str:
+        return self.log_dir
+
+    def _record_path(self, tracker: str) -> Path:
+        return Path(self.log_dir) / f"{tracker}.json"
+
+    def _write_record(self, tracker: str, record: dict[str, str]) -> None:
+        path = self._record_path(tracker)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomically(path, (json.dumps(record, indent=2) + "\n").encode())
+
+
+class CSV(CSVLogger):
+    """Lightning's CSVLogger (metrics.csv, hparams.yaml in `<save_dir>/<name>/version_N`); the
+    figure callbacks write PNG files in its `figures/` folder. Accepts (and ignores) the metrics
+    that TensorBoard's HPARAMS tab registers with the hyperparameters."""
+
+    def __init__(
+        self,
+        save_dir: str = DEFAULT_DIR,
+        name: str = "lightning_logs",
+        version: int | None = None,
+        prefix: str = "",
+        flush_logs_every_n_steps: int = 100,
+    ) -> None:
+        super().__init__(
+            save_dir=save_dir,
+            name=name,
+            version=version,
+            prefix=prefix,
+            flush_logs_every_n_steps=flush_logs_every_n_steps,
+        )
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> Any:
+        """Lightning's CSV writer, which deletes the folder's metrics.csv: a resumed run's earlier
+        rows are put back, so the file holds the whole run."""
+        if self._experiment is None:
+            path = Path(self.log_dir) / "metrics.csv"
+            earlier = path.read_bytes() if path.is_file() else None
+            writer = CSVLogger.experiment.fget(self)
+            if earlier:
+                write_atomically(path, earlier)
+                header = earlier.decode().splitlines()[0]
+                writer.metrics_keys = sorted(next(csv.reader([header])))
+        return CSVLogger.experiment.fget(self)
+
+    @rank_zero_only
+    def log_hyperparams(self, params: dict[str, Any] | Namespace | None = None, metrics: Any = None) -> None:
+        super().log_hyperparams(params)
+
+
+# --- MLflow ----------------------------------------------------------------------------------------
+def _check_folder(folder: Path, uri: str) -> None:
+    """The folder of a local store exists (created if need be) and is writable."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UserInputError(
+            f"cannot use the MLflow store {uri}: cannot create {folder} ({error.strerror or error}); "
+            "choose another --trainer.logger.init_args.tracking_uri or save_dir"
+        ) from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UserInputError(
+            f"cannot use the MLflow store {uri}: {folder} is not writable; "
+            "choose another --trainer.logger.init_args.tracking_uri or save_dir"
+        )
+
+
+def check_tracking_uri(uri: str, timeout: float = 5.0) -> None:
+    """Fail in one line, before any run starts, when an MLflow store cannot be used: a server
+    that does not answer, or a local store (SQLite file, folder) that cannot be written."""
+    parsed = urlparse(uri)
+    scheme = parsed.scheme.lower()
+    if scheme in ("http", "https"):
+        port = parsed.port or (443 if scheme == "https" else 80)
+        try:
+            socket.create_connection((parsed.hostname or "", port), timeout=timeout).close()
+        except OSError as error:
+            reason = error.strerror or str(error) or type(error).__name__
+            raise UserInputError(
+                f"cannot reach the MLflow tracking server {uri} ({reason}); start it (mlflow server --host "
+                "127.0.0.1 --port 5000) or leave out --trainer.logger.init_args.tracking_uri to use the local "
+                f"store {DEFAULT_DIR}/mlflow.db"
+            ) from None
+    elif scheme == "sqlite":
+        path = Path(uri.removeprefix("sqlite:///"))
+        _check_folder(path.parent, uri)
+        if path.exists() and not os.access(path, os.W_OK):
+            raise UserInputError(f"cannot use the MLflow store {uri}: {path} is not writable")
+    elif scheme in ("", "file"):
+        _check_folder(Path(parsed.path if scheme == "file" else uri), uri)
+
+
+class MLflow(RunFolder, MLFlowLogger):
+    """MLflow tracking; by default a local store, no server: `<save_dir>/mlflow.db` (SQLite) with
+    the artifacts (config, figures) in `<save_dir>/mlartifacts/`. Browse it with
+    `mlflow ui --backend-store-uri sqlite:///lightning_logs/mlflow.db`.
+
+    Args:
+        name: the MLflow experiment (and the run folder's experiment: `<save_dir>/<name>/version_N`).
+        save_dir: where the run folders (checkpoints, config.yaml) and the default local store go.
+        version: the run folder's N; a folder that already holds an MLflow run (mlflow.json) continues it.
+        tracking_uri: any MLflow tracking URI (http://127.0.0.1:5000, sqlite:///path.db, a folder);
+            default: $MLFLOW_TRACKING_URI, else the local SQLite store above.
+        artifact_location: where a newly created experiment keeps artifacts (default: beside a local
+            store; the server's choice for a server).
+        tags: tags of a new run.
+        log_model: also upload checkpoints as artifacts (Lightning's MLFlowLogger option).
+        prefix: put before every metric name.
+    """
+
+    def __init__(
+        self,
+        name: str = "lightning_logs",
+        save_dir: str = DEFAULT_DIR,
+        version: int | None = None,
+        tracking_uri: str | None = None,
+        artifact_location: str | None = None,
+        tags: dict[str, Any] | None = None,
+        log_model: bool = False,
+        prefix: str = "",
+    ) -> None:
+        self._set_folder(save_dir, name, version)
+        root = Path(save_dir).resolve()
+        uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{root / 'mlflow.db'}"
+        check_tracking_uri(uri)
+        if artifact_location is None and not urlparse(uri).scheme.startswith("http"):
+            artifact_location = (root / "mlartifacts").as_uri()
+        super().__init__(
+            experiment_name=name,
+            tracking_uri=uri,
+            tags=tags,
+            log_model=log_model,
+            prefix=prefix,
+            artifact_location=artifact_location,
+        )
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> Any:
+        """The MlflowClient, with this run folder's MLflow run: the stored one, else a new one."""
+        if not self._initialized:
+            resumed = self._run_id is None and (record := tracker_record(Path(self.log_dir), "mlflow"))
+            if resumed:
+                if record.get("tracking_uri") != self._tracking_uri:
+                    raise UserInputError(
+                        f"{self.log_dir} was tracked in MLflow at {record.get('tracking_uri')}, not "
+                        f"{self._tracking_uri}: resume with --trainer.logger.init_args.tracking_uri "
+                        f"{record.get('tracking_uri')}"
+                    )
+                self._run_id = record["run_id"]
+            elif self._run_name is None:
+                self._run_name = f"{self._folder_name}/version_{self.run_version}"
+            client = _mlflow_call(lambda: MLFlowLogger.experiment.fget(self), self._tracking_uri)
+            if resumed:
+                client.update_run(self._run_id, status="RUNNING")  # finished when the run first ended
+            else:
+                self._write_record(
+                    "mlflow",
+                    {"run_id": self._run_id, "experiment_id": self._experiment_id, "tracking_uri": self._tracking_uri},
+                )
+        return MLFlowLogger.experiment.fget(self)
+
+    @rank_zero_only
+    def log_hyperparams(self, params: dict[str, Any] | Namespace, metrics: Any = None) -> None:
+        """MLflow params cannot change: a resumed run logs only the new ones (a changed value is warned of)."""
+        from lightning.fabric.utilities.logger import _convert_params, _flatten_dict
+
+        flat = {key: str(value)[:250] for key, value in _flatten_dict(_convert_params(params)).items()}
+        logged = self.experiment.get_run(self.run_id).data.params
+        changed = sorted(key for key, value in flat.items() if key in logged and logged[key] != value)
+        if changed:
+            rank_zero_warn(f"MLflow keeps the first value of a param; not logged again: {', '.join(changed)}")
+        new = {key: value for key, value in flat.items() if key not in logged}
+        if new:
+            super().log_hyperparams(new)
+
+
+def _mlflow_call(call: Any, uri: str) -> Any:
+    """Run an MLflow call; a store that fails is one line naming it."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return call()
+    except MlflowException as error:
+        first = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+        raise UserInputError(f"MLflow store {uri}: {first}") from None
+
+
+# --- Weights & Biases ------------------------------------------------------------------------------
+class Wandb(RunFolder, WandbLogger):
+    """Weights & Biases; its local files in the run folder (`version_N/wandb/`). Without an account
+    or network run it offline (`WANDB_MODE=offline` or `offline: true`), then `wandb sync` later.
+
+    Args:
+        name: the W&B project (and the run folder's experiment: `<save_dir>/<name>/version_N`).
+        save_dir: where the run folders go.
+        version: the run folder's N; a folder that already holds a W&B run (wandb.json) continues it.
+        offline: log to local files only, whatever WANDB_MODE says.
+        entity: the W&B user or team (default: yours).
+        group, tags: W&B's run group and tags.
+        log_model: also upload checkpoints as W&B artifacts (online only).
+        prefix: put before every metric name.
+    """
+
+    def __init__(
+        self,
+        name: str = "lightning_logs",
+        save_dir: str = DEFAULT_DIR,
+        version: int | None = None,
+        offline: bool = False,
+        entity: str | None = None,
+        group: str | None = None,
+        tags: list[str] | None = None,
+        log_model: bool = False,
+        prefix: str = "",
+    ) -> None:
+        self._set_folder(save_dir, name, version)
+        extra = {key: value for key, value in {"entity": entity, "group": group, "tags": tags}.items() if value}
+        if offline:
+            extra["mode"] = "offline"
+        super().__init__(project=name, log_model=log_model, prefix=prefix, **extra)
+        self._wandb_init.pop("anonymous", None)  # deprecated in wandb: it only warns
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> Any:
+        """The wandb Run of this run folder: the stored one, else a new one."""
+        if self._experiment is None:
+            folder = Path(self.log_dir)
+            folder.mkdir(parents=True, exist_ok=True)
+            record = tracker_record(folder, "wandb")
+            # Absolute: W&B's service process, started by an earlier run, may have another working folder.
+            self._wandb_init.update(dir=str(folder.resolve()), name=f"{self._folder_name}/version_{self.run_version}")
+            if record:
+                self._wandb_init.update(id=record["id"], resume="allow")
+            import wandb
+
+            if wandb.run is not None:  # an earlier run of this process (a sweep, a test): it has ended
+                wandb.run.finish()
+            try:
+                run = WandbLogger.experiment.fget(self)
+            except Exception as error:  # wandb raises its own types for a missing login or network
+                first = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+                raise UserInputError(
+                    f"W&B could not start the run ({first}); log in with `wandb login`, or log offline: "
+                    "WANDB_MODE=offline or --trainer.logger.init_args.offline true"
+                ) from None
+            if not record:
+                self._write_record("wandb", {"id": run.id, "project": run.project or self._folder_name})
+        return WandbLogger.experiment.fget(self)
+
+    @property
+    def save_dir(self) -> str:
+        return self.log_dir
+
+    @rank_zero_only
+    def log_hyperparams(self, params: dict[str, Any] | Namespace, metrics: Any = None) -> None:
+        super().log_hyperparams(params)
+
+
+def run_dir(logger: Any) -> Path | None:
+    """The run folder of a TensorBoard, CSV, MLflow or W&B logger of this project; None for others."""
+    if isinstance(logger, (RunFolder, CSVLogger)) or type(logger).__name__ == "TensorBoardLogger":
+        return Path(logger.log_dir)
+    return None
+
+
+def share_run_folder(trainer: Any) -> None:
+    """Put every logger of a fit, and its checkpoints, in the first logger's run folder.
+
+    Loggers that pick the next free version_N each pick it when they first write, so a second
+    logger would pick N+1 once the first has made version_N; here the ones left unnumbered
+    take the first one's N (rank 0's choice reaches the other ranks: ModelCheckpoint broadcasts
+    its folder, and only rank 0 logs). The checkpoints go to `version_N/checkpoints` unless
+    `checkpoint.dirpath` names a folder.
+    """
+    folders = [logger for logger in trainer.loggers if run_dir(logger) is not None]
+    if not folders:
+        return
+    first = folders[0]
+    version = first.run_version if isinstance(first, RunFolder) else first.version
+    for logger in folders[1:]:
+        # TensorBoard's and CSV's number is `_version` (None until first asked), as is ours.
+        if logger._version is None and Path(logger.root_dir) == Path(first.root_dir):
+            logger._version = version
+    callback = trainer.checkpoint_callback
+    if callback is not None and callback.dirpath is None:
+        callback.dirpath = str(run_dir(first) / "checkpoints")
+
+
+def store_file(loggers: list[Any], path: Path) -> None:
+    """Keep a file of the run (its config) with each tracker that stores files: an MLflow
+    artifact, a W&B run file. TensorBoard and CSV read the run folder, where it already is."""
+    for logger in loggers:
+        if isinstance(logger, MLFlowLogger):
+            logger.experiment.log_artifact(logger.run_id, str(path))
+        elif isinstance(logger, WandbLogger):
+            # Beside W&B's own config.yaml (the run's hyperparameters): files/lightning/<name>.
+            run = logger.experiment
+            copy = Path(run.dir) / "lightning" / path.name
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, copy)
+            run.save(str(copy), base_path=run.dir, policy="now")
+
+
+def describe_run(logger: Any) -> str:
+    """One line: where this logger's run is and how to look at it."""
+    if isinstance(logger, MLFlowLogger):
+        uri = logger._tracking_uri
+        where = f"MLflow run {logger.run_id} (experiment {logger._experiment_name}) in {uri}"
+        return f"{where}  (mlflow ui --backend-store-uri {uri})"
+    if isinstance(logger, WandbLogger):
+        run = logger.experiment
+        if getattr(run, "offline", False) or getattr(getattr(run, "settings", None), "mode", "") == "offline":
+            return f"W&B offline run {run.id} in {run.dir}  (upload: wandb sync {Path(run.dir).parent})"
+        return f"W&B run {run.id}: {getattr(run, 'url', '')}"
+    if isinstance(logger, CSVLogger):
+        return f"CSV logs: {logger.log_dir}/metrics.csv  (figures in {logger.log_dir}/figures)"
+    if type(logger).__name__ == "TensorBoardLogger":
+        return f"TensorBoard logs: {logger.log_dir}  (tensorboard --logdir {Path(logger.log_dir).parent.parent})"
+    return f"{type(logger).__name__} logs"

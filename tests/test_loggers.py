@@ -1,0 +1,376 @@
+"""Loggers other than TensorBoard: CSV, MLflow (local SQLite store, or a server) and W&B (offline).
+
+For each: a short circles fit logs val/acc and train/lr at every validation (2 points for 4
+epochs validated every 2), the last val/acc_best is the best score the checkpoint records,
+hyperparameters and the resolved config are stored with the run, the decision boundary is a
+real 600 x 500 PNG; `--ckpt_path last` goes on in the same tracker run (same id, the history
+continues at the next steps); `--ckpt_path best`, test, predict and export find the run.
+"""
+
+import csv
+import json
+import socket
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from src.checkpointing.runs import best_score
+from tests.conftest import QUIET, ROOT, config, run_cli, run_train_py
+
+LOGGERS = ROOT / "configs" / "loggers"
+FIT = ["--config", config("circles"), *QUIET, "--trainer.max_epochs", "4", "--trainer.check_val_every_n_epoch", "2"]
+RUN = Path("lightning_logs") / "circles" / "version_0"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def part(name: str) -> list[str]:
+    return ["--config", str(LOGGERS / f"{name}.yaml")]
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    """Width and height of a PNG (its IHDR chunk), after checking it is one and decodes."""
+    from io import BytesIO
+
+    from PIL import Image
+
+    assert data[:8] == PNG_MAGIC and data[12:16] == b"IHDR"
+    with Image.open(BytesIO(data)) as image:
+        image.load()  # decodes every pixel: a truncated file fails here
+        assert image.size == struct.unpack(">II", data[16:24])
+        return image.size
+
+
+def check_tools_find_the_run(in_tmp: Path, logger: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    """test --ckpt_path best, predict and export with this logger's config find version_0."""
+    best = best_score(in_tmp / RUN)[1]
+    capsys.readouterr()
+    assert run_cli("test", "--config", config("circles"), *logger, "--ckpt_path", "best", *QUIET) == 0
+    assert f"Using the best checkpoint of {RUN}: {best}" in capsys.readouterr().out
+    (in_tmp / "points.csv").write_text("x1,x2\n0.0,0.0\n1.0,0.0\n")
+    assert (
+        run_cli(
+            "predict", "--config", config("circles"), *logger, "--ckpt_path", "best", "--input", "points.csv", *QUIET
+        )
+        == 0
+    )
+    assert len(list(csv.DictReader((in_tmp / "predictions.csv").open()))) == 2
+    args = ["--config", config("circles"), *logger, "--ckpt_path", "last", "--formats", "[state_dict]"]
+    assert run_cli("export", *args, *QUIET) == 0
+    assert (in_tmp / RUN / "export" / "last" / "net_state_dict.pt").is_file()
+
+
+def check_stored_config(text: str, class_path: str) -> None:
+    stored = yaml.safe_load(text)
+    logger = stored["trainer"]["logger"]
+    logger = logger if isinstance(logger, list) else [logger]
+    assert class_path in [entry["class_path"] for entry in logger]
+    assert (
+        stored["trainer"]["max_epochs"] in (4, 6)
+        and stored["model"]["init_args"]["optimizer"]["init_args"]["lr"] == 0.01
+    )
+
+
+# --- CSV ------------------------------------------------------------------------------------------
+def csv_series(run: Path, key: str) -> list[tuple[int, float]]:
+    with (run / "metrics.csv").open(newline="") as handle:
+        return [(int(row["step"]), float(row[key])) for row in csv.DictReader(handle) if row.get(key)]
+
+
+def test_csv_logs_curves_config_figures_and_resumes_the_same_file(
+    in_tmp: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run_cli("fit", *FIT, *part("csv")) == 0
+    run = in_tmp / RUN
+    val, lr = csv_series(run, "val/acc"), csv_series(run, "train/lr")
+    assert [step for step, _ in val] == [1, 3] and [step for step, _ in lr] == [1, 3]
+    assert all(value == pytest.approx(0.01) for _, value in lr)
+    score, best = best_score(run)
+    assert max(value for _, value in val) == pytest.approx(score) == csv_series(run, "val/acc_best")[-1][1]
+    hparams = yaml.unsafe_load((run / "hparams.yaml").read_text())  # it holds tuples
+    assert hparams["net"]["init_args"]["hidden_sizes"] == [512, 512]
+    check_stored_config((run / "config.yaml").read_text(), "src.loggers.CSV")
+    assert png_size((run / "figures" / "val" / "decision_boundary" / "step_000004.png").read_bytes()) == (600, 500)
+    assert png_size((run / "figures" / "test" / "decision_boundary" / "step_000004.png").read_bytes()) == (600, 500)
+
+    assert run_cli("fit", *FIT, *part("csv"), "--trainer.max_epochs", "6", "--ckpt_path", "last") == 0
+    assert [path.name for path in run.parent.iterdir()] == ["version_0"]
+    assert [step for step, _ in csv_series(run, "val/acc")] == [1, 3, 5]  # the earlier rows kept
+    assert [step for step, _ in csv_series(run, "train/lr")] == [1, 3, 5]
+    assert csv_series(run, "val/acc_best")[-1][1] == pytest.approx(best_score(run)[0])
+    assert (run / "figures" / "val" / "decision_boundary" / "step_000006.png").is_file()
+    check_tools_find_the_run(in_tmp, part("csv"), capsys)
+
+
+def test_lightning_csv_logger_class_path_is_ours_and_tracker_classes_are_refused(
+    in_tmp: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run_cli("fit", *FIT, "--trainer.max_epochs", "2", "--trainer.logger", "CSVLogger") == 0
+    assert csv_series(in_tmp / RUN, "val/acc")  # the task name carried over
+    capsys.readouterr()
+    assert run_cli("fit", *FIT, "--trainer.logger", "lightning.pytorch.loggers.MLFlowLogger") == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and "use src.loggers.MLflow" in error
+
+
+# --- MLflow ---------------------------------------------------------------------------------------
+def mlflow_client(in_tmp: Path) -> object:
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(f"sqlite:///{in_tmp / 'lightning_logs' / 'mlflow.db'}")
+
+
+def test_mlflow_local_store_logs_everything_and_resumes_the_same_run(
+    in_tmp: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("mlflow")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert run_cli("fit", *FIT, *part("mlflow")) == 0
+    run = in_tmp / RUN
+    record = json.loads((run / "mlflow.json").read_text())
+    client = mlflow_client(in_tmp)
+    run_id = record["run_id"]
+    assert client.get_experiment(record["experiment_id"]).name == "circles"
+    val = [(m.step, m.value) for m in client.get_metric_history(run_id, "val/acc")]
+    lr = [(m.step, m.value) for m in client.get_metric_history(run_id, "train/lr")]
+    assert [step for step, _ in val] == [1, 3] and [step for step, _ in lr] == [1, 3]
+    assert all(value == pytest.approx(0.01) for _, value in lr)
+    score = best_score(run)[0]
+    assert max(value for _, value in val) == pytest.approx(score)
+    assert client.get_metric_history(run_id, "val/acc_best")[-1].value == pytest.approx(score)
+    params = client.get_run(run_id).data.params
+    assert params["net/init_args/hidden_sizes"] == "[512, 512]" and params["optimizer/init_args/lr"] == "0.01"
+    check_stored_config(
+        Path(client.download_artifacts(run_id, "config.yaml", str(in_tmp))).read_text(), "src.loggers.MLflow"
+    )
+    image = client.download_artifacts(run_id, "figures/val/decision_boundary/step_000004.png", str(in_tmp / "dl"))
+    assert png_size(Path(image).read_bytes()) == (600, 500)
+    assert (in_tmp / "lightning_logs" / "mlartifacts").is_dir()  # the artifacts live beside the store
+
+    assert run_cli("fit", *FIT, *part("mlflow"), "--trainer.max_epochs", "6", "--ckpt_path", "last") == 0
+    assert json.loads((run / "mlflow.json").read_text())["run_id"] == run_id
+    assert len(client.search_runs([record["experiment_id"]])) == 1  # no second run
+    assert [m.step for m in client.get_metric_history(run_id, "val/acc")] == [1, 3, 5]
+    assert client.get_metric_history(run_id, "val/acc_best")[-1].value == pytest.approx(best_score(run)[0])
+    assert "config.resumed-1.yaml" in [a.path for a in client.list_artifacts(run_id)]
+    assert client.get_run(run_id).info.status == "FINISHED"
+    check_tools_find_the_run(in_tmp, part("mlflow"), capsys)
+
+
+def test_two_loggers_share_one_run_folder(in_tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("mlflow")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    (in_tmp / "lightning_logs" / "circles" / "version_0").mkdir(parents=True)  # an earlier run: next is 1
+    assert run_cli("fit", *FIT, *part("tensorboard_mlflow")) == 0
+    run = in_tmp / "lightning_logs" / "circles" / "version_1"
+    assert sorted(path.name for path in run.parent.iterdir()) == ["version_0", "version_1"]
+    assert list(run.glob("events.out.tfevents.*")) and (run / "checkpoints" / "last.ckpt").is_file()
+    run_id = json.loads((run / "mlflow.json").read_text())["run_id"]
+    assert [m.step for m in mlflow_client(in_tmp).get_metric_history(run_id, "val/acc")] == [1, 3]
+    assert mlflow_client(in_tmp).get_run(run_id).info.run_name == "circles/version_1"
+
+
+@pytest.mark.parametrize(
+    ("uri", "expected"),
+    [
+        ("http://127.0.0.1:9", "cannot reach the MLflow tracking server http://127.0.0.1:9"),
+        ("sqlite:///{tmp}/a_file/mlflow.db", "cannot use the MLflow store"),
+    ],
+)
+def test_bad_tracking_uri_is_one_line_and_harms_no_checkpoint(
+    in_tmp: Path, capsys: pytest.CaptureFixture[str], uri: str, expected: str
+) -> None:
+    pytest.importorskip("mlflow")
+    (in_tmp / "a_file").write_text("not a folder")
+    last = in_tmp / RUN / "checkpoints" / "last.ckpt"
+    last.parent.mkdir(parents=True)
+    last.write_bytes(b"an earlier run's checkpoint")
+    flag = ["--trainer.logger.init_args.tracking_uri", uri.format(tmp=in_tmp)]
+    assert run_cli("fit", *FIT, *part("mlflow"), *flag) == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and expected in error, error
+    assert last.read_bytes() == b"an earlier run's checkpoint"
+    assert sorted(path.name for path in last.parent.iterdir()) == ["last.ckpt"]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_mlflow_server_on_localhost(in_tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A real `mlflow server`; the run and its figure reach it, resume continues its run."""
+    pytest.importorskip("mlflow")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+         "--backend-store-uri", f"sqlite:///{in_tmp / 'server.db'}", "--artifacts-destination", str(in_tmp / "art")],
+        cwd=in_tmp, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        uri = f"http://127.0.0.1:{port}"
+        for _ in range(120):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if server.poll() is not None:
+                    pytest.skip("mlflow server could not start here")
+                time.sleep(0.5)
+        else:
+            pytest.skip("mlflow server did not answer within 60 s")
+        flag = ["--trainer.logger.init_args.tracking_uri", uri]
+        assert run_cli("fit", *FIT, *part("mlflow"), *flag) == 0
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(uri)
+        run_id = json.loads((in_tmp / RUN / "mlflow.json").read_text())["run_id"]
+        assert [m.step for m in client.get_metric_history(run_id, "val/acc")] == [1, 3]
+        image = client.download_artifacts(run_id, "figures/val/decision_boundary/step_000004.png", str(in_tmp))
+        assert png_size(Path(image).read_bytes()) == (600, 500)
+        assert run_cli("fit", *FIT, *part("mlflow"), *flag, "--trainer.max_epochs", "6", "--ckpt_path", "last") == 0
+        assert [m.step for m in client.get_metric_history(run_id, "val/acc")] == [1, 3, 5]
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+# --- Weights & Biases (offline only) ---------------------------------------------------------------
+def wandb_records(path: Path) -> list[object]:
+    """The protobuf records of an offline run's .wandb file (LevelDB-style log blocks)."""
+    from wandb.proto import wandb_internal_pb2
+
+    data = path.read_bytes()
+    assert data[:4] == b":W&B"
+    position, block, pending, records = 7, 32768, b"", []
+    while position + 7 <= len(data):
+        if block - position % block < 7:  # a block's tail too short for a header is padding
+            position += block - position % block
+            continue
+        _, length, kind = struct.unpack("<IHB", data[position : position + 7])
+        chunk = data[position + 7 : position + 7 + length]
+        position += 7 + length
+        if kind == 0 and length == 0:
+            break
+        pending = chunk if kind in (1, 2) else pending + chunk
+        if kind in (1, 4):  # full, or last part of a record
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(pending)
+            records.append(record)
+    return records
+
+
+def finish_wandb(wandb: object, run: Path, timeout: float = 60) -> None:
+    """Finish the run (a process does it at exit) and wait until W&B's service has written each
+    offline run file to its end (the exit record): it writes them after finish() returns."""
+    wandb.finish()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        folders = list(run.glob("wandb/offline-run-*"))
+        files = [path for folder in folders for path in folder.glob("run-*.wandb")]
+        if folders and len(files) == len(folders) and all(has_exit(path) for path in files):
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"W&B did not finish writing its offline files in {run} within {timeout} s")
+
+
+def has_exit(path: Path) -> bool:
+    try:
+        return any(record.WhichOneof("record_type") == "exit" for record in wandb_records(path))
+    except Exception:  # a file still being written
+        return False
+
+
+def wandb_history(run: Path, key: str) -> list[tuple[int, float]]:
+    """(trainer/global_step, value) of `key` over all offline run folders of this run, in order."""
+    series = []
+    for path in sorted(run.glob("wandb/offline-run-*/run-*.wandb")):
+        for record in wandb_records(path):
+            if record.WhichOneof("record_type") != "history":
+                continue
+            items = {item.key or "/".join(item.nested_key): item.value_json for item in record.history.item}
+            if key in items:
+                series.append((int(float(items["trainer/global_step"])), float(items[key])))
+    return series
+
+
+def wandb_config(run: Path) -> dict[str, object]:
+    values: dict[str, object] = {}
+    for path in sorted(run.glob("wandb/offline-run-*/run-*.wandb")):
+        for record in wandb_records(path):
+            if record.WhichOneof("record_type") == "config":
+                values.update({item.key: json.loads(item.value_json) for item in record.config.update})
+    return values
+
+
+@pytest.fixture
+def wandb_offline(monkeypatch: pytest.MonkeyPatch) -> object:
+    wandb = pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.setenv("WANDB_CONSOLE", "off")  # no wrapping of the streams pytest captures
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    yield wandb
+    wandb.finish()
+
+
+def test_wandb_offline_logs_everything_and_resumes_the_same_run(
+    in_tmp: Path, capsys: pytest.CaptureFixture[str], wandb_offline: object
+) -> None:
+    assert run_cli("fit", *FIT, *part("wandb")) == 0
+    finish_wandb(wandb_offline, in_tmp / RUN)
+    run = in_tmp / RUN
+    run_id = json.loads((run / "wandb.json").read_text())["id"]
+    (folder,) = run.glob(f"wandb/offline-run-*-{run_id}")
+    val, lr = wandb_history(run, "val/acc"), wandb_history(run, "train/lr")
+    assert [step for step, _ in val] == [1, 3] and [step for step, _ in lr] == [1, 3]
+    assert all(value == pytest.approx(0.01) for _, value in lr)
+    score = best_score(run)[0]
+    assert max(value for _, value in val) == pytest.approx(score) == wandb_history(run, "val/acc_best")[-1][1]
+    hyper = wandb_config(run)
+    assert hyper["net"]["init_args"]["hidden_sizes"] == [512, 512]
+    check_stored_config((folder / "files" / "lightning" / "config.yaml").read_text(), "src.loggers.Wandb")
+    (image,) = folder.glob("files/media/images/val/decision_boundary_*.png")
+    assert png_size(image.read_bytes()) == (600, 500)
+
+    assert run_cli("fit", *FIT, *part("wandb"), "--trainer.max_epochs", "6", "--ckpt_path", "last") == 0
+    finish_wandb(wandb_offline, in_tmp / RUN)
+    assert json.loads((run / "wandb.json").read_text())["id"] == run_id
+    folders = sorted(run.glob("wandb/offline-run-*"))
+    assert len(folders) == 2 and all(path.name.endswith(f"-{run_id}") for path in folders)  # one run id
+    assert [step for step, _ in wandb_history(run, "val/acc")] == [1, 3, 5]
+    assert wandb_history(run, "val/acc_best")[-1][1] == pytest.approx(best_score(run)[0])
+    check_tools_find_the_run(in_tmp, part("wandb"), capsys)
+
+
+def test_wandb_and_csv_at_once_share_the_run_folder(in_tmp: Path, wandb_offline: object) -> None:
+    loggers = (
+        "[{class_path: src.loggers.CSV, init_args: {name: both}}, "
+        "{class_path: src.loggers.Wandb, init_args: {name: both}}]"
+    )
+    assert run_cli("fit", *FIT, "--trainer.logger", loggers) == 0
+    run = in_tmp / "lightning_logs" / "both" / "version_0"
+    finish_wandb(wandb_offline, run)
+    assert [path.name for path in run.parent.iterdir()] == ["version_0"]
+    assert [step for step, _ in csv_series(run, "val/acc")] == [1, 3]
+    assert [step for step, _ in wandb_history(run, "val/acc")] == [1, 3]
+    assert (run / "figures" / "val" / "decision_boundary" / "step_000004.png").is_file()
+    assert (run / "checkpoints" / "last.ckpt").is_file() and (run / "wandb.json").is_file()
+
+
+def test_wandb_without_login_online_is_one_line(in_tmp: Path) -> None:
+    """As a user without an account would run it (a separate process: no login, no network)."""
+    pytest.importorskip("wandb")
+    env = {"WANDB_MODE": "online", "WANDB_API_KEY": "", "WANDB_SILENT": "true", "HOME": str(in_tmp)}
+    result = run_train_py("fit", *FIT, *part("wandb"), cwd=in_tmp, env=env, timeout=240)
+    assert result.returncode == 2, result.stderr[-2000:]
+    error = result.stderr.strip().splitlines()
+    assert error[-1].startswith("error: W&B could not start the run") and "WANDB_MODE=offline" in error[-1]
+    assert not list((in_tmp / RUN / "checkpoints").glob("*.ckpt")) if (in_tmp / RUN).exists() else True
