@@ -374,3 +374,54 @@ def test_wandb_without_login_online_is_one_line(in_tmp: Path) -> None:
     error = result.stderr.strip().splitlines()
     assert error[-1].startswith("error: W&B could not start the run") and "WANDB_MODE=offline" in error[-1]
     assert not list((in_tmp / RUN / "checkpoints").glob("*.ckpt")) if (in_tmp / RUN).exists() else True
+
+
+# --- the figure path alone, every logger at once (no training) -------------------------------------
+def test_one_figure_reaches_every_logger_at_its_size(
+    in_tmp: Path, wandb_offline: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 3 x 2 inch figure at 100 dpi is a 300 x 200 PNG in TensorBoard, the CSV folder, MLflow and W&B;
+    the loggers share one version_N folder and the checkpoints go into it."""
+    pytest.importorskip("mlflow")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    import matplotlib.pyplot as plt
+    from lightning.pytorch.loggers import TensorBoardLogger
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from src.loggers import CSV, MLflow, Wandb, log_figures, share_run_folder
+
+    (in_tmp / "lightning_logs" / "figs" / "version_0").mkdir(parents=True)
+    loggers = [
+        TensorBoardLogger("lightning_logs", name="figs"),
+        CSV(name="figs"),
+        MLflow(name="figs"),
+        Wandb(name="figs"),
+    ]
+
+    class Holder:  # what share_run_folder reads of a Trainer
+        checkpoint_callback = type("Checkpoint", (), {"dirpath": None})()
+
+    holder = Holder()
+    holder.loggers = loggers
+    share_run_folder(holder)
+    run = in_tmp / "lightning_logs" / "figs" / "version_1"
+    assert [Path(logger.log_dir) for logger in loggers] == [run.relative_to(in_tmp)] * 4
+    assert holder.checkpoint_callback.dirpath == str(run.relative_to(in_tmp) / "checkpoints")
+    figure, axes = plt.subplots(figsize=(3, 2), dpi=100)
+    axes.plot([0, 1], [1, 0])
+    log_figures(loggers, {"val/confusion_matrix": figure}, step=7)
+    for logger in loggers:
+        logger.finalize("success")
+    finish_wandb(wandb_offline, run)
+
+    events = EventAccumulator(str(run), size_guidance={"images": 0})
+    events.Reload()
+    (image,) = events.Images("val/confusion_matrix")
+    assert image.step == 7 and png_size(image.encoded_image_string) == (300, 200)
+    assert png_size((run / "figures" / "val" / "confusion_matrix" / "step_000007.png").read_bytes()) == (300, 200)
+    client = mlflow_client(in_tmp)
+    mlflow_run = json.loads((run / "mlflow.json").read_text())["run_id"]
+    path = client.download_artifacts(mlflow_run, "figures/val/confusion_matrix/step_000007.png", str(in_tmp))
+    assert png_size(Path(path).read_bytes()) == (300, 200)
+    (wandb_image,) = run.glob("wandb/offline-run-*/files/media/images/val/confusion_matrix_*.png")
+    assert png_size(wandb_image.read_bytes()) == (300, 200)

@@ -33,7 +33,7 @@ class TemplateTrainer(Trainer):
             max_lr: learning rate of the last step.
             num_training: number of training steps, the LR rising exponentially between the two.
             output_dir: where lr_find.png and lr_find.csv go (default: the experiment's folder
-                in lightning_logs).
+                in lightning_logs, whatever the logger).
         """
         if not 0 < min_lr < max_lr:
             raise UserInputError(f"need 0 < --min_lr < --max_lr, got {min_lr} and {max_lr}")
@@ -76,7 +76,7 @@ class TemplateTrainer(Trainer):
         print(f"{'description':>12}: {folder / 'model.json'}")
 
     def experiment_dir(self) -> Path:
-        """lightning_logs/<name> of the configured TensorBoard logger, else the working folder."""
+        """<save_dir>/<name> of the first logger (TensorBoard, or any of src/loggers), else the working folder."""
         logger = self.logger
         if logger is not None and getattr(logger, "root_dir", None):
             return Path(logger.root_dir)
