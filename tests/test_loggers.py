@@ -407,6 +407,14 @@ def test_one_figure_reaches_every_logger_at_its_size(
     run = in_tmp / "lightning_logs" / "figs" / "version_1"
     assert [Path(logger.log_dir) for logger in loggers] == [run.relative_to(in_tmp)] * 4
     assert holder.checkpoint_callback.dirpath == str(run.relative_to(in_tmp) / "checkpoints")
+    named = [
+        CSV(name="figs", version="trial_3"),
+        MLflow(name="figs", version="trial_3"),
+        Wandb(name="figs", version="trial_3"),
+    ]
+    assert {logger.log_dir for logger in named} == {
+        str(Path("lightning_logs") / "figs" / "trial_3")
+    }  # as a sweep names runs
     figure, axes = plt.subplots(figsize=(3, 2), dpi=100)
     axes.plot([0, 1], [1, 0])
     log_figures(loggers, {"val/confusion_matrix": figure}, step=7)

@@ -41,9 +41,9 @@ class RunFolder:
 
     _root: Path
     _folder_name: str
-    _version: int | None
+    _version: int | str | None
 
-    def _set_folder(self, save_dir: str | os.PathLike, name: str, version: int | None) -> None:
+    def _set_folder(self, save_dir: str | os.PathLike, name: str, version: int | str | None) -> None:
         self._root = Path(save_dir)
         self._folder_name = name
         self._version = version
@@ -54,15 +54,21 @@ class RunFolder:
         return str(self._root / self._folder_name)
 
     @property
-    def run_version(self) -> int:
-        """N of version_N: given, or the next free number in the experiment's folder."""
+    def run_version(self) -> int | str:
+        """N of version_N: given, or the next free number in the experiment's folder; a string
+        names the folder itself (as TensorBoard's version does: a sweep's `trial_3`)."""
         if self._version is None:
             self._version = next_version(Path(self.root_dir))
         return self._version
 
     @property
+    def run_folder_name(self) -> str:
+        version = self.run_version
+        return version if isinstance(version, str) else f"version_{version}"
+
+    @property
     def log_dir(self) -> str:
-        return str(Path(self.root_dir) / f"version_{self.run_version}")
+        return str(Path(self.root_dir) / self.run_folder_name)
 
     @property
     def save_dir(self) -> str:
@@ -86,7 +92,7 @@ class CSV(CSVLogger):
         self,
         save_dir: str = DEFAULT_DIR,
         name: str = "lightning_logs",
-        version: int | None = None,
+        version: int | str | None = None,
         prefix: str = "",
         flush_logs_every_n_steps: int = 100,
     ) -> None:
@@ -168,7 +174,8 @@ class MLflow(RunFolder, MLFlowLogger):
     Args:
         name: the MLflow experiment (and the run folder's experiment: `<save_dir>/<name>/version_N`).
         save_dir: where the run folders (checkpoints, config.yaml) and the default local store go.
-        version: the run folder's N; a folder that already holds an MLflow run (mlflow.json) continues it.
+        version: the run folder's N (or its whole name, as a sweep's trial_3); a folder that
+            already holds an MLflow run (mlflow.json) continues it.
         tracking_uri: any MLflow tracking URI (http://127.0.0.1:5000, sqlite:///path.db, a folder);
             default: $MLFLOW_TRACKING_URI, else the local SQLite store above.
         artifact_location: where a newly created experiment keeps artifacts (default: beside a local
@@ -182,7 +189,7 @@ class MLflow(RunFolder, MLFlowLogger):
         self,
         name: str = "lightning_logs",
         save_dir: str = DEFAULT_DIR,
-        version: int | None = None,
+        version: int | str | None = None,
         tracking_uri: str | None = None,
         artifact_location: str | None = None,
         tags: dict[str, Any] | None = None,
@@ -219,7 +226,7 @@ class MLflow(RunFolder, MLFlowLogger):
                     )
                 self._run_id = record["run_id"]
             elif self._run_name is None:
-                self._run_name = f"{self._folder_name}/version_{self.run_version}"
+                self._run_name = f"{self._folder_name}/{self.run_folder_name}"
             client = _mlflow_call(lambda: MLFlowLogger.experiment.fget(self), self._tracking_uri)
             if resumed:
                 client.update_run(self._run_id, status="RUNNING")  # finished when the run first ended
@@ -264,7 +271,8 @@ class Wandb(RunFolder, WandbLogger):
     Args:
         name: the W&B project (and the run folder's experiment: `<save_dir>/<name>/version_N`).
         save_dir: where the run folders go.
-        version: the run folder's N; a folder that already holds a W&B run (wandb.json) continues it.
+        version: the run folder's N (or its whole name, as a sweep's trial_3); a folder that
+            already holds a W&B run (wandb.json) continues it.
         offline: log to local files only, whatever WANDB_MODE says.
         entity: the W&B user or team (default: yours).
         group, tags: W&B's run group and tags.
@@ -276,7 +284,7 @@ class Wandb(RunFolder, WandbLogger):
         self,
         name: str = "lightning_logs",
         save_dir: str = DEFAULT_DIR,
-        version: int | None = None,
+        version: int | str | None = None,
         offline: bool = False,
         entity: str | None = None,
         group: str | None = None,
@@ -300,7 +308,7 @@ class Wandb(RunFolder, WandbLogger):
             folder.mkdir(parents=True, exist_ok=True)
             record = tracker_record(folder, "wandb")
             # Absolute: W&B's service process, started by an earlier run, may have another working folder.
-            self._wandb_init.update(dir=str(folder.resolve()), name=f"{self._folder_name}/version_{self.run_version}")
+            self._wandb_init.update(dir=str(folder.resolve()), name=f"{self._folder_name}/{self.run_folder_name}")
             if record:
                 self._wandb_init.update(id=record["id"], resume="allow")
             import wandb
