@@ -26,8 +26,10 @@ def test_compile_on_and_off_through_fit_resume_predict_and_export(in_tmp: Path, 
     assert last["global_step"] == 20 and not [key for key in last["state_dict"] if "_orig_mod" in key]
     # Resume with compile off, then on again: the same plain-net checkpoint serves both.
     assert run_cli("fit", *ARGS, "--trainer.max_epochs", "30", "--ckpt_path", "last") == 0
-    assert run_cli("fit", *ARGS, "--trainer.max_epochs", "40", "--ckpt_path", "last", "--model.compile", "true") == 0
-    assert torch.load(in_tmp / RUN / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 40
+    assert "torch.compile:" not in capsys.readouterr().out  # the run's choice, not the checkpoint's
+    assert run_cli("fit", *ARGS, "--trainer.max_epochs", "50", "--ckpt_path", "last", "--model.compile", "true") == 0
+    assert "torch.compile: the first step took" in capsys.readouterr().out
+    assert torch.load(in_tmp / RUN / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 50
     points = in_tmp / "points.csv"
     points.write_text("x1,x2\n0.0,0.0\n1.0,0.0\n0.3,-0.2\n")
     for flag in ("true", "false"):

@@ -54,12 +54,13 @@ def test_early_stopping_keeps_counting_after_a_resume(in_tmp: Path) -> None:
 
 
 @pytest.mark.parametrize("preset", ["fast_dev_run", "overfit", "profile", "limit_batches"])
-def test_debug_presets_stack_on_a_task_config(in_tmp: Path, preset: str) -> None:
+def test_debug_presets_stack_on_a_task_config(in_tmp: Path, preset: str, capsys: pytest.CaptureFixture) -> None:
     args = ["--config", config("circles"), "--config", str(ROOT / "configs" / "debug" / f"{preset}.yaml")]
     assert run_cli("fit", *args, "--data.batch_size", "50", *QUIET) == 0
     run = in_tmp / EXPERIMENT / "version_0"
     if preset == "fast_dev_run":
         assert not run.exists()  # one batch of each, nothing written
+        assert "test/acc" in capsys.readouterr().out  # the test batch ran too
         return
     last = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
     if preset == "overfit":

@@ -48,6 +48,11 @@ class UnfreezeBackbone(BaseFinetuning):
         self.backbone_bn: list[_BatchNorm] = []
 
     def freeze_before_training(self, pl_module: LightningModule) -> None:
+        if pl_module.trainer.world_size > 1:
+            raise UserInputError(
+                "UnfreezeBackbone works on one device only (DDP would not synchronise a backbone unfrozen after "
+                "it wraps the model): train on one device, or use model.net.init_args.freeze_backbone instead"
+            )
         net = pl_module.net
         if getattr(net, "freeze_backbone", False):
             raise UserInputError(

@@ -5,14 +5,17 @@ from typing import Any
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import EarlyStopping
 
+from src.errors import UserInputError
+
 
 class EarlyStoppingOnBest(EarlyStopping):
     """Lightning's EarlyStopping, present in every run and inactive unless `patience` is set.
 
     `python train.py fit --config ... --early_stopping.patience 5` stops training after 5
-    validations without improvement of the monitored metric (by default the checkpoint's:
-    the model's `val/<best_metric>` and mode). Patience counts validations, not epochs, and
-    its count is saved in checkpoints, so a resumed run goes on counting.
+    validations without improvement of the monitored metric (by default the model's own
+    `val/<best_metric>` and mode, set by the CLI). Patience counts validations, not epochs,
+    and its count is saved in checkpoints, so a resumed run goes on counting; the patience
+    itself is the one given now, not the checkpoint's.
 
     Args:
         patience: validations without improvement before stopping; None: never stop early.
@@ -31,11 +34,17 @@ class EarlyStoppingOnBest(EarlyStopping):
         **kwargs: Any,
     ) -> None:
         if patience is not None and patience < 1:
-            raise ValueError(f"early_stopping.patience must be >= 1 (or null: off), got {patience}")
+            raise UserInputError(f"early_stopping.patience must be >= 1 (or null: off), got {patience}")
         self.active = patience is not None
         super().__init__(
             monitor=monitor or "val/loss", mode=mode or "min", patience=patience or 1, min_delta=min_delta, **kwargs
         )
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """The count and best so far come from the checkpoint; the patience is this run's."""
+        patience = self.patience
+        super().load_state_dict(state_dict)
+        self.patience = patience
 
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if self.active:

@@ -2,6 +2,8 @@
 
 from lightning.pytorch import Callback, LightningModule, Trainer
 
+from src.errors import UserInputError
+
 
 class PatchWhitening(Callback):
     """Calls `net.init_whitening(images)` with `count` training images at the start of a fresh fit.
@@ -22,7 +24,10 @@ class PatchWhitening(Callback):
         net = getattr(pl_module, "net", None)
         datamodule = trainer.datamodule
         if not hasattr(net, "init_whitening") or not hasattr(datamodule, "sample_images"):
-            raise TypeError("PatchWhitening needs a net with init_whitening and a data module with sample_images")
+            raise UserInputError(
+                "the PatchWhitening callback needs a net with init_whitening (AirbenchNet) and an image data "
+                "module: remove it from trainer.callbacks for this net or data"
+            )
         # Every rank computes the filters (from the same images, so a bad net raises on every rank,
         # not on one while the others wait), then takes rank 0's values bit for bit.
         net.init_whitening(datamodule.sample_images(self.count))

@@ -11,6 +11,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.trainer.states import TrainerFn
 
 from src.checkpointing.checkpoint_io import remove_stale_temp_files
+from src.errors import UserInputError
 
 
 class TrainingInterrupted(BaseException):
@@ -65,7 +66,7 @@ class RunCheckpoint(ModelCheckpoint):
     ) -> None:
         super().__init__(*args, save_last=False, **kwargs)
         if last_every_n_steps is not None and last_every_n_steps < 1:
-            raise ValueError(f"last_every_n_steps must be >= 1, got {last_every_n_steps}")
+            raise UserInputError(f"checkpoint.last_every_n_steps must be >= 1 (or null: off), got {last_every_n_steps}")
         self.keep_last = bool(save_last)
         self.last_every_n_steps = last_every_n_steps
         self.saves_at_epoch_end = kwargs.get("save_on_train_epoch_end")

@@ -80,7 +80,7 @@ def best_score(run_dir: Path) -> tuple[float | None, Path | None]:
     ((None, None) when the run saved no best yet). For a sweep's objective."""
     last = run_dir / "checkpoints" / "last.ckpt"
     check_checkpoint(last)
-    state = _load_structure(last)
+    state = load_structure(last)
     for callback_state in state.get("callbacks", {}).values():
         if isinstance(callback_state, dict) and "best_model_score" in callback_state:
             score = callback_state["best_model_score"]
@@ -112,7 +112,7 @@ def best_checkpoint(version_dir: Path) -> Path:
     state = None
     if problem is None:
         try:
-            state = _load_structure(last)
+            state = load_structure(last)
         except Exception as error:  # torch raises many types for a damaged or foreign file
             problem = f"it is not a readable checkpoint ({_reason(error)})"
     if state is None:
@@ -156,7 +156,7 @@ def _best_by_name(folder: Path) -> str:
     if not intact:
         return "no other intact checkpoint is in that folder: train again, or give a checkpoint file with --ckpt_path"
     try:
-        best = _recorded_best(_load_structure(intact[0]), folder)
+        best = _recorded_best(load_structure(intact[0]), folder)
     except Exception:  # not a loadable checkpoint after all: fall back to listing the files
         best = None
     if best is not None and best.resolve() in {path.resolve() for path in intact}:
@@ -164,9 +164,9 @@ def _best_by_name(folder: Path) -> str:
     return "give one of its checkpoints explicitly: " + ", ".join(f"--ckpt_path {path}" for path in intact)
 
 
-def _load_structure(path: Path) -> object:
-    """torch.load without reading the weights: a zip checkpoint is memory-mapped, so only its
-    small pickle is read (the integrity check has already read every byte once)."""
+def load_structure(path: Path) -> object:
+    """A checkpoint's contents without reading its weights: a zip checkpoint is memory-mapped,
+    so only its small pickle is read (check it first: the integrity check reads every byte once)."""
     return torch.load(path, map_location="cpu", weights_only=True, mmap=is_zip_checkpoint(path))
 
 
@@ -181,7 +181,7 @@ def check_checkpoint(path: Path) -> None:
         raise UserInputError(f"--ckpt_path {path}: no such file (give a .ckpt file, 'last' or 'best')")
     verify_checkpoint(path)
     try:
-        state = _load_structure(path)
+        state = load_structure(path)
     except Exception as error:  # torch raises many types for a damaged or foreign file
         raise UserInputError(f"{path} is not a readable checkpoint ({_reason(error)}); {previous_good(path)}") from None
     if not isinstance(state, dict) or "state_dict" not in state:

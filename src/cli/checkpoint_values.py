@@ -10,9 +10,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import torch
 from jsonargparse import Namespace
 
+from src.checkpointing.runs import load_structure
 from src.errors import UserInputError
 
 
@@ -31,18 +31,18 @@ def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def _model_hparams(checkpoint: Path) -> dict[str, Any]:
-    state = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)
+    state = load_structure(checkpoint)
     hparams = dict(state.get("hyper_parameters") or {})
     hparams.pop("_instantiator", None)
     class_path = hparams.pop("_class_path", None)
     return {"class_path": class_path, "init_args": hparams} if class_path else {"init_args": hparams}
 
 
-def check_given_values(model_config: Namespace, checkpoint: Path, linked: set[str]) -> None:
+def check_given_values(model_config: Namespace, checkpoint: Path, ignored: set[str]) -> None:
     """Fail if the given model differs from the checkpoint's in class or net; report other differences.
 
-    `linked` names the arguments that come from the data module (such as `input_shape`): the
-    config holds only their defaults, so they are not the user's to compare.
+    `ignored` names arguments not to compare: those linked from the data module (the config
+    holds only their defaults) and run options the checkpoint does not override (`compile`).
     """
     saved = _flat(_model_hparams(checkpoint))
     given = _flat(model_config)
@@ -54,7 +54,7 @@ def check_given_values(model_config: Namespace, checkpoint: Path, linked: set[st
     differences = [
         (key.removeprefix("init_args."), given[key], saved[key])
         for key in sorted(given.keys() & saved.keys())
-        if key != "class_path" and key.removeprefix("init_args.") not in linked and given[key] != saved[key]
+        if key != "class_path" and key.removeprefix("init_args.") not in ignored and given[key] != saved[key]
     ]
     shape = [item for item in differences if item[0].startswith("net.")]
     if shape:

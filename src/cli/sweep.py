@@ -280,6 +280,11 @@ def sweep(args: list[str], cli_class: type[TemplateCLI] = TemplateCLI) -> optuna
     options, fit_args = parse_options(args)
     params = parse_space(read_space(options.space))
     config = read_config(fit_args, cli_class)
+    if (config.trainer.get("num_nodes") or 1) > 1 or config.trainer.get("devices") not in ("auto", 1, "1", None):
+        raise UserInputError(
+            "sweep runs each trial in this one process: drop --trainer.devices/--trainer.num_nodes "
+            "(start several sweep workers with the same --sweep.study_name instead)"
+        )
     for param in params:
         resolve_key(param.key, config)  # an unknown key fails here, in one line
     metric, mode = model_metric(config)

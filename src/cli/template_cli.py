@@ -42,6 +42,8 @@ warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` i
 BASE_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "base.yaml"
 # Shapes that come from the data module, never typed in a config.
 LINKED_FROM_DATA = ("input_shape", "num_classes")
+# Model arguments that say how to run, not what is learned: a checkpoint never overrides them.
+RUN_OPTIONS = ("compile", "init_from")
 
 
 class SaveRunConfig(SaveConfigCallback):
@@ -130,6 +132,10 @@ class TemplateCLI(LightningCLI):
         super().parse_arguments(parser, args)
         self._check_loggers()
         self._resolve_ckpt_path()
+        # How to run, not what was learned: kept as given when the model is rebuilt from a checkpoint.
+        config = self.config.get(self.config.get("subcommand") or "", self.config)
+        init_args = config.get("model", {}).get("init_args") or {}
+        self._run_options = {name: init_args.get(name) for name in RUN_OPTIONS if name in init_args}
 
     # Lightning's own classes for these trackers keep runs elsewhere (mlruns/<id>/<run>, ./wandb) and
     # know no run folder to resume; src.loggers' take the same options by the shared names.
@@ -182,7 +188,7 @@ class TemplateCLI(LightningCLI):
         else:
             path = Path(ckpt_path)
         check_checkpoint(path)
-        check_given_values(config.model, path, linked=set(LINKED_FROM_DATA))
+        check_given_values(config.model, path, ignored={*LINKED_FROM_DATA, *RUN_OPTIONS})
         config.ckpt_path = str(path)
 
     @staticmethod
@@ -200,6 +206,11 @@ class TemplateCLI(LightningCLI):
             if group is not None and group.get("monitor") is None:
                 group.monitor = f"val/{model_class.best_metric}"
                 group.mode = model_class.best_mode
+        if config.get("ckpt_path") and config.model.get("init_args") is not None:
+            # LightningCLI put the checkpoint's hyperparameters in: its weights replace init_from's,
+            # and compiling or not is this run's choice.
+            for name, value in {**getattr(self, "_run_options", {}), "init_from": None}.items():
+                config.model.init_args[name] = value
 
     def instantiate_trainer(self, **kwargs: Any) -> Any:
         """Every Trainer writes checkpoints atomically with sha256 records and carries RNG states;
@@ -226,7 +237,11 @@ class TemplateCLI(LightningCLI):
         callback = self.trainer.checkpoint_callback
         if isinstance(callback, RunCheckpoint) and callback.stop_signal is not None:
             raise callback.interruption(self.trainer)
-        if self.trainer.interrupted or self.trainer.fast_dev_run:
+        if self.trainer.interrupted:
+            return
+        if self.trainer.fast_dev_run:  # a smoke test: one test batch too, with the weights as they are
+            if getattr(self.datamodule, "has_test_split", True):
+                self.trainer.test(self.model, datamodule=self.datamodule, verbose=True)
             return
         stopper = self.trainer.early_stopping_callback
         if isinstance(stopper, EarlyStoppingOnBest) and stopper.stopped_epoch and self.trainer.is_global_zero:

@@ -67,7 +67,7 @@ def user_message(error: BaseException, subcommand: str = "fit") -> str | None:
             )
     if isinstance(error, MisconfigurationException):
         message = str(error).strip().splitlines()[0]
-        if "backend" in message or "not available" in message:
+        if "backend" in message or ("accelerator" in message.lower() and "not available" in message):
             message += " Use --trainer.accelerator cpu (or auto) on this machine."
         return message
     if isinstance(error, ArgumentError) or any(isinstance(c, ArgumentError) for c in causes):

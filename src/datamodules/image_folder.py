@@ -227,6 +227,10 @@ class ImageFolderDataModule(InMemoryDataModule):
         write_atomically(cache, buffer.getvalue())
 
     # --- splits on the device -------------------------------------------------------------
+    def _subset(self, count: int) -> torch.Tensor:
+        """`train_subset` positions out of `count`, drawn with the data's seed, in stored order."""
+        return torch.randperm(count, generator=torch.Generator().manual_seed(self.seed))[: self.train_subset].sort()[0]
+
     def _held_out(self, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(train, val) indices: `val_size` images (or that fraction) held out, seeded; stratified:
         each class gives its share (rounded), so small classes keep their proportion."""
@@ -318,8 +322,9 @@ class ImageFolderDataModule(InMemoryDataModule):
             train, val = self._held_out(labels)
             items["val"] = [train_items[i] for i in val.tolist()]
             train_items = [train_items[i] for i in train.tolist()]
-        if self.train_subset is not None:
-            train_items = train_items[: self.train_subset]
+        if self.train_subset is not None:  # a seeded random subset: the items are stored class by class
+            chosen = self._subset(len(train_items))
+            train_items = [train_items[i] for i in chosen.tolist()]
         items["train"] = train_items
         transform = training_transform(self.image_size, self.translate, self.flip)
         self.streams = {
@@ -356,8 +361,8 @@ class ImageFolderDataModule(InMemoryDataModule):
         else:
             train, val = self._held_out(labels)
             splits = {"val": (images[val], labels[val])}
-        if self.train_subset is not None:
-            train = train[: self.train_subset]
+        if self.train_subset is not None:  # a seeded random subset: the images are stored class by class
+            train = train[self._subset(len(train))]
         splits["train"] = (images[train], labels[train])
         self.has_test_split = "test" in data
         if self.has_test_split:

@@ -51,7 +51,9 @@ class InMemoryDataModule(LightningDataModule):
             raise UserInputError(f"{type(self).__name__} has no {split} split; call setup() first")
         inputs, targets = self.splits[split]
         if len(inputs) == 0:
-            raise UserInputError(f"the {split} split is empty: raise data.{split}_fraction above 0")
+            raise UserInputError(
+                f"the {split} split is empty: hold out more data for it (data.{split}_fraction or data.val_size)"
+            )
         trainer = self.trainer
         return InMemoryLoader(
             (inputs, targets),

@@ -65,6 +65,7 @@ class ClassificationModule(TaskModule):
         super().__init__(net, input_shape, outputs, optimizer, scheduler, init_from, compile)
         self.save_hyperparameters()
         self.ema = None
+        self._ema_step = -1  # the optimizer step the average last took in
         if ema_decay is not None:
             self.ema = AveragedModel(self.net, multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True)
             # The average is not trained: without gradients DDP leaves it alone, no optimizer sees it.
@@ -73,21 +74,21 @@ class ClassificationModule(TaskModule):
         self.test_class_acc = MulticlassAccuracy(num_classes, average=None, validate_args=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Training uses the (compiled) net; evaluation the weight average (if any) and flip TTA (if on)."""
-        if self.training:
-            return self.training_net()(x)
+        """As TaskModule's; evaluation of images adds the mirror's logits when `tta_flip` is on."""
+        if self.training or not (self.tta_flip and x.dim() == 4):
+            return super().forward(x)
         net = self.evaluation_net()
-        if self.tta_flip and x.dim() == 4:
-            return (net(x) + net(x.flip(3))) / 2
-        return net(x)
+        return (net(x) + net(x.flip(3))) / 2
 
     def evaluation_net(self) -> nn.Module:
         return self.ema.module if self.ema is not None else self.net
 
     def on_train_batch_end(self, outputs: object, batch: object, batch_idx: int) -> None:
         super().on_train_batch_end(outputs, batch, batch_idx)
-        if self.ema is not None:
+        # Once per optimizer step (not per accumulated batch), so the decay means the same either way.
+        if self.ema is not None and self.global_step != self._ema_step:
             self.ema.update_parameters(self.net)
+            self._ema_step = self.global_step
 
     def make_metrics(self) -> MetricCollection:
         task = "binary" if self.binary else "multiclass"
