@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import QUIET, config, run_cli
+from tests.conftest import JUMPY, QUIET, config, run_cli
 from tests.test_cli import scalars
 
 # Shuffled mini-batches (7 per epoch) and dropout: both draw random numbers every step.
@@ -82,23 +82,9 @@ def test_step_checkpoints_keep_the_end_of_epoch_ones(in_tmp: Path) -> None:
 def test_the_running_best_goes_on_after_a_resume(in_tmp: Path) -> None:
     # SGD at lr 3 makes validation accuracy jump around: 0.75 at epoch 4, then 0.44 at epoch 5.
     # A running best that restarted at the resume would log 0.44 as the best of epoch 5.
-    jumpy = [
-        *RANDOM_RUN[:2],
-        "--data.batch_size",
-        "100",
-        "--model.net.init_args.hidden_sizes",
-        "[16]",
-        "--model.optimizer",
-        "torch.optim.SGD",
-        "--model.optimizer.lr",
-        "3.0",
-        "--trainer.check_val_every_n_epoch",
-        "1",
-        *QUIET,
-    ]
-    assert run_cli("fit", *jumpy, "--trainer.max_epochs", "4") == 0
-    assert run_cli("fit", *jumpy, "--trainer.max_epochs", "8", "--ckpt_path", "last") == 0
-    assert run_cli("fit", *jumpy, "--trainer.max_epochs", "8") == 0
+    assert run_cli("fit", *JUMPY, "--trainer.max_epochs", "4") == 0
+    assert run_cli("fit", *JUMPY, "--trainer.max_epochs", "8", "--ckpt_path", "last") == 0
+    assert run_cli("fit", *JUMPY, "--trainer.max_epochs", "8") == 0
     experiment = in_tmp / "lightning_logs" / "circles"
     resumed, straight = scalars(experiment / "version_0"), scalars(experiment / "version_1")
     accuracy = dict(straight["val/acc"])

@@ -6,26 +6,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import QUIET, ROOT, config, run_cli
+from tests.conftest import JUMPY, QUIET, ROOT, config, run_cli
 from tests.test_cli import scalars
 
 EXPERIMENT = Path("lightning_logs") / "circles"
-# SGD at lr 3 on mini-batches: validation accuracy peaks at epoch 4 (0.75), then stays below it.
-JUMPY = [
-    "--config",
-    config("circles"),
-    "--data.batch_size",
-    "100",
-    "--model.net.init_args.hidden_sizes",
-    "[16]",
-    "--model.optimizer",
-    "torch.optim.SGD",
-    "--model.optimizer.lr",
-    "3.0",
-    "--trainer.check_val_every_n_epoch",
-    "1",
-    *QUIET,
-]
 
 
 def validated_epochs(run: Path) -> int:
