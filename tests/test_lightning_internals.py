@@ -4,12 +4,14 @@
 with a message naming the file that must change, before a user meets a strange error.
 Replaced by public hooks already: LightningCLI._get, ModelCheckpoint._save_last_checkpoint,
 _monitor_candidates, _should_save_on_train_epoch_end and _last_global_step_saved.
+The trackers (src/loggers) subclass Lightning's loggers and use their private state.
 """
 
 import inspect
 from pathlib import Path
 
 import lightning as L
+import pytest
 import torch
 from lightning.pytorch.cli import LightningCLI
 
@@ -74,3 +76,27 @@ def test_checkpoints_still_keep_the_datamodule_state_under_its_class_name(in_tmp
         f"Lightning no longer stores the datamodule state under its class name (keys: {sorted(state)}): "
         "fix src/tools/export.py"
     )
+
+
+def test_the_loggers_private_state_the_trackers_extend_is_still_there(tmp_path: Path) -> None:
+    # src/loggers/run_loggers.py subclasses Lightning's loggers to keep every run in one folder and
+    # to resume the same MLflow/W&B run; it reads and sets these attributes of theirs.
+    pytest.importorskip("mlflow")
+    pytest.importorskip("wandb")
+    from lightning.pytorch.loggers import CSVLogger, MLFlowLogger, TensorBoardLogger, WandbLogger
+
+    expected = {
+        TensorBoardLogger(tmp_path): ("_version",),
+        CSVLogger(tmp_path): ("_version", "_experiment"),
+        MLFlowLogger(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}"): (
+            "_initialized",
+            "_run_id",
+            "_run_name",
+            "_tracking_uri",
+            "_experiment_id",
+        ),
+        WandbLogger(save_dir=str(tmp_path), offline=True): ("_experiment", "_wandb_init"),
+    }
+    for logger, names in expected.items():
+        missing = [name for name in names if not hasattr(logger, name)]
+        assert not missing, f"{type(logger).__name__} no longer has {missing}: update src/loggers/run_loggers.py"
