@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, DistributedSampler
 
 from src.checkpointing.atomic_files import write_atomically
 from src.datamodules import image_sources
@@ -434,14 +434,22 @@ class ImageFolderDataModule(InMemoryDataModule):
 
     def _stream_loader(self, split: str, batch_size: int | None, shuffle: bool) -> DataLoader:
         workers = self.num_workers
+        dataset = self.streams[split]
+        # Training order from (seed, epoch): the Trainer sets each epoch on the sampler, so a run
+        # resumed at an epoch boundary sees the same order as an uninterrupted one; under DDP the
+        # same sampler gives each rank its shard.
+        sampler = None
+        if shuffle:
+            trainer = self.trainer
+            ranks = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
+            sampler = DistributedSampler(dataset, num_replicas=ranks[0], rank=ranks[1], shuffle=True, seed=self.seed)
         return DataLoader(
-            self.streams[split],
-            batch_size=batch_size or len(self.streams[split]),
-            shuffle=shuffle,
+            dataset,
+            batch_size=batch_size or len(dataset),
+            sampler=sampler,
             num_workers=workers,
             persistent_workers=workers > 0,
             pin_memory=self.trainer is not None and self.trainer.strategy.root_device.type == "cuda",
-            generator=torch.Generator().manual_seed(self.seed) if shuffle else None,
         )
 
     def train_dataloader(self):  # type: ignore[override]
