@@ -370,3 +370,24 @@ def test_a_streaming_run_trains_from_a_zip(in_tmp: Path, tmp_path: Path, capsys:
     assert run_cli("fit", *args) == 0
     out = capsys.readouterr().out
     assert "Data path: streaming from files" in out and "test/acc" in out
+
+
+def test_an_error_raised_in_a_data_loader_worker_is_still_one_line() -> None:
+    # The streaming path decodes in DataLoader workers, which re-raise a worker's error with its
+    # traceback in the message; the user still gets the error's own line.
+    from torch.utils.data import DataLoader, Dataset
+
+    from src.cli.user_errors import user_message
+    from src.errors import UserInputError
+
+    class Broken(Dataset):
+        def __len__(self) -> int:
+            return 2
+
+        def __getitem__(self, index: int) -> None:
+            raise UserInputError("cannot decode image train/steak/bad.png: not an image")
+
+    with pytest.raises(UserInputError) as caught:
+        next(iter(DataLoader(Broken(), num_workers=1)))
+    assert "Original Traceback" in str(caught.value)  # what the worker hands back
+    assert user_message(caught.value) == "cannot decode image train/steak/bad.png: not an image"

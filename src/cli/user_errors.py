@@ -52,12 +52,20 @@ def summarize_argument_error(text: str) -> str:
     return f"{path}: {problem}" if path and not problem.startswith(path) else problem
 
 
+def _own_message(text: str) -> str:
+    """The error's own line: a DataLoader worker re-raises it with the worker's traceback first."""
+    if "Original Traceback" not in text:
+        return text
+    last = text.strip().splitlines()[-1]
+    return last.split("UserInputError: ", 1)[-1]
+
+
 def user_message(error: BaseException, subcommand: str = "fit") -> str | None:
     """The one-line message for a mistake the user can fix, or None for a real bug."""
     causes = _causes(error)
     for cause in causes:
         if isinstance(cause, UserInputError):
-            return str(cause)
+            return _own_message(str(cause))
     for cause in causes:
         if isinstance(cause, OSError) and cause.errno in _DISK_ERRORS:
             where = cause.filename or "the log folder"
