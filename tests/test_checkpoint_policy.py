@@ -76,3 +76,19 @@ def test_shapes_linked_from_the_data_are_not_reported_as_given(in_tmp: Path, cap
     capsys.readouterr()
     assert run_cli("test", *args, "--ckpt_path", "last") == 0
     assert "not the given ones" not in capsys.readouterr().out
+
+
+def test_best_is_found_in_a_run_folder_moved_since(in_tmp: Path, capsys: pytest.CaptureFixture) -> None:
+    # An absolute save_dir records absolute checkpoint paths; after the folder moves they are looked
+    # for beside last.ckpt.
+    args = ["--config", config("circles"), "--trainer.max_epochs", "25", *QUIET]
+    assert run_cli("fit", *args, "--trainer.logger.init_args.save_dir", str(in_tmp / "old")) == 0
+    (in_tmp / "old").rename(in_tmp / "new")
+    capsys.readouterr()
+    assert (
+        run_cli("test", *args, "--trainer.logger.init_args.save_dir", str(in_tmp / "new"), "--ckpt_path", "best") == 0
+    )
+    assert (
+        f"{in_tmp / 'new' / 'circles' / 'version_0' / 'checkpoints' / 'epoch=24-step=25.ckpt'}"
+        in capsys.readouterr().out
+    )

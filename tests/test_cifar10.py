@@ -217,10 +217,11 @@ FIGURES_EVERY_EPOCH = (
 )
 
 
-def tiny_cifar_run(tree: Path, tmp_path: Path) -> list[str]:
+def tiny_image_run(config_name: str, tree: Path, tmp_path: Path) -> list[str]:
+    """A CIFAR-10 config on a small synthetic tree: a tiny net, 16-image batches, 20 held out."""
     return [
         "--config",
-        config("cifar10_cpu"),
+        config(config_name),
         "--data.data_dir",
         str(tree),
         "--data.cache_dir",
@@ -235,10 +236,12 @@ def tiny_cifar_run(tree: Path, tmp_path: Path) -> list[str]:
         "[8, 8, 8]",
         "--trainer.log_every_n_steps",
         "1",
-        "--trainer.callbacks",
-        FIGURES_EVERY_EPOCH,
         *QUIET,
     ]
+
+
+def tiny_cifar_run(tree: Path, tmp_path: Path) -> list[str]:
+    return [*tiny_image_run("cifar10_cpu", tree, tmp_path), "--trainer.callbacks", FIGURES_EVERY_EPOCH]
 
 
 def test_training_logs_curves_per_class_accuracy_and_figures(in_tmp: Path, tmp_path: Path) -> None:
@@ -299,27 +302,7 @@ def test_a_short_cpu_training_on_real_images_is_far_above_chance(in_tmp: Path) -
 
 
 def gpu_config_args(tree: Path, tmp_path: Path) -> list[str]:
-    return [
-        "--config",
-        config("cifar10"),
-        "--data.data_dir",
-        str(tree),
-        "--data.cache_dir",
-        str(tmp_path / "cache"),
-        "--data.val_size",
-        "20",
-        "--data.batch_size",
-        "16",
-        "--data.download",
-        "false",
-        "--model.net.init_args.widths",
-        "[8, 8, 8]",
-        "--trainer.log_every_n_steps",
-        "1",
-        "--trainer.max_epochs",
-        "1",
-        *QUIET,
-    ]
+    return [*tiny_image_run("cifar10", tree, tmp_path), "--trainer.max_epochs", "1"]
 
 
 def test_the_gpu_config_runs_its_mixed_precision_channels_last_path_on_cpu(in_tmp: Path, tmp_path: Path) -> None:

@@ -134,7 +134,7 @@ def _recorded_best(state: object, folder: Path) -> Path | None:
     for callback_state in callbacks.values():
         if isinstance(callback_state, dict) and callback_state.get("best_model_path"):
             best = Path(callback_state["best_model_path"])
-            if not best.is_absolute() and not best.is_file():
+            if not best.is_file():
                 best = folder / best.name  # a run folder moved or copied since: look beside last.ckpt
             if best.is_file():
                 return best

@@ -343,7 +343,13 @@ class ImageFolderDataModule(InMemoryDataModule):
         kind = self._source()[0]
         if kind == "none":
             kind = self._missing_source()[0]
-        if self._streams(kind):
+        streaming = self._streams(kind)
+        if self.trainer is not None and self.trainer.world_size > 1:
+            # Free memory differs between processes: every rank takes rank 0's path, so all
+            # ranks run the same number of batches.
+            streaming = bool(self.trainer.strategy.broadcast(streaming, src=0))
+            self.data_path = "streaming" if streaming else "in memory"
+        if streaming:
             self._setup_streaming(kind)
             return
         cache = self.cache_path()
