@@ -97,13 +97,19 @@ class TaskModule(LightningModule):
     # --- what compiling costs and buys: the first steps timed, one line printed ---------
     COMPILE_REPORT_STEPS = 10
 
+    def _wait_for_device(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         if self._compiled and len(self._step_seconds) <= self.COMPILE_REPORT_STEPS:
+            self._wait_for_device()
             self._step_started = time.perf_counter()
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         if not self._compiled or len(self._step_seconds) > self.COMPILE_REPORT_STEPS:
             return
+        self._wait_for_device()  # a GPU runs asynchronously: time the step, not its launch
         self._step_seconds.append(time.perf_counter() - self._step_started)
         if len(self._step_seconds) == self.COMPILE_REPORT_STEPS + 1 and self.trainer.is_global_zero:
             first, rest = self._step_seconds[0], self._step_seconds[1:]
