@@ -6,6 +6,7 @@ import json
 import math
 import zipfile
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -370,6 +371,30 @@ def test_a_streaming_run_trains_from_a_zip(in_tmp: Path, tmp_path: Path, capsys:
     assert run_cli("fit", *args) == 0
     out = capsys.readouterr().out
     assert "Data path: streaming from files" in out and "test/acc" in out
+
+
+def test_streaming_skips_and_names_undecodable_images_when_asked(
+    in_tmp: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    tree = small_food(tmp_path)
+    (tree / "train" / "steak" / "bad.png").write_bytes(b"not an image")
+    (tree / "test" / "sushi" / "cut.jpg").write_bytes((tree / "train" / "sushi" / "sushi_001.jpg").read_bytes()[:40])
+    streaming = ("--data.streaming", "true", "--data.num_workers", "2", "--data.val_size", "0.25")
+    args = food_run(tree, tmp_path, "--trainer.max_epochs", "2", *streaming)
+    # without the flag: one line naming the file (at setup's mean/std sample or in a worker)
+    fails_with(args, capsys, "cannot decode image train/steak/bad.png")
+    assert run_cli("fit", *args, "--data.skip_bad_images", "true") == 0
+    out = capsys.readouterr().out
+    assert "Data path: streaming from files" in out
+    for name in ("train/steak/bad.png", "test/sushi/cut.jpg"):  # named once each, however many epochs
+        assert out.count(f"Skipped an image that could not be decoded (data.skip_bad_images): {name}") == 1, out
+    # what the model sees: every decodable test image once, the undecodable one dropped
+    module = folder_module(tree, tmp_path, image_size=12, streaming=True, num_workers=0, skip_bad_images=True)
+    module.setup()
+    loader = module.test_dataloader()
+    module.trainer = SimpleNamespace(training=False, testing=True, is_global_zero=True)
+    labels = torch.cat([module.on_after_batch_transfer(batch, 0)[1] for batch in loader])
+    assert len(labels) == len(list((tree / "test").rglob("*.*"))) - 1 and bool((labels >= 0).all())
 
 
 def test_an_error_raised_in_a_data_loader_worker_is_still_one_line() -> None:

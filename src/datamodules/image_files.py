@@ -10,6 +10,7 @@ from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
 from src.datamodules.image_sources import Size, decode, fit_to_size
+from src.errors import UserInputError
 
 
 class ImageFiles(Dataset):
@@ -20,12 +21,17 @@ class ImageFiles(Dataset):
     uint8 tensors). Normalisation happens later, on the device, as in the in-memory path.
     A zip is opened once per worker process (a ZipFile handle cannot cross processes).
 
+    With `skip_bad`, a file that cannot be decoded gives a blank image whose label is
+    `-1 - index` (`undecodable_label`): the batch keeps its shape through the workers, and the
+    data module drops and names such items on the device (`drop_undecodable`).
+
     Args:
         root: the tree's root folder, or the zip file.
         items: (name relative to root or zip member, label) pairs.
         size: (height, width) of the images given out.
         channels: 3 (RGB) or 1 (grayscale).
         transform: applied to each uint8 image (None: none).
+        skip_bad: mark undecodable files instead of raising.
     """
 
     def __init__(
@@ -35,8 +41,10 @@ class ImageFiles(Dataset):
         size: Size,
         channels: int,
         transform: v2.Transform | None = None,
+        skip_bad: bool = False,
     ) -> None:
         self.root = Path(root)
+        self.skip_bad = skip_bad
         self.items = items
         self.size = size
         self.channels = channels
@@ -60,13 +68,34 @@ class ImageFiles(Dataset):
         return fit_to_size(decode(self._read(name), name, self.channels), self.size)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        image = self.image(index)
+        try:
+            image = self.image(index)
+        except UserInputError:
+            if not self.skip_bad:
+                raise
+            return torch.zeros(self.channels, *self.size, dtype=torch.uint8), undecodable_label(index)
         if self.transform is not None:
             image = self.transform(image)
         return image, self.items[index][1]
 
     def __getstate__(self) -> dict[str, object]:  # workers open their own zip handle
         return {**self.__dict__, "_zip": None, "_zip_pid": -1}
+
+
+def undecodable_label(index: int) -> int:
+    """The label that marks item `index` as undecodable: negative, so no class has it."""
+    return -1 - index
+
+
+def drop_undecodable(
+    images: torch.Tensor, labels: torch.Tensor, items: list[tuple[str, int]]
+) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """A batch without its undecodable items, and those items' names."""
+    bad = labels < 0
+    if not bool(bad.any()):
+        return images, labels, []
+    names = [items[-1 - int(label)][0] for label in labels[bad].tolist()]
+    return images[~bad], labels[~bad], names
 
 
 def training_transform(size: Size, translate: int, flip: bool) -> v2.Transform | None:

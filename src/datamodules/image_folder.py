@@ -2,6 +2,7 @@
 
 import io
 import os
+import time
 from pathlib import Path
 from typing import Literal
 
@@ -11,7 +12,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from src.checkpointing.atomic_files import write_atomically
 from src.datamodules import image_sources
 from src.datamodules.batch_augment import normalize, random_flip, random_translate
-from src.datamodules.image_files import ImageFiles, available_memory, training_transform
+from src.datamodules.image_files import ImageFiles, available_memory, drop_undecodable, training_transform
 from src.datamodules.image_sources import Listing, Size, Splits, find_zip, list_tree, list_zip, source_fingerprint
 from src.datamodules.in_memory import InMemoryDataModule
 from src.errors import UserInputError
@@ -59,8 +60,9 @@ class ImageFolderDataModule(InMemoryDataModule):
         eval_batch_size: validation/test batch size.
         translate: random shift of training images, in pixels (0 turns it off).
         flip: random horizontal flips of training images (off for digits, text, ...).
-        skip_bad_images: skip files that cannot be decoded (counted in a printed line)
-            instead of stopping at the first with its name.
+        skip_bad_images: skip files that cannot be decoded instead of stopping at the first
+            with its name (counted in a printed line; the streaming path drops each from its
+            batch and names it when first met).
         train_subset: train on only this many images (quick runs and tests).
         seed: seed of the validation split and the shuffling.
         streaming: read files on the fly (true), hold the decoded set in memory (false), or
@@ -113,6 +115,7 @@ class ImageFolderDataModule(InMemoryDataModule):
         self.translate = translate
         self.flip = flip
         self.skip_bad_images = skip_bad_images
+        self.skipped_names: set[str] = set()  # undecodable files the streaming path has named
         self.train_subset = train_subset
         self.input_shape = (channels, *self.image_size)
         self.mean: list[float] | None = None  # per channel, of pixels in [0, 1]: fitted in setup or loaded
@@ -216,6 +219,7 @@ class ImageFolderDataModule(InMemoryDataModule):
         cache = self._cache_file(kind, files)
         if cache.is_file():
             return
+        started = time.perf_counter()
         splits, skipped = self._read(kind)
         if "train" not in splits:
             raise UserInputError(f"no image of {self.data_dir}/train could be decoded ({len(skipped)} skipped)")
@@ -225,6 +229,11 @@ class ImageFolderDataModule(InMemoryDataModule):
         torch.save(record, buffer)
         cache.parent.mkdir(parents=True, exist_ok=True)
         write_atomically(cache, buffer.getvalue())
+        count = sum(len(labels) for _, labels in splits.values())
+        self._announce(
+            f"Decoded {count:,} images in {time.perf_counter() - started:.1f} s into {cache} "
+            "(once: later runs with the same files and settings load it in about a second)"
+        )
 
     # --- splits on the device -------------------------------------------------------------
     def _subset(self, count: int) -> torch.Tensor:
@@ -328,14 +337,44 @@ class ImageFolderDataModule(InMemoryDataModule):
         items["train"] = train_items
         transform = training_transform(self.image_size, self.translate, self.flip)
         self.streams = {
-            split: ImageFiles(root, chosen, self.image_size, self.channels, transform if split == "train" else None)  # type: ignore[arg-type]
+            split: ImageFiles(
+                root,  # type: ignore[arg-type]
+                chosen,
+                self.image_size,
+                self.channels,
+                transform if split == "train" else None,
+                skip_bad=self.skip_bad_images,
+            )
             for split, chosen in items.items()
         }
         self.has_test_split = "test" in items
         sample = torch.randperm(len(train_items), generator=torch.Generator().manual_seed(self.seed))[:1000]
-        self.mean, self.std = self.fit_normalization(
-            torch.stack([self.streams["train"].image(i) for i in sample.tolist()])
-        )
+        self.mean, self.std = self.fit_normalization(torch.stack(self._decodable(sample.tolist())))
+
+    def _decodable(self, indices: list[int]) -> list[torch.Tensor]:
+        """The streamed training images at `indices` (before augmentation); with skip_bad_images
+        the undecodable ones are left out and named, else the first one ends the run."""
+        stream, images = self.streams["train"], []
+        for index in indices:
+            try:
+                images.append(stream.image(index))
+            except UserInputError:
+                if not self.skip_bad_images:
+                    raise
+                self._note_skipped([stream.items[index][0]])
+        if not images:
+            raise UserInputError(f"no training image of {self.data_dir} could be decoded")
+        return images
+
+    def _evaluated_split(self) -> str:
+        return "test" if self.trainer is not None and self.trainer.testing else "val"
+
+    def _note_skipped(self, names: list[str]) -> None:
+        """Names each undecodable file once, when the streaming path first meets it."""
+        for name in names:
+            if name not in self.skipped_names:
+                self.skipped_names.add(name)
+                self._announce(f"Skipped an image that could not be decoded (data.skip_bad_images): {name}")
 
     def setup(self, stage: str | None = None) -> None:
         if self.splits or self.streams or stage == "predict":  # prediction reads only the user's images
@@ -432,8 +471,7 @@ class ImageFolderDataModule(InMemoryDataModule):
     def sample_images(self, count: int) -> torch.Tensor:
         """The first `count` training images, normalised as the model sees them (no augmentation)."""
         if self.streams:
-            stream = self.streams["train"]
-            images = torch.stack([stream.image(i) for i in range(min(count, len(stream)))])
+            images = torch.stack(self._decodable(list(range(min(count, len(self.streams["train"]))))))
         else:
             images = self.splits["train"][0][:count]
         return normalize(images, *self._normalization())
@@ -481,6 +519,11 @@ class ImageFolderDataModule(InMemoryDataModule):
     def on_after_batch_transfer(self, batch: object, dataloader_idx: int) -> object:
         """Augment (training only) and normalise uint8 image batches where they now are."""
         images, *rest = batch if isinstance(batch, (tuple, list)) else (batch,)
+        if self.streams and self.skip_bad_images and rest:  # undecodable files come marked: drop them
+            split = "train" if self.trainer is not None and self.trainer.training else self._evaluated_split()
+            images, labels, names = drop_undecodable(images, rest[0], self.streams[split].items)
+            self._note_skipped(names)
+            rest[0] = labels
         if self.trainer is not None and self.trainer.training and not self.streams:  # streams: workers augmented
             if self.flip:
                 images = random_flip(images)
