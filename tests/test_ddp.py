@@ -148,6 +148,29 @@ def test_an_image_config_trains_each_rank_on_its_own_shard(
         assert stem.abs().sum() > 0 and torch.isfinite(stem).all()
 
 
+# Tables: one full-batch step an epoch; a text-labelled classification and a regression.
+@pytest.mark.slow
+@pytest.mark.parametrize(("name", "target"), [("tabular_classification", "diagnosis"), ("tabular_regression", "y")])
+def test_a_tabular_config_trains_each_rank_on_its_own_shard(name: str, target: str, tmp_path: Path) -> None:
+    from tests.test_tabular import write_cancer, write_csv
+
+    if name == "tabular_classification":
+        table = write_cancer(tmp_path / "table.csv")
+        extra = ["--data.id_columns", "[id]"]
+    else:
+        generator = torch.Generator().manual_seed(0)
+        x = torch.randn(200, 3, generator=generator)
+        y = x @ torch.tensor([1.0, -2.0, 0.5]) + 0.1 * torch.randn(200, generator=generator)
+        rows = [[*(f"{v:.5f}" for v in row), f"{t:.5f}"] for row, t in zip(x.tolist(), y.tolist(), strict=True)]
+        table, extra = write_csv(tmp_path / "table.csv", ["a", "b", "c", "y"], rows), []
+    args = ["fit", "--config", config(name), "--data.csv_path", str(table), "--data.target_column", target, *extra]
+    args += ["--trainer.max_epochs", "2", "--trainer.check_val_every_n_epoch", "1", *QUIET]
+    rc, output = run_ddp(*args, *callbacks(record(tmp_path / "ranks")), cwd=tmp_path)
+    assert rc == 0, output[-4000:]
+    assert_one_model_and_disjoint_complete_shards(tmp_path / "ranks", epochs=2)
+    assert (tmp_path / "lightning_logs" / name / "version_0" / "checkpoints" / "last.ckpt").is_file()
+
+
 # --- stopping: a signal or a NaN loss on one rank stops them all ----------------------------
 # Circles has one full-batch step an epoch, so step N ends epoch N-1. Validation every epoch: a
 # save before the first validation is refused today (the running best val/acc_best is -inf then).
