@@ -1,6 +1,6 @@
 """The tabular template against scikit-learn's LogisticRegression on three real tables.
 
-    python bench/tabular_figures.py    # ~10 min on 2 CPU cores; writes bench/results/tabular_figures.{md,json}
+    python bench/tabular_figures.py    # ~1 min on 2 CPU cores; writes bench/results/tabular_figures.{md,json}
 
 Breast cancer (text labels malignant/benign), wine (numeric labels 0/1/2, `task:
 classification`) and iris (text labels) are written as CSV files, then for each:

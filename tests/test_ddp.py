@@ -149,8 +149,10 @@ def test_an_image_config_trains_each_rank_on_its_own_shard(
 
 
 # Tables: one full-batch step an epoch; a text-labelled classification and a regression.
-@pytest.mark.slow
-@pytest.mark.parametrize(("name", "target"), [("tabular_classification", "diagnosis"), ("tabular_regression", "y")])
+@pytest.mark.parametrize(
+    ("name", "target"),
+    [("tabular_classification", "diagnosis"), pytest.param("tabular_regression", "y", marks=pytest.mark.slow)],
+)
 def test_a_tabular_config_trains_each_rank_on_its_own_shard(name: str, target: str, tmp_path: Path) -> None:
     from tests.test_tabular import write_cancer, write_csv
 

@@ -6,7 +6,6 @@ import json
 import math
 import zipfile
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -14,7 +13,9 @@ import torch
 from PIL import Image
 
 from src.datamodules import ImageFolderDataModule, image_sources
+from src.datamodules.image_files import UNDECODABLE
 from src.errors import UserInputError
+from src.modules import ClassificationModule
 from src.modules.nets import MLP, AirbenchNet, BlitzCNN, TinyVGG
 from tests.conftest import QUIET, config, run_cli
 
@@ -374,27 +375,41 @@ def test_a_streaming_run_trains_from_a_zip(in_tmp: Path, tmp_path: Path, capsys:
 
 
 def test_streaming_skips_and_names_undecodable_images_when_asked(
-    in_tmp: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+    in_tmp: Path, tmp_path: Path, capfd: pytest.CaptureFixture
 ) -> None:
-    tree = small_food(tmp_path)
+    capsys = capfd  # file descriptors: the DataLoader workers print the names they skip
+    tree = small_food(tmp_path, splits=("train", "val", "test"))
     (tree / "train" / "steak" / "bad.png").write_bytes(b"not an image")
-    (tree / "test" / "sushi" / "cut.jpg").write_bytes((tree / "train" / "sushi" / "sushi_001.jpg").read_bytes()[:40])
-    streaming = ("--data.streaming", "true", "--data.num_workers", "2", "--data.val_size", "0.25")
+    (tree / "val" / "sushi" / "cut.jpg").write_bytes((tree / "train" / "sushi" / "sushi_001.jpg").read_bytes()[:40])
+    streaming = ("--data.streaming", "true", "--data.num_workers", "2")
     args = food_run(tree, tmp_path, "--trainer.max_epochs", "2", *streaming)
-    # without the flag: one line naming the file (at setup's mean/std sample or in a worker)
-    fails_with(args, capsys, "cannot decode image train/steak/bad.png")
+    fails_with(args, capsys, "cannot decode image train/steak/bad.png")  # without the flag: one line
     assert run_cli("fit", *args, "--data.skip_bad_images", "true") == 0
     out = capsys.readouterr().out
-    assert "Data path: streaming from files" in out
-    for name in ("train/steak/bad.png", "test/sushi/cut.jpg"):  # named once each, however many epochs
-        assert out.count(f"Skipped an image that could not be decoded (data.skip_bad_images): {name}") == 1, out
-    # what the model sees: every decodable test image once, the undecodable one dropped
+    assert "Data path: streaming from files" in out and "test/acc" in out
+    for name in ("train/steak/bad.png", "val/sushi/cut.jpg"):
+        assert f"Skipped an image that could not be decoded (data.skip_bad_images): {name}" in out, out
+
+    # In detail: training batches keep their size with decodable images; evaluation drops the
+    # undecodable ones, so every decodable image counts once.
     module = folder_module(tree, tmp_path, image_size=12, streaming=True, num_workers=0, skip_bad_images=True)
     module.setup()
-    loader = module.test_dataloader()
-    module.trainer = SimpleNamespace(training=False, testing=True, is_global_zero=True)
-    labels = torch.cat([module.on_after_batch_transfer(batch, 0)[1] for batch in loader])
-    assert len(labels) == len(list((tree / "test").rglob("*.*"))) - 1 and bool((labels >= 0).all())
+    train, val = module.streams["train"], module.streams["val"]
+    bad = next(i for i, (name, _) in enumerate(train.items) if name == "train/steak/bad.png")
+    image, label = train[bad]
+    assert image.shape == (3, 12, 12) and label == train.items[(bad + 1) % len(train)][1]
+    labels = torch.cat([module.on_before_batch_transfer(batch, 0)[1] for batch in module.val_dataloader()])
+    assert len(labels) == len(val) - 1 and bool((labels >= 0).all())
+    nothing = module.on_before_batch_transfer((torch.zeros(2, 3, 12, 12), torch.tensor([UNDECODABLE] * 2)), 0)
+    assert len(nothing[0]) == len(nothing[1]) == 0
+
+    # An evaluation batch left empty counts for nothing (its loss would be NaN).
+    classifier = ClassificationModule(input_shape=(3, 12, 12), num_classes=3).eval()
+    x, y = torch.rand(4, 3, 12, 12), torch.tensor([0, 1, 2, 0])
+    classifier.validation_step((x, y), 0)
+    alone = float(classifier.val_metrics["loss"].compute())
+    classifier.validation_step(nothing, 1)
+    assert float(classifier.val_metrics["loss"].compute()) == pytest.approx(alone)
 
 
 def test_an_error_raised_in_a_data_loader_worker_is_still_one_line() -> None:

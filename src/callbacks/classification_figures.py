@@ -86,6 +86,8 @@ class ClassificationFigures(Callback):
 
     def _collect(self, pl_module: LightningModule, batch: tuple[torch.Tensor, torch.Tensor], outputs: object) -> None:
         inputs, targets = batch
+        if len(targets) == 0:  # a batch whose every image was skipped as undecodable
+            return
         if torch.is_tensor(outputs):  # ClassificationModule's steps return their predictions
             predictions = outputs
         else:

@@ -12,6 +12,8 @@ from torchvision.transforms import v2
 from src.datamodules.image_sources import Size, decode, fit_to_size
 from src.errors import UserInputError
 
+UNDECODABLE = -1  # the label of an evaluation item whose file could not be decoded
+
 
 class ImageFiles(Dataset):
     """(uint8 C x H x W image, label) pairs read from a tree or a zip on every access.
@@ -21,9 +23,11 @@ class ImageFiles(Dataset):
     uint8 tensors). Normalisation happens later, on the device, as in the in-memory path.
     A zip is opened once per worker process (a ZipFile handle cannot cross processes).
 
-    With `skip_bad`, a file that cannot be decoded gives a blank image whose label is
-    `-1 - index` (`undecodable_label`): the batch keeps its shape through the workers, and the
-    data module drops and names such items on the device (`drop_undecodable`).
+    With `skip_bad`, a file that cannot be decoded is named once by each process that meets it
+    and then, in training (`transform` set), replaced by the next decodable item, so a batch
+    keeps its size (every DDP rank steps together, BatchNorm never sees an empty batch); in
+    evaluation it comes as a blank image labelled `UNDECODABLE`, which the data module drops
+    before the batch reaches the model, so each decodable image counts exactly once.
 
     Args:
         root: the tree's root folder, or the zip file.
@@ -31,7 +35,7 @@ class ImageFiles(Dataset):
         size: (height, width) of the images given out.
         channels: 3 (RGB) or 1 (grayscale).
         transform: applied to each uint8 image (None: none).
-        skip_bad: mark undecodable files instead of raising.
+        skip_bad: skip undecodable files (as above) instead of raising.
     """
 
     def __init__(
@@ -51,6 +55,7 @@ class ImageFiles(Dataset):
         self.transform = transform
         self._zip: zipfile.ZipFile | None = None
         self._zip_pid = -1
+        self._named: set[str] = set()  # undecodable files this process has named
 
     def __len__(self) -> int:
         return len(self.items)
@@ -73,29 +78,33 @@ class ImageFiles(Dataset):
         except UserInputError:
             if not self.skip_bad:
                 raise
-            return torch.zeros(self.channels, *self.size, dtype=torch.uint8), undecodable_label(index)
+            self.name_skipped(index)
+            if self.transform is None:  # evaluation: marked, dropped by the data module
+                return torch.zeros(self.channels, *self.size, dtype=torch.uint8), UNDECODABLE
+            index, image = self._next_decodable(index)
         if self.transform is not None:
             image = self.transform(image)
         return image, self.items[index][1]
 
+    def _next_decodable(self, index: int) -> tuple[int, torch.Tensor]:
+        """The first item after `index` (wrapping round) that decodes, and its image."""
+        for step in range(1, len(self.items)):
+            candidate = (index + step) % len(self.items)
+            try:
+                return candidate, self.image(candidate)
+            except UserInputError:
+                self.name_skipped(candidate)
+        raise UserInputError(f"no image of {self.root} could be decoded")
+
+    def name_skipped(self, index: int) -> None:
+        """Print the name of an undecodable file, once per process (workers print their own)."""
+        name = self.items[index][0]
+        if name not in self._named:
+            self._named.add(name)
+            print(f"Skipped an image that could not be decoded (data.skip_bad_images): {name}", flush=True)
+
     def __getstate__(self) -> dict[str, object]:  # workers open their own zip handle
         return {**self.__dict__, "_zip": None, "_zip_pid": -1}
-
-
-def undecodable_label(index: int) -> int:
-    """The label that marks item `index` as undecodable: negative, so no class has it."""
-    return -1 - index
-
-
-def drop_undecodable(
-    images: torch.Tensor, labels: torch.Tensor, items: list[tuple[str, int]]
-) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-    """A batch without its undecodable items, and those items' names."""
-    bad = labels < 0
-    if not bool(bad.any()):
-        return images, labels, []
-    names = [items[-1 - int(label)][0] for label in labels[bad].tolist()]
-    return images[~bad], labels[~bad], names
 
 
 def training_transform(size: Size, translate: int, flip: bool) -> v2.Transform | None:

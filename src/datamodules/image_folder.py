@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from src.checkpointing.atomic_files import write_atomically
 from src.datamodules import image_sources
 from src.datamodules.batch_augment import normalize, random_flip, random_translate
-from src.datamodules.image_files import ImageFiles, available_memory, drop_undecodable, training_transform
+from src.datamodules.image_files import UNDECODABLE, ImageFiles, available_memory, training_transform
 from src.datamodules.image_sources import Listing, Size, Splits, find_zip, list_tree, list_zip, source_fingerprint
 from src.datamodules.in_memory import InMemoryDataModule
 from src.errors import UserInputError
@@ -61,8 +61,8 @@ class ImageFolderDataModule(InMemoryDataModule):
         translate: random shift of training images, in pixels (0 turns it off).
         flip: random horizontal flips of training images (off for digits, text, ...).
         skip_bad_images: skip files that cannot be decoded instead of stopping at the first
-            with its name (counted in a printed line; the streaming path drops each from its
-            batch and names it when first met).
+            with its name (counted in a printed line; the streaming path names each where it
+            meets it, replaces it in training and drops it in evaluation: see ImageFiles).
         train_subset: train on only this many images (quick runs and tests).
         seed: seed of the validation split and the shuffling.
         streaming: read files on the fly (true), hold the decoded set in memory (false), or
@@ -115,7 +115,6 @@ class ImageFolderDataModule(InMemoryDataModule):
         self.translate = translate
         self.flip = flip
         self.skip_bad_images = skip_bad_images
-        self.skipped_names: set[str] = set()  # undecodable files the streaming path has named
         self.train_subset = train_subset
         self.input_shape = (channels, *self.image_size)
         self.mean: list[float] | None = None  # per channel, of pixels in [0, 1]: fitted in setup or loaded
@@ -361,20 +360,10 @@ class ImageFolderDataModule(InMemoryDataModule):
             except UserInputError:
                 if not self.skip_bad_images:
                     raise
-                self._note_skipped([stream.items[index][0]])
+                stream.name_skipped(index)
         if not images:
             raise UserInputError(f"no training image of {self.data_dir} could be decoded")
         return images
-
-    def _evaluated_split(self) -> str:
-        return "test" if self.trainer is not None and self.trainer.testing else "val"
-
-    def _note_skipped(self, names: list[str]) -> None:
-        """Names each undecodable file once, when the streaming path first meets it."""
-        for name in names:
-            if name not in self.skipped_names:
-                self.skipped_names.add(name)
-                self._announce(f"Skipped an image that could not be decoded (data.skip_bad_images): {name}")
 
     def setup(self, stage: str | None = None) -> None:
         if self.splits or self.streams or stage == "predict":  # prediction reads only the user's images
@@ -516,14 +505,19 @@ class ImageFolderDataModule(InMemoryDataModule):
             return self._stream_loader("test", self.eval_batch_size, shuffle=False)
         return super().test_dataloader()
 
+    def on_before_batch_transfer(self, batch: object, dataloader_idx: int) -> object:
+        """Streaming with skip_bad_images: drop the evaluation items marked undecodable (on the
+        host, before the transfer). A batch of nothing but such items comes out empty, and
+        the modules' evaluation steps count it for nothing."""
+        if not (self.streams and self.skip_bad_images and isinstance(batch, (tuple, list)) and len(batch) == 2):
+            return batch
+        images, labels = batch
+        keep = labels != UNDECODABLE
+        return batch if bool(keep.all()) else (images[keep], labels[keep])
+
     def on_after_batch_transfer(self, batch: object, dataloader_idx: int) -> object:
         """Augment (training only) and normalise uint8 image batches where they now are."""
         images, *rest = batch if isinstance(batch, (tuple, list)) else (batch,)
-        if self.streams and self.skip_bad_images and rest:  # undecodable files come marked: drop them
-            split = "train" if self.trainer is not None and self.trainer.training else self._evaluated_split()
-            images, labels, names = drop_undecodable(images, rest[0], self.streams[split].items)
-            self._note_skipped(names)
-            rest[0] = labels
         if self.trainer is not None and self.trainer.training and not self.streams:  # streams: workers augmented
             if self.flip:
                 images = random_flip(images)

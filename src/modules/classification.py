@@ -125,7 +125,8 @@ class ClassificationModule(TaskModule):
         """Loss and metrics as in training, plus per-class accuracy; returns the predicted
         classes, for callbacks such as ClassificationFigures."""
         predictions = self.labels(self._step(batch, stage)[1].detach())
-        getattr(self, f"{stage}_class_acc").update(predictions, batch[1])
+        if len(predictions):  # an empty batch (every image skipped as undecodable) counts for nothing
+            getattr(self, f"{stage}_class_acc").update(predictions, batch[1])
         return predictions
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:

@@ -133,6 +133,8 @@ class TaskModule(LightningModule):
         return loss, outputs
 
     def _update_metrics(self, stage: str, loss: torch.Tensor, outputs: torch.Tensor, targets: torch.Tensor) -> None:
+        if len(targets) == 0:  # an evaluation batch whose every image was skipped: its loss is NaN
+            return
         predictions, truths = self.metric_inputs(outputs.detach(), targets)
         for name, metric in getattr(self, f"{stage}_metrics").items(keep_base=True):
             if name == "loss":
