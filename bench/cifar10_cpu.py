@@ -47,6 +47,20 @@ EPOCH_LINE = re.compile(r"^epoch (\d+)/(\d+) .*val/acc ([0-9.]+) .* (\d+)s$")
 DECODE_LINE = re.compile(r"^Decoded ([0-9,]+) images in ([0-9.]+) s")
 
 
+def config_args(config: str, data_dir: str, cache_dir: Path, logs: Path) -> list[str]:
+    """A config on the data, with its cache and logs in the bench's scratch folder."""
+    return [
+        "--config",
+        config,
+        "--data.data_dir",
+        data_dir,
+        "--data.cache_dir",
+        str(cache_dir),
+        "--trainer.logger.init_args.save_dir",
+        str(logs),
+    ]
+
+
 # --- 1 and 2: whole commands ----------------------------------------------------------------
 def run_command(config: str, data_dir: str, cache_dir: Path, logs: Path, extra: list[str]) -> dict[str, Any]:
     """`train.py fit` as its own process: wall time, peak RSS, decode time and the curve."""
@@ -60,14 +74,7 @@ def run_command(config: str, data_dir: str, cache_dir: Path, logs: Path, extra: 
         sys.executable,
         "train.py",
         "fit",
-        "--config",
-        config,
-        "--data.data_dir",
-        data_dir,
-        "--data.cache_dir",
-        str(cache_dir),
-        "--trainer.logger.init_args.save_dir",
-        str(logs),
+        *config_args(config, data_dir, cache_dir, logs),
         "--trainer.enable_progress_bar",
         "false",
         *extra,
@@ -169,17 +176,7 @@ class TrainingFlag:
 
 
 def data_path(data_dir: str, cache_dir: Path, logs: Path, round_count: int) -> dict[str, Any]:
-    args = [
-        "--config",
-        "configs/cifar10_cpu.yaml",
-        "--data.data_dir",
-        data_dir,
-        "--data.cache_dir",
-        str(cache_dir),
-        "--trainer.logger.init_args.save_dir",
-        str(logs),
-    ]
-    cli = TemplateCLI(args=args, run=False)
+    cli = TemplateCLI(args=config_args("configs/cifar10_cpu.yaml", data_dir, cache_dir, logs), run=False)
     cli.datamodule.prepare_data()
     synthetic_data = SyntheticBatches(cli.datamodule.batch_size, 23)
     rounds = []
