@@ -392,7 +392,9 @@ def test_streaming_skips_and_names_undecodable_images_when_asked(
 
     # In detail: training batches keep their size with decodable images; evaluation drops the
     # undecodable ones, so every decodable image counts once.
-    module = folder_module(tree, tmp_path, image_size=12, streaming=True, num_workers=0, skip_bad_images=True)
+    # (no augmentation: the training items go through no transform, and are still replaced)
+    options = {"streaming": True, "num_workers": 0, "skip_bad_images": True, "flip": False, "translate": 0}
+    module = folder_module(tree, tmp_path, image_size=12, **options)
     module.setup()
     train, val = module.streams["train"], module.streams["val"]
     bad = next(i for i, (name, _) in enumerate(train.items) if name == "train/steak/bad.png")

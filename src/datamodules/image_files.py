@@ -24,10 +24,10 @@ class ImageFiles(Dataset):
     A zip is opened once per worker process (a ZipFile handle cannot cross processes).
 
     With `skip_bad`, a file that cannot be decoded is named once by each process that meets it
-    and then, in training (`transform` set), replaced by the next decodable item, so a batch
-    keeps its size (every DDP rank steps together, BatchNorm never sees an empty batch); in
-    evaluation it comes as a blank image labelled `UNDECODABLE`, which the data module drops
-    before the batch reaches the model, so each decodable image counts exactly once.
+    and then, with `replace_bad` (training), replaced by the next decodable item, so a batch
+    keeps its size (every DDP rank steps together, BatchNorm never sees an empty batch);
+    without it (evaluation) it comes as a blank image labelled `UNDECODABLE`, which the data
+    module drops before the batch reaches the model, so each decodable image counts once.
 
     Args:
         root: the tree's root folder, or the zip file.
@@ -36,6 +36,7 @@ class ImageFiles(Dataset):
         channels: 3 (RGB) or 1 (grayscale).
         transform: applied to each uint8 image (None: none).
         skip_bad: skip undecodable files (as above) instead of raising.
+        replace_bad: with skip_bad, give the next decodable item instead of a marked blank.
     """
 
     def __init__(
@@ -46,9 +47,11 @@ class ImageFiles(Dataset):
         channels: int,
         transform: v2.Transform | None = None,
         skip_bad: bool = False,
+        replace_bad: bool = False,
     ) -> None:
         self.root = Path(root)
         self.skip_bad = skip_bad
+        self.replace_bad = replace_bad
         self.items = items
         self.size = size
         self.channels = channels
@@ -79,7 +82,7 @@ class ImageFiles(Dataset):
             if not self.skip_bad:
                 raise
             self.name_skipped(index)
-            if self.transform is None:  # evaluation: marked, dropped by the data module
+            if not self.replace_bad:  # evaluation: marked, dropped by the data module
                 return torch.zeros(self.channels, *self.size, dtype=torch.uint8), UNDECODABLE
             index, image = self._next_decodable(index)
         if self.transform is not None:

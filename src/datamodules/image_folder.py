@@ -343,6 +343,7 @@ class ImageFolderDataModule(InMemoryDataModule):
                 self.channels,
                 transform if split == "train" else None,
                 skip_bad=self.skip_bad_images,
+                replace_bad=split == "train",
             )
             for split, chosen in items.items()
         }
