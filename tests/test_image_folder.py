@@ -332,8 +332,15 @@ def test_streaming_reads_the_same_images_and_says_which_path_runs(
     assert "Data path: in memory (data.streaming false; 36 images x 3x12x12 uint8" in capsys.readouterr().out
     streaming = folder_module(tree, tmp_path, image_size=12, streaming=True, num_workers=0, batch_size=4)
     streaming.setup()
-    assert "Data path: streaming from files (data.streaming true" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "Data path: streaming from files (data.streaming true" in out
+    assert "Mean/std of the 14 training images ready in" in out  # every training image: 18, less 4 held out
     assert not streaming.splits and set(streaming.streams) == {"train", "val", "test"}
+    # the same normalisation as in memory, measured on the whole training split, then kept
+    assert streaming.mean == pytest.approx(memory.mean, abs=1e-9) and streaming.std == pytest.approx(memory.std)
+    again = folder_module(tree, tmp_path, image_size=12, streaming=True, num_workers=0)
+    again.setup()
+    assert "Mean/std" not in capsys.readouterr().out and again.mean == streaming.mean
     for split in ("val", "test"):  # unaugmented splits: the same images as in memory, in the same order
         images = torch.stack([streaming.streams[split][i][0] for i in range(len(streaming.streams[split]))])
         assert torch.equal(images, memory.splits[split][0])
@@ -351,7 +358,7 @@ def test_the_streaming_order_follows_seed_and_epoch_so_a_resume_sees_the_same(tm
         module = folder_module(tree, tmp_path, image_size=12, streaming=True, num_workers=0, batch_size=4)
         module.setup()
         sampler = module.train_dataloader().sampler
-        sampler.set_epoch(epoch)  # what the Trainer does at every epoch's start
+        sampler.start(epoch, 0)  # what the training loader does at every epoch's start
         return list(sampler)
 
     # A fresh loader (as after a resume) gives epoch 3 the order an uninterrupted run gives it;

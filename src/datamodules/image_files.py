@@ -3,13 +3,16 @@ and augments one file at a time, in DataLoader worker processes."""
 
 import os
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from torchvision.transforms import v2
 
 from src.datamodules.image_sources import Size, decode, fit_to_size
+from src.datamodules.in_memory_loader import Position
 from src.errors import UserInputError
 
 UNDECODABLE = -1  # the label of an evaluation item whose file could not be decoded
@@ -108,6 +111,55 @@ class ImageFiles(Dataset):
 
     def __getstate__(self) -> dict[str, object]:  # workers open their own zip handle
         return {**self.__dict__, "_zip": None, "_zip_pid": -1}
+
+
+class EpochSampler(DistributedSampler):
+    """DistributedSampler (this rank's shard of a seeded shuffle per epoch) told its epoch and
+    how many of its first indices to leave out, by `ResumableStream` at each epoch's start."""
+
+    def __init__(self, dataset: Dataset, num_replicas: int, rank: int, seed: int) -> None:
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed)
+        self.skip = 0
+
+    def start(self, epoch: int, skip: int) -> None:
+        self.set_epoch(epoch)
+        self.skip = skip
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(list(super().__iter__())[self.skip :])
+
+
+class ResumableStream:
+    """The streamed training batches: a DataLoader (workers, prefetching) whose epoch order and
+    start are set from the Trainer's `position` when the epoch's first batch is asked for, as
+    InMemoryLoader does: a run resumed mid-epoch trains exactly the batches that remained.
+
+    The DataLoader is started lazily because its workers fetch ahead as soon as it is
+    iterated, and Lightning iterates it before it has reset its progress for a new epoch.
+    Lightning treats it as resumable (`state_dict`/`load_state_dict`): the position itself
+    comes from the Trainer's restored progress.
+    """
+
+    def __init__(self, loader: DataLoader, sampler: EpochSampler, position: Position | None = None) -> None:
+        self.loader, self.sampler, self.position = loader, sampler, position
+        self.epoch = -1  # without a position (no Trainer): epochs counted from 0, each from its start
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self) -> Iterator[Any]:
+        return self._batches()
+
+    def _batches(self) -> Iterator[Any]:
+        self.epoch, first_batch = self.position() if self.position is not None else (self.epoch + 1, 0)
+        self.sampler.start(self.epoch, first_batch * (self.loader.batch_size or 1))
+        yield from self.loader
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"epoch": self.epoch}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Nothing to restore: the position comes from the Trainer's restored progress."""
 
 
 def training_transform(size: Size, translate: int, flip: bool) -> v2.Transform | None:

@@ -1,20 +1,30 @@
 """Any folder of images, one subfolder per class, as one uint8 tensor on the device."""
 
+import hashlib
 import io
+import json
 import os
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
 
 import torch
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader
 
 from src.checkpointing.atomic_files import write_atomically
 from src.datamodules import image_sources
 from src.datamodules.batch_augment import normalize, random_flip, random_translate
-from src.datamodules.image_files import UNDECODABLE, ImageFiles, available_memory, training_transform
+from src.datamodules.image_files import (
+    UNDECODABLE,
+    EpochSampler,
+    ImageFiles,
+    ResumableStream,
+    available_memory,
+    training_transform,
+)
 from src.datamodules.image_sources import Listing, Size, Splits, find_zip, list_tree, list_zip, source_fingerprint
-from src.datamodules.in_memory import InMemoryDataModule
+from src.datamodules.in_memory import InMemoryDataModule, training_position
 from src.errors import UserInputError
 
 CACHE_FORMAT = 2  # bump when the cache file's layout changes
@@ -42,12 +52,12 @@ class ImageFolderDataModule(InMemoryDataModule):
       the device, a whole batch at a time, in `on_after_batch_transfer`; no worker processes.
     - Streaming, for sets that do not fit: `num_workers` DataLoader processes read, decode,
       resize and augment (torchvision.transforms.v2: the same flip and reflected shift) each
-      image when it is needed; nothing is cached; batches are normalised on the device. Chosen
+      image when it is needed; no image is cached; batches are normalised on the device. Chosen
       by `streaming: true`, or automatically (`null`) when the decoded set would take more than
       half the memory free where it would be held (the GPU's, or the host's). A printed line
-      says which path runs and why. Mean and std are then measured on 1,000 training images
-      (seeded), and a run resumed mid-epoch starts that epoch's batches over (the in-memory
-      path replays exactly the remaining ones).
+      says which path runs and why. Mean and std are measured on every training image in one
+      pass of the workers and kept in `cache_dir`; a run resumed mid-epoch trains the batches
+      that remained (`ResumableStream`), though the workers' random augmentation is not replayed.
 
     Args:
         data_dir: the folder holding `train/`, or a zip of it (or a folder holding one zip).
@@ -267,15 +277,18 @@ class ImageFolderDataModule(InMemoryDataModule):
             train.append(members[shares[label] :])
         return torch.cat(train).sort().values, torch.cat(val).sort().values
 
-    def fit_normalization(self, images: torch.Tensor) -> tuple[list[float], list[float]]:
-        """Per-channel mean and std of the training images' pixels in [0, 1] (in chunks: no float copy)."""
-        total = torch.zeros(images.shape[1], dtype=torch.float64)
-        squares = torch.zeros_like(total)
-        for chunk in images.split(4096):
-            pixels = chunk.to(torch.float64).transpose(0, 1).flatten(1) / 255
-            total += pixels.sum(1)
-            squares += pixels.square().sum(1)
-        count = images.numel() / images.shape[1]
+    def fit_normalization(self, batches: Iterable[torch.Tensor]) -> tuple[list[float], list[float]]:
+        """Per-channel mean and std of the pixels in [0, 1] of the training images, given as
+        uint8 batches (N x C x H x W), summed in float64 one batch at a time: no float copy."""
+        total = squares = None
+        count = 0
+        for batch in batches:
+            pixels = batch.to(torch.float64).transpose(0, 1).flatten(1) / 255
+            total = pixels.sum(1) if total is None else total + pixels.sum(1)
+            squares = pixels.square().sum(1) if squares is None else squares + pixels.square().sum(1)
+            count += pixels.shape[1]
+        if total is None or squares is None:
+            raise UserInputError(f"no training image of {self.data_dir} could be decoded")
         mean = total / count
         std = (squares / count - mean.square()).clamp_min(1e-12).sqrt()
         return mean.tolist(), std.clamp_min(1e-3).tolist()  # a blank channel is not divided by zero
@@ -316,7 +329,7 @@ class ImageFolderDataModule(InMemoryDataModule):
             )
         return decision
 
-    def _setup_streaming(self, kind: str) -> None:
+    def _setup_streaming(self, kind: str, files: list[Path]) -> None:
         listing = self._listing(kind)
         self.check_listing(listing)
         root = self.data_dir if kind == "tree" else find_zip(self.data_dir)
@@ -348,8 +361,30 @@ class ImageFolderDataModule(InMemoryDataModule):
             for split, chosen in items.items()
         }
         self.has_test_split = "test" in items
-        sample = torch.randperm(len(train_items), generator=torch.Generator().manual_seed(self.seed))[:1000]
-        self.mean, self.std = self.fit_normalization(torch.stack(self._decodable(sample.tolist())))
+        self.mean, self.std = self._streamed_normalization(self._cache_file(kind, files))
+
+    def _streamed_normalization(self, source_cache: Path) -> tuple[list[float], list[float]]:
+        """fit_normalization over every training image, read once by the DataLoader workers
+        (undecodable ones left out with skip_bad_images); kept in the cache folder under the
+        source's fingerprint and the training split's files, so later runs read two lists."""
+        train = self.streams["train"]
+        split = hashlib.sha256("\n".join(name for name, _ in train.items).encode()).hexdigest()[:16]
+        path = source_cache.with_name(f"{source_cache.stem}-mean-std-{split}.json")
+        if path.is_file():
+            stored = json.loads(path.read_text())
+            return stored["mean"], stored["std"]
+        started = time.perf_counter()
+        plain = ImageFiles(train.root, train.items, self.image_size, self.channels, skip_bad=self.skip_bad_images)
+        loader = DataLoader(plain, batch_size=256, num_workers=self.num_workers)
+        batches = (images[labels != UNDECODABLE] for images, labels in loader)
+        mean, std = self.fit_normalization(batch for batch in batches if len(batch))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomically(path, json.dumps({"mean": mean, "std": std}).encode())
+        self._announce(
+            f"Mean/std of the {len(plain):,} training images ready in {time.perf_counter() - started:.1f} s "
+            f"(kept in {path})"
+        )
+        return mean, std
 
     def _decodable(self, indices: list[int]) -> list[torch.Tensor]:
         """The streamed training images at `indices` (before augmentation); with skip_bad_images
@@ -369,9 +404,9 @@ class ImageFolderDataModule(InMemoryDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.splits or self.streams or stage == "predict":  # prediction reads only the user's images
             return
-        kind = self._source()[0]
+        kind, files = self._source()
         if kind == "none":
-            kind = self._missing_source()[0]
+            kind, files = self._missing_source()
         streaming = self._streams(kind)
         if self.trainer is not None and self.trainer.world_size > 1:
             # Free memory differs between processes: every rank takes rank 0's path, so all
@@ -379,7 +414,7 @@ class ImageFolderDataModule(InMemoryDataModule):
             streaming = bool(self.trainer.strategy.broadcast(streaming, src=0))
             self.data_path = "streaming" if streaming else "in memory"
         if streaming:
-            self._setup_streaming(kind)
+            self._setup_streaming(kind, files)
             return
         cache = self.cache_path()
         if not cache.is_file():
@@ -402,7 +437,7 @@ class ImageFolderDataModule(InMemoryDataModule):
         self.has_test_split = "test" in data
         if self.has_test_split:
             splits["test"] = (data["test"]["images"], data["test"]["labels"])
-        self.mean, self.std = self.fit_normalization(splits["train"][0])
+        self.mean, self.std = self.fit_normalization(splits["train"][0].split(4096))
         device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
         self.splits = {name: (x.to(device), y.to(device)) for name, (x, y) in splits.items()}
 
@@ -466,25 +501,27 @@ class ImageFolderDataModule(InMemoryDataModule):
             images = self.splits["train"][0][:count]
         return normalize(images, *self._normalization())
 
-    def _stream_loader(self, split: str, batch_size: int | None, shuffle: bool) -> DataLoader:
+    def _stream_loader(self, split: str, batch_size: int | None, shuffle: bool) -> DataLoader | ResumableStream:
         workers = self.num_workers
         dataset = self.streams[split]
-        # Training order from (seed, epoch): the Trainer sets each epoch on the sampler, so a run
-        # resumed at an epoch boundary sees the same order as an uninterrupted one; under DDP the
-        # same sampler gives each rank its shard.
+        trainer = self.trainer
+        # Training order from (seed, epoch), each rank its shard: a resumed run, mid-epoch or
+        # at a boundary, trains the batches an uninterrupted one would have (ResumableStream).
         sampler = None
         if shuffle:
-            trainer = self.trainer
             ranks = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
-            sampler = DistributedSampler(dataset, num_replicas=ranks[0], rank=ranks[1], shuffle=True, seed=self.seed)
-        return DataLoader(
+            sampler = EpochSampler(dataset, num_replicas=ranks[0], rank=ranks[1], seed=self.seed)
+        loader = DataLoader(
             dataset,
             batch_size=batch_size or len(dataset),
             sampler=sampler,
             num_workers=workers,
             persistent_workers=workers > 0,
-            pin_memory=self.trainer is not None and self.trainer.strategy.root_device.type == "cuda",
+            pin_memory=trainer is not None and trainer.strategy.root_device.type == "cuda",
         )
+        if sampler is None:
+            return loader
+        return ResumableStream(loader, sampler, training_position(trainer) if trainer is not None else None)
 
     def train_dataloader(self):  # type: ignore[override]
         if self.streams:
