@@ -3,7 +3,7 @@ and augments one file at a time, in DataLoader worker processes."""
 
 import os
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -146,6 +146,15 @@ class ResumableStream:
 
     def __len__(self) -> int:
         return len(self.loader)
+
+    @property
+    def worker_init_fn(self) -> Callable[[int], None] | None:
+        """The DataLoader's: Lightning sets its per-rank worker seeding here (seed_everything(workers=True))."""
+        return self.loader.worker_init_fn
+
+    @worker_init_fn.setter
+    def worker_init_fn(self, function: Callable[[int], None] | None) -> None:
+        self.loader.worker_init_fn = function
 
     def __iter__(self) -> Iterator[Any]:
         return self._batches()

@@ -5,7 +5,7 @@ import io
 import json
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Literal
 
@@ -277,6 +277,10 @@ class ImageFolderDataModule(InMemoryDataModule):
             train.append(members[shares[label] :])
         return torch.cat(train).sort().values, torch.cat(val).sort().values
 
+    def published_normalization(self) -> tuple[list[float], list[float]] | None:
+        """A data set's published mean and std, used instead of measuring them; None here."""
+        return None
+
     def fit_normalization(self, batches: Iterable[torch.Tensor]) -> tuple[list[float], list[float]]:
         """Per-channel mean and std of the pixels in [0, 1] of the training images, given as
         uint8 batches (N x C x H x W), summed in float64 one batch at a time: no float copy."""
@@ -361,7 +365,9 @@ class ImageFolderDataModule(InMemoryDataModule):
             for split, chosen in items.items()
         }
         self.has_test_split = "test" in items
-        self.mean, self.std = self._streamed_normalization(self._cache_file(kind, files))
+        self.mean, self.std = self.published_normalization() or self._streamed_normalization(
+            self._cache_file(kind, files)
+        )
 
     def _streamed_normalization(self, source_cache: Path) -> tuple[list[float], list[float]]:
         """fit_normalization over every training image, read once by the DataLoader workers
@@ -373,15 +379,24 @@ class ImageFolderDataModule(InMemoryDataModule):
         if path.is_file():
             stored = json.loads(path.read_text())
             return stored["mean"], stored["std"]
+        self._announce(f"Measuring the mean/std of the {len(train):,} training images: one pass over the files")
         started = time.perf_counter()
         plain = ImageFiles(train.root, train.items, self.image_size, self.channels, skip_bad=self.skip_bad_images)
         loader = DataLoader(plain, batch_size=256, num_workers=self.num_workers)
-        batches = (images[labels != UNDECODABLE] for images, labels in loader)
-        mean, std = self.fit_normalization(batch for batch in batches if len(batch))
+        counted = [0]
+
+        def decodable() -> Iterator[torch.Tensor]:
+            for images, labels in loader:
+                kept = images[labels != UNDECODABLE]
+                counted[0] += len(kept)
+                if len(kept):
+                    yield kept
+
+        mean, std = self.fit_normalization(decodable())
         path.parent.mkdir(parents=True, exist_ok=True)
         write_atomically(path, json.dumps({"mean": mean, "std": std}).encode())
         self._announce(
-            f"Mean/std of the {len(plain):,} training images ready in {time.perf_counter() - started:.1f} s "
+            f"Mean/std of the {counted[0]:,} training images ready in {time.perf_counter() - started:.1f} s "
             f"(kept in {path})"
         )
         return mean, std
@@ -437,7 +452,7 @@ class ImageFolderDataModule(InMemoryDataModule):
         self.has_test_split = "test" in data
         if self.has_test_split:
             splits["test"] = (data["test"]["images"], data["test"]["labels"])
-        self.mean, self.std = self.fit_normalization(splits["train"][0].split(4096))
+        self.mean, self.std = self.published_normalization() or self.fit_normalization(splits["train"][0].split(4096))
         device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
         self.splits = {name: (x.to(device), y.to(device)) for name, (x, y) in splits.items()}
 
@@ -524,8 +539,9 @@ class ImageFolderDataModule(InMemoryDataModule):
         return ResumableStream(loader, sampler, training_position(trainer) if trainer is not None else None)
 
     def train_dataloader(self):  # type: ignore[override]
-        if self.streams:
-            return self._stream_loader("train", self.batch_size, shuffle=True)
+        if self.streams:  # `trainer.overfit_batches` trains the same first batches every epoch
+            overfitting = self.trainer is not None and bool(self.trainer.overfit_batches)
+            return self._stream_loader("train", self.batch_size, shuffle=not overfitting)
         return super().train_dataloader()
 
     def val_dataloader(self):  # type: ignore[override]
