@@ -1,7 +1,7 @@
 """CIFAR-10 on this CPU: configs/cifar10_cpu.yaml as a user runs it, the blitz baseline, and
 what the data path costs.
 
-    python bench/cifar10_cpu.py --data_dir ../shared/datasets/cifar10-train-jpeg.zip   # ~25 min
+    python bench/cifar10_cpu.py --data_dir ../shared/datasets/cifar10-train-jpeg.zip   # ~13 min
 
 1. The recipe: `python train.py fit --config configs/cifar10_cpu.yaml --data.data_dir D`, run
    as its own process with an empty cache folder, so that its wall time includes the

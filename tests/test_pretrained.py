@@ -36,11 +36,11 @@ def class_tree(root: Path, classes: list[str], per_class: int, size: int = 16, s
     return root
 
 
-def tiny_run(tree: Path, tmp_path: Path, *extra: str) -> list[str]:
-    """configs/image_folder.yaml at 16 x 16 with an 8/8/8 AirbenchNet: seconds on a CPU."""
+def folder_run(name: str, tree: Path, tmp_path: Path, batch_size: int) -> list[str]:
+    """configs/<name>.yaml on an image tree at 16 x 16, 20% held out, the cache in tmp_path."""
     return [
         "--config",
-        config("image_folder"),
+        config(name),
         "--data.data_dir",
         str(tree),
         "--data.image_size",
@@ -48,9 +48,16 @@ def tiny_run(tree: Path, tmp_path: Path, *extra: str) -> list[str]:
         "--data.val_size",
         "0.2",
         "--data.batch_size",
-        "16",
+        str(batch_size),
         "--data.cache_dir",
         str(tmp_path / "cache"),
+    ]
+
+
+def tiny_run(tree: Path, tmp_path: Path, *extra: str) -> list[str]:
+    """configs/image_folder.yaml at 16 x 16 with an 8/8/8 AirbenchNet: seconds on a CPU."""
+    return [
+        *folder_run("image_folder", tree, tmp_path, batch_size=16),
         "--model.net.init_args.widths",
         "[8, 8, 8]",
         "--trainer.log_every_n_steps",
@@ -158,18 +165,7 @@ def test_the_finetune_config_trains_offline_from_a_local_weights_file(in_tmp: Pa
     torch.save(torchvision.models.get_model("resnet18", weights=None).state_dict(), path)
     unfreeze_later = '[{"class_path": "src.callbacks.UnfreezeBackbone", "init_args": {"unfreeze_at_epoch": 1}}]'
     args = [
-        "--config",
-        config("finetune_resnet"),
-        "--data.data_dir",
-        str(tree),
-        "--data.image_size",
-        "16",
-        "--data.val_size",
-        "0.2",
-        "--data.batch_size",
-        "8",
-        "--data.cache_dir",
-        str(tmp_path / "cache"),
+        *folder_run("finetune_resnet", tree, tmp_path, batch_size=8),
         "--model.net.init_args.weights",
         str(path),
         "--model.net.init_args.image_size",
