@@ -14,6 +14,7 @@ from types import SimpleNamespace
 import optuna
 import pytest
 import torch
+import yaml
 
 from src.cli.sweep import Objective, optimize
 from src.cli.template_cli import TemplateCLI
@@ -61,6 +62,8 @@ def test_a_study_runs_fits_and_writes_its_table_best_config_and_plots(
         trial = folder / f"trial_{row['trial']}"  # a normal run: its config, curves and checkpoints
         assert (trial / "config.yaml").is_file() and glob.glob(str(trial / "events.out.tfevents.*"))
         assert (trial / "checkpoints" / "last.ckpt").is_file()
+        trial_config = yaml.safe_load((trial / "config.yaml").read_text())
+        assert trial_config["trainer"]["devices"] in (1, "1")  # one device a trial: never DDP from "auto"
     assert "| trial | state | model.optimizer.lr |" in (folder / "trials.md").read_text()
     assert (folder / "optimization_history.png").stat().st_size > 0
     assert (folder / "param_importances.png").stat().st_size > 0  # 3 trials, 2 parameters
@@ -70,6 +73,7 @@ def test_a_study_runs_fits_and_writes_its_table_best_config_and_plots(
     study = optuna.load_study(study_name="study_0", storage="sqlite:///lightning_logs/circles_sweep/optuna.db")
     best = folder / "best.yaml"
     assert f"Best trial {study.best_trial.number} of study study_0" in best.read_text()
+    assert yaml.safe_load(best.read_text())["trainer"]["devices"] == "auto"  # the user's devices, not the trial's
     assert run_cli("fit", "--config", str(best), "--trainer.max_epochs", "1", *QUIET) == 0
     assert (in_tmp / "lightning_logs" / "circles" / "version_0" / "checkpoints" / "last.ckpt").is_file()
 

@@ -285,6 +285,9 @@ def sweep(args: list[str], cli_class: type[TemplateCLI] = TemplateCLI) -> optuna
             "sweep runs each trial in this one process: drop --trainer.devices/--trainer.num_nodes "
             "(start several sweep workers with the same --sweep.study_name instead)"
         )
+    devices = config.trainer.get("devices")
+    if devices in ("auto", None):  # "auto" would start DDP on a machine with several GPUs: a trial takes one
+        fit_args = [*fit_args, "--trainer.devices", "1"]
     for param in params:
         resolve_key(param.key, config)  # an unknown key fails here, in one line
     metric, mode = model_metric(config)
@@ -326,7 +329,7 @@ def sweep(args: list[str], cli_class: type[TemplateCLI] = TemplateCLI) -> optuna
         f"{options.sampler} sampler, {options.n_trials} trials{each}"
     )
     optimize(study, objective, options.n_trials, options.timeout)
-    report(study, folder, metric, options.seeds, logger, config.seed_everything)
+    report(study, folder, metric, options.seeds, logger, config.seed_everything, devices)
     return study
 
 
@@ -336,7 +339,9 @@ def storage_label(url: str | None, parent: Path) -> str:
     return re.sub(r"://([^:/@]+):[^@/]*@", r"://\1:***@", url)  # never print a password
 
 
-def report(study: optuna.Study, folder: Path, metric: str, seeds: int, logger: dict[str, Any], seed: Any) -> None:
+def report(
+    study: optuna.Study, folder: Path, metric: str, seeds: int, logger: dict[str, Any], seed: Any, devices: Any = "auto"
+) -> None:
     """Tables of every trial, the best trial's config and Optuna's plots, in the study's folder."""
     rows = trial_rows(study, metric, seeds)
     if not rows:
@@ -349,7 +354,7 @@ def report(study: optuna.Study, folder: Path, metric: str, seeds: int, logger: d
     )
     print(markdown_table(rows), end="")
     print(f"Saved: {csv_path} and {markdown_path}")
-    best = write_best_config(study, folder / "best.yaml", logger, seed)
+    best = write_best_config(study, folder / "best.yaml", logger, seed, devices)
     if best is not None:
         print(
             f"Best: trial {study.best_trial.number}, val/{metric} {study.best_value:.4f}: "
