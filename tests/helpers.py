@@ -123,3 +123,18 @@ class SaveInitialWeights(Callback):
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         torch.save(pl_module.net.state_dict(), self.path)
+
+
+class SignalAtBatch(Callback):
+    """Sends `signum` to this process after batch `batch` of epoch `epoch` (mid accumulation window)."""
+
+    def __init__(self, epoch: int, batch: int, signum: int) -> None:
+        self.epoch = epoch
+        self.batch = batch
+        self.signum = signum
+
+    def on_train_batch_end(
+        self, trainer: Trainer, pl_module: LightningModule, outputs: object, batch: object, batch_idx: int
+    ) -> None:
+        if trainer.current_epoch == self.epoch and batch_idx == self.batch:
+            os.kill(os.getpid(), self.signum)

@@ -72,6 +72,22 @@ def test_a_signal_mid_epoch_saves_that_step_and_resumes_exactly(
     assert [s for s, _ in scalars(run)["train/loss_step"]] == list(range(28))
 
 
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_mid_accumulation_window_saves_at_the_window_end_and_resumes_exactly(
+    in_tmp: Path, signum: int, code: int
+) -> None:
+    # 7 batches an epoch, 3 accumulated per step: windows [0-2] [3-5] [6], 3 steps an epoch. The
+    # signal comes after batch 4 of epoch 1 (mid-window): batch 5 still runs and steps (step 5).
+    accumulate = [*RANDOM_RUN, "--trainer.max_epochs", "3", "--trainer.accumulate_grad_batches", "3"]
+    stopper = {"class_path": "tests.helpers.SignalAtBatch", "init_args": {"epoch": 1, "batch": 4, "signum": signum}}
+    assert run_cli("fit", *accumulate, "--trainer.callbacks", json.dumps([stopper])) == code
+    run = in_tmp / "lightning_logs" / "circles" / "version_0"
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 5
+    assert run_cli("fit", *accumulate, "--ckpt_path", "last") == 0
+    assert run_cli("fit", *accumulate) == 0
+    assert_same_run(run, in_tmp / "lightning_logs" / "circles" / "version_1")
+
+
 def test_step_checkpoints_keep_the_end_of_epoch_ones(in_tmp: Path) -> None:
     assert run_cli("fit", *RANDOM_RUN, "--trainer.max_epochs", "2", "--checkpoint.last_every_n_steps", "3") == 0
     run = in_tmp / "lightning_logs" / "circles" / "version_0"

@@ -50,9 +50,10 @@ class RunCheckpoint(ModelCheckpoint):
       included, without turning off the end-of-epoch saves (as `every_n_train_steps` does).
     - last.ckpt is written with the public `Trainer.save_checkpoint`, apart from
       ModelCheckpoint's own bookkeeping, so a step save never suppresses a top-k save.
-    - SIGTERM and Ctrl-C (SIGINT) let the current batch finish, save last.ckpt at that
-      step and stop training with `TrainingInterrupted` at the next hook (after that step's
-      metrics are logged); a second Ctrl-C stops at once.
+    - SIGTERM and Ctrl-C (SIGINT) let the current optimizer step finish (with gradient
+      accumulation, the rest of its window of batches: gradients are not in a checkpoint),
+      save last.ckpt at that step and stop training with `TrainingInterrupted` at the next
+      hook (after that step's metrics are logged); a second Ctrl-C stops at once.
 
     Args:
         save_last: keep last.ckpt (written by this class, not by ModelCheckpoint).
@@ -75,6 +76,9 @@ class RunCheckpoint(ModelCheckpoint):
         self._previous_handlers: dict[int, Any] = {}
         self._trainer: Trainer | None = None
         self.received_signal: int | None = None  # under DDP: this rank's signal, not yet agreed
+        self._step_at_batch_start = 0
+        self._window_open = False  # the last batch accumulated gradients without an optimizer step
+        self._deferred_sigterm: tuple[Any, FrameType | None] | None = None  # Lightning's handler, for the window end
 
     # --- signals ----------------------------------------------------------------------
     # Installed when training starts, after Lightning's own SIGTERM handler (which this one
@@ -107,7 +111,11 @@ class RunCheckpoint(ModelCheckpoint):
         self.stop_signal = signum
         previous = self._previous_handlers.get(signum)
         if signum == signal.SIGTERM and callable(previous):
-            previous(signum, frame)  # Lightning's: marks the trainer so every loop stops
+            trainer = self._trainer
+            if trainer is not None and trainer.training and trainer.accumulate_grad_batches > 1:
+                self._deferred_sigterm = (previous, frame)  # Lightning would stop mid-window: wait for its step
+            else:
+                previous(signum, frame)  # Lightning's: marks the trainer so every loop stops
 
     def _restore_signal_handlers(self) -> None:
         for signum, handler in self._previous_handlers.items():
@@ -133,10 +141,18 @@ class RunCheckpoint(ModelCheckpoint):
             mine = torch.tensor(self.received_signal or 0, device=trainer.strategy.root_device)
             agreed = int(trainer.strategy.reduce(mine, reduce_op="max"))
             self.stop_signal = agreed or None
+        accumulating = trainer.accumulate_grad_batches > 1
+        self._window_open = accumulating and trainer.global_step == self._step_at_batch_start
+        if self.stop_signal is not None and self._window_open:
+            return  # accumulated gradients are not saved: stop once this window's optimizer step is done
         every = self.last_every_n_steps
         due = self.stop_signal is not None or (every and trainer.global_step % every == 0)
         if due and self._last_written_step != trainer.global_step:
             self._refresh_last(trainer)
+        if self._deferred_sigterm is not None:
+            handler, frame = self._deferred_sigterm
+            self._deferred_sigterm = None
+            handler(signal.SIGTERM, frame)
 
     # Stop at the first hook after the signal's step was saved and its metrics logged.
     def _stop_if_requested(self) -> None:
@@ -152,7 +168,9 @@ class RunCheckpoint(ModelCheckpoint):
         super().on_exception(trainer, pl_module, exception)
 
     def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, *args: Any, **kwargs: Any) -> None:
-        self._stop_if_requested()
+        self._step_at_batch_start = trainer.global_step
+        if not self._window_open:
+            self._stop_if_requested()
 
     def on_validation_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if not trainer.sanity_checking:
