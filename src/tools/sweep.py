@@ -343,7 +343,7 @@ def write_best_config(
         return None
     config = yaml.safe_load(source.read_text())
     config["seed_everything"] = seed
-    config.setdefault("trainer", {})["devices"] = devices
+    config.setdefault("trainer", {})["devices"] = "auto" if devices is None else devices
     config.get("trainer", {}).get("logger", {}).setdefault("init_args", {}).update(logger)
     config.pop("ckpt_path", None)
     header = (
