@@ -68,26 +68,22 @@ def write_tables(folder: Path) -> list[dict]:
     return tables
 
 
-def template_run(path: Path, lr: float, seed: int, folder: Path) -> dict:
-    args = [
+def fit_args(path: Path, lr: float, seed: int, folder: Path, *overrides: str) -> list[str]:
+    """`train.py fit` of the config on `path`'s split `seed` at learning rate `lr`, quiet, logged under `folder`."""
+    return [
         "fit",
-        "--config",
-        str(CONFIG),
-        "--data.csv_path",
-        str(path),
-        "--data.target_column",
-        "label",
-        "--model.optimizer.init_args.lr",
-        str(lr),
-        "--data.seed",
-        str(seed),
-        "--trainer.logger.init_args.save_dir",
-        str(folder),
-        "--trainer.enable_progress_bar",
-        "false",
-        "--trainer.enable_model_summary",
-        "false",
+        *("--config", str(CONFIG)),
+        *("--data.csv_path", str(path), "--data.target_column", "label", "--data.seed", str(seed)),
+        *("--model.optimizer.init_args.lr", str(lr)),
+        *("--trainer.logger.init_args.save_dir", str(folder)),
+        *("--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"),
+        *overrides,
     ]
+
+
+def template_run(path: Path, lr: float, seed: int, folder: Path, overrides: tuple[str, ...] = ()) -> dict:
+    """One fit of the config (plus `overrides`) on split `seed`; its best validation loss and test accuracy."""
+    args = fit_args(path, lr, seed, folder, *overrides)
     start = time.perf_counter()
     cli = TemplateCLI(args=args)
     seconds = time.perf_counter() - start
