@@ -20,10 +20,17 @@ from tests.conftest import QUIET, ROOT, config, run_cli, run_train_py
 
 
 def scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
-    """Every scalar curve TensorBoard would show for a run folder."""
+    """Every scalar curve TensorBoard would show for a run folder, in step order as it plots them.
+
+    (A resumed run adds an event file; files are read in name order, and two started in the same
+    second by one process are named by a counter, "...10" before "...9", so read order is not time order.)
+    """
     accumulator = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
     accumulator.Reload()
-    return {tag: [(e.step, e.value) for e in accumulator.Scalars(tag)] for tag in accumulator.Tags()["scalars"]}
+    return {
+        tag: sorted(((e.step, e.value) for e in accumulator.Scalars(tag)), key=lambda point: point[0])
+        for tag in accumulator.Tags()["scalars"]
+    }
 
 
 def wave_baselines(split: str = "test") -> tuple[float, float]:

@@ -72,14 +72,22 @@ def test_a_signal_mid_epoch_saves_that_step_and_resumes_exactly(
     assert [s for s, _ in scalars(run)["train/loss_step"]] == list(range(28))
 
 
-@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+@pytest.mark.parametrize(
+    ("signum", "code", "batch", "validation"),
+    [
+        (signal.SIGTERM, 143, 4, []),
+        (signal.SIGINT, 130, 4, []),
+        (signal.SIGTERM, 143, 3, ["--trainer.val_check_interval", "4"]),
+    ],
+)
 def test_a_signal_mid_accumulation_window_saves_at_the_window_end_and_resumes_exactly(
-    in_tmp: Path, signum: int, code: int
+    in_tmp: Path, signum: int, code: int, batch: int, validation: list[str]
 ) -> None:
     # 7 batches an epoch, 3 accumulated per step: windows [0-2] [3-5] [6], 3 steps an epoch. The
-    # signal comes after batch 4 of epoch 1 (mid-window): batch 5 still runs and steps (step 5).
-    accumulate = [*RANDOM_RUN, "--trainer.max_epochs", "3", "--trainer.accumulate_grad_batches", "3"]
-    stopper = {"class_path": "tests.helpers.SignalAtBatch", "init_args": {"epoch": 1, "batch": 4, "signum": signum}}
+    # signal comes after batch 4 (or 3) of epoch 1, mid-window: batch 5 still runs and steps (step
+    # 5). In the third case a validation also runs mid-window, after batch 3, with the stop pending.
+    accumulate = [*RANDOM_RUN, "--trainer.max_epochs", "3", "--trainer.accumulate_grad_batches", "3", *validation]
+    stopper = {"class_path": "tests.helpers.SignalAtBatch", "init_args": {"epoch": 1, "batch": batch, "signum": signum}}
     assert run_cli("fit", *accumulate, "--trainer.callbacks", json.dumps([stopper])) == code
     run = in_tmp / "lightning_logs" / "circles" / "version_0"
     assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 5

@@ -78,7 +78,7 @@ class RunCheckpoint(ModelCheckpoint):
         self.received_signal: int | None = None  # under DDP: this rank's signal, not yet agreed
         self._step_at_batch_start = 0
         self._window_open = False  # the last batch accumulated gradients without an optimizer step
-        self._deferred_sigterm: tuple[Any, FrameType | None] | None = None  # Lightning's handler, for the window end
+        self._deferred_sigterm: Any = None  # Lightning's SIGTERM handler, called at the window's end
 
     # --- signals ----------------------------------------------------------------------
     # Installed when training starts, after Lightning's own SIGTERM handler (which this one
@@ -92,6 +92,8 @@ class RunCheckpoint(ModelCheckpoint):
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         super().on_train_start(trainer, pl_module)
         self._trainer = trainer
+        self.stop_signal = self.received_signal = self._deferred_sigterm = None  # a fresh fit, a fresh start
+        self._step_at_batch_start, self._window_open = trainer.global_step, False
         # A resumed run starts from a saved step: that is the newest checkpoint until it writes one.
         self._last_written_step = trainer.global_step if trainer.ckpt_path else None
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -112,8 +114,9 @@ class RunCheckpoint(ModelCheckpoint):
         previous = self._previous_handlers.get(signum)
         if signum == signal.SIGTERM and callable(previous):
             trainer = self._trainer
-            if trainer is not None and trainer.training and trainer.accumulate_grad_batches > 1:
-                self._deferred_sigterm = (previous, frame)  # Lightning would stop mid-window: wait for its step
+            accumulating = trainer is not None and trainer.training and trainer.accumulate_grad_batches > 1
+            if accumulating or self._window_open:  # (open: a validation in the middle of a window)
+                self._deferred_sigterm = previous  # Lightning would stop mid-window: wait for its step
             else:
                 previous(signum, frame)  # Lightning's: marks the trainer so every loop stops
 
@@ -150,9 +153,8 @@ class RunCheckpoint(ModelCheckpoint):
         if due and self._last_written_step != trainer.global_step:
             self._refresh_last(trainer)
         if self._deferred_sigterm is not None:
-            handler, frame = self._deferred_sigterm
-            self._deferred_sigterm = None
-            handler(signal.SIGTERM, frame)
+            handler, self._deferred_sigterm = self._deferred_sigterm, None
+            handler(signal.SIGTERM, None)
 
     # Stop at the first hook after the signal's step was saved and its metrics logged.
     def _stop_if_requested(self) -> None:
@@ -173,7 +175,7 @@ class RunCheckpoint(ModelCheckpoint):
             self._stop_if_requested()
 
     def on_validation_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if not trainer.sanity_checking:
+        if not trainer.sanity_checking and not self._window_open:  # mid-window: stop after the window's step
             self._stop_if_requested()
 
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
