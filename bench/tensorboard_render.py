@@ -112,7 +112,8 @@ def read_page(url: str, dom: str) -> RenderedPage:
     """Parse the page Chromium rendered; fetch each picture it shows from the server."""
     page = RenderedPage(line_charts=dom.count("<line-chart"))
     starts = [(match.start(), match.group(1)) for match in re.finditer(r"<(scalar-card|image-card) ", dom)]
-    for (start, kind), (end, _) in zip(starts, [*starts[1:], (len(dom), "")], strict=True):
+    ends = [start for start, _ in starts[1:]] + [len(dom)]
+    for (start, kind), end in zip(starts, ends[: len(starts)], strict=True):  # none on a page still loading
         card = dom[start:end]
         title = re.search(r'<tb-truncated-path[^>]*title="([^"]+)"', card)
         if title is None:
