@@ -1,6 +1,6 @@
 """Choose the tabular classification recipe on train/validation rows, and check the choice nested.
 
-    python bench/tabular_recipe_search.py    # ~22 min on 2 CPU cores
+    python bench/tabular_recipe_search.py    # ~20 min on 2 CPU cores (19 min measured)
 
 writes bench/results/tabular_recipe_search.{md,json}. bench/tabular_figures.py reports test
 accuracy on data seeds 0 to 4. For each data set and each of those seeds this script keeps
