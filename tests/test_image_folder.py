@@ -407,6 +407,7 @@ def test_streaming_skips_and_names_undecodable_images_when_asked(
     bad = next(i for i, (name, _) in enumerate(train.items) if name == "train/steak/bad.png")
     image, label = train[bad]
     assert image.shape == (3, 12, 12) and label == train.items[(bad + 1) % len(train)][1]
+    assert torch.equal(image, train[(bad + 1) % len(train)][0])  # the next image itself, not a blank
     labels = torch.cat([module.on_before_batch_transfer(batch, 0)[1] for batch in module.val_dataloader()])
     assert len(labels) == len(val) - 1 and bool((labels >= 0).all())
     nothing = module.on_before_batch_transfer((torch.zeros(2, 3, 12, 12), torch.tensor([UNDECODABLE] * 2)), 0)

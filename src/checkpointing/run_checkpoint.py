@@ -78,7 +78,7 @@ class RunCheckpoint(ModelCheckpoint):
         self.received_signal: int | None = None  # under DDP: this rank's signal, not yet agreed
         self._step_at_batch_start = 0
         self._window_open = False  # the last batch accumulated gradients without an optimizer step
-        self._deferred_sigterm: Any = None  # Lightning's SIGTERM handler, called at the window's end
+        self._sigterm_deferred = False  # Lightning's SIGTERM handler is called at the window's end
 
     # --- signals ----------------------------------------------------------------------
     # Installed when training starts, after Lightning's own SIGTERM handler (which this one
@@ -92,7 +92,8 @@ class RunCheckpoint(ModelCheckpoint):
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         super().on_train_start(trainer, pl_module)
         self._trainer = trainer
-        self.stop_signal = self.received_signal = self._deferred_sigterm = None  # a fresh fit, a fresh start
+        self.stop_signal = self.received_signal = None  # a fresh fit, a fresh start
+        self._sigterm_deferred = False
         self._step_at_batch_start, self._window_open = trainer.global_step, False
         # A resumed run starts from a saved step: that is the newest checkpoint until it writes one.
         self._last_written_step = trainer.global_step if trainer.ckpt_path else None
@@ -115,8 +116,11 @@ class RunCheckpoint(ModelCheckpoint):
         if signum == signal.SIGTERM and callable(previous):
             trainer = self._trainer
             accumulating = trainer is not None and trainer.training and trainer.accumulate_grad_batches > 1
-            if accumulating or self._window_open:  # (open: a validation in the middle of a window)
-                self._deferred_sigterm = previous  # Lightning would stop mid-window: wait for its step
+            if accumulating or self._window_open:
+                # Lightning would stop mid-window (in training, or in a validation inside a window):
+                # its handler waits for the window's step. Between two windows the next batch start
+                # stops first, and Lightning's handler is not needed.
+                self._sigterm_deferred = True
             else:
                 previous(signum, frame)  # Lightning's: marks the trainer so every loop stops
 
@@ -152,9 +156,9 @@ class RunCheckpoint(ModelCheckpoint):
         due = self.stop_signal is not None or (every and trainer.global_step % every == 0)
         if due and self._last_written_step != trainer.global_step:
             self._refresh_last(trainer)
-        if self._deferred_sigterm is not None:
-            handler, self._deferred_sigterm = self._deferred_sigterm, None
-            handler(signal.SIGTERM, None)
+        if self._sigterm_deferred:
+            self._sigterm_deferred = False
+            self._previous_handlers[signal.SIGTERM](signal.SIGTERM, None)
 
     # Stop at the first hook after the signal's step was saved and its metrics logged.
     def _stop_if_requested(self) -> None:

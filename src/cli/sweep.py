@@ -285,9 +285,8 @@ def sweep(args: list[str], cli_class: type[TemplateCLI] = TemplateCLI) -> optuna
             "sweep runs each trial in this one process: drop --trainer.devices/--trainer.num_nodes "
             "(start several sweep workers with the same --sweep.study_name instead)"
         )
-    devices = config.trainer.get("devices")
-    if devices in ("auto", None):  # "auto" would start DDP on a machine with several GPUs: a trial takes one
-        fit_args = [*fit_args, "--trainer.devices", "1"]
+    devices = config.trainer.get("devices") or "auto"  # what best.yaml gets back
+    fit_args = [*fit_args, "--trainer.devices", "1"]  # "auto" would start DDP on a machine with several GPUs
     for param in params:
         resolve_key(param.key, config)  # an unknown key fails here, in one line
     metric, mode = model_metric(config)
@@ -340,7 +339,7 @@ def storage_label(url: str | None, parent: Path) -> str:
 
 
 def report(
-    study: optuna.Study, folder: Path, metric: str, seeds: int, logger: dict[str, Any], seed: Any, devices: Any = "auto"
+    study: optuna.Study, folder: Path, metric: str, seeds: int, logger: dict[str, Any], seed: Any, devices: Any
 ) -> None:
     """Tables of every trial, the best trial's config and Optuna's plots, in the study's folder."""
     rows = trial_rows(study, metric, seeds)

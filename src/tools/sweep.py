@@ -327,9 +327,7 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_best_config(
-    study: optuna.Study, path: Path, logger: dict[str, Any], seed: Any, devices: Any = "auto"
-) -> Path | None:
+def write_best_config(study: optuna.Study, path: Path, logger: dict[str, Any], seed: Any, devices: Any) -> Path | None:
     """The best trial's resolved config (its config.yaml) as a file `fit --config` takes: its own
     run folder replaced by the experiment's (`logger`: save_dir, name, version), the seed and the
     devices restored (a trial runs on one device; the best config may use them all)."""
@@ -343,7 +341,7 @@ def write_best_config(
         return None
     config = yaml.safe_load(source.read_text())
     config["seed_everything"] = seed
-    config.setdefault("trainer", {})["devices"] = "auto" if devices is None else devices
+    config.setdefault("trainer", {})["devices"] = devices
     config.get("trainer", {}).get("logger", {}).setdefault("init_args", {}).update(logger)
     config.pop("ckpt_path", None)
     header = (
