@@ -5,7 +5,7 @@ what the data path costs.
 
 1. The recipe: `python train.py fit --config configs/cifar10_cpu.yaml --data.data_dir D`, run
    as its own process with an empty cache folder, so that its wall time includes the
-   first-time decode. Peak resident memory is that process's alone (getrusage of the child).
+   first-time decode. Peak resident memory is that process's alone (GNU time's %M).
    From its output: the decode time (the data module prints it), and the validation curve
    with each epoch's time since the fit started (one PlainTextProgress line per epoch).
 2. The blitz baseline: `configs/cifar10_blitz.yaml` the same way, on the cache that run 1 left.
@@ -211,7 +211,8 @@ def write_results(result: dict[str, Any], folder: Path) -> None:
     (folder / "cifar10_cpu.json").write_text(json.dumps(result, indent=2) + "\n")
     recipe, blitz, path = result["recipe"], result["blitz"], result["data_path"]
     lines = [
-        f"Command: python bench/cifar10_cpu.py --data_dir <the shared zip> ({result['torch_threads']} torch threads)",
+        f"Command: python bench/cifar10_cpu.py --data_dir <the shared zip> ({result['torch_threads']} torch threads)"
+        + ("; part 3 (the data path) re-measured later with --data_path_only" if result.get("data_path_only") else ""),
         "",
         "| config | command wall s (first-time decode included) | decode s | command s without the decode "
         "| fit s (first epoch start to last validation) | best val acc | peak RSS of the command (GiB) |",
@@ -267,6 +268,7 @@ def main() -> None:
             blitz = run_command("configs/cifar10_blitz.yaml", data_dir, cache, logs, extra)
         path = data_path(data_dir, cache, logs, round_count=2 if args.smoke else ROUNDS)
         result = {"recipe": recipe, "blitz": blitz, "data_path": path, "torch_threads": torch.get_num_threads()}
+        result["data_path_only"] = args.data_path_only
         write_results(result, Path(scratch) / "results" if args.smoke else RESULTS)
 
 

@@ -3,14 +3,14 @@
     python bench/tabular_recipe_search.py    # ~20 min on 2 CPU cores (19 min measured)
 
 writes bench/results/tabular_recipe_search.{md,json}. bench/tabular_figures.py reports test
-accuracy on data seeds 0 to 4. For each data set and each of those seeds this script keeps
-only the split's non-test rows (train + validation, written as a
-CSV of their own) and cuts them again INNER times (seeds 0, 1, ...; stratified, the real run's
-train/validation sizes, no test split). Every candidate in CANDIDATES (one change each from
-the recipe before the search) is trained on each cut once per learning rate in TEMPLATE_LRS;
-the run with the lowest validation loss is kept, as bench/tabular_figures.py does, and its
-validation accuracy and loss at the best checkpoint are the figures. LogisticRegression, its C
-chosen as in bench/tabular_figures.py, is printed beside them on the same cuts for scale.
+accuracy on data seeds 0 to 4. For each data set and each of those seeds this script keeps only
+the split's non-test rows (train + validation, written as a CSV of their own) and cuts them
+again INNER times (seeds 0, 1, ...; stratified, the real run's train/validation sizes, no test
+split). Every candidate in CANDIDATES (one or two changes each from the recipe before the
+search) is trained on each cut once per learning rate in TEMPLATE_LRS; the run with the lowest
+validation loss is kept, as bench/tabular_figures.py does, and its validation accuracy and loss
+at the best checkpoint are the figures. LogisticRegression, its C chosen as in
+bench/tabular_figures.py, is printed beside them on the same cuts for scale.
 
 The config's recipe is the candidate with the best mean validation accuracy pooled over every
 cut. Pooled, a row that is one split's test row is a training or validation row in the other
@@ -52,7 +52,7 @@ from src.datamodules import TabularDataModule  # noqa: E402
 RESULTS = ROOT / "bench" / "results"
 INNER = 3
 INNER_VAL_FRACTION = 0.125  # of the non-test rows: the real run's 10% of all rows
-EARLIER = ["--model.net.init_args.dropout", "0.1"]  # the recipe before this search; each row below changes one thing
+EARLIER = ["--model.net.init_args.dropout", "0.1"]  # the recipe before this search; each row changes one or two things
 CANDIDATES: dict[str, list[str]] = {
     "hidden [64], dropout 0.1 (the earlier recipe)": EARLIER,
     "weight_decay 0.1": [*EARLIER, "--model.optimizer.init_args.weight_decay", "0.1"],
