@@ -65,6 +65,18 @@ def test_text_labels_make_a_classification_with_sorted_class_names(cancer: Path)
     assert dm.splits["test"][0].mean(dim=0).abs().max() > 1e-3  # ... and only applied to test
 
 
+def test_a_column_constant_on_the_training_split_is_only_centred(tmp_path: Path) -> None:
+    # Like a digit's corner pixel: 0 in every training row, 16 in one row outside it. Divided by
+    # a clamped std of ~0 that row's value became ~1e9 and swamped every other feature.
+    rows = [[i % 7, 0, "a" if i % 2 else "b"] for i in range(40)]
+    path = write_csv(tmp_path / "t.csv", ["x", "pixel", "label"], rows)
+    dm = TabularDataModule(path, "label", val_fraction=0.25, test_fraction=0.25)
+    dm.setup("fit")
+    assert dm.feature_std[1] == 1.0 and dm.feature_mean[1] == 0.0
+    assert dm.transform(torch.tensor([[3.0, 16.0]]))[0, 1] == 16.0  # centred, not divided by ~0
+    assert (dm.splits["train"][0].std(dim=0)[0] - 1).abs() < 1e-4  # the other column is still scaled
+
+
 def test_numeric_labels_are_classes_when_asked_and_a_regression_otherwise(tmp_path: Path) -> None:
     path = write_iris(tmp_path / "iris.csv")
     classes = TabularDataModule(path, "species", task="classification")

@@ -34,7 +34,8 @@ class TabularDataModule(InMemoryDataModule):
     - Missing cells (empty, NA, N/A, NaN, null, none, ?) in features are refused with their
       line and column, or with `fill_missing: mean` replaced by the training split's column
       mean. A missing target is always refused.
-    - Standardisation: features scaled to zero mean and unit variance on the training split.
+    - Standardisation: features scaled to zero mean and unit variance on the training split;
+      a column that is constant there (a pixel that is always 0) is only centred.
     - The checkpoint keeps what prediction needs: feature and class names, the fill values
       and the standardisation (`state_dict`), so `train.py predict` uses the training run's
       values. Building the model still reads `csv_path` (its header and labels give the input
@@ -215,9 +216,10 @@ class TabularDataModule(InMemoryDataModule):
             train_x = self.fill(train_x)
         if self.standardize:
             self.feature_mean = train_x.mean(dim=0)
-            self.feature_std = (
-                train_x.std(dim=0).clamp_min(1e-8) if len(train_x) > 1 else torch.ones(len(self.feature_names))
-            )
+            # A column constant on the training split is only centred (std 1, as scikit-learn's
+            # StandardScaler does): dividing by ~0 would blow up any other value it takes later.
+            constant = train_x.amax(dim=0) == train_x.amin(dim=0)  # always so for a single row
+            self.feature_std = torch.where(constant, 1.0, train_x.std(dim=0)) if len(train_x) > 1 else constant.float()
         self.fitted = True
         self.raw_inputs = {name: self.fill(self.inputs[index]) for name, index in parts._asdict().items()}
         self.splits = {
