@@ -78,13 +78,23 @@ class ImageFiles(Dataset):
         name = self.items[index][0]
         return fit_to_size(decode(self._read(name), name, self.channels), self.size)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+    def decodable_image(self, index: int) -> torch.Tensor | None:
+        """`image(index)`, or None for an undecodable file when `skip_bad` (named once per
+        process: workers print their own); without `skip_bad` such a file ends the run."""
         try:
-            image = self.image(index)
+            return self.image(index)
         except UserInputError:
             if not self.skip_bad:
                 raise
-            self.name_skipped(index)
+            name = self.items[index][0]
+            if name not in self._named:
+                self._named.add(name)
+                print(f"Skipped an image that could not be decoded (data.skip_bad_images): {name}", flush=True)
+            return None
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        image = self.decodable_image(index)
+        if image is None:
             if not self.replace_bad:  # evaluation: marked, dropped by the data module
                 return torch.zeros(self.channels, *self.size, dtype=torch.uint8), UNDECODABLE
             index, image = self._next_decodable(index)
@@ -96,18 +106,10 @@ class ImageFiles(Dataset):
         """The first item after `index` (wrapping round) that decodes, and its image."""
         for step in range(1, len(self.items)):
             candidate = (index + step) % len(self.items)
-            try:
-                return candidate, self.image(candidate)
-            except UserInputError:
-                self.name_skipped(candidate)
+            image = self.decodable_image(candidate)
+            if image is not None:
+                return candidate, image
         raise UserInputError(f"no image of {self.root} could be decoded")
-
-    def name_skipped(self, index: int) -> None:
-        """Print the name of an undecodable file, once per process (workers print their own)."""
-        name = self.items[index][0]
-        if name not in self._named:
-            self._named.add(name)
-            print(f"Skipped an image that could not be decoded (data.skip_bad_images): {name}", flush=True)
 
     def __getstate__(self) -> dict[str, object]:  # workers open their own zip handle
         return {**self.__dict__, "_zip": None, "_zip_pid": -1}

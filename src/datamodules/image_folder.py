@@ -404,14 +404,7 @@ class ImageFolderDataModule(InMemoryDataModule):
     def _decodable(self, indices: list[int]) -> list[torch.Tensor]:
         """The streamed training images at `indices` (before augmentation); with skip_bad_images
         the undecodable ones are left out and named, else the first one ends the run."""
-        stream, images = self.streams["train"], []
-        for index in indices:
-            try:
-                images.append(stream.image(index))
-            except UserInputError:
-                if not self.skip_bad_images:
-                    raise
-                stream.name_skipped(index)
+        images = [image for image in map(self.streams["train"].decodable_image, indices) if image is not None]
         if not images:
             raise UserInputError(f"no training image of {self.data_dir} could be decoded")
         return images
