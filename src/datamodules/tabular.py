@@ -218,8 +218,9 @@ class TabularDataModule(InMemoryDataModule):
             self.feature_mean = train_x.mean(dim=0)
             # A column constant on the training split is only centred (std 1, as scikit-learn's
             # StandardScaler does): dividing by ~0 would blow up any other value it takes later.
-            constant = train_x.amax(dim=0) == train_x.amin(dim=0)  # always so for a single row
-            self.feature_std = torch.where(constant, 1.0, train_x.std(dim=0)) if len(train_x) > 1 else constant.float()
+            constant = train_x.amax(dim=0) == train_x.amin(dim=0)
+            std = train_x.std(dim=0) if len(train_x) > 1 else torch.ones_like(self.feature_mean)
+            self.feature_std = torch.where(constant | (std == 0), 1.0, std)  # == 0: float32 underflow
         self.fitted = True
         self.raw_inputs = {name: self.fill(self.inputs[index]) for name, index in parts._asdict().items()}
         self.splits = {
