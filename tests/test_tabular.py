@@ -66,8 +66,8 @@ def test_text_labels_make_a_classification_with_sorted_class_names(cancer: Path)
 
 
 def test_a_column_constant_on_the_training_split_is_only_centred(tmp_path: Path) -> None:
-    # Like a digit's corner pixel: 0 in every training row, 16 in one row outside it. Divided by
-    # a clamped std of ~0 that row's value became ~1e9 and swamped every other feature.
+    # Like a digit's corner pixel: 0 in every row of the table, then 16 in a row to predict. Divided
+    # by a clamped std of ~0, that value became ~1e9 and swamped every other feature.
     rows = [[i % 7, 0, "a" if i % 2 else "b"] for i in range(40)]
     path = write_csv(tmp_path / "t.csv", ["x", "pixel", "label"], rows)
     dm = TabularDataModule(path, "label", val_fraction=0.25, test_fraction=0.25)
