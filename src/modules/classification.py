@@ -1,5 +1,7 @@
 """Classification: binary (one logit, BCE-with-logits) or multiclass (cross-entropy)."""
 
+import re
+
 import torch
 import torch.nn.functional as F
 from jsonargparse.typing import NonNegativeFloat
@@ -136,10 +138,14 @@ class ClassificationModule(TaskModule):
         return self._evaluation_step(batch, "test")
 
     def _log_class_accuracy(self, stage: str) -> None:
+        """Logs `<stage>/acc_class_<name>` per class, named by the data's classes ("0", "1", ... without names)."""
         metric = getattr(self, f"{stage}_class_acc")
         values = metric.compute()
         metric.reset()
-        self.log_dict({f"{stage}/acc_class_{index}": value for index, value in enumerate(values)})
+        names = getattr(self.trainer.datamodule, "class_names", None) or range(self.num_classes)
+        # A class name as part of a metric's name: letters, digits, '.', '-' and '_', the rest as '_'.
+        tags = [re.sub(r"[^\w.-]", "_", str(name)) for name in names]
+        self.log_dict({f"{stage}/acc_class_{tag}": value for tag, value in zip(tags, values, strict=True)})
 
     def on_validation_epoch_end(self) -> None:
         super().on_validation_epoch_end()
