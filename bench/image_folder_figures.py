@@ -32,21 +32,17 @@ import time
 import types
 from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 import train  # noqa: E402
+from examples.make_examples import write_digits  # noqa: E402
 from src.datamodules import ImageFolderDataModule  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 SHARED_ZIP = ROOT.parent / "shared" / "datasets" / "cifar10-train-jpeg.zip"
-NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 
 # What every run shares: 8 x 8 grayscale, no flips (a mirrored digit is another shape).
 COMMON = [
@@ -67,20 +63,6 @@ CANDIDATES = [
     ("8x8 as stored, translate 1, 15 epochs", ["--data.image_size", "8", "--data.translate", "1"]),
     ("resized to 16x16, translate 2, 15 epochs", ["--data.image_size", "16", "--data.translate", "2"]),
 ]
-
-
-def write_digits(root: Path) -> dict[str, int]:
-    """The digits as PNG files under root/{train,test}/<name>/; returns the split sizes."""
-    digits = load_digits()
-    images = np.round(digits.images * 255 / 16).astype(np.uint8)  # 0-16 -> 0-255
-    indices = np.arange(len(images))
-    train_idx, test_idx = train_test_split(indices, test_size=0.2, stratify=digits.target, random_state=0)
-    for split, chosen in (("train", train_idx), ("test", test_idx)):
-        for index in chosen:
-            folder = root / split / NAMES[digits.target[index]]
-            folder.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(images[index], "L").save(folder / f"{index:04d}.png")
-    return {"train": len(train_idx), "test": len(test_idx)}
 
 
 def scalars(run: Path) -> dict[str, list[float]]:
