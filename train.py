@@ -16,6 +16,7 @@ from src.cli.process_group import release_process_group
 from src.cli.schedule_comparison import compare_schedules
 from src.cli.sweep import sweep
 from src.cli.user_errors import user_message
+from src.quiet_logs import drop_lightning_notices
 
 SUBCOMMANDS = ("fit", "validate", "test", "predict", "lr_find", "export", "compare_schedules", "sweep")
 
@@ -23,6 +24,7 @@ SUBCOMMANDS = ("fit", "validate", "test", "predict", "lr_find", "export", "compa
 def main(args: list[str] | None = None) -> None:
     """Run the CLI; mistakes a user can fix end with one line on stderr and exit status 2."""
     given = args if args is not None else sys.argv[1:]
+    drop_lightning_notices()
     try:
         if given[:1] == ["compare_schedules"]:
             compare_schedules(given[1:])

@@ -12,6 +12,9 @@ from lightning.pytorch import LightningDataModule, LightningModule, Trainer  # n
 from lightning.pytorch.tuner import Tuner  # noqa: E402
 
 from src.checkpointing.atomic_files import write_atomically  # noqa: E402
+from src.quiet_logs import RANK_ZERO_LOGGER, dropped  # noqa: E402
+
+CHECKPOINT_LOGGER = "lightning.pytorch.trainer.connectors.checkpoint_connector"
 
 
 def find_learning_rate(
@@ -29,9 +32,15 @@ def find_learning_rate(
     they were. Returns the suggestion (None when the curve gives none) and the two paths."""
     # A full-batch task has one step per epoch: allow enough epochs for every step.
     trainer.fit_loop.max_epochs = max(trainer.max_epochs or 0, num_training)
-    finder = Tuner(trainer).lr_find(
-        model, datamodule=datamodule, min_lr=min_lr, max_lr=max_lr, num_training=num_training, update_attr=False
-    )
+    # The finder saves the model to a hidden file and restores it after; Lightning narrates both
+    # (a "weights_only was not set" line that is about what it saves, not about loading safely).
+    with (
+        dropped(CHECKPOINT_LOGGER, "`weights_only` was not set"),
+        dropped(RANK_ZERO_LOGGER, "Restoring states from", "Restored all states"),
+    ):
+        finder = Tuner(trainer).lr_find(
+            model, datamodule=datamodule, min_lr=min_lr, max_lr=max_lr, num_training=num_training, update_attr=False
+        )
     suggestion = finder.suggestion()
     output_dir.mkdir(parents=True, exist_ok=True)
     figure = finder.plot(suggest=suggestion is not None)
