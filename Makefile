@@ -1,13 +1,14 @@
 # make quickstart   set up .venv (first time) and train the default task, circles
 # make lint         ruff: lint, import order, format check
-# make test         lint, then the fast test suite (what CI runs first)
+# make docs         build the documentation site strictly (a broken link fails) into build/site
+# make test         lint, the docs build, then the fast test suite (what CI runs first)
 # make test-slow    the slow tests too (real CIFAR-10 images, many kills)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 READY := $(VENV)/.installed
 
-.PHONY: quickstart lint test test-slow bench tensorboard
+.PHONY: quickstart lint docs test test-slow bench tensorboard
 
 $(READY): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +23,10 @@ lint: $(READY)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: lint
+docs: $(READY)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir build/site
+
+test: lint docs
 	$(BIN)/python -m pytest -m "not slow and not gpu"
 
 test-slow: $(READY)

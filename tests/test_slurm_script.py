@@ -1,4 +1,4 @@
-"""The SLURM batch script in README.md, checked as far as a machine without SLURM allows."""
+"""The SLURM batch script of docs/ddp-slurm.md, checked as far as a machine without SLURM allows."""
 
 import re
 import shutil
@@ -24,10 +24,17 @@ ONE_TASK = {
 
 
 def batch_script() -> str:
-    readme = (ROOT / "README.md").read_text()
-    scripts = [block for block in re.findall(r"```bash\n(.*?)```", readme, re.DOTALL) if "#SBATCH" in block]
-    assert len(scripts) == 1, "README.md should hold exactly one SLURM batch script"
-    return scripts[0]
+    """The one SLURM batch script of the docs, from the page that explains it."""
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    found = [
+        (page.relative_to(ROOT).as_posix(), block)
+        for page in pages
+        for block in re.findall(r"```bash\n(.*?)```", page.read_text(), re.DOTALL)
+        if "#SBATCH" in block
+    ]
+    where = [page for page, _ in found]
+    assert where == ["docs/ddp-slurm.md"], f"want one SLURM batch script, in docs/ddp-slurm.md; found it in {where}"
+    return found[0][1]
 
 
 def test_the_batch_script_parses_and_requeues_with_resume(tmp_path: Path) -> None:
