@@ -1,5 +1,8 @@
 """Bad input, as a table: each ends with one line that says what to fix, exit 2, no traceback."""
 
+import hashlib
+import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -113,3 +116,76 @@ def test_the_rows_fail_for_their_bad_input_alone(in_tmp: Path, capsys: pytest.Ca
     assert run_cli(*command[base]) == 0
     assert "error: " not in capsys.readouterr().err
     assert list(in_tmp.glob("lightning_logs/*/version_*/checkpoints/*.ckpt"))
+
+
+# --- predict: where its CSV may go --------------------------------------------------------
+PREDICT = ["predict", "--config", config("circles"), "--ckpt_path", "last", "--input", "points.csv", *QUIET]
+LAST = "lightning_logs/circles/version_0/checkpoints/last.ckpt"
+
+PREDICT_CASES = [
+    (["--output", LAST], "inside a checkpoints folder"),
+    (["--output", LAST, "--overwrite"], "inside a checkpoints folder"),  # not even when told to
+    (["--output", "lightning_logs/circles/version_0/checkpoints/new.csv"], "inside a checkpoints folder"),
+    (["--output", "train.csv"], "exists and is not a predictions CSV"),  # the user's data
+    (["--output", "notes.ckpt"], "exists and is not a predictions CSV"),
+    (["--output", "a_folder"], "is a folder"),
+    (["--output", "points.csv"], "would overwrite the input"),
+    (["--output", "points.csv", "--overwrite"], "would overwrite the input"),
+]
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small trained circles run, copied into each predict case's folder."""
+    folder = tmp_path_factory.mktemp("trained")
+    here = Path.cwd()
+    os.chdir(folder)
+    try:
+        assert run_cli(*CIRCLES, "--trainer.callbacks", "[]") == 0
+    finally:
+        os.chdir(here)
+    return folder / "lightning_logs"
+
+
+def file_digests(folder: Path) -> dict[str, str]:
+    """Every file under `folder` by its sha256: what a refused command must leave as it was."""
+    return {
+        str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
+
+
+@pytest.mark.parametrize(("extra", "message"), [pytest.param(*case, id=" ".join(case[0])) for case in PREDICT_CASES])
+def test_predict_output_mistakes_give_one_line_and_touch_nothing(
+    trained_run: Path, in_tmp: Path, capsys: pytest.CaptureFixture, extra: list[str], message: str
+) -> None:
+    write_files(in_tmp)
+    shutil.copytree(trained_run, in_tmp / "lightning_logs")
+    (in_tmp / "points.csv").write_text("x1,x2\n0.0,0.0\n1.0,0.0\n")
+    (in_tmp / "train.csv").write_text("x1,x2,label\n0.1,0.2,1\n0.9,0.1,0\n")
+    before = file_digests(in_tmp)
+    capsys.readouterr()
+    assert run_cli(*PREDICT, *extra) == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert "Traceback" not in "\n".join(lines)
+    assert lines[-1].startswith("error: ") and message in lines[-1], lines[-1]
+    assert file_digests(in_tmp) == before
+
+
+def test_predict_replaces_its_own_csv_and_any_file_with_overwrite(
+    trained_run: Path, in_tmp: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """The control of the table above: the same command writes where it may."""
+    shutil.copytree(trained_run, in_tmp / "lightning_logs")
+    (in_tmp / "points.csv").write_text("x1,x2\n0.0,0.0\n1.0,0.0\n")
+    (in_tmp / "train.csv").write_text("x1,x2,label\n0.1,0.2,1\n0.9,0.1,0\n")
+    assert run_cli(*PREDICT) == 0
+    first = (in_tmp / "predictions.csv").read_text()
+    assert first.splitlines()[0] == "x1,x2,class,probability,p_0,p_1"
+    (in_tmp / "points.csv").write_text("x1,x2\n0.5,0.5\n")
+    assert run_cli(*PREDICT) == 0  # predict's own CSV from before: replaced without --overwrite
+    assert len((in_tmp / "predictions.csv").read_text().splitlines()) == 2
+    assert run_cli(*PREDICT, "--output", "train.csv", "--overwrite") == 0
+    assert (in_tmp / "train.csv").read_text().splitlines()[0] == "x1,x2,class,probability,p_0,p_1"
+    assert "error: " not in capsys.readouterr().err

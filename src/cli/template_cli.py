@@ -26,6 +26,7 @@ from src.cli.template_trainer import TemplateTrainer
 from src.datamodules.class_names import class_names
 from src.errors import UserInputError
 from src.loggers import describe_run, share_run_folder, store_file
+from src.tools.prediction_output import check_prediction_output
 from src.tools.prediction_table import prediction_columns, write_prediction_csv
 
 # The modules log the step loss by global step, so an epoch shorter than log_every_n_steps
@@ -117,7 +118,13 @@ class TemplateCLI(LightningCLI):
                 "--output",
                 type=str,
                 default="predictions.csv",
-                help="where to write the predictions CSV (default: predictions.csv)",
+                help="where to write the predictions CSV (default: predictions.csv); an existing file is "
+                "replaced only if predict wrote it, and never in a checkpoints folder",
+            )
+            parser.add_argument(
+                "--overwrite",
+                action="store_true",
+                help="let --output replace an existing file that predict did not write (never a checkpoint)",
             )
         return parser
 
@@ -280,8 +287,10 @@ class TemplateCLI(LightningCLI):
         if self.trainer.world_size > 1:
             raise UserInputError("predict runs on one device: add --trainer.devices 1")
         output, source = Path(config.output), Path(config.input)
-        if output.resolve() == source.resolve():
-            raise UserInputError(f"--output {output} would overwrite the input; choose another file name")
+        checkpoint_dir = getattr(self.trainer.checkpoint_callback, "dirpath", None)  # when the config names one
+        check_prediction_output(
+            output, source, Path(ckpt_path), config.overwrite, Path(checkpoint_dir) if checkpoint_dir else None
+        )
         datamodule.predict_path = source
         self.trainer.loggers = []  # predicting is not a run: no new version folder in lightning_logs
         batches = self.trainer.predict(model, datamodule=datamodule, ckpt_path=ckpt_path, return_predictions=True)

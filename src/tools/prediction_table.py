@@ -26,10 +26,27 @@ def prediction_columns(outputs: torch.Tensor, class_names: list[str] | None, tar
     return columns
 
 
+def is_prediction_header(header: list[str]) -> bool:
+    """Whether a CSV header ends with the columns `prediction_columns` makes (predictions always
+    come last): `predicted_<target>`, or `class`, `probability` and two or more `p_<class>`."""
+    if header and header[-1].startswith("predicted_"):
+        return True
+    if "probability" not in header:
+        return False
+    position = len(header) - 1 - header[::-1].index("probability")
+    per_class = header[position + 1 :]
+    return (
+        header[position - 1 : position] == ["class"]
+        and len(per_class) >= 2
+        and all(name.startswith("p_") for name in per_class)
+    )
+
+
 def write_prediction_csv(path: Path, inputs: dict[str, list[str]], predictions: dict[str, list[str]]) -> int:
     """Write input columns then prediction columns, one row per input; returns the row count.
-    A prediction column whose name clashes with an input column replaces it."""
-    columns = {**inputs, **predictions}
+    A prediction column whose name clashes with an input column replaces it (the predictions
+    stay the last columns, which `is_prediction_header` recognises)."""
+    columns = {**{name: values for name, values in inputs.items() if name not in predictions}, **predictions}
     rows = len(next(iter(predictions.values())))
     if any(len(values) != rows for values in columns.values()):
         raise ValueError("every column needs one value per input row")
