@@ -116,3 +116,22 @@ def test_gradient_clipping_bounds_every_update(in_tmp: Path) -> None:
     clipped = moved("clipped", "--trainer.gradient_clip_val", "1e-3")
     unclipped = moved("unclipped")
     assert clipped <= 1e-3 * 1.001 and unclipped > 20 * clipped
+
+
+@pytest.mark.parametrize(("task", "point"), [("circles", "x1,x2\n0.0,0.0\n0.0,0.95\n"), ("regression", "x\n2.5\n12\n")])
+def test_double_precision_fits_and_predicts(in_tmp: Path, task: str, point: str) -> None:
+    """--trainer.precision 64: figures and predictions feed the model float64, as its steps get."""
+    run = ["--config", config(task), "--trainer.max_epochs", "2", "--trainer.check_val_every_n_epoch", "1", *QUIET]
+    assert run_cli("fit", *run, "--trainer.precision", "64") == 0
+    last = in_tmp / "lightning_logs" / task / "version_0" / "checkpoints" / "last.ckpt"
+    weights = torch.load(last, weights_only=True)["state_dict"]
+    assert {value.dtype for key, value in weights.items() if key.startswith("net.")} == {torch.float64}
+    (in_tmp / "points.csv").write_text(point)
+    for precision in ("64", "32"):  # a float64 checkpoint predicts in either
+        output = f"predicted_{precision}.csv"
+        predict = ["--ckpt_path", "last", "--input", "points.csv", "--output", output]
+        assert run_cli("predict", *run, "--trainer.precision", precision, *predict) == 0
+        assert len((in_tmp / output).read_text().splitlines()) == 3
+    in_64, in_32 = ((in_tmp / f"predicted_{p}.csv").read_text().split()[1:] for p in ("64", "32"))
+    for row_64, row_32 in zip(in_64, in_32, strict=True):
+        assert [float(v) for v in row_64.split(",")] == pytest.approx([float(v) for v in row_32.split(",")], abs=2e-6)

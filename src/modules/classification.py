@@ -79,7 +79,7 @@ class ClassificationModule(TaskModule):
         """As TaskModule's; evaluation of images adds the mirror's logits when `tta_flip` is on."""
         if self.training or not (self.tta_flip and x.dim() == 4):
             return super().forward(x)
-        net = self.evaluation_net()
+        net, x = self.evaluation_net(), self.as_net_input(x)
         return (net(x) + net(x.flip(3))) / 2
 
     def evaluation_net(self) -> nn.Module:

@@ -91,7 +91,13 @@ class TaskModule(LightningModule):
         """The net that training runs: compiled when `compile` is on."""
         return self._compiled[0] if self._compiled else self.net
 
+    def as_net_input(self, x: torch.Tensor) -> torch.Tensor:
+        """Floating inputs in the module's dtype (float64 under --trainer.precision 64), as Lightning's
+        precision plugins make the batches of its steps: figures and other direct calls need it too."""
+        return x.to(self.dtype) if x.is_floating_point() and x.dtype != self.dtype else x
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.as_net_input(x)
         return self.training_net()(x) if self.training else self.evaluation_net()(x)
 
     # --- what compiling costs and buys: the first steps timed, one line printed ---------
