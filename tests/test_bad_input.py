@@ -3,12 +3,14 @@
 import hashlib
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-from tests.conftest import QUIET, config, run_cli
+from tests.conftest import QUIET, ROOT, config, run_cli
 
 # Each base validates its one epoch, so that it would write checkpoints: a row's "no checkpoint
 # was written" then says its mistake stopped the run (test_the_rows_fail_for_their_bad_input_alone).
@@ -189,3 +191,36 @@ def test_predict_replaces_its_own_csv_and_any_file_with_overwrite(
     assert run_cli(*PREDICT, "--output", "train.csv", "--overwrite") == 0
     assert (in_tmp / "train.csv").read_text().splitlines()[0] == "x1,x2,class,probability,p_0,p_1"
     assert "error: " not in capsys.readouterr().err
+
+
+def unprivileged() -> list[str]:
+    """A command prefix under which file permissions hold: as root, setpriv drops the capabilities
+    that let root write anywhere (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH); as another user, none."""
+    if os.geteuid() != 0:
+        return []
+    prefix = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"]
+    if shutil.which("setpriv") is None or subprocess.run([*prefix, "true"], check=False).returncode != 0:
+        pytest.skip("running as root without setpriv: a read-only folder would not stop root's writes")
+    return prefix
+
+
+def test_resuming_into_a_read_only_run_folder_names_it(in_tmp: Path) -> None:
+    assert run_cli(*CIRCLES, "--trainer.callbacks", "[]") == 0
+    logs = in_tmp / "lightning_logs"
+    before = file_digests(logs)
+    folders = [logs, *(path for path in logs.rglob("*") if path.is_dir())]
+    for path in [*folders, *(path for path in logs.rglob("*") if path.is_file())]:
+        path.chmod(path.stat().st_mode & ~0o222)  # no one may write
+    try:
+        command = [sys.executable, str(ROOT / "train.py"), *CIRCLES, "--ckpt_path", "last"]
+        result = subprocess.run(
+            [*unprivileged(), *command], cwd=in_tmp, capture_output=True, text=True, timeout=120, check=False
+        )
+    finally:
+        for path in folders:
+            path.chmod(path.stat().st_mode | 0o200)
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert "Traceback" not in result.stderr and "Exception in thread" not in result.stderr, result.stderr
+    assert lines[-1].startswith("error: cannot write lightning_logs/circles/version_0: Permission denied"), lines[-1]
+    assert file_digests(logs) == before

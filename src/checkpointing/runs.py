@@ -8,6 +8,7 @@ they need no logger object, so a sweep can call them on finished runs.
 
 import json
 import re
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,20 @@ def experiment_dir(logger_config: Any) -> Path:
         )
     init_args = entries[0].init_args
     return Path(init_args.get("save_dir") or "lightning_logs") / (init_args.get("name") or "lightning_logs")
+
+
+def check_writable(folder: Path, fix: str) -> None:
+    """Make sure a file can be created in `folder` (or, if it does not exist yet, in the nearest
+    folder above it that does), by creating one: permissions, ACLs, read-only mounts and a full
+    disk all answer. `fix` says what to do instead; it ends the message."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as error:
+        raise UserInputError(f"cannot write {existing}: {error.strerror or error}. {fix}") from None
 
 
 def tracker_record(run_dir: Path, tracker: str) -> dict[str, str]:

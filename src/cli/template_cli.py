@@ -16,6 +16,7 @@ from src.checkpointing.checkpoint_io import AtomicCheckpointIO
 from src.checkpointing.runs import (
     best_checkpoint,
     check_checkpoint,
+    check_writable,
     experiment_dir,
     keeps_run_folder,
     latest_resumable_run,
@@ -70,6 +71,19 @@ class SaveRunConfig(SaveConfigCallback):
         (No collective calls here, such as trainer.log_dir: the other ranks would never answer.)"""
         if self.run_dir is not None:
             store_file(trainer.loggers, Path(self.run_dir) / self.config_filename)
+
+
+def check_resumable_folder(run: Path) -> None:
+    """A resumed run writes its logs, config and checkpoints into its own folder: refuse at once,
+    in one line, when that folder cannot be written (TensorBoard's writer thread would fail later
+    with a traceback)."""
+    for folder in (run, run / "checkpoints"):
+        check_writable(
+            folder,
+            f"Resuming writes the run's logs and checkpoints there: make {run} writable, or continue in a new "
+            "run elsewhere with --trainer.logger.init_args.save_dir DIR --ckpt_path "
+            f"{run / 'checkpoints' / 'last.ckpt'}",
+        )
 
 
 class TemplateCLI(LightningCLI):
@@ -186,6 +200,7 @@ class TemplateCLI(LightningCLI):
             run = latest_resumable_run(self._experiment_dir(config))
             path = run / "checkpoints" / "last.ckpt" if ckpt_path == "last" else best_checkpoint(run)
             if subcommand == "fit":
+                check_resumable_folder(run)
                 # Continue logging into the resumed run's folder, so its curves go on as one run
                 # (MLflow and W&B find their run id there: the same tracker run goes on).
                 for entry in logger_entries(config.trainer.logger):
