@@ -10,12 +10,12 @@ import sys
 
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from src.checkpointing import TrainingInterrupted
 from src.cli import TemplateCLI
 from src.cli.process_group import release_process_group
 from src.cli.schedule_comparison import compare_schedules
 from src.cli.sweep import sweep
 from src.cli.user_errors import user_message
+from src.errors import StoppedBySignal
 from src.quiet_logs import drop_lightning_notices
 
 SUBCOMMANDS = ("fit", "validate", "test", "predict", "lr_find", "export", "compare_schedules", "sweep")
@@ -32,7 +32,7 @@ def main(args: list[str] | None = None) -> None:
             sweep(given[1:])
         else:
             TemplateCLI(args=args)
-    except TrainingInterrupted as stop:
+    except StoppedBySignal as stop:  # a fit's, an evaluation's or a predict's
         print(f"stopped: {stop}", file=sys.stderr)
         sys.exit(128 + stop.signum)  # 143 for SIGTERM, 130 for Ctrl-C, as shells report them
     except SIGTERMException as stop:  # Lightning's SIGTERM stop would otherwise exit with 0

@@ -11,3 +11,15 @@ class UserInputError(Exception):
 
 class TrainingDivergedError(UserInputError):
     """The training loss became NaN or infinite; raised before the optimizer step uses it."""
+
+
+class StoppedBySignal(BaseException):  # noqa: N818 - a stop the user asked for, not an error
+    """SIGINT (Ctrl-C) or SIGTERM stopped a command; train.py prints the message and exits with
+    128 + the signal's number (130, 143), as shells report a process a signal ended.
+
+    A BaseException, like KeyboardInterrupt, so no `except Exception` on the way swallows it.
+    """
+
+    def __init__(self, signum: int, message: str) -> None:
+        self.signum = signum
+        super().__init__(message)

@@ -138,3 +138,23 @@ class SignalAtBatch(Callback):
     ) -> None:
         if trainer.current_epoch == self.epoch and batch_idx == self.batch:
             os.kill(os.getpid(), self.signum)
+
+
+class SignalInEvaluation(Callback):
+    """Sends `signum` to this process after the first test, predict or validate-command batch."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+
+    def _signal(self, trainer: Trainer) -> None:
+        if not trainer.training and not trainer.sanity_checking and trainer.state.fn != "fit":
+            os.kill(os.getpid(), self.signum)
+
+    def on_test_batch_end(self, trainer: Trainer, *args: object) -> None:
+        self._signal(trainer)
+
+    def on_predict_batch_end(self, trainer: Trainer, *args: object) -> None:
+        self._signal(trainer)
+
+    def on_validation_batch_end(self, trainer: Trainer, *args: object) -> None:
+        self._signal(trainer)

@@ -74,3 +74,44 @@ def test_every_run_hands_back_the_signal_handlers_it_found(in_tmp: Path, extra: 
     finally:
         for signum, handler in before.items():
             signal.signal(signum, handler)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("command", ["validate", "test", "predict", "fit"])  # fit: during its test of the best
+def test_a_signal_during_evaluation_or_predict_stops_as_fit_does(
+    in_tmp: Path, capsys: pytest.CaptureFixture, command: str, signum: int
+) -> None:
+    run = [*RUN, "--trainer.max_epochs", "1"]
+    if command != "fit":
+        assert run_cli("fit", *run) == 0
+    (in_tmp / "points.csv").write_text("x1,x2\n0.0,0.0\n1.0,0.0\n")
+    (in_tmp / "predictions.csv").write_text("x1,x2,class,probability,p_0,p_1\n")  # an earlier predict's
+    checkpoints = sorted(in_tmp.rglob("*.ckpt"))
+    saved = {path: path.read_bytes() for path in checkpoints}
+    given = ["--ckpt_path", "last"] if command != "fit" else []
+    if command == "predict":
+        given += ["--input", "points.csv"]
+    stopper = [
+        "--trainer.callbacks",
+        json.dumps([{"class_path": "tests.helpers.SignalInEvaluation", "init_args": {"signum": signum}}]),
+    ]
+
+    def mine(signum: int, frame: object) -> None:
+        """The session's own SIGTERM handler, which the command must hand back (SIGINT keeps Python's)."""
+
+    ctrl_c, before = signal.getsignal(signal.SIGINT), signal.signal(signal.SIGTERM, mine)
+    try:
+        capsys.readouterr()
+        assert run_cli(command, *run, *given, *stopper) == 128 + signum
+        assert signal.getsignal(signal.SIGTERM) is mine and signal.getsignal(signal.SIGINT) is ctrl_c
+    finally:
+        signal.signal(signal.SIGTERM, before)
+        signal.signal(signal.SIGINT, ctrl_c)
+    err = capsys.readouterr().err
+    last = [line for line in err.splitlines() if line.strip()][-1]
+    assert last.startswith(f"stopped: {signal.Signals(signum).name} received during "), last
+    assert "Traceback" not in err and "graceful shutdown" not in err
+    assert (in_tmp / "predictions.csv").read_text() == "x1,x2,class,probability,p_0,p_1\n"
+    assert not [path for path in in_tmp.iterdir() if ".tmp-" in path.name]
+    if command != "fit":
+        assert {path: path.read_bytes() for path in checkpoints} == saved

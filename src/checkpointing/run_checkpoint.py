@@ -11,10 +11,10 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.trainer.states import TrainerFn
 
 from src.checkpointing.checkpoint_io import remove_stale_temp_files
-from src.errors import UserInputError
+from src.errors import StoppedBySignal, UserInputError
 
 
-class TrainingInterrupted(BaseException):
+class TrainingInterrupted(StoppedBySignal):
     """SIGTERM or Ctrl-C stopped training; says truly which step the newest checkpoint holds.
 
     Args:
@@ -25,7 +25,6 @@ class TrainingInterrupted(BaseException):
     """
 
     def __init__(self, signum: int, checkpoint: str | None, saved_step: int | None, step: int) -> None:
-        self.signum = signum
         self.checkpoint = checkpoint
         name = signal.Signals(signum).name
         if checkpoint is not None and saved_step == step:
@@ -37,7 +36,7 @@ class TrainingInterrupted(BaseException):
             )
         else:
             message = f"{name} received before this run saved anything: the checkpoint it started from is unchanged"
-        super().__init__(f"{message}; resume with --ckpt_path last")
+        super().__init__(signum, f"{message}; resume with --ckpt_path last")
 
 
 class RunCheckpoint(ModelCheckpoint):

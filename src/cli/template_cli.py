@@ -23,6 +23,7 @@ from src.checkpointing.runs import (
     logger_entries,
 )
 from src.cli.checkpoint_values import check_given_values
+from src.cli.signal_stops import stop_on_signal
 from src.cli.template_trainer import TemplateTrainer
 from src.datamodules.class_names import class_names
 from src.errors import UserInputError
@@ -71,6 +72,14 @@ class SaveRunConfig(SaveConfigCallback):
         (No collective calls here, such as trainer.log_dir: the other ranks would never answer.)"""
         if self.run_dir is not None:
             store_file(trainer.loggers, Path(self.run_dir) / self.config_filename)
+
+
+# What a signal during an evaluation leaves: nothing was written, so nothing was lost.
+EVALUATION_STOPPED = "no results were reported; existing checkpoints and logs are untouched"
+TEST_AFTER_FIT_STOPPED = (
+    "training finished and its checkpoints are saved; test the best with the same options and "
+    "`python train.py test ... --ckpt_path best`"
+)
 
 
 def check_resumable_folder(run: Path) -> None:
@@ -283,15 +292,27 @@ class TemplateCLI(LightningCLI):
                 "evaluates the weights of the last step. Validate at least once: lower "
                 "--trainer.check_val_every_n_epoch or raise --trainer.max_epochs."
             )
-        self.test_results = self.trainer.test(
-            self.model, datamodule=self.datamodule, ckpt_path=best or None, verbose=True
-        )
+        with stop_on_signal("the test after training", TEST_AFTER_FIT_STOPPED):
+            self.test_results = self.trainer.test(
+                self.model, datamodule=self.datamodule, ckpt_path=best or None, verbose=True
+            )
         log_dir = self.trainer.log_dir  # a collective call under DDP: every rank asks
         if self.trainer.is_global_zero and log_dir is not None:
             for logger in self.trainer.loggers:
                 print(describe_run(logger))
             if best:
                 print(f"Best checkpoint: {best}")
+
+    # --- validate, test: Ctrl-C or SIGTERM stops them in one line ------------------------
+    def validate(self, **kwargs: Any) -> Any:
+        """Trainer.validate, stopped at once by a signal (see src/cli/signal_stops.py)."""
+        with stop_on_signal("validate", EVALUATION_STOPPED):
+            return self.trainer.validate(**kwargs)
+
+    def test(self, **kwargs: Any) -> Any:
+        """Trainer.test, stopped at once by a signal (see src/cli/signal_stops.py)."""
+        with stop_on_signal("test", EVALUATION_STOPPED):
+            return self.trainer.test(**kwargs)
 
     # --- predict: a CSV of predictions for the user's file or folder -----------------------
     def predict(self, model: Any, datamodule: Any, ckpt_path: str | None = None, **_: Any) -> None:
@@ -308,10 +329,11 @@ class TemplateCLI(LightningCLI):
         )
         datamodule.predict_path = source
         self.trainer.loggers = []  # predicting is not a run: no new version folder in lightning_logs
-        batches = self.trainer.predict(model, datamodule=datamodule, ckpt_path=ckpt_path, return_predictions=True)
-        names = class_names(datamodule, model.num_classes) if hasattr(model, "probabilities") else None
-        predictions = prediction_columns(
-            torch.cat([batch.cpu() for batch in batches]), names, getattr(datamodule, "target_name", "target")
-        )
-        rows = write_prediction_csv(output, datamodule.predict_columns, predictions)
+        with stop_on_signal("predict", f"nothing was written to {output}"):
+            batches = self.trainer.predict(model, datamodule=datamodule, ckpt_path=ckpt_path, return_predictions=True)
+            names = class_names(datamodule, model.num_classes) if hasattr(model, "probabilities") else None
+            predictions = prediction_columns(
+                torch.cat([batch.cpu() for batch in batches]), names, getattr(datamodule, "target_name", "target")
+            )
+            rows = write_prediction_csv(output, datamodule.predict_columns, predictions)
         print(f"Wrote {rows} predictions to {output}")
