@@ -8,6 +8,8 @@ import torch
 from torchvision.io import write_png
 
 from src.modules.nets import MLP
+from src.tools.prediction_output import written_by_predict
+from src.tools.prediction_table import prediction_columns, write_prediction_csv
 from tests.conftest import QUIET, config, run_cli
 from tests.test_cifar10 import image_tree, tiny_cifar_run
 
@@ -120,3 +122,26 @@ def test_cifar_predicts_a_folder_of_images_and_a_single_file(in_tmp: Path, tmp_p
     assert run_cli("predict", *args, "--input", str(photos / "1.png"), "--output", "one.csv") == 0
     single = read_rows(in_tmp / "one.csv")
     assert len(single) == 1 and single[0]["probability"] == rows[1]["probability"]
+
+
+@pytest.mark.parametrize(
+    ("inputs", "outputs"),
+    [
+        ({"x": ["1"]}, torch.tensor([[0.5]])),  # a regressor's
+        ({"x1": ["1"], "x2": ["2"]}, torch.tensor([[0.2, 0.8]])),  # a classifier's
+        ({"class": ["a"], "x": ["1"]}, torch.tensor([[0.2, 0.8]])),  # an input column named like a prediction
+    ],
+)
+def test_predict_recognises_the_csv_it_wrote(tmp_path: Path, inputs: dict, outputs: torch.Tensor) -> None:
+    names = ["0", "1"] if outputs.shape[1] == 2 else None
+    write_prediction_csv(tmp_path / "p.csv", inputs, prediction_columns(outputs, names, "y"))
+    assert written_by_predict(tmp_path / "p.csv")
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"x1,x2,label\n0.1,0.2,1\n", b"x,y\n1,2\n", b"class,probability\na,0.5\n", b"PK\x03\x04\x00\xff\xfe", b""],
+)
+def test_predict_does_not_take_other_files_for_its_own(tmp_path: Path, content: bytes) -> None:
+    (tmp_path / "data.csv").write_bytes(content)
+    assert not written_by_predict(tmp_path / "data.csv")
