@@ -135,7 +135,7 @@ class TemplateCLI(LightningCLI):
                 "--input",
                 type=str,
                 required=True,
-                help="CSV file (circles, regression) or image file/folder (CIFAR-10) to predict",
+                help="what to predict: a CSV file with the model's feature columns, or an image file or folder of images",
             )
             parser.add_argument(
                 "--output",
