@@ -135,7 +135,7 @@ class TemplateCLI(LightningCLI):
                 "--input",
                 type=str,
                 required=True,
-                help="what to predict: a CSV file with the model's feature columns, or an image file or folder of images",
+                help="what to predict: a CSV file with the model's feature columns, or an image file or folder",
             )
             parser.add_argument(
                 "--output",
