@@ -5,6 +5,7 @@ import os
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -37,6 +38,14 @@ def write_files(folder: Path) -> None:
     (folder / "notes.ckpt").write_text("not a checkpoint")
     torch.save({"weights": torch.ones(2)}, folder / "foreign.ckpt")
     (folder / "a_folder").mkdir()
+    # Files a spreadsheet or another system may hand over instead of a UTF-8 CSV.
+    (folder / "latin1.csv").write_bytes("a,b,y\n1,2,3\n4,5,6\ncafé,7,8\n".encode("latin-1"))
+    (folder / "utf16.csv").write_bytes("a,b,y\n1,2,3\n4,5,6\n".encode("utf-16"))
+    with zipfile.ZipFile(folder / "sheet.xlsx", "w") as workbook:  # an .xlsx is a zip of XML files
+        workbook.writestr("xl/workbook.xml", "<workbook/>")
+    unclosed = 'a,b,y\n1,2,"3\n' + "4,5,6\n" * 30_000  # one field of 180,000 characters
+    (folder / "unclosed.csv").write_text(unclosed)
+    (folder / "twice.csv").write_text("a,b,a,y\n1,2,3,4\n5,6,7,8\n")
 
 
 CASES = [
@@ -78,6 +87,11 @@ CASES = [
     (["TABULAR", "--data.csv_path", "empty.csv"], "has no data rows"),
     (["TABULAR", "--data.csv_path", "cols.csv", "--data.target_column", "y"], "no column(s) ['y']"),
     (["TABULAR", "--data.csv_path", "text.csv", "--data.target_column", "a"], "feature column(s) ['b'] hold text"),
+    (["TABULAR", "--data.csv_path", "latin1.csv"], "is not UTF-8 (byte 0xe9 on line 4"),
+    (["TABULAR", "--data.csv_path", "utf16.csv"], "is UTF-16 text, not UTF-8: convert it with iconv -f utf-16"),
+    (["TABULAR", "--data.csv_path", "sheet.xlsx"], "is a spreadsheet workbook (.xlsx) or another zip file, not a CSV"),
+    (["TABULAR", "--data.csv_path", "unclosed.csv"], "line 2: a field runs past 131072 characters"),
+    (["TABULAR", "--data.csv_path", "twice.csv"], "has the column name(s) ['a'] more than once"),
 ]
 
 

@@ -78,6 +78,10 @@ def test_predict_refuses_missing_columns_and_a_missing_checkpoint(
     assert "the following arguments are required: --input" in capsys.readouterr().err
     assert run_cli("predict", *args, "--ckpt_path", "last", "--input", "nowhere.csv") == 2
     assert "input file not found: nowhere.csv" in capsys.readouterr().err
+    (in_tmp / "latin1.csv").write_bytes("name,x1,x2\ncafé,0.1,0.2\n".encode("latin-1"))  # a spreadsheet's export
+    assert run_cli("predict", *args, "--ckpt_path", "last", "--input", "latin1.csv") == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error: latin1.csv is not UTF-8 (byte 0xe9 on line 2") and error.count("\n") == 1, error
     assert not (in_tmp / "predictions.csv").exists()
 
 

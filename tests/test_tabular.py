@@ -10,6 +10,7 @@ import torch
 from sklearn.datasets import load_breast_cancer, load_iris
 
 from src.datamodules import TabularDataModule
+from src.datamodules.csv_table import read_feature_rows
 from src.errors import UserInputError
 from src.modules.nets import MLP
 from tests.conftest import QUIET, config, run_cli
@@ -126,6 +127,7 @@ def test_missing_values_are_refused_by_line_and_column_or_filled_with_the_traini
         ("a,b,y\n1,red,u\n3,4,v\n", {}, "feature column(s) ['b'] hold text ('red' in 'b' on line 2)"),
         ("a,b,y\n1,2,u\n3,4,\n", {}, "line 3: the target column 'y' has no value"),
         ("a,b,y\n1,2,u\n3,inf,v\n", {}, "line 3: column 'b' is 'inf'"),
+        ("a;b;y\n1;2;u\n3;4,5;v\n", {"feature_columns": ["b"]}, "('4,5'); numbers need a decimal point (1.5, not"),
         ("a,b,y\n1,2,3\n3,4,text\n", {"task": "regression"}, "which a regression cannot predict"),
     ],
 )
@@ -143,6 +145,42 @@ def test_a_class_too_small_for_the_training_split_is_named(tmp_path: Path) -> No
     path = write_csv(tmp_path / "rare.csv", ["x", "label"], rows)
     with pytest.raises(UserInputError, match="class 'rare' has only 1 row"):
         TabularDataModule(path, "label", val_fraction=0.5, test_fraction=0.45).split()
+
+
+@pytest.mark.parametrize("delimiter", [";", "\t", "|"])
+def test_a_spreadsheets_csv_with_a_bom_and_another_delimiter_reads_as_a_plain_one(
+    tmp_path: Path, delimiter: str
+) -> None:
+    # Excel's "CSV UTF-8" starts with a byte-order mark; European locales separate by ';'.
+    rows = [[f"p{i}", i % 7, (3 * i) % 5, "a" if i % 2 else "b"] for i in range(40)]
+    plain = write_csv(tmp_path / "plain.csv", ["id", "x1", "x2", "label"], rows)
+    lines = [delimiter.join(map(str, row)) for row in [["id", "x1", "x2", "label"], *rows]]
+    excel = tmp_path / "excel.csv"
+    excel.write_text("\n".join(lines) + "\n", encoding="utf-8-sig")
+    dm = TabularDataModule(excel, "label", id_columns=["id"])  # the id column is 'id', not '\ufeffid'
+    assert dm.feature_names == ["x1", "x2"] and torch.equal(
+        dm.inputs, TabularDataModule(plain, "label", id_columns=["id"]).inputs
+    )
+    features = tmp_path / "features.csv"  # a feature named first keeps its name
+    features.write_text("\n".join(line.split(delimiter, 1)[1] for line in lines) + "\n", encoding="utf-8-sig")
+    assert TabularDataModule(features, "label").feature_names == ["x1", "x2"]
+    inputs, columns = read_feature_rows(excel, ["x1", "x2"])  # predict --input reads it the same way
+    assert list(columns) == ["id", "x1", "x2", "label"] and columns["id"][:2] == ["p0", "p1"]
+    assert torch.equal(inputs, dm.inputs)
+
+
+def test_a_comma_csv_with_semicolons_in_its_cells_stays_a_comma_csv(tmp_path: Path) -> None:
+    rows = [[f"box;{i}", i % 7, "a" if i % 2 else "b"] for i in range(40)]
+    path = write_csv(tmp_path / "t.csv", ["name", "x", "label"], rows)
+    assert TabularDataModule(path, "label", id_columns=["name"]).feature_names == ["x"]
+
+
+def test_a_predict_input_in_latin1_is_refused_with_the_conversion(tmp_path: Path) -> None:
+    path = tmp_path / "new.csv"
+    path.write_bytes("name,x1,x2\ncafé,1,2\n".encode("latin-1"))
+    with pytest.raises(UserInputError) as error:
+        read_feature_rows(path, ["x1", "x2"])
+    assert f"iconv -f latin1 -t utf-8 {path} > {tmp_path / 'new-utf8.csv'}" in str(error.value)
 
 
 # --- through the CLI: each user mistake is one line and exit status 2 -------------------------

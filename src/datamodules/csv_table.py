@@ -4,9 +4,14 @@
 `numeric_columns` turns some of its columns into float32, refusing or marking missing
 cells; `read_feature_rows` does both for prediction and keeps every column as text, to
 copy into the predictions. Every data module that reads a CSV goes through these.
+
+A file is read as UTF-8 (a byte-order mark, as Excel writes, is dropped) and its delimiter
+is detected among `,` `;` tab and `|`; files in another encoding, workbooks and unclosed
+quotes are refused in one line that says how to convert or mend the file.
 """
 
 import csv
+import io
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +22,14 @@ from src.errors import UserInputError
 
 # Cells that mean "no value" (compared lower-cased, after stripping spaces).
 MISSING_MARKERS = frozenset({"", "na", "n/a", "nan", "null", "none", "?"})
+DELIMITERS = ",;\t|"  # what a spreadsheet's "save as" writes; a comma unless the file says otherwise
+SNIFF_CHARACTERS = 16_384  # how much of the file the delimiter is guessed from
+SAVE_AS_CSV = "or save it from the spreadsheet as 'CSV UTF-8 (comma delimited)'"
+# The first bytes of files that are not text: what they are, and how to get a CSV from them.
+WORKBOOK_MAGIC = {
+    b"PK\x03\x04": "a spreadsheet workbook (.xlsx) or another zip file",
+    b"\xd0\xcf\x11\xe0": "an Excel 97-2003 workbook (.xls)",
+}
 
 
 @dataclass(frozen=True)
@@ -51,20 +64,95 @@ def read_rows(path: Path, if_missing: str) -> CsvRows:
     path = Path(path)
     if not path.is_file():
         raise UserInputError(if_missing)
+    text = read_text(path)
+    delimiter = detect_delimiter(text)
     rows, lines = [], []
-    with path.open(newline="") as handle:
-        reader = csv.reader(handle)
-        for row in reader:
-            if any(cell.strip() for cell in row):
-                rows.append(row)
-                lines.append(reader.line_num)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    while True:
+        first_line = reader.line_num + 1  # a quoted field can span lines: the row's first one
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as error:
+            raise _unreadable_row(path, first_line, error) from None
+        if any(cell.strip() for cell in row):
+            rows.append(row)
+            lines.append(reader.line_num)
     if len(rows) < 2:
         raise UserInputError(f"{path} has no data rows: it needs a header line and at least one row")
     header = [name.strip() for name in rows[0]]
+    repeated = sorted({name for name in header if header.count(name) > 1})
+    if repeated:
+        raise UserInputError(
+            f"{path} has the column name(s) {repeated} more than once: rename them so that each column has its own name"
+        )
     for line_number, row in zip(lines[1:], rows[1:], strict=True):
         if len(row) != len(header):
             raise UserInputError(f"{path}, line {line_number}: {len(row)} fields, expected {len(header)}")
     return CsvRows(path, header, rows[1:], lines[1:])
+
+
+def read_text(path: Path) -> str:
+    """The file as UTF-8 text (a leading byte-order mark dropped); a workbook, UTF-16 text,
+    another encoding or an unreadable file is refused in one line saying how to convert it."""
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise UserInputError(
+            f"cannot read {path}: {error.strerror}; give this user read access (chmod a+r {path}) or copy the file "
+            "somewhere readable"
+        ) from None
+    converted = path.with_name(f"{path.stem}-utf8.csv")
+    for magic, kind in WORKBOOK_MAGIC.items():
+        if data.startswith(magic):
+            raise UserInputError(
+                f"{path} is {kind}, not a CSV file: open it in the spreadsheet and save it as "
+                "'CSV UTF-8 (comma delimited)'"
+            )
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise UserInputError(
+            f"{path} is UTF-16 text, not UTF-8: convert it with iconv -f utf-16 -t utf-8 {path} > {converted}, "
+            f"{SAVE_AS_CSV}"
+        )
+    if b"\x00" in data[:SNIFF_CHARACTERS]:
+        raise UserInputError(
+            f"{path} holds NUL bytes, so it is not UTF-8 text: UTF-16 text (convert it with iconv -f utf-16le -t "
+            f"utf-8 {path} > {converted}) or not a CSV file at all"
+        )
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        raise UserInputError(
+            f"{path} is not UTF-8 (byte {data[error.start]:#04x} on line {line}; Latin-1 or Windows-1252, perhaps): "
+            f"convert it, e.g. iconv -f latin1 -t utf-8 {path} > {converted}, {SAVE_AS_CSV}"
+        ) from None
+
+
+def detect_delimiter(text: str) -> str:
+    """`,` `;` tab or `|`, as csv.Sniffer reads the start of `text`; a comma when it cannot
+    tell or when its guess leaves the header a single column."""
+    sample = text[:SNIFF_CHARACTERS]
+    if len(text) > SNIFF_CHARACTERS and "\n" in sample:
+        sample = sample[: sample.rindex("\n")]  # whole lines only
+    try:
+        delimiter = csv.Sniffer().sniff(sample, delimiters=DELIMITERS).delimiter
+    except csv.Error:
+        return ","
+    header = next(csv.reader(io.StringIO(sample, newline=""), delimiter=delimiter), [])
+    return delimiter if len(header) > 1 else ","
+
+
+def _unreadable_row(path: Path, line: int, error: csv.Error) -> UserInputError:
+    """A row the csv module cannot read: most often a quote opened and never closed, which
+    swallows the rest of the file into one field."""
+    if "field larger than field limit" in str(error):
+        return UserInputError(
+            f'{path}, line {line}: a field runs past {csv.field_size_limit()} characters, most likely a quote (") '
+            "opened there and never closed; close it or remove it"
+        )
+    return UserInputError(f"{path}, line {line}: not readable as CSV ({error}); mend the row or remove it")
 
 
 def numeric_columns(
@@ -92,6 +180,7 @@ def numeric_columns(
             except ValueError:
                 raise UserInputError(
                     f"{table.path}, line {line_number}: column {table.header[index]!r} is not a number ({cell!r})"
+                    f"{decimal_comma_hint(cell)}"
                 ) from None
             if not math.isfinite(number):
                 raise UserInputError(
@@ -100,6 +189,15 @@ def numeric_columns(
             numbers.append(number)
         values.append(numbers)
     return torch.tensor(values, dtype=torch.float32).reshape(len(values), len(wanted))
+
+
+def decimal_comma_hint(cell: str) -> str:
+    """For '1,5': numbers are read with a decimal point, as a ';'-separated export may not write them."""
+    try:
+        float(cell.replace(",", "."))
+    except ValueError:
+        return ""
+    return "; numbers need a decimal point (1.5, not 1,5): export the file with '.' as the decimal separator"
 
 
 def read_feature_rows(

@@ -7,7 +7,14 @@ from typing import Literal
 import numpy as np
 import torch
 
-from src.datamodules.csv_table import CsvRows, is_missing, numeric_columns, read_feature_rows, read_rows
+from src.datamodules.csv_table import (
+    CsvRows,
+    decimal_comma_hint,
+    is_missing,
+    numeric_columns,
+    read_feature_rows,
+    read_rows,
+)
 from src.datamodules.in_memory import InMemoryDataModule
 from src.datamodules.splits import SplitIndices, check_fractions, split_indices
 from src.errors import UserInputError
@@ -122,6 +129,10 @@ class TabularDataModule(InMemoryDataModule):
         text = {name: example for name in features if (example := _first_text(table, name))}
         if text:
             name, (cell, line) = next(iter(text.items()))
+            if decimal_comma_hint(cell):
+                raise UserInputError(
+                    f"{table.path}, line {line}: column {name!r} is not a number ({cell!r}){decimal_comma_hint(cell)}"
+                )
             numeric = [n for n in features if n not in text]
             listed = ", ".join(numeric if len(numeric) <= 6 else [*numeric[:3], "..."])
             raise UserInputError(
