@@ -1,6 +1,7 @@
 """Bad input, as a table: each ends with one line that says what to fix, exit 2, no traceback."""
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -12,6 +13,7 @@ import pytest
 import torch
 
 from tests.conftest import QUIET, ROOT, config, run_cli
+from tests.test_image_folder import food_run, small_food
 
 # Each base validates its one epoch, so that it would write checkpoints: a row's "no checkpoint
 # was written" then says its mistake stopped the run (test_the_rows_fail_for_their_bad_input_alone).
@@ -238,3 +240,56 @@ def test_resuming_into_a_read_only_run_folder_names_it(in_tmp: Path) -> None:
     assert "Traceback" not in result.stderr and "Exception in thread" not in result.stderr, result.stderr
     assert lines[-1].startswith("error: cannot write lightning_logs/circles/version_0: Permission denied"), lines[-1]
     assert file_digests(logs) == before
+
+
+# Run train.py's main once per case, in one process, printing each case's exit status and last line.
+CASES_SCRIPT = """
+import contextlib, io, json, sys
+import train
+results = []
+for args in json.loads(sys.argv[1]):
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        try:
+            train.main(args)
+            status = 0
+        except SystemExit as stop:
+            status = int(stop.code or 0)
+    lines = [line for line in err.getvalue().splitlines() if line.strip()]
+    results.append([status, lines[-1] if lines else ""])
+print(json.dumps(results))
+"""
+
+
+def test_a_file_or_folder_that_cannot_be_read_is_reported_as_unreadable(in_tmp: Path) -> None:
+    rows = ["a,b,y"] + [f"{i},{i % 5},{2 * i}" for i in range(40)]
+    (in_tmp / "locked.csv").write_text("\n".join(rows) + "\n")
+    locked_folder, locked_image, locked_root = (small_food(in_tmp / name) for name in ("one", "two", "three"))
+    zipped = in_tmp / "food.zip"
+    with zipfile.ZipFile(zipped, "w") as handle:
+        handle.write(locked_image / "train" / "pizza" / "pizza_000.png", "train/pizza/pizza_000.png")
+    one_epoch = ("--trainer.max_epochs", "1")
+    cases = {  # what cannot be read: the command that reads it
+        "locked.csv": [*TABULAR, "--data.csv_path", "locked.csv"],
+        f"{locked_folder}/train/steak": ["fit", *food_run(locked_folder, in_tmp, *one_epoch)],
+        f"{locked_image}/train/steak/steak_000.png": ["fit", *food_run(locked_image, in_tmp, *one_epoch)],
+        f"{zipped}": ["fit", *food_run(zipped, in_tmp, *one_epoch)],
+        f"{locked_root}": ["fit", *food_run(locked_root, in_tmp, *one_epoch)],
+    }
+    for name in cases:
+        (in_tmp / name).chmod(0)
+    try:
+        command = [sys.executable, "-c", CASES_SCRIPT, json.dumps(list(cases.values()))]
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        done = subprocess.run(
+            [*unprivileged(), *command], cwd=in_tmp, env=env, capture_output=True, text=True, timeout=300, check=False
+        )
+    finally:
+        for name in cases:
+            (in_tmp / name).chmod(0o755)
+    assert done.returncode == 0, done.stderr[-2000:]
+    results = json.loads(done.stdout.strip().splitlines()[-1])
+    starts = [f"error: cannot read {name}: Permission denied; give this user" for name in cases]
+    got = [(status, line[: len(start)]) for (status, line), start in zip(results, starts, strict=True)]
+    assert got == [(2, start) for start in starts], results
+    assert not list(in_tmp.glob("lightning_logs/*/version_*/checkpoints/*.ckpt"))

@@ -14,6 +14,7 @@ from PIL import Image
 
 from src.datamodules import ImageFolderDataModule, image_sources
 from src.datamodules.image_files import UNDECODABLE
+from src.datamodules.image_sources import SPLITS
 from src.errors import UserInputError
 from src.modules import ClassificationModule
 from src.modules.nets import MLP, AirbenchNet, BlitzCNN, TinyVGG
@@ -441,3 +442,117 @@ def test_an_error_raised_in_a_data_loader_worker_is_still_one_line() -> None:
         next(iter(DataLoader(Broken(), num_workers=1)))
     assert "Original Traceback" in str(caught.value)  # what the worker hands back
     assert user_message(caught.value) == "cannot decode image train/steak/bad.png: not an image"
+
+
+# --- images below class folders, damaged zips, sizes no run can take ---------------------------
+def test_images_in_subfolders_of_a_class_folder_belong_to_it(tmp_path: Path) -> None:
+    tree = food_tree(tmp_path / "food", per_class=4)
+    for label in FOODS:  # half of each class one or two folders down, as photo exports do
+        for index, depth in ((1, "2025"), (2, "2025/june")):
+            (tree / "train" / label / depth).mkdir(parents=True, exist_ok=True)
+            image = next((tree / "train" / label).glob(f"{label}_{index:03d}.*"))
+            image.rename(tree / "train" / label / depth / image.name)
+    hidden = tree / "train" / "pizza" / ".ipynb_checkpoints"
+    hidden.mkdir()
+    food_image("pizza", 99, ".png", "RGB", (20, 20)).save(hidden / "copy.png")  # left out, as hidden files are
+    archive = tmp_path / "food.zip"
+    with zipfile.ZipFile(archive, "w") as handle:
+        for path in sorted(tree.rglob("*.*")):
+            handle.write(path, "food/" + path.relative_to(tree).as_posix())
+    counts = {}
+    for name, data_dir, streaming in (("tree", tree, False), ("stream", tree, True), ("zip", archive, False)):
+        module = folder_module(data_dir, tmp_path, image_size=12, streaming=streaming, num_workers=0)
+        module.setup()
+        sizes = {split: len(module.streams[split]) if streaming else len(module.splits[split][1]) for split in SPLITS}
+        counts[name] = sizes
+    assert counts["tree"] == counts["stream"] == counts["zip"] == {"train": 10, "val": 2, "test": 12}
+    assert "train/sushi/2025/june/sushi_002.jpeg" in image_sources.list_tree(tree)["train"]["sushi"]
+
+    # The cache follows the files: an image added in a new subfolder is decoded, not missed.
+    before = folder_module(tree, tmp_path, image_size=12, streaming=False)
+    (tree / "train" / "steak" / "new").mkdir()
+    food_image("steak", 50, ".png", "RGB", (20, 20)).save(tree / "train" / "steak" / "new" / "late.png")
+    after = folder_module(tree, tmp_path, image_size=12, streaming=False)
+    after.setup()
+    assert after.cache_path() != before.cache_path()
+    assert len(after.splits["train"][1]) + len(after.splits["val"][1]) == 13
+
+
+def test_a_zip_cache_made_from_another_listing_is_not_reused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A zip's cache was named after the zip file alone: one decoded when subfolders were not
+    # listed would be read back without their images.
+    tree = food_tree(tmp_path / "food", per_class=4, splits=("train",))
+    (tree / "train" / "pizza" / "more").mkdir()
+    food_image("pizza", 50, ".png", "RGB", (20, 20)).save(tree / "train" / "pizza" / "more" / "extra.png")
+    archive = tmp_path / "food.zip"
+    with zipfile.ZipFile(archive, "w") as handle:
+        for path in sorted(tree.rglob("*.*")):
+            handle.write(path, path.relative_to(tree).as_posix())
+    full = image_sources.list_zip(archive)
+    flat = {"train": {label: [n for n in names if n.count("/") == 2] for label, names in full["train"].items()}}
+    monkeypatch.setattr("src.datamodules.image_folder.list_zip", lambda path: flat)
+    old = folder_module(archive, tmp_path, image_size=12, streaming=False)
+    old.setup()
+    monkeypatch.undo()
+    new = folder_module(archive, tmp_path, image_size=12, streaming=False)
+    new.setup()
+    assert new.cache_path() != old.cache_path()
+    assert len(new.splits["train"][1]) + len(new.splits["val"][1]) == 13
+
+
+def damage_member(archive: Path, member: str, how: str) -> None:
+    """Spoil one member of a stored (uncompressed) zip: flip a byte of its data ('crc'), or mark
+    it encrypted in the central directory ('encrypted'), as a password-protected zip does."""
+    data = bytearray(archive.read_bytes())
+    with zipfile.ZipFile(archive) as handle:
+        info = handle.getinfo(member)
+    if how == "crc":
+        start = info.header_offset + 30 + len(member.encode()) + len(info.extra)
+        data[start + info.file_size // 2] ^= 0xFF
+    else:
+        entry = data.find(b"PK\x01\x02")
+        while data[entry + 46 : entry + 46 + len(member)] != member.encode():
+            entry = data.find(b"PK\x01\x02", entry + 4)
+        data[entry + 8] |= 0x01  # general purpose flag bit 0: encrypted
+    archive.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize(
+    ("how", "streaming", "message"),
+    [
+        ("crc", "false", "food.zip is damaged: member train/steak/steak_000.png cannot be read back (Bad CRC-32"),
+        ("crc", "true", "food.zip is damaged: member train/steak/steak_000.png cannot be read back (Bad CRC-32"),
+        ("encrypted", "false", "food.zip is password-protected (member train/steak/steak_000.png is encrypted)"),
+    ],
+)
+def test_a_damaged_or_encrypted_zip_member_is_named_in_one_line(
+    in_tmp: Path, tmp_path: Path, capsys: pytest.CaptureFixture, how: str, streaming: str, message: str
+) -> None:
+    tree = small_food(tmp_path)
+    archive = tmp_path / "food.zip"
+    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_STORED) as handle:
+        for path in sorted(tree.rglob("*.*")):
+            handle.write(path, path.relative_to(tree).as_posix())
+    damage_member(archive, "train/steak/steak_000.png", how)
+    args = food_run(archive, tmp_path, "--trainer.max_epochs", "1", "--data.streaming", streaming)
+    error = fails_with([*args, "--data.num_workers", "0", "--data.skip_bad_images", "true"], capsys, message)
+    assert error.count("\n") == 1 and not list(in_tmp.glob("lightning_logs/*/version_*/checkpoints/*.ckpt"))
+
+
+@pytest.mark.parametrize(
+    ("size", "message"),
+    [
+        ("1", "data.image_size 1x1 is too small: images need at least 4 pixels a side"),
+        ("[2, 32]", "data.image_size 2x32 is too small"),
+        ("100000", "data.image_size 100000x100000 is too large: one batch of 16 images of 3x100000x100000 float32"),
+    ],
+)
+def test_an_image_size_no_run_can_take_is_refused_in_one_line(
+    in_tmp: Path, tmp_path: Path, capsys: pytest.CaptureFixture, size: str, message: str
+) -> None:
+    tree = small_food(tmp_path)
+    error = fails_with(
+        [*food_run(tree, tmp_path, "--trainer.max_epochs", "1"), "--data.image_size", size], capsys, message
+    )
+    assert error.count("\n") == 1 and "--data.image_size" in error.split(message)[1]
+    assert not (tmp_path / "cache").exists()  # refused before anything was decoded

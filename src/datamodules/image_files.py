@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from torchvision.transforms import v2
 
-from src.datamodules.image_sources import Size, decode, fit_to_size
+from src.datamodules.image_sources import Size, decode, fit_to_size, open_zip, read_file, read_zip_member
 from src.datamodules.in_memory_loader import Position
 from src.errors import UserInputError
 
@@ -67,11 +67,12 @@ class ImageFiles(Dataset):
         return len(self.items)
 
     def _read(self, name: str) -> bytes:
+        """A file's bytes; one that cannot be read (permissions, a damaged zip) ends the run."""
         if self.root.is_dir():
-            return (self.root / name).read_bytes()
+            return read_file(self.root / name)
         if self._zip is None or self._zip_pid != os.getpid():  # one handle per worker process
-            self._zip, self._zip_pid = zipfile.ZipFile(self.root), os.getpid()
-        return self._zip.read(name)
+            self._zip, self._zip_pid = open_zip(self.root), os.getpid()
+        return read_zip_member(self._zip, name)
 
     def image(self, index: int) -> torch.Tensor:
         """The image at `index` as uint8, before augmentation."""
@@ -80,13 +81,15 @@ class ImageFiles(Dataset):
 
     def decodable_image(self, index: int) -> torch.Tensor | None:
         """`image(index)`, or None for an undecodable file when `skip_bad` (named once per
-        process: workers print their own); without `skip_bad` such a file ends the run."""
+        process: workers print their own); without `skip_bad` such a file ends the run, as
+        does a file that cannot be read at all."""
+        name = self.items[index][0]
+        data = self._read(name)
         try:
-            return self.image(index)
+            return fit_to_size(decode(data, name, self.channels), self.size)
         except UserInputError:
             if not self.skip_bad:
                 raise
-            name = self.items[index][0]
             if name not in self._named:
                 self._named.add(name)
                 print(f"Skipped an image that could not be decoded (data.skip_bad_images): {name}", flush=True)

@@ -28,6 +28,26 @@ from src.datamodules.in_memory import InMemoryDataModule, training_position
 from src.errors import UserInputError
 
 CACHE_FORMAT = 2  # bump when the cache file's layout changes
+MIN_IMAGE_SIDE = 4  # the smallest image every net of src/modules/nets takes (and the resize handles)
+
+
+def check_image_size(size: Size, channels: int, batch_size: int) -> None:
+    """Refuse an image size no net takes, or one whose training batch (as float32, as the
+    model sees it) would not fit in the memory free on this machine."""
+    height, width = size
+    if min(size) < MIN_IMAGE_SIDE:
+        raise UserInputError(
+            f"data.image_size {height}x{width} is too small: images need at least {MIN_IMAGE_SIDE} pixels a side for "
+            f"the nets' convolutions and pooling; use --data.image_size {MIN_IMAGE_SIDE} or more (32 is the default)"
+        )
+    batch = batch_size * channels * height * width * 4
+    free = available_memory(torch.device("cpu"))
+    if batch > free:
+        raise UserInputError(
+            f"data.image_size {height}x{width} is too large: one batch of {batch_size} images of {channels}x{height}x"
+            f"{width} float32 takes {batch / 2**30:,.1f} GiB, more than the {free / 2**30:,.1f} GiB of memory free "
+            "here; use a smaller --data.image_size (32 to 512 are usual) or --data.batch_size"
+        )
 
 
 class ImageFolderDataModule(InMemoryDataModule):
@@ -38,7 +58,8 @@ class ImageFolderDataModule(InMemoryDataModule):
         my_photos/test/<class>/*                              optional: else `test` says there is none
 
     - Classes are the folder names of `train/`, sorted; they are the model's outputs in that
-      order, exposed as `class_names` and `num_classes`, and saved in checkpoints.
+      order, exposed as `class_names` and `num_classes`, and saved in checkpoints. Images in
+      subfolders of a class folder belong to that class (hidden folders are left out).
     - Images of any size and mode (RGB, grayscale, RGBA, palette, CMYK: PIL converts) are
       brought to `image_size`: resized so the shorter side fits (antialiased, aspect ratio
       kept), then center-cropped; `channels` 3 (RGB) or 1 (grayscale).
@@ -61,7 +82,8 @@ class ImageFolderDataModule(InMemoryDataModule):
 
     Args:
         data_dir: the folder holding `train/`, or a zip of it (or a folder holding one zip).
-        image_size: side of the square images the model sees, or (height, width).
+        image_size: side of the square images the model sees, or (height, width); at least 4,
+            and small enough for a training batch of them to fit in memory.
         channels: 3 for RGB, 1 for grayscale.
         val_size: with no `val/` folder, the training images held out for validation: a
             count (500) or a fraction (0.1); stratified by class and seeded.
@@ -117,6 +139,7 @@ class ImageFolderDataModule(InMemoryDataModule):
             raise UserInputError(f"data.image_size must be a positive size or [height, width], got {image_size}")
         if channels not in (1, 3):
             raise UserInputError(f"data.channels must be 1 (grayscale) or 3 (RGB), got {channels}")
+        check_image_size((int(size[0]), int(size[1])), channels, batch_size)
         self.data_dir = Path(data_dir)
         self.cache_dir = Path(cache_dir)
         self.image_size: Size = (int(size[0]), int(size[1]))
@@ -149,6 +172,11 @@ class ImageFolderDataModule(InMemoryDataModule):
     # --- finding, checking and caching the source -----------------------------------------
     def _source(self) -> tuple[str, list[Path]]:
         """The kind of source in data_dir and the files whose change invalidates the cache."""
+        if self.data_dir.is_dir() and not os.access(self.data_dir, os.R_OK | os.X_OK):
+            raise UserInputError(
+                f"cannot read {self.data_dir}: Permission denied; give this user read access "
+                f"(chmod -R a+rX {self.data_dir}) or copy the images somewhere readable"
+            )
         if (self.data_dir / "train").is_dir():
             listing = self._listing("tree")
             names = [name for folders in listing.values() for images in folders.values() for name in images]
@@ -199,7 +227,13 @@ class ImageFolderDataModule(InMemoryDataModule):
         )
 
     def _cache_file(self, kind: str, files: list[Path]) -> Path:
-        return self.cache_dir / f"{self.cache_prefix}-{kind}-{source_fingerprint(files, self._settings())}.pt"
+        """Named after the source files' sizes and times and the settings; for a zip, whose one
+        file says nothing of which members are read, also after the members listed."""
+        settings = self._settings()
+        if kind == "zip":
+            names = "\n".join(name for folders in self._listing(kind).values() for n in folders.values() for name in n)
+            settings += f"|listed {hashlib.sha256(names.encode()).hexdigest()}"
+        return self.cache_dir / f"{self.cache_prefix}-{kind}-{source_fingerprint(files, settings)}.pt"
 
     def cache_path(self) -> Path:
         return self._cache_file(*self._source())

@@ -1,7 +1,8 @@
 """Reading images into uint8 tensors, from the sources users have.
 
-- an image-folder tree `train/<class>/*` (required), `val/<class>/*` and `test/<class>/*`
-  (optional), or a zip of such a tree, at the zip's top or one folder down;
+- an image-folder tree `train/<class>/**` (required), `val/<class>/**` and `test/<class>/**`
+  (optional; images at any depth below a class folder), or a zip of such a tree, at the zip's
+  top or one folder down;
 - torchvision's `cifar-10-batches-py/` (CIFAR-10 only; downloaded by torchvision when asked).
 
 Every file is decoded by PIL (PNG, JPEG, BMP, WebP, GIF (first frame); any mode: RGB,
@@ -12,11 +13,15 @@ for 32 x 32 is left untouched. The readers return {"train": (images N x C x H x 
 labels int64), "val": ..., "test": ...} with the splits the source has.
 """
 
+import errno
 import hashlib
 import io
+import os
 import warnings
 import zipfile
+import zlib
 from collections.abc import Callable, Iterable, Sequence
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -84,48 +89,116 @@ def is_image(name: str) -> bool:
     return base.lower().endswith(IMAGE_SUFFIXES) and not base.startswith(".")  # not macOS's ._ files
 
 
+# --- reading files ----------------------------------------------------------------------------
+def unreadable(path: Path, error: OSError) -> UserInputError:
+    """A file or folder that cannot be read, named; for permissions, with the fix."""
+    reason = error.strerror or str(error)
+    if error.errno not in (errno.EACCES, errno.EPERM):
+        return UserInputError(f"cannot read {path}: {reason}")
+    fix = f"chmod -R a+rX {path}" if path.is_dir() else f"chmod a+r {path}"
+    return UserInputError(
+        f"cannot read {path}: {reason}; give this user read access ({fix}) or move it out of the data"
+    )
+
+
+def read_file(path: Path) -> bytes:
+    """A file's bytes; one this user may not read is refused in one line."""
+    try:
+        return path.read_bytes()
+    except OSError as error:
+        raise unreadable(path, error) from None
+
+
+def read_zip_member(archive: zipfile.ZipFile, name: str) -> bytes:
+    """A member's bytes; a damaged (bad CRC, truncated) or encrypted member is refused in one
+    line naming the zip and the member."""
+    where = archive.filename
+    try:
+        return archive.read(name)
+    except RuntimeError as error:
+        if "encrypted" not in str(error):
+            raise
+        raise UserInputError(
+            f"{where} is password-protected (member {name} is encrypted), which cannot be read here: unzip it "
+            "yourself and give the folder as --data.data_dir, or zip it again without a password"
+        ) from None
+    except (zipfile.BadZipFile, zlib.error, EOFError) as error:
+        raise UserInputError(
+            f"{where} is damaged: member {name} cannot be read back ({error}); zip or download it again "
+            f"(`unzip -t {where}` lists the damaged members)"
+        ) from None
+
+
 # --- listing a source ----------------------------------------------------------------------
+def _images_under(folder: Path, root: Path) -> list[str]:
+    """Every image in `folder` and its subfolders (hidden folders such as .ipynb_checkpoints
+    left out), as names relative to `root`, sorted; a folder that cannot be read is refused."""
+
+    def refuse(error: OSError) -> None:
+        raise unreadable(Path(error.filename or folder), error)
+
+    names = []
+    for directory, subfolders, files in os.walk(folder, onerror=refuse, followlinks=True):
+        subfolders[:] = [name for name in subfolders if not name.startswith(".")]
+        names += [
+            (Path(directory) / name).relative_to(root).as_posix()
+            for name in files
+            if is_image(name) and (Path(directory) / name).is_file()
+        ]
+    return sorted(names)
+
+
+def _class_folders(folder: Path) -> list[Path]:
+    try:
+        return sorted(path for path in folder.iterdir() if path.is_dir() and not path.name.startswith("."))
+    except OSError as error:
+        raise unreadable(folder, error) from None
+
+
 def list_tree(root: Path) -> Listing:
-    """The class folders of `root/train`, `root/val`, `root/test` and the images directly in them."""
-    listing: Listing = {}
-    for split in SPLITS:
-        folder = root / split
-        if not folder.is_dir():
-            continue
-        listing[split] = {
-            classdir.name: sorted(
-                f"{split}/{classdir.name}/{path.name}"
-                for path in classdir.iterdir()
-                if path.is_file() and is_image(path.name)
-            )
-            for classdir in sorted(folder.iterdir())
-            if classdir.is_dir() and not classdir.name.startswith(".")
-        }
-    return listing
+    """The class folders of `root/train`, `root/val`, `root/test` and the images in each, at
+    any depth below it (`train/cat/indoor/1.png` is a cat)."""
+    return {
+        split: {classdir.name: _images_under(classdir, root) for classdir in _class_folders(root / split)}
+        for split in SPLITS
+        if (root / split).is_dir()
+    }
 
 
 def open_zip(path: Path) -> zipfile.ZipFile:
     try:
         return zipfile.ZipFile(path)
+    except PermissionError as error:
+        raise unreadable(path, error) from None
     except (zipfile.BadZipFile, OSError) as error:
         raise UserInputError(f"{path} is not a readable zip file ({error})") from None
 
 
+def _zip_root_depth(names: list[str]) -> int:
+    """0 when the zip holds `train/` at its top, 1 when it holds one folder that holds `train/`
+    (as zipping a folder does)."""
+    parts = [name.split("/") for name in names if not name.startswith("__MACOSX")]
+    tops = {part[0] for part in parts if len(part) > 1}
+    holds_train = any(len(part) > 3 and part[1] == "train" for part in parts)
+    return 1 if len(tops) == 1 and holds_train else 0
+
+
 def list_zip(path: Path) -> Listing:
-    """As `list_tree`, for a zip holding `train/<class>/*` (etc.) at its top or one folder down."""
+    """As `list_tree`, for a zip holding `train/<class>/**` (etc.) at its top or one folder down."""
     with open_zip(path) as archive:
         names = archive.namelist()
+    depth = _zip_root_depth(names)
     listing: Listing = {}
     for name in names:
         if name.startswith("__MACOSX"):
             continue
-        parts = name.split("/")
-        for at in (0, 1):  # split folder at the top, or one folder down
-            if len(parts) == at + 3 and parts[at] in SPLITS and parts[at + 1]:
-                images = listing.setdefault(parts[at], {}).setdefault(parts[at + 1], [])
-                if is_image(parts[at + 2]):  # a folder entry ("train/cat/") only names the class
-                    images.append(name)
-                break
+        parts = name.split("/")[depth:]
+        if len(parts) < 3 or parts[0] not in SPLITS or not parts[1] or parts[1].startswith("."):
+            continue
+        images = listing.setdefault(parts[0], {}).setdefault(parts[1], [])
+        hidden = any(part.startswith(".") for part in parts[2:-1])
+        if is_image(parts[-1]) and not hidden:  # a folder entry ("train/cat/") only names the class
+            images.append(name)
     return {
         split: {label: sorted(members) for label, members in sorted(classes.items())}
         for split, classes in listing.items()
@@ -172,8 +245,9 @@ def read_listing(
         kept = 0
         for label, names in folders.items():
             for name in names:
+                data = read(name)  # a file that cannot be read is no bad image to skip: it ends the run
                 try:
-                    image = decode(read(name), name, channels)
+                    image = decode(data, name, channels)
                 except UserInputError as error:
                     if not skip_bad:
                         raise UserInputError(
@@ -194,7 +268,7 @@ def read_image_tree(
     root: Path, listing: Listing, classes: Sequence[str], size: Size, channels: int, skip_bad: bool
 ) -> tuple[Splits, list[str]]:
     """The images of an image-folder tree `root` (listed by `list_tree`)."""
-    return read_listing(listing, lambda name: (root / name).read_bytes(), classes, size, channels, skip_bad, str(root))
+    return read_listing(listing, lambda name: read_file(root / name), classes, size, channels, skip_bad, str(root))
 
 
 def read_image_zip(
@@ -202,7 +276,8 @@ def read_image_zip(
 ) -> tuple[Splits, list[str]]:
     """The images of a zipped image-folder tree (listed by `list_zip`)."""
     with open_zip(path) as archive:
-        return read_listing(listing, archive.read, classes, size, channels, skip_bad, str(path))
+        read = partial(read_zip_member, archive)
+        return read_listing(listing, read, classes, size, channels, skip_bad, str(path))
 
 
 def read_torchvision_batches(root: Path, download: bool) -> Splits:
@@ -245,7 +320,7 @@ def read_images_to_predict(path: Path, size: Size = (32, 32), channels: int = 3)
     files = image_files(path)
     images = torch.empty(len(files), channels, *size, dtype=torch.uint8)
     for index, file in enumerate(files):
-        images[index] = fit_to_size(decode(file.read_bytes(), str(file), channels), size)
+        images[index] = fit_to_size(decode(read_file(file), str(file), channels), size)
     return images, [str(file) for file in files]
 
 
@@ -260,7 +335,9 @@ __all__ = [
     "read_image_tree",
     "read_image_zip",
     "read_images_to_predict",
+    "read_file",
     "read_torchvision_batches",
+    "read_zip_member",
     "source_fingerprint",
     "to_channels",
 ]
