@@ -156,6 +156,29 @@ def test_validate_test_and_predict_take_a_checkpoint(in_tmp: Path) -> None:
     assert run_cli("test", "--config", config("blobs"), "--ckpt_path", str(best), *QUIET) == 0
 
 
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (["--data.dataset", "blobs"], "was trained on the classes [0, 1], but this data has [0, 1, 2, 3]"),
+        (
+            ["--data.dataset", "blobs", "--data.centers", "2", "--data.n_features", "3"],
+            "does not fit the model built for this data (net.layers.0.weight is [512, 2] in the checkpoint, "
+            "[512, 3] here; checkpoint's classes [0, 1], the data's [0, 1])",
+        ),
+    ],
+    ids=["other-classes", "other-input-shape"],
+)
+def test_a_checkpoint_that_does_not_fit_the_data_is_one_line(
+    in_tmp: Path, capsys: pytest.CaptureFixture, data: list[str], message: str
+) -> None:
+    args = ["--config", config("circles"), *QUIET]
+    assert run_cli("fit", *args, "--trainer.max_epochs", "2") == 0
+    capsys.readouterr()
+    assert run_cli("test", *args, "--ckpt_path", "last", *data) == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], lines
+
+
 def test_resuming_with_nothing_to_resume_fails_clearly(in_tmp: Path, capsys: pytest.CaptureFixture) -> None:
     assert run_cli("fit", "--config", config("circles"), "--ckpt_path", "last", *QUIET) == 2
     error = capsys.readouterr().err

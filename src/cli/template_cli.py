@@ -22,6 +22,7 @@ from src.checkpointing.runs import (
     latest_resumable_run,
     logger_entries,
 )
+from src.cli.checkpoint_fit import check_checkpoint_fits
 from src.cli.checkpoint_values import check_given_values
 from src.cli.signal_stops import stop_on_signal
 from src.cli.template_trainer import TemplateTrainer
@@ -242,6 +243,13 @@ class TemplateCLI(LightningCLI):
             # and compiling or not is this run's choice.
             for name, value in {**getattr(self, "_run_options", {}), "init_from": None}.items():
                 config.model.init_args[name] = value
+
+    def after_instantiate_classes(self) -> None:
+        """A checkpoint of other classes (or another input shape) is refused before Lightning loads it."""
+        config = self.config_init.get(self.subcommand) if self.subcommand else None
+        ckpt_path = config.get("ckpt_path") if config is not None else None
+        if ckpt_path:
+            check_checkpoint_fits(self.model, self.datamodule, Path(ckpt_path))
 
     def instantiate_trainer(self, **kwargs: Any) -> Any:
         """Every Trainer writes checkpoints atomically with sha256 records and carries RNG states;
