@@ -305,7 +305,11 @@ def test_without_a_test_folder_test_says_so(in_tmp: Path, tmp_path: Path, capsys
     tree = food_tree(tmp_path / "food", per_class=4, splits=("train",))
     args = food_run(tree, tmp_path, "--trainer.max_epochs", "1")
     assert run_cli("fit", *args) == 0
-    assert "no test split" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "no test split" in out
+    # Where the run went is said all the same.
+    run = Path("lightning_logs") / "image_folder" / "version_0"
+    assert f"TensorBoard logs: {run}" in out and f"Best checkpoint: {run / 'checkpoints'}" in out
     fails_with([*args, "--ckpt_path", "last"], capsys, "has no test images (no test/<class>/ folder)", "test")
 
 

@@ -288,22 +288,21 @@ class TemplateCLI(LightningCLI):
                 f"Early stopping: {stopper.monitor} did not improve for {stopper.patience} validations; "
                 f"stopped after epoch {stopper.stopped_epoch + 1}."
             )
-        has_test = getattr(self.datamodule, "has_test_split", True)
-        if not has_test:
-            print("This data set has no test split: skipping the test of the best checkpoint.")
-            return
         callback = self.trainer.checkpoint_callback
         best = callback.best_model_path if callback is not None else ""
-        if not best and self.trainer.is_global_zero:
-            print(
-                "No best checkpoint: no validation ran (or it never logged the monitored metric), so the test "
-                "evaluates the weights of the last step. Validate at least once: lower "
-                "--trainer.check_val_every_n_epoch or raise --trainer.max_epochs."
-            )
-        with stop_on_signal("the test after training", TEST_AFTER_FIT_STOPPED):
-            self.test_results = self.trainer.test(
-                self.model, datamodule=self.datamodule, ckpt_path=best or None, verbose=True
-            )
+        if not getattr(self.datamodule, "has_test_split", True):
+            print("This data set has no test split: skipping the test of the best checkpoint.")
+        else:
+            if not best and self.trainer.is_global_zero:
+                print(
+                    "No best checkpoint: no validation ran (or it never logged the monitored metric), so the test "
+                    "evaluates the weights of the last step. Validate at least once: lower "
+                    "--trainer.check_val_every_n_epoch or raise --trainer.max_epochs."
+                )
+            with stop_on_signal("the test after training", TEST_AFTER_FIT_STOPPED):
+                self.test_results = self.trainer.test(
+                    self.model, datamodule=self.datamodule, ckpt_path=best or None, verbose=True
+                )
         log_dir = self.trainer.log_dir  # a collective call under DDP: every rank asks
         if self.trainer.is_global_zero and log_dir is not None:
             for logger in self.trainer.loggers:
