@@ -4,6 +4,7 @@ import functools
 import hashlib
 import http.server
 import pickle
+import socket
 import tarfile
 import threading
 import zipfile
@@ -100,6 +101,44 @@ def test_the_download_path_fetches_checks_and_caches(
     dm.setup()
     assert (tmp_path / "empty" / CIFAR10.base_folder / "test_batch").is_file()
     assert len(dm.splits["test"][0]) == 10 and dm.cache_path().is_file()
+
+
+class QuietFileServer(http.server.SimpleHTTPRequestHandler):
+    """Serves a folder without a line on stderr per request (the CLI's stderr is what is checked)."""
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.mark.parametrize("answer", ["closed-port", "not-found"])
+def test_a_failed_download_is_one_line_naming_the_url_and_the_copies_to_give(
+    in_tmp: Path, tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch, answer: str
+) -> None:
+    """Offline: nothing but loopback is asked, a port where nothing listens or a server without the file."""
+    server = None
+    if answer == "closed-port":
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+    else:
+        handler = functools.partial(QuietFileServer, directory=str(tmp_path))
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        port = server.server_address[1]
+    url = f"http://127.0.0.1:{port}/{CIFAR10.filename}"
+    monkeypatch.setattr(CIFAR10, "url", url)
+    args = ["--config", config("cifar10_cpu"), "--data.data_dir", str(tmp_path / "none"), *QUIET]
+    try:
+        capsys.readouterr()
+        assert run_cli("fit", *args, "--data.cache_dir", str(tmp_path / "cache")) == 2
+    finally:
+        if server is not None:
+            server.shutdown()
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith(f"error: could not download CIFAR-10 from {url}"), lines
+    reason = "Connection refused" if answer == "closed-port" else "HTTP Error 404"
+    for said in (reason, "--data.data_dir", f"{CIFAR10.base_folder}/", "train/<class>/", ".zip"):
+        assert said in lines[0], said
 
 
 def test_an_image_tree_and_its_zip_give_the_same_data(tmp_path: Path) -> None:

@@ -148,12 +148,59 @@ def test_a_run_that_ends_before_its_first_validation_still_leaves_last_ckpt(in_t
     assert run_cli("fit", *args, "--trainer.max_epochs", "4", "--ckpt_path", "last") == 0
 
 
-def test_validate_test_and_predict_take_a_checkpoint(in_tmp: Path) -> None:
+def test_validate_test_and_predict_take_a_checkpoint(in_tmp: Path, capsys: pytest.CaptureFixture) -> None:
     assert run_cli("fit", "--config", config("blobs"), "--trainer.max_epochs", "20", *QUIET) == 0
     for subcommand, ckpt in (("validate", "best"), ("test", "last")):
         assert run_cli(subcommand, "--config", config("blobs"), "--ckpt_path", ckpt, *QUIET) == 0
-    best = next((in_tmp / "lightning_logs" / "blobs" / "version_0" / "checkpoints").glob("epoch=*.ckpt"))
+    run = in_tmp / "lightning_logs" / "blobs" / "version_0"
+    best = next((run / "checkpoints").glob("epoch=*.ckpt"))
     assert run_cli("test", "--config", config("blobs"), "--ckpt_path", str(best), *QUIET) == 0
+    # A checkpoint outside the experiment's runs is evaluated without logging anywhere.
+    shutil.copy(best, in_tmp / "loose.ckpt")
+    assert run_cli("test", "--config", config("blobs"), "--ckpt_path", "loose.ckpt", *QUIET) == 0
+    # No stray version_N, and the run holds only what its fit logged: test/acc registered for the
+    # HPARAMS tab at step 0, and its test at step 20 (a test logging into the run would add step-0 points).
+    assert sorted(p.name for p in run.parent.iterdir()) == ["version_0"]
+    assert [step for step, _ in scalars(run)["test/acc"]] == [0, 20]
+    assert sorted(p.name for p in run.glob("config*.yaml")) == ["config.yaml"]
+    # validate prints one line for the checkpoint, not an epoch of a fit that is not running.
+    capsys.readouterr()
+    assert run_cli("validate", "--config", config("blobs"), "--ckpt_path", str(best), *QUIET) == 0
+    assert re.search(rf"^validation of {re.escape(str(best))}  val/loss \d", capsys.readouterr().out, re.MULTILINE)
+
+
+def test_resuming_an_explicit_checkpoint_of_a_run_continues_that_run(in_tmp: Path) -> None:
+    args = ["--config", config("circles"), "--trainer.check_val_every_n_epoch", "1", *QUIET]
+    assert run_cli("fit", *args, "--trainer.max_epochs", "2") == 0
+    run = in_tmp / "lightning_logs" / "circles" / "version_0"
+    last = str(run / "checkpoints" / "last.ckpt")
+    assert run_cli("fit", *args, "--trainer.max_epochs", "3", "--ckpt_path", last) == 0
+    assert sorted(p.name for p in run.parent.iterdir()) == ["version_0"]
+    assert torch.load(last, weights_only=True)["global_step"] == 3
+    assert [step for step, _ in scalars(run)["val/acc"]] == [0, 1, 2]
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (["--data.dataset", "blobs"], "was trained on the classes [0, 1], but this data has [0, 1, 2, 3]"),
+        (
+            ["--data.dataset", "blobs", "--data.centers", "2", "--data.n_features", "3"],
+            "does not fit the model built for this data (net.layers.0.weight is [512, 2] in the checkpoint, "
+            "[512, 3] here; checkpoint's classes [0, 1], the data's [0, 1])",
+        ),
+    ],
+    ids=["other-classes", "other-input-shape"],
+)
+def test_a_checkpoint_that_does_not_fit_the_data_is_one_line(
+    in_tmp: Path, capsys: pytest.CaptureFixture, data: list[str], message: str
+) -> None:
+    args = ["--config", config("circles"), *QUIET]
+    assert run_cli("fit", *args, "--trainer.max_epochs", "2") == 0
+    capsys.readouterr()
+    assert run_cli("test", *args, "--ckpt_path", "last", *data) == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], lines
 
 
 def test_resuming_with_nothing_to_resume_fails_clearly(in_tmp: Path, capsys: pytest.CaptureFixture) -> None:

@@ -306,7 +306,11 @@ def test_without_a_test_folder_test_says_so(in_tmp: Path, tmp_path: Path, capsys
     tree = food_tree(tmp_path / "food", per_class=4, splits=("train",))
     args = food_run(tree, tmp_path, "--trainer.max_epochs", "1")
     assert run_cli("fit", *args) == 0
-    assert "no test split" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "no test split" in out
+    # Where the run went is said all the same.
+    run = Path("lightning_logs") / "image_folder" / "version_0"
+    assert f"TensorBoard logs: {run}" in out and f"Best checkpoint: {run / 'checkpoints'}" in out
     fails_with([*args, "--ckpt_path", "last"], capsys, "has no test images (no test/<class>/ folder)", "test")
 
 
@@ -321,6 +325,41 @@ def test_predicting_with_a_checkpoint_of_other_classes_is_refused(
     fails_with(
         [*args, "--ckpt_path", "last", "--input", str(tree / "test")], capsys, "trained on the classes", "predict"
     )
+
+
+def test_best_after_a_fine_tune_on_other_classes_is_refused_in_one_line(
+    in_tmp: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """README's "Start a new task from your own checkpoint", then `best` on the first task: the newest
+    run is the second task's (2 classes), which does not fit the first task's 3 classes."""
+    first = food_tree(tmp_path / "food", per_class=4)
+    second = food_tree(tmp_path / "two", per_class=4)
+    for split in ("train", "test"):
+        __import__("shutil").rmtree(second / split / "sushi")
+    args = food_run(first, tmp_path, "--trainer.max_epochs", "1")
+    assert run_cli("fit", *args) == 0
+    start = str(in_tmp / "lightning_logs" / "image_folder" / "version_0" / "checkpoints" / "last.ckpt")
+    tuned = food_run(second, tmp_path, "--trainer.max_epochs", "1", "--trainer.callbacks", "[]")
+    assert run_cli("fit", *tuned, "--model.init_from", start) == 0
+    capsys.readouterr()
+    for command, extra in [
+        ("predict", ["--input", str(first / "test")]),
+        ("test", []),
+        ("validate", []),
+        ("export", []),
+    ]:
+        error = fails_with([*args, "--ckpt_path", "best", *extra], capsys, "", command)
+        lines = [line for line in error.splitlines() if line.strip()]
+        assert len(lines) == 1 and lines[0].startswith("error: "), (command, error)
+        assert "[pizza, steak], but --data.data_dir" in lines[0] and "has [pizza, steak, sushi]" in lines[0]
+        assert "--trainer.logger.init_args.name" in lines[0]
+    # The fix the line names: the second task under its own experiment name, so `best` finds each task's own run.
+    named = ["--trainer.logger.init_args.name", "two"]
+    assert run_cli("fit", *tuned, *named, "--model.init_from", start) == 0
+    output = in_tmp / "two.csv"
+    predict = ["--ckpt_path", "best", "--input", str(second / "test"), "--output", str(output)]
+    assert run_cli("predict", *tuned, *named, *predict) == 0
+    assert "p_steak" in output.read_text() and "p_sushi" not in output.read_text()
 
 
 # --- the streaming path --------------------------------------------------------------------

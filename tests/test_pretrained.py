@@ -191,6 +191,26 @@ def test_the_finetune_config_trains_offline_from_a_local_weights_file(in_tmp: Pa
     assert set(record["files"]) == {"state_dict", "torchscript"}
 
 
+def test_weights_null_on_the_command_line_means_random_initialisation(in_tmp: Path, tmp_path: Path) -> None:
+    """README and the config say `null` starts from random weights; given as a flag too, not only in YAML."""
+    tree = class_tree(tmp_path / "tree", ["a", "b"], per_class=4)
+    args = [
+        *folder_run("finetune_resnet", tree, tmp_path, batch_size=8),
+        "--model.net.init_args.weights",
+        "null",
+        "--model.net.init_args.image_size",
+        "data",
+        "--trainer.max_epochs",
+        "1",
+        "--trainer.callbacks",
+        "[]",
+        *QUIET,
+    ]
+    assert run_cli("fit", *args) == 0
+    state = torch.load(next((in_tmp / "lightning_logs").rglob("last.ckpt")), weights_only=True)["state_dict"]
+    assert state["net.model.fc.weight"].shape == (1, 512)
+
+
 # --- UnfreezeBackbone -------------------------------------------------------------------------
 class BackboneProbe(Callback):
     """Writes, per training epoch, what the backbone and head of an AirbenchNet did (JSON lines)."""

@@ -3,6 +3,7 @@
 import time
 
 from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_only
 
 # Validation values only: train/loss is logged at the epoch end, after this line is printed,
@@ -16,6 +17,10 @@ class PlainTextProgress(Callback):
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self.start = time.monotonic()
 
+    def on_validation_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if trainer.state.fn == TrainerFn.VALIDATING:  # `validate`: timed from here, not from a fit
+            self.start = time.monotonic()
+
     @rank_zero_only
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if trainer.sanity_checking:
@@ -23,4 +28,10 @@ class PlainTextProgress(Callback):
         metrics = trainer.callback_metrics
         shown = "  ".join(f"{name} {float(metrics[name]):.4f}" for name in SHOWN if name in metrics)
         elapsed = time.monotonic() - getattr(self, "start", time.monotonic())
-        print(f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}  {shown}  {elapsed:.0f}s", flush=True)
+        # `validate` runs one validation of a checkpoint, in no epoch of a fit.
+        where = (
+            f"validation of {trainer.ckpt_path}"
+            if trainer.state.fn == TrainerFn.VALIDATING
+            else f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}"
+        )
+        print(f"{where}  {shown}  {elapsed:.0f}s", flush=True)

@@ -115,6 +115,23 @@ def latest_resumable_run(experiment_dir: Path) -> Path:
     )
 
 
+def run_version_of(checkpoint: Path, experiment_dir: Path) -> int | str | None:
+    """The logger `version` of the run a checkpoint lies in (`<experiment_dir>/<run>/checkpoints/*.ckpt`):
+    N for version_N, else the run folder's path below the experiment (a sweep's `trial_3`); None
+    when the checkpoint lies in no run of this experiment."""
+    folder = checkpoint.resolve().parent
+    if folder.name != "checkpoints":
+        return None
+    try:
+        run = folder.parent.relative_to(experiment_dir.resolve()).as_posix()
+    except ValueError:
+        return None
+    if run == ".":
+        return None
+    numbered = _VERSION.fullmatch(run)
+    return int(numbered.group(1)) if numbered else run
+
+
 def best_checkpoint(version_dir: Path) -> Path:
     """The best checkpoint of a run, as recorded by its ModelCheckpoint in last.ckpt.
 

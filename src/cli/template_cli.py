@@ -21,7 +21,9 @@ from src.checkpointing.runs import (
     keeps_run_folder,
     latest_resumable_run,
     logger_entries,
+    run_version_of,
 )
+from src.cli.checkpoint_fit import check_checkpoint_fits
 from src.cli.checkpoint_values import check_given_values
 from src.cli.signal_stops import stop_on_signal
 from src.cli.template_trainer import TemplateTrainer
@@ -56,7 +58,7 @@ class SaveRunConfig(SaveConfigCallback):
     run_dir: str | None = None
 
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
-        if not trainer.loggers:  # predict and lr_find make no run, so no run folder for their config
+        if not trainer.loggers or stage != "fit":  # only a fit makes or continues a run with its own config
             return
         self.run_dir = trainer.log_dir  # a collective call under DDP: every rank asks, here
         if not self.already_saved and self.run_dir is not None:
@@ -208,19 +210,31 @@ class TemplateCLI(LightningCLI):
         if ckpt_path in ("last", "best"):
             run = latest_resumable_run(self._experiment_dir(config))
             path = run / "checkpoints" / "last.ckpt" if ckpt_path == "last" else best_checkpoint(run)
-            if subcommand == "fit":
-                check_resumable_folder(run)
-                # Continue logging into the resumed run's folder, so its curves go on as one run
-                # (MLflow and W&B find their run id there: the same tracker run goes on).
-                for entry in logger_entries(config.trainer.logger):
-                    if keeps_run_folder(entry):
-                        entry.init_args.version = int(run.name.split("_")[1])
             print(f"Using the {ckpt_path} checkpoint of {run}: {path}")
         else:
             path = Path(ckpt_path)
         check_checkpoint(path)
         check_given_values(config.model, path, ignored={*LINKED_FROM_DATA, *RUN_OPTIONS})
+        self._log_into_the_checkpoint_run(subcommand, config, path)
         config.ckpt_path = str(path)
+
+    @staticmethod
+    def _log_into_the_checkpoint_run(subcommand: str, config: Any, path: Path) -> None:
+        """Resuming a checkpoint that lies in one of this experiment's runs continues that run's folder,
+        whether given as `last` or as a path: its curves go on as one run (MLflow and W&B find their
+        run id there). validate and test log nowhere: outside a fit Lightning restores only the
+        weights, so their metrics would sit at step 0 of a run (TensorBoard reads that as a restart
+        and drops the run's later points), or alone in a new version_N; the table they print is the result."""
+        if subcommand in ("validate", "test"):
+            config.trainer.logger = False
+        if subcommand != "fit":
+            return
+        entries = [entry for entry in logger_entries(config.trainer.logger) if keeps_run_folder(entry)]
+        version = run_version_of(path, experiment_dir(config.trainer.logger)) if entries else None
+        if version is not None:
+            check_resumable_folder(path.parent.parent)
+            for entry in entries:
+                entry.init_args.version = version
 
     @staticmethod
     def _experiment_dir(config: Any) -> Path:
@@ -242,6 +256,13 @@ class TemplateCLI(LightningCLI):
             # and compiling or not is this run's choice.
             for name, value in {**getattr(self, "_run_options", {}), "init_from": None}.items():
                 config.model.init_args[name] = value
+
+    def after_instantiate_classes(self) -> None:
+        """A checkpoint of other classes (or another input shape) is refused before Lightning loads it."""
+        config = self.config_init.get(self.subcommand) if self.subcommand else None
+        ckpt_path = config.get("ckpt_path") if config is not None else None
+        if ckpt_path:
+            check_checkpoint_fits(self.model, self.datamodule, Path(ckpt_path))
 
     def instantiate_trainer(self, **kwargs: Any) -> Any:
         """Every Trainer writes checkpoints atomically with sha256 records and carries RNG states;
@@ -280,22 +301,21 @@ class TemplateCLI(LightningCLI):
                 f"Early stopping: {stopper.monitor} did not improve for {stopper.patience} validations; "
                 f"stopped after epoch {stopper.stopped_epoch + 1}."
             )
-        has_test = getattr(self.datamodule, "has_test_split", True)
-        if not has_test:
-            print("This data set has no test split: skipping the test of the best checkpoint.")
-            return
         callback = self.trainer.checkpoint_callback
         best = callback.best_model_path if callback is not None else ""
-        if not best and self.trainer.is_global_zero:
-            print(
-                "No best checkpoint: no validation ran (or it never logged the monitored metric), so the test "
-                "evaluates the weights of the last step. Validate at least once: lower "
-                "--trainer.check_val_every_n_epoch or raise --trainer.max_epochs."
-            )
-        with stop_on_signal("the test after training", TEST_AFTER_FIT_STOPPED):
-            self.test_results = self.trainer.test(
-                self.model, datamodule=self.datamodule, ckpt_path=best or None, verbose=True
-            )
+        if not getattr(self.datamodule, "has_test_split", True):
+            print("This data set has no test split: skipping the test of the best checkpoint.")
+        else:
+            if not best and self.trainer.is_global_zero:
+                print(
+                    "No best checkpoint: no validation ran (or it never logged the monitored metric), so the test "
+                    "evaluates the weights of the last step. Validate at least once: lower "
+                    "--trainer.check_val_every_n_epoch or raise --trainer.max_epochs."
+                )
+            with stop_on_signal("the test after training", TEST_AFTER_FIT_STOPPED):
+                self.test_results = self.trainer.test(
+                    self.model, datamodule=self.datamodule, ckpt_path=best or None, verbose=True
+                )
         log_dir = self.trainer.log_dir  # a collective call under DDP: every rank asks
         if self.trainer.is_global_zero and log_dir is not None:
             for logger in self.trainer.loggers:

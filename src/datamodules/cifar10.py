@@ -2,6 +2,7 @@
 
 from pathlib import Path
 from typing import Literal
+from urllib.error import HTTPError, URLError
 
 from torchvision.datasets import CIFAR10
 
@@ -92,8 +93,24 @@ class CIFAR10DataModule(ImageFolderDataModule):
                 "and a .zip of them. Point --data.data_dir at your copy (e.g. "
                 "../shared/datasets/cifar10-train-jpeg.zip) or set --data.download true to fetch it"
             )
-        read_torchvision_batches(self.data_dir, download=True)
+        try:
+            read_torchvision_batches(self.data_dir, download=True)
+        except (OSError, RuntimeError) as error:  # URLError, HTTPError, socket errors; a bad md5
+            raise UserInputError(self._download_failed(error)) from None
         return self._source()
+
+    def _download_failed(self, error: Exception) -> str:
+        """What failed to download, from where, and the forms a copy can be given in instead."""
+        # An HTTPError says its status ('HTTP Error 404: Not Found'); other URLErrors keep theirs in reason.
+        cause = error.reason if isinstance(error, URLError) and not isinstance(error, HTTPError) else error
+        reason = str(cause).strip().splitlines()
+        return (
+            f"could not download CIFAR-10 from {CIFAR10.url} into {self.data_dir} "
+            f"({reason[0][:120] if reason else type(error).__name__}). Offline? Give a copy with --data.data_dir: "
+            f"a folder holding {CIFAR10.base_folder}/ (the extracted {CIFAR10.filename}, which may also be put "
+            f"unextracted in {self.data_dir}), a train/<class>/ image tree (test/<class>/ optional), or a .zip of "
+            "that tree (e.g. --data.data_dir ../shared/datasets/cifar10-train-jpeg.zip)"
+        )
 
     def _read(self, kind: str) -> tuple[Splits, list[str]]:
         if kind != "batches":

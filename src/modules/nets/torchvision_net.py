@@ -50,6 +50,9 @@ from src.errors import UserInputError
 from src.modules.nets.cnn import Shape, image_shape
 
 ImageSize = int | Literal["weights", "data"]
+# `weights` values that mean random initialisation: YAML's null, and what jsonargparse passes for
+# `--model.net.init_args.weights null` (a net nested in the model receives the string 'None').
+NO_WEIGHTS = ("none", "null")
 
 
 def head_name(net: nn.Module) -> str:
@@ -222,6 +225,8 @@ class TorchvisionNet(nn.Module):
         data_std: list[float] | None = None,
     ) -> None:
         super().__init__()
+        if isinstance(weights, str) and weights.strip().lower() in NO_WEIGHTS:
+            weights = None
         channels, _, _ = image_shape(input_shape)
         if channels not in (1, 3):
             raise ValueError(f"torchvision models take 3-channel (or grayscale) images, got {channels} channels")
