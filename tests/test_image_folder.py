@@ -314,7 +314,7 @@ def test_without_a_test_folder_test_says_so(in_tmp: Path, tmp_path: Path, capsys
     fails_with([*args, "--ckpt_path", "last"], capsys, "has no test images (no test/<class>/ folder)", "test")
 
 
-def test_predicting_with_a_checkpoint_of_other_classes_is_refused(
+def test_a_checkpoint_keeps_its_classes_when_the_folder_changes(
     in_tmp: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     tree = small_food(tmp_path)
@@ -322,9 +322,12 @@ def test_predicting_with_a_checkpoint_of_other_classes_is_refused(
     assert run_cli("fit", *args) == 0
     (tree / "train" / "sushi").rename(tree / "train" / "ramen")
     (tree / "test" / "sushi").rename(tree / "test" / "ramen")
-    fails_with(
-        [*args, "--ckpt_path", "last", "--input", str(tree / "test")], capsys, "trained on the classes", "predict"
-    )
+    # Predicting names the checkpoint's classes: the training folder is not read.
+    assert run_cli("predict", *args, "--ckpt_path", "last", "--input", str(tree / "test"), "--output", "p.csv") == 0
+    header = next(csv.reader((in_tmp / "p.csv").open()))
+    assert [name for name in header if name.startswith("p_")] == ["p_pizza", "p_steak", "p_sushi"]
+    # Testing labelled images of a class the model does not know is refused.
+    fails_with([*args, "--ckpt_path", "last"], capsys, "unknown class folder 'ramen' (test/ramen/", "test")
 
 
 def test_best_after_a_fine_tune_on_other_classes_is_refused_in_one_line(

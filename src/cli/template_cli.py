@@ -6,7 +6,6 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import torch
 from lightning.pytorch.callbacks import RichModelSummary, RichProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
@@ -20,18 +19,21 @@ from src.checkpointing.runs import (
     experiment_dir,
     keeps_run_folder,
     latest_resumable_run,
+    load_structure,
     logger_entries,
     run_version_of,
 )
+from src.checkpointing.stored_run import RUN_CONFIG_KEY
+from src.cli.checkpoint_config import FROM_CHECKPOINT
 from src.cli.checkpoint_fit import check_checkpoint_fits
 from src.cli.checkpoint_values import check_given_values
 from src.cli.signal_stops import stop_on_signal
 from src.cli.template_trainer import TemplateTrainer
-from src.datamodules.class_names import class_names
 from src.errors import UserInputError
 from src.loggers import describe_run, share_run_folder, store_file
 from src.tools.prediction_output import check_prediction_output
-from src.tools.prediction_table import prediction_columns, write_prediction_csv
+from src.tools.prediction_table import write_prediction_csv
+from src.tools.predictor import load_predictor
 
 # The modules log the step loss by global step, so an epoch shorter than log_every_n_steps
 # (every full-batch task) still gets its curve; Lightning's warning about it is noise here.
@@ -56,6 +58,7 @@ class SaveRunConfig(SaveConfigCallback):
     stores it with the run in MLflow (an artifact) and W&B (a run file) too."""
 
     run_dir: str | None = None
+    _config_text: str | None = None
 
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
         if not trainer.loggers or stage != "fit":  # only a fit makes or continues a run with its own config
@@ -68,6 +71,13 @@ class SaveRunConfig(SaveConfigCallback):
                 name = f"config.resumed-{count}.yaml"
             self.config_filename = name
         super().setup(trainer, pl_module, stage)
+
+    def on_save_checkpoint(self, trainer: Any, pl_module: Any, checkpoint: dict[str, Any]) -> None:
+        """Every checkpoint carries the run's resolved config (YAML text, as config.yaml holds it), so
+        predict, test and export can rebuild its model and data module from the checkpoint alone."""
+        if self._config_text is None:
+            self._config_text = self.parser.dump(self.config, skip_none=False)
+        checkpoint[RUN_CONFIG_KEY] = self._config_text
 
     def save_config(self, trainer: Any, pl_module: Any, stage: str) -> None:
         """Rank 0 only, after the file is written: hand it to each tracker that keeps files.
@@ -156,8 +166,25 @@ class TemplateCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_lightning_class_args(RunCheckpoint, "checkpoint")
         parser.add_lightning_class_args(EarlyStoppingOnBest, "early_stopping")
-        for name in LINKED_FROM_DATA:
-            parser.link_arguments(f"data.{name}", f"model.init_args.{name}", apply_on="instantiate")
+        # input_shape (every data module has one) is linked first, through _restored_input_shape: with a
+        # checkpoint to evaluate, the data module takes its state before num_classes is read.
+        parser.link_arguments(
+            "data", "model.init_args.input_shape", compute_fn=self._restored_input_shape, apply_on="instantiate"
+        )
+        parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
+
+    # --- a trained model's data: the checkpoint's classes and standardisation, not the files' --
+    _restore_from: Path | None = None  # the checkpoint whose data state validate/test/predict/export use
+
+    def _restored_input_shape(self, datamodule: Any) -> tuple[int, ...]:
+        """The data module's input shape for the model. With a checkpoint to evaluate, the data module
+        first takes the checkpoint's data state (classes, input size, standardisation), so these are
+        neither read from nor refitted on the files, which need not be there."""
+        if self._restore_from is not None and not getattr(datamodule, "restored", False):
+            state = load_structure(self._restore_from).get(type(datamodule).__qualname__)
+            if state is not None:
+                datamodule.load_state_dict(state)
+        return datamodule.input_shape
 
     # --- --ckpt_path last | best ------------------------------------------------------------
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
@@ -216,6 +243,8 @@ class TemplateCLI(LightningCLI):
         check_checkpoint(path)
         check_given_values(config.model, path, ignored={*LINKED_FROM_DATA, *RUN_OPTIONS})
         self._log_into_the_checkpoint_run(subcommand, config, path)
+        if subcommand in FROM_CHECKPOINT:
+            self._restore_from = path
         config.ckpt_path = str(path)
 
     @staticmethod
@@ -347,13 +376,10 @@ class TemplateCLI(LightningCLI):
         check_prediction_output(
             output, source, Path(ckpt_path), config.overwrite, Path(checkpoint_dir) if checkpoint_dir else None
         )
-        datamodule.predict_path = source
-        self.trainer.loggers = []  # predicting is not a run: no new version folder in lightning_logs
         with stop_on_signal("predict", f"nothing was written to {output}"):
-            batches = self.trainer.predict(model, datamodule=datamodule, ckpt_path=ckpt_path, return_predictions=True)
-            names = class_names(datamodule, model.num_classes) if hasattr(model, "probabilities") else None
-            predictions = prediction_columns(
-                torch.cat([batch.cpu() for batch in batches]), names, getattr(datamodule, "target_name", "target")
-            )
-            rows = write_prediction_csv(output, datamodule.predict_columns, predictions)
+            # The same Predictor a server or a notebook uses (src/tools/predictor.py); the data module gives the
+            # checkpoint's data state, or fits it for a checkpoint saved before checkpoints kept it.
+            predictor = load_predictor(ckpt_path, self.trainer.strategy.root_device, datamodule.prediction_state())
+            inputs, predictions = predictor.predict_file(source)
+            rows = write_prediction_csv(output, inputs, predictions)
         print(f"Wrote {rows} predictions to {output}")

@@ -56,23 +56,26 @@ class TemplateTrainer(Trainer):
         formats: list[ExportFormat] = list(ALL_FORMATS),  # noqa: B006 - read only
         output_dir: Path | None = None,
     ) -> None:
-        """Export a checkpoint: plain state_dict, TorchScript and ONNX, each checked against PyTorch.
+        """Export a checkpoint: plain state_dict, torch.export (.pt2), TorchScript and ONNX, each checked
+        against PyTorch.
 
         Args:
             ckpt_path: best, last or a checkpoint file.
-            formats: which of state_dict, torchscript and onnx to write.
+            formats: which of state_dict, pt2, torchscript and onnx to write.
             output_dir: where to write them (default: export/<checkpoint name>/ in the run's folder).
         """
         if ckpt_path is None:
             raise UserInputError("export needs a trained model: add --ckpt_path best, last or a checkpoint file")
         if not formats:
-            raise UserInputError("--formats is empty: choose from state_dict, torchscript, onnx")
+            raise UserInputError(f"--formats is empty: choose from {', '.join(ALL_FORMATS)}")
         checkpoint = Path(ckpt_path)
         folder = Path(output_dir) if output_dir is not None else checkpoint.parent.parent / "export" / checkpoint.stem
         record = export_checkpoint(model, datamodule, checkpoint, folder, tuple(formats))
         for kind, name in record["files"].items():
             difference = record["max_abs_difference"][kind]
             print(f"{kind:>12}: {folder / name}  (max |difference| to PyTorch {difference:.2g})")
+        for kind, how in record["exporters"].items():
+            print(f"{kind + ' by':>12}: {how}")
         print(f"{'description':>12}: {folder / 'model.json'}")
 
     def experiment_dir(self) -> Path:

@@ -153,21 +153,32 @@ class ImageFolderDataModule(InMemoryDataModule):
         self.mean: list[float] | None = None  # per channel, of pixels in [0, 1]: fitted in setup or loaded
         self.std: list[float] | None = None
         self._listings: dict[str, Listing] = {}
-        if self.fixed_classes is not None:
-            self.class_names = list(self.fixed_classes)
-            self.has_test_split = True
-        else:  # the model's outputs are the class folders: read them now, to build the model
-            kind, _ = self._source()
-            if kind == "none":
-                raise UserInputError(
-                    f"no images in {self.data_dir}: expected {self.data_dir}/train/<class>/<images> "
-                    "(optionally val/ and test/ beside train/), or a .zip of that tree"
-                )
-            listing = self._listing(kind)
-            self.class_names = sorted(listing.get("train", {}))
-            self.check_listing(listing)
-            self.has_test_split = "test" in listing
-        self.num_classes = len(self.class_names)
+        # The model's outputs: fixed, restored from a checkpoint, or train/'s folders (read when first asked).
+        self._class_names = list(self.fixed_classes) if self.fixed_classes is not None else None
+        self.has_test_split = True  # until the source says otherwise
+
+    @property
+    def class_names(self) -> list[str]:
+        if self._class_names is None:
+            self._read_classes()
+        return self._class_names  # type: ignore[return-value]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def _read_classes(self) -> None:
+        """The class folders of train/ (sorted), checked, and whether there is a test/."""
+        kind, _ = self._source()
+        if kind == "none":
+            raise UserInputError(
+                f"no images in {self.data_dir}: expected {self.data_dir}/train/<class>/<images> "
+                "(optionally val/ and test/ beside train/), or a .zip of that tree"
+            )
+        listing = self._listing(kind)
+        self._class_names = sorted(listing.get("train", {}))
+        self.check_listing(listing)
+        self.has_test_split = "test" in listing
 
     # --- finding, checking and caching the source -----------------------------------------
     def _source(self) -> tuple[str, list[Path]]:
@@ -177,7 +188,8 @@ class ImageFolderDataModule(InMemoryDataModule):
                 f"cannot read {self.data_dir}: Permission denied; give this user read access "
                 f"(chmod -R a+rX {self.data_dir}) or copy the images somewhere readable"
             )
-        if (self.data_dir / "train").is_dir():
+        # A trained model's test (classes restored from its checkpoint) needs only test/.
+        if (self.data_dir / "train").is_dir() or (self.restored and (self.data_dir / "test").is_dir()):
             listing = self._listing("tree")
             names = [name for folders in listing.values() for images in folders.values() for name in images]
             return "tree", [self.data_dir / name for name in names]
@@ -199,9 +211,9 @@ class ImageFolderDataModule(InMemoryDataModule):
         a class folder without images, a val/ or test/ class that train/ lacks."""
         where = self.data_dir
         train = listing.get("train", {})
-        if not train:
+        if not train and not self.restored:
             raise UserInputError(f"{where} has no train/<class>/ folders of images")
-        if self.fixed_classes is None and len(train) < 2:
+        if self.fixed_classes is None and not self.restored and len(train) < 2:
             raise UserInputError(
                 f"{where}/train has a single class folder ({next(iter(train))}): a classifier needs at least two"
             )
@@ -211,6 +223,8 @@ class ImageFolderDataModule(InMemoryDataModule):
                     known = (
                         f"CIFAR-10's classes are {', '.join(self.class_names)}"
                         if self.fixed_classes is not None and self.cache_prefix == "cifar10"
+                        else f"the model's classes (from its checkpoint) are {', '.join(self.class_names)}"
+                        if self.restored
                         else f"the classes are train/'s folders: {', '.join(self.class_names)}"
                     )
                     raise UserInputError(f"unknown class folder {label!r} ({split}/{label}/ in {where}): {known}")
@@ -253,6 +267,8 @@ class ImageFolderDataModule(InMemoryDataModule):
 
     def prepare_data(self) -> None:
         if self.trainer is not None and self.trainer.predicting:  # the user's images, not the training set
+            return
+        if self.trainer is not None and self.trainer.testing and self.restored:  # setup reads test/ only
             return
         kind, files = self._source()  # one scan: a tree of 60,000 files takes a while to stat
         if kind == "none":
@@ -446,6 +462,9 @@ class ImageFolderDataModule(InMemoryDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.splits or self.streams or stage == "predict":  # prediction reads only the user's images
             return
+        if stage == "test" and self.restored:
+            self._setup_restored_test()
+            return
         kind, files = self._source()
         if kind == "none":
             kind, files = self._missing_source()
@@ -479,9 +498,42 @@ class ImageFolderDataModule(InMemoryDataModule):
         self.has_test_split = "test" in data
         if self.has_test_split:
             splits["test"] = (data["test"]["images"], data["test"]["labels"])
-        self.mean, self.std = self.published_normalization() or self.fit_normalization(splits["train"][0].split(4096))
+        if not self.restored:  # a trained model keeps the standardisation it was trained with
+            self.mean, self.std = self.published_normalization() or self.fit_normalization(
+                splits["train"][0].split(4096)
+            )
         device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
         self.splits = {name: (x.to(device), y.to(device)) for name, (x, y) in splits.items()}
+
+    def _setup_restored_test(self) -> None:
+        """A trained model's test: only the test/ images of data_dir (a tree or a zip), labelled with the
+        checkpoint's classes; no train/ is needed and nothing is cached."""
+        kind, _ = self._source()
+        if kind == "none" and self.fixed_classes is None:
+            raise UserInputError(
+                f"no images in {self.data_dir}: to test a trained model give a folder holding test/<class>/<images> "
+                f"(classes: {', '.join(self.class_names)}), or a .zip of it"
+            )
+        if kind not in ("tree", "zip"):  # CIFAR-10's batches (or its download): decoded whole, as in training
+            self.setup("fit")
+            return
+        listing = self._listing(kind)
+        if "test" not in listing:
+            raise UserInputError(
+                f"{self.data_dir} has no test images (no test/<class>/ folder): put the labelled images to test "
+                f"in {self.data_dir}/test/<class>/ (the model's classes: {', '.join(self.class_names)})"
+            )
+        self.check_listing({"test": listing["test"]})
+        args = ({"test": listing["test"]}, self.class_names, self.image_size, self.channels, self.skip_bad_images)
+        if kind == "tree":
+            splits, _ = image_sources.read_image_tree(self.data_dir, *args)
+        else:
+            splits, _ = image_sources.read_image_zip(find_zip(self.data_dir), *args)  # type: ignore[arg-type]
+        if "test" not in splits:
+            raise UserInputError(f"no test image of {self.data_dir} could be decoded")
+        self.has_test_split = True
+        device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
+        self.splits = {"test": (splits["test"][0].to(device), splits["test"][1].to(device))}
 
     # --- what the checkpoint keeps, so prediction and export need no training data ----------
     def state_dict(self) -> dict[str, object]:
@@ -497,7 +549,7 @@ class ImageFolderDataModule(InMemoryDataModule):
         if "class_names" not in state_dict:  # a checkpoint from before the data module kept its state
             return
         saved = list(state_dict["class_names"])  # type: ignore[call-overload]
-        if saved != self.class_names:
+        if self._class_names is not None and saved != self._class_names:
             raise UserInputError(
                 f"the checkpoint was trained on the classes {saved}, but {self.data_dir} has {self.class_names}; "
                 "use the training run's data_dir"
@@ -508,8 +560,10 @@ class ImageFolderDataModule(InMemoryDataModule):
                 f"the checkpoint was trained on {state_dict['channels']} x {size[0]} x {size[1]} images; "
                 f"give the same --data.image_size [{size[0]}, {size[1]}] and --data.channels {state_dict['channels']}"
             )
+        self._class_names = saved
         if state_dict["mean"] is not None:
             self.mean, self.std = list(state_dict["mean"]), list(state_dict["std"])  # type: ignore[call-overload]
+            self.restored = True
 
     def _normalization(self) -> tuple[list[float], list[float]]:
         if self.mean is None or self.std is None:  # no checkpoint state: measure the training split
@@ -531,10 +585,6 @@ class ImageFolderDataModule(InMemoryDataModule):
         }
 
     # --- batches ----------------------------------------------------------------------------
-    def read_predict_inputs(self, path: Path) -> tuple[torch.Tensor, dict[str, list[str]]]:
-        images, files = image_sources.read_images_to_predict(path, self.image_size, self.channels)
-        return images, {"file": files}
-
     def sample_images(self, count: int) -> torch.Tensor:
         """The first `count` training images, normalised as the model sees them (no augmentation)."""
         if self.streams:

@@ -48,21 +48,26 @@ def decode(data: bytes, name: str, channels: int) -> torch.Tensor:
     """An image file's bytes as uint8 C x H x W, RGB (C = 3) or grayscale (C = 1), whatever its mode.
     Raises UserInputError naming `name` when PIL cannot read it."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # PIL's notes on palette transparency and large images
-            with Image.open(io.BytesIO(data)) as image:
-                if image.mode == "P" and "transparency" in image.info:
-                    image = image.convert("RGBA")  # PIL's way for palettes with a transparent colour
-                if image.mode.startswith("I;16") or image.mode in ("I", "F"):  # 16-bit or float: scale to 8 bits
-                    array = np.asarray(image, dtype=np.float64)
-                    peak = 65535.0 if array.max() > 255 else 255.0
-                    image = Image.fromarray(np.clip(array * 255.0 / peak, 0, 255).astype(np.uint8))
-                array = np.asarray(image.convert("RGB" if channels == 3 else "L"))
+        with Image.open(io.BytesIO(data)) as image:
+            return image_tensor(image, channels)
     except UnidentifiedImageError:
         raise UserInputError(f"cannot decode image {name}: not an image format PIL reads, or not an image") from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise UserInputError(f"cannot decode image {name}: {reason}") from None
+
+
+def image_tensor(image: Image.Image, channels: int) -> torch.Tensor:
+    """A PIL image as uint8 C x H x W, RGB (C = 3) or grayscale (C = 1), whatever its mode."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # PIL's notes on palette transparency and large images
+        if image.mode == "P" and "transparency" in image.info:
+            image = image.convert("RGBA")  # PIL's way for palettes with a transparent colour
+        if image.mode.startswith("I;16") or image.mode in ("I", "F"):  # 16-bit or float: scale to 8 bits
+            array = np.asarray(image, dtype=np.float64)
+            peak = 65535.0 if array.max() > 255 else 255.0
+            image = Image.fromarray(np.clip(array * 255.0 / peak, 0, 255).astype(np.uint8))
+        array = np.asarray(image.convert("RGB" if channels == 3 else "L"))
     tensor = torch.from_numpy(array.copy())
     return tensor.unsqueeze(0) if channels == 1 else tensor.permute(2, 0, 1).contiguous()
 
@@ -330,6 +335,7 @@ __all__ = [
     "decode",
     "find_zip",
     "fit_to_size",
+    "image_tensor",
     "list_tree",
     "list_zip",
     "read_image_tree",

@@ -1,7 +1,5 @@
 """The part every data module here shares: tensors per split, served by InMemoryLoader."""
 
-from pathlib import Path
-
 import torch
 from lightning.pytorch import LightningDataModule, Trainer
 
@@ -24,8 +22,9 @@ class InMemoryDataModule(LightningDataModule):
     """A data module whose splits are (inputs, targets) tensor pairs held in memory.
 
     Subclasses fill `self.splits` in `setup()` and set `input_shape` (and `num_classes` for
-    classification), which LightningCLI links into the model. For `train.py predict` they
-    read a user's file in `read_predict_inputs`; `setup("predict")` needs no training data.
+    classification), which LightningCLI links into the model. Their `state_dict()` (kept in
+    every checkpoint) is all that turns a user's raw inputs into the model's inputs and names its
+    outputs: src.tools.predictor reads it; `setup("predict")` needs no training data.
 
     Args:
         batch_size: samples per training batch; None trains on the whole split at once.
@@ -42,9 +41,9 @@ class InMemoryDataModule(LightningDataModule):
         self.eval_batch_size = eval_batch_size
         self.seed = seed
         self.splits: dict[str, Split] = {}
-        self.predict_path: Path | None = None  # set by `train.py predict --input PATH`
-        # The input rows as read (file names, or every CSV column as text), in prediction order.
-        self.predict_columns: dict[str, list[str]] = {}
+        # True once load_state_dict() took a trained model's data state (classes, standardisation):
+        # then it is used as it is, never refitted on the files.
+        self.restored = False
 
     def _loader(self, split: str, batch_size: int | None, shuffle: bool) -> InMemoryLoader:
         if split not in self.splits:
@@ -81,14 +80,9 @@ class InMemoryDataModule(LightningDataModule):
         over one sample; None when the model takes raw inputs. Exported models include it."""
         return None
 
-    def read_predict_inputs(self, path: Path) -> tuple[torch.Tensor, dict[str, list[str]]]:
-        """Model-ready inputs from a user's file or folder, and the rows as read (to echo)."""
-        raise NotImplementedError(f"{type(self).__name__} cannot read inputs for prediction")
-
-    def predict_dataloader(self) -> InMemoryLoader:
-        if self.predict_path is None:
-            raise UserInputError("nothing to predict: give the input file or folder with --input PATH")
-        inputs, self.predict_columns = self.read_predict_inputs(Path(self.predict_path))
-        if len(inputs) == 0:
-            raise UserInputError(f"{self.predict_path} holds no inputs to predict")
-        return InMemoryLoader((inputs,), batch_size=self.eval_batch_size or len(inputs), shuffle=False)
+    def prediction_state(self) -> dict[str, object]:
+        """`state_dict()` for prediction: the checkpoint's when it was restored, else fitted here on
+        the training split (a checkpoint saved before data modules kept their state)."""
+        if not self.restored:
+            self.setup("fit")
+        return self.state_dict()

@@ -8,7 +8,6 @@ from typing import Literal
 
 import torch
 
-from src.datamodules.csv_table import read_feature_rows
 from src.datamodules.in_memory import InMemoryDataModule
 from src.datamodules.splits import check_fractions, split_indices
 from src.errors import UserInputError
@@ -88,7 +87,6 @@ class RegressionDataModule(InMemoryDataModule):
         self.raw_inputs: dict[str, torch.Tensor] = {}
         self.feature_mean = torch.zeros(1)
         self.feature_std = torch.ones(1)
-        self.standardization_known = False  # fitted in setup() or restored from a checkpoint
         self.feature_names = ["x"]
         self.target_name = "y"
         self.input_shape: tuple[int, ...] = (1,)
@@ -126,11 +124,10 @@ class RegressionDataModule(InMemoryDataModule):
         x, y = self.generate()
         parts = split_indices(len(x), self.val_fraction, self.test_fraction, self.seed, self.shuffle_split)
         self.raw_inputs = {name: x[index] for name, index in parts._asdict().items()}
-        if self.standardize:
+        if self.standardize and not self.restored:  # a trained model keeps its standardisation
             train_x = self.raw_inputs["train"]
             self.feature_mean = train_x.mean(dim=0)
             self.feature_std = train_x.std(dim=0).clamp_min(1e-8) if len(train_x) > 1 else torch.ones(1)
-        self.standardization_known = True
         self.splits = {
             name: (self.transform(self.raw_inputs[name]), y[index]) for name, index in parts._asdict().items()
         }
@@ -142,18 +139,20 @@ class RegressionDataModule(InMemoryDataModule):
         return (x - self.feature_mean) / self.feature_std
 
     # --- the standardisation travels in checkpoints, so predicting needs no training data ---
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        return {"feature_mean": self.feature_mean, "feature_std": self.feature_std}
+    def state_dict(self) -> dict[str, object]:
+        return {
+            "feature_names": self.feature_names,
+            "target_name": self.target_name,
+            "class_names": [],
+            "feature_mean": self.feature_mean,  # 0 and 1 when standardize is off
+            "feature_std": self.feature_std,
+            "fill_values": None,
+            "id_columns": None,
+        }
 
-    def load_state_dict(self, state_dict: dict[str, torch.Tensor]) -> None:
+    def load_state_dict(self, state_dict: dict[str, object]) -> None:
         self.feature_mean, self.feature_std = state_dict["feature_mean"], state_dict["feature_std"]
-        self.standardization_known = True
+        self.restored = True
 
     def input_normalization(self) -> tuple[torch.Tensor, torch.Tensor] | None:
         return (self.feature_mean, self.feature_std) if self.standardize else None
-
-    def read_predict_inputs(self, path: Path) -> tuple[torch.Tensor, dict[str, list[str]]]:
-        inputs, columns = read_feature_rows(path, self.feature_names)
-        if self.standardize and not self.standardization_known:  # a checkpoint from before it was saved
-            self.setup("fit")
-        return self.transform(inputs), columns

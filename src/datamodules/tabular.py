@@ -12,7 +12,6 @@ from src.datamodules.csv_table import (
     decimal_comma_hint,
     is_missing,
     numeric_columns,
-    read_feature_rows,
     read_rows,
 )
 from src.datamodules.in_memory import InMemoryDataModule
@@ -45,8 +44,10 @@ class TabularDataModule(InMemoryDataModule):
       a column that is constant there (a pixel that is always 0) is only centred.
     - The checkpoint keeps what prediction needs: feature and class names, the fill values
       and the standardisation (`state_dict`), so `train.py predict` uses the training run's
-      values. Building the model still reads `csv_path` (its header and labels give the input
-      size and the classes), so the training file must be readable when predicting.
+      values. `csv_path` is read only when first needed: a model restored from its checkpoint
+      (predict, export) never reads it, and `test` of a restored model reads it with the
+      checkpoint's features, classes, fill values and standardisation: every row of a file
+      other than the training one, the seeded test split of the training file.
     - Predictions (`train.py predict --input new.csv`): the `id_columns` (every input column
       when None), then `class`, `probability` and `p_<class>` per class, or `predicted_<target>`.
 
@@ -90,24 +91,56 @@ class TabularDataModule(InMemoryDataModule):
         self.standardize = standardize
         self.val_fraction = val_fraction
         self.test_fraction = test_fraction
-        table = read_rows(self.csv_path, f"CSV file not found: {csv_path} (set data.csv_path to an existing file)")
         self.target_name = target_column
-        self.feature_names = self._choose_features(table, feature_columns)
-        self.task, self.class_names, self.targets = self._read_targets(table, task)
-        self.inputs = numeric_columns(  # N x F, NaN where a cell is missing (fill_missing: mean)
+        self.feature_columns = list(feature_columns) if feature_columns is not None else None
+        self.requested_task = task
+        self.fitted = False  # standardisation and fill values: fitted in setup() or loaded from a checkpoint
+        self.table_read = False
+        self.raw_inputs: dict[str, torch.Tensor] = {}  # per split, filled but not standardised (figures)
+
+    # What reading csv_path gives (or a checkpoint's state, for all but inputs and targets); read when first asked.
+    _FROM_TABLE = frozenset(
+        {"feature_names", "task", "class_names", "targets", "inputs", "input_shape", "num_classes"}
+        | {"feature_mean", "feature_std", "fill_values"}
+    )
+
+    def __getattr__(self, name: str) -> object:
+        # A restored model knows all but the rows: a regression has no num_classes to read.
+        needed = {"inputs", "targets"} if self.__dict__.get("restored") else TabularDataModule._FROM_TABLE
+        if name in needed and not self.__dict__.get("table_read", True):
+            self._read_table()
+            if name in self.__dict__:
+                return self.__dict__[name]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def _read_table(self) -> None:
+        """Read csv_path: its features, task, classes, inputs (N x F, NaN where a cell is missing
+        and fill_missing is mean) and targets; for a restored model, with the checkpoint's
+        features and classes."""
+        self.table_read = True
+        table = read_rows(self.csv_path, f"CSV file not found: {self.csv_path} (set data.csv_path to an existing file)")
+        if self.restored:
+            table.require([*self.feature_names, self.target_name], "the trained model's features and target")
+            _, _, self.targets = self._read_targets(table, self.task, self.class_names)
+        else:
+            self.feature_names = self._choose_features(table, self.feature_columns)
+            self.task, self.class_names, self.targets = self._read_targets(table, self.requested_task)
+            features = len(self.feature_names)
+            self.feature_mean, self.feature_std = torch.zeros(features), torch.ones(features)
+            self.fill_values = torch.zeros(features)
+        self.inputs = numeric_columns(
             table,
             self.feature_names,
-            allow_missing=fill_missing == "mean",
+            allow_missing=self.fill_missing == "mean",
             missing_hint="fill it in, drop the row, or set --data.fill_missing mean (the training split's mean)",
         )
+        self._describe()
+
+    def _describe(self) -> None:
+        """The shapes LightningCLI links into the model: input size, and classes for a classifier."""
         self.input_shape: tuple[int, ...] = (len(self.feature_names),)
         if self.task == "classification":  # linked into a ClassificationModule; a regression has none
             self.num_classes = len(self.class_names)
-        features = len(self.feature_names)
-        self.feature_mean, self.feature_std = torch.zeros(features), torch.ones(features)
-        self.fill_values = torch.zeros(features)
-        self.fitted = False  # standardisation and fill values: fitted in setup() or loaded from a checkpoint
-        self.raw_inputs: dict[str, torch.Tensor] = {}  # per split, filled but not standardised (figures)
 
     # --- reading the table --------------------------------------------------------------
     def _choose_features(self, table: CsvRows, feature_columns: list[str] | None) -> list[str]:
@@ -143,9 +176,11 @@ class TabularDataModule(InMemoryDataModule):
             )
         return features
 
-    def _read_targets(self, table: CsvRows, task: Task) -> tuple[str, list[str], torch.Tensor]:
-        """The resolved task, the class names (classification) and the targets: class
-        indices (int64, N) or values (float32, N x 1)."""
+    def _read_targets(
+        self, table: CsvRows, task: Task, known_classes: list[str] | None = None
+    ) -> tuple[str, list[str], torch.Tensor]:
+        """The resolved task, the class names (classification: `known_classes` when a trained
+        model gives them) and the targets: class indices (int64, N) or values (float32, N x 1)."""
         target = self.target_name
         cells = table.column(target)
         for line, cell in zip(table.lines, cells, strict=True):
@@ -169,7 +204,16 @@ class TabularDataModule(InMemoryDataModule):
                 raise UserInputError(f"{table.path}: the target column {target!r} must hold finite numbers")
             return task, [], targets
         labels = [_number_name(value) for value in numbers] if all_numbers else cells
-        names = [_number_name(value) for value in sorted(set(numbers))] if all_numbers else sorted(set(labels))
+        if known_classes is not None:
+            unknown = next(((ln, c) for ln, c in zip(table.lines, labels, strict=True) if c not in known_classes), None)
+            if unknown is not None:
+                raise UserInputError(
+                    f"{table.path}, line {unknown[0]}: the label {unknown[1]!r} is not a class the model was trained "
+                    f"on ({', '.join(known_classes)})"
+                )
+            names = list(known_classes)
+        else:
+            names = [_number_name(value) for value in sorted(set(numbers))] if all_numbers else sorted(set(labels))
         if len(names) < 2:
             raise UserInputError(
                 f"{table.path}: the target column {target!r} holds one class only ({names[0]!r}); a classifier "
@@ -214,8 +258,21 @@ class TabularDataModule(InMemoryDataModule):
         self._check_model()
         if self.splits or stage == "predict":  # prediction uses the checkpoint's fill and standardisation
             return
+        if self.restored and stage == "test":
+            self._setup_restored_test()
+            return
         parts = self.split()
-        train_x = self.inputs[parts.train]
+        if not self.restored:  # a trained model keeps the fill values and standardisation it was trained with
+            self._fit_preprocessing(self.inputs[parts.train])
+        self.fitted = True
+        self.raw_inputs = {name: self.fill(self.inputs[index]) for name, index in parts._asdict().items()}
+        self.splits = {
+            name: (self.transform(self.raw_inputs[name]), self.targets[index])
+            for name, index in parts._asdict().items()
+        }
+
+    def _fit_preprocessing(self, train_x: torch.Tensor) -> None:
+        """Fill values and standardisation from the training split's rows."""
         if self.fill_missing == "mean":
             self.fill_values = torch.nanmean(train_x, dim=0)
             empty = [name for name, value in zip(self.feature_names, self.fill_values, strict=True) if value.isnan()]
@@ -232,12 +289,17 @@ class TabularDataModule(InMemoryDataModule):
             constant = train_x.amax(dim=0) == train_x.amin(dim=0)
             std = train_x.std(dim=0) if len(train_x) > 1 else torch.ones_like(self.feature_mean)
             self.feature_std = torch.where(constant | (std == 0), 1.0, std)  # == 0: float32 underflow
-        self.fitted = True
-        self.raw_inputs = {name: self.fill(self.inputs[index]) for name, index in parts._asdict().items()}
-        self.splits = {
-            name: (self.transform(self.raw_inputs[name]), self.targets[index])
-            for name, index in parts._asdict().items()
-        }
+
+    def _setup_restored_test(self) -> None:
+        """A trained model's test with its checkpoint's fill values and standardisation: the seeded test
+        split of its training file, or every row of another file."""
+        if self.csv_path.resolve() == self.training_csv.resolve():
+            rows = self.split().test
+        else:
+            rows = torch.arange(len(self.targets))
+            print(f"Testing on all {len(rows)} rows of {self.csv_path} (not the training file {self.training_csv})")
+        self.raw_inputs = {"test": self.fill(self.inputs[rows])}
+        self.splits = {"test": (self.transform(self.raw_inputs["test"]), self.targets[rows])}
 
     def fill(self, x: torch.Tensor) -> torch.Tensor:
         """Missing cells (NaN) replaced by the training split's column means."""
@@ -261,14 +323,22 @@ class TabularDataModule(InMemoryDataModule):
             "class_names": list(self.class_names),
             "feature_mean": self.feature_mean,
             "feature_std": self.feature_std,
-            "fill_values": self.fill_values,
+            "fill_values": self.fill_values if self.fill_missing == "mean" else None,  # None: refuse missing cells
+            "id_columns": self.id_columns,
+            "csv_path": str(self.training_csv),
         }
+
+    @property
+    def training_csv(self) -> Path:
+        """The file the model was (or is being) trained on."""
+        return Path(self.__dict__.get("_training_csv", self.csv_path))
 
     def load_state_dict(self, state_dict: dict[str, object]) -> None:
         names = ("task", "feature_names", "target_name", "class_names")
         saved = {name: state_dict[name] for name in names}
-        here = {name: getattr(self, name) for name in names}
-        if self.splits and saved != here:  # fit, validate or test: the splits were built from this CSV
+        here = {name: self.__dict__.get(name) for name in names}
+        # fit, validate or test of a model not restored before: the splits were built from this CSV
+        if self.splits and not self.restored and saved != here:
             changed = [name for name in names if saved[name] != here[name]]
             raise UserInputError(
                 f"the checkpoint was trained with other {', '.join(changed)} than {self.csv_path} gives now "
@@ -278,23 +348,12 @@ class TabularDataModule(InMemoryDataModule):
         self.task, self.feature_names, self.target_name = saved["task"], saved["feature_names"], saved["target_name"]
         self.class_names = list(saved["class_names"])
         self.feature_mean, self.feature_std = state_dict["feature_mean"], state_dict["feature_std"]
-        self.fill_values = state_dict["fill_values"]
-        self.fitted = True
-
-    def read_predict_inputs(self, path: Path) -> tuple[torch.Tensor, dict[str, list[str]]]:
-        if not self.fitted:  # no checkpoint state: fit the fill values and standardisation here
-            self.setup("fit")
-        fill = self.fill_values if self.fill_missing == "mean" else None
-        inputs, columns = read_feature_rows(path, self.feature_names, fill=fill)
-        if self.id_columns is not None:
-            absent = [name for name in self.id_columns if name not in columns]
-            if absent:
-                raise UserInputError(
-                    f"{path} has no id column(s) {absent} (data.id_columns) to copy into the predictions; "
-                    "add them, or set --data.id_columns '[]'"
-                )
-            columns = {name: columns[name] for name in self.id_columns}
-        return self.transform(inputs), columns
+        fill = state_dict["fill_values"]
+        self.fill_values = fill if fill is not None else torch.zeros(len(self.feature_names))
+        if "csv_path" in state_dict:
+            self._training_csv = Path(str(state_dict["csv_path"]))
+        self.fitted = self.restored = True
+        self._describe()
 
 
 def stratified_split_indices(

@@ -1,12 +1,10 @@
 """Two-dimensional toy classification: scikit-learn's circles, moons and blobs."""
 
-from pathlib import Path
 from typing import Literal
 
 import torch
 from sklearn.datasets import make_blobs, make_circles, make_moons
 
-from src.datamodules.csv_table import read_feature_rows
 from src.datamodules.in_memory import InMemoryDataModule
 from src.datamodules.splits import check_fractions, split_indices
 from src.errors import UserInputError
@@ -89,8 +87,25 @@ class ToyPointsDataModule(InMemoryDataModule):
         """Column names of the features in a CSV given to `train.py predict`: x1, x2, ..."""
         return [f"x{index + 1}" for index in range(self.n_features)]
 
-    def read_predict_inputs(self, path: Path) -> tuple[torch.Tensor, dict[str, list[str]]]:
-        return read_feature_rows(path, self.feature_names)
+    def state_dict(self) -> dict[str, object]:
+        """What prediction needs: the feature names; the points are used as they are, classes are numbered."""
+        return {
+            "feature_names": self.feature_names,
+            "target_name": "class",
+            "class_names": [],
+            "feature_mean": None,
+            "feature_std": None,
+            "fill_values": None,
+            "id_columns": None,
+        }
+
+    def load_state_dict(self, state_dict: dict[str, object]) -> None:
+        if state_dict["feature_names"] != self.feature_names:
+            raise UserInputError(
+                f"the checkpoint was trained on the features {state_dict['feature_names']}, not {self.feature_names}: "
+                "give the data settings it was trained with"
+            )
+        self.restored = True
 
     def setup(self, stage: str | None = None) -> None:
         if self.splits or stage == "predict":

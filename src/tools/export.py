@@ -1,12 +1,15 @@
 """Turn a trained checkpoint into files that need no Lightning: a plain state_dict,
-TorchScript and ONNX, each checked against the PyTorch model before it is kept.
+a torch.export program, TorchScript and ONNX, each checked against the PyTorch model before it is kept.
 
 - `net_state_dict.pt`: the bare net's weights, for `net.load_state_dict(torch.load(...))`
   with the net class named in `model.json`, as the PyTorch tutorials save models.
-- `model.torchscript.pt` and `model.onnx`: the net with the input standardisation in front,
+- `model.pt2`, `model.torchscript.pt` and `model.onnx`: the net with the input standardisation in front,
   so they take raw inputs (features in the data's units; images as float32 RGB or grayscale in
   [0, 1], at the size training used: `model.json` names it and how photos were resized)
-  and return the net's outputs (logits for classifiers, the prediction for regression).
+  and return the net's outputs (logits for classifiers, the prediction for regression), for
+  any batch size. `model.pt2` is a torch.export `ExportedProgram` (TorchScript's successor):
+  `torch.export.load("model.pt2").module()(inputs)`. ONNX is written by the torch.export-based
+  exporter (`torch.onnx.export(..., dynamo=True)`), as model.json records.
 """
 
 import importlib
@@ -23,8 +26,14 @@ from src.datamodules.class_names import class_names
 from src.errors import UserInputError
 from src.modules.task import TaskModule
 
-ExportFormat = Literal["state_dict", "torchscript", "onnx"]
-ALL_FORMATS: tuple[ExportFormat, ...] = ("state_dict", "torchscript", "onnx")
+ExportFormat = Literal["state_dict", "pt2", "torchscript", "onnx"]
+ALL_FORMATS: tuple[ExportFormat, ...] = ("state_dict", "pt2", "torchscript", "onnx")
+# How each program file is made, written into model.json.
+EXPORTERS = {
+    "pt2": "torch.export.export, saved with torch.export.save (batch dimension dynamic)",
+    "torchscript": "torch.jit.trace, saved with torch.jit.save",
+    "onnx": "torch.onnx.export(dynamo=True): the torch.export-based exporter (batch dimension dynamic)",
+}
 # Exported outputs must match PyTorch's within this (float32 rounding in other kernels).
 TOLERANCE = {"atol": 1e-4, "rtol": 1e-4}
 CHECK_SAMPLES = 64
@@ -121,9 +130,27 @@ def checked_difference(expected: torch.Tensor, actual: torch.Tensor, path: Path,
     return difference
 
 
+def batch_dimension() -> dict[int, Any]:
+    """The inputs' first dimension, dynamic: any batch size from 1."""
+    return {0: torch.export.Dim("batch", min=1)}
+
+
+def export_program(model: nn.Module, inputs: torch.Tensor, path: Path) -> None:
+    """A torch.export ExportedProgram with a dynamic batch dimension, saved as .pt2."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        program = torch.export.export(model, (inputs,), dynamic_shapes=(batch_dimension(),))
+    torch.export.save(program, str(path))
+
+
+def run_program(path: Path, inputs: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return torch.export.load(str(path)).module()(inputs)
+
+
 def export_onnx(model: nn.Module, inputs: torch.Tensor, path: Path) -> None:
-    """ONNX with a dynamic batch dimension (torch.export-based exporter)."""
-    batch = torch.export.Dim("batch", min=1)
+    """ONNX with a dynamic batch dimension, by the torch.export-based exporter (dynamo=True, said
+    explicitly: it is the default only since torch 2.9)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         program = torch.onnx.export(
@@ -132,7 +159,7 @@ def export_onnx(model: nn.Module, inputs: torch.Tensor, path: Path) -> None:
             dynamo=True,
             input_names=["input"],
             output_names=["output"],
-            dynamic_shapes=({0: batch},),
+            dynamic_shapes=(batch_dimension(),),
             verbose=False,
         )
     program.save(str(path))
@@ -183,6 +210,7 @@ def export_checkpoint(
         "output": "logits" if hasattr(module, "probabilities") else "prediction",
         "classes": class_names(datamodule, module.num_classes) if hasattr(module, "probabilities") else None,
         "tolerance": TOLERANCE,
+        "exporters": {kind: how for kind, how in EXPORTERS.items() if kind in formats},
         "files": {},
         "max_abs_difference": {},
     }
@@ -195,6 +223,11 @@ def export_checkpoint(
             actual = raw_input_model(rebuilt, normalization)(inputs)
         record["files"]["state_dict"] = path.name
         record["max_abs_difference"]["state_dict"] = checked_difference(expected, actual, path, "state_dict")
+    if "pt2" in formats:
+        path = output_dir / "model.pt2"
+        export_program(model, inputs[:2], path)
+        record["files"]["pt2"] = path.name
+        record["max_abs_difference"]["pt2"] = checked_difference(expected, run_program(path, inputs), path, "pt2")
     if "torchscript" in formats:
         path = output_dir / "model.torchscript.pt"
         with warnings.catch_warnings():

@@ -1,0 +1,48 @@
+"""What a checkpoint keeps of its run besides weights: the resolved config and the data module's state.
+
+Training stores the run's resolved config (YAML text, the same as the run folder's config.yaml)
+under RUN_CONFIG_KEY; Lightning stores the data module's `state_dict()` (classes, image size,
+standardisation, ...) under the data module's class name. Together with the model's
+hyperparameters they are all that predicting, testing or exporting needs.
+"""
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from src.errors import UserInputError
+
+RUN_CONFIG_KEY = "run_config"
+
+
+def missing_record(path: Path, what: str) -> UserInputError:
+    """The one error for a checkpoint saved before checkpoints kept `what`."""
+    return UserInputError(
+        f"{path} holds no {what} (it was saved before checkpoints kept it): pass the --config it was trained "
+        "with (and its training data), or retrain to get a checkpoint that needs nothing else"
+    )
+
+
+def stored_config(checkpoint: dict[str, Any], path: Path) -> dict[str, Any]:
+    """The model and data sections of the run config stored in `checkpoint` (loaded from `path`)."""
+    text = checkpoint.get(RUN_CONFIG_KEY)
+    if not isinstance(text, str):
+        raise missing_record(path, "record of its run's config")
+    config = yaml.safe_load(text) or {}
+    if not isinstance(config.get("model"), dict) or not isinstance(config.get("data"), dict):
+        raise missing_record(path, "model and data config")
+    return {"model": config["model"], "data": config["data"]}
+
+
+def data_class_name(config: dict[str, Any]) -> str:
+    """The key under which Lightning keeps the data module's state: its class name."""
+    return str(config["data"]["class_path"]).rpartition(".")[2]
+
+
+def stored_data_state(checkpoint: dict[str, Any], path: Path) -> dict[str, Any]:
+    """The data module's state saved in `checkpoint`: what turns raw inputs into the model's inputs."""
+    state = checkpoint.get(data_class_name(stored_config(checkpoint, path)))
+    if not isinstance(state, dict):
+        raise missing_record(path, "data state (classes, input size, standardisation)")
+    return state
