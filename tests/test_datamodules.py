@@ -128,7 +128,7 @@ def test_csv_table_rejects_bad_files_with_a_clear_message(
     if content is not None:
         path.write_text(content)
     with pytest.raises(UserInputError) as error:
-        TabularDataModule(csv_path=path, **{"target_column": "b", **kwargs})
+        TabularDataModule(csv_path=path, **{"target_column": "b", **kwargs}).input_shape  # noqa: B018 - read when needed
     assert message in str(error.value)
 
 
