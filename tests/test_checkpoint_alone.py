@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 from sklearn.datasets import load_iris
 
 from src.tools.predictor import load_predictor
@@ -138,6 +139,15 @@ def test_an_image_folder_model_predicts_tests_and_exports_from_the_checkpoint_al
     food_image("sushi", 1, ".png", "RGBA", (30, 20)).save(photos / "a.png")
     food_image("pizza", 2, ".jpg", "L", (15, 15)).save(photos / "b.jpg")
     predict_both_ways(args, ckpt, "photos", tree, in_tmp)
+    # the Python API takes PIL images and paths alike, as predict reads files
+    written = read_rows(in_tmp / "b.csv")
+    with Image.open(photos / "a.png") as image:
+        results = load_predictor(ckpt).predict([image, photos / "b.jpg"])
+    assert [result["class"] for result in results] == [row["class"] for row in written]
+    for result, row in zip(results, written, strict=True):
+        assert [result["probabilities"][name] for name in FOODS] == pytest.approx(
+            [float(row[f"p_{name}"]) for name in FOODS], abs=TOLERANCE
+        )
     # test on a new labelled folder (test/<class>/ only): its images, the checkpoint's classes and mean/std
     new = food_tree(tmp_path / "new", per_class=2, splits=("test",))
     capsys.readouterr()

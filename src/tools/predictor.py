@@ -5,7 +5,7 @@ the one a server or a notebook uses.
 
     predictor = load_predictor("model.ckpt")            # or device="cuda"
     predictor.classes                                   # ['pizza', 'steak', 'sushi']; None for a regressor
-    predictor.predict(["a.jpg", PIL.Image.open("b.png")])    # images: file paths or PIL images
+    predictor.predict(["a.jpg", PIL.Image.open("b.png")])    # images: file paths, PIL images or uint8 tensors
     # -> [{'class': 'sushi', 'probability': 0.93, 'probabilities': {'pizza': 0.02, ...}}, ...]
     predictor.predict([{"x1": 0.1, "x2": -0.7}])        # features: one dict per row, or {"x1": [...], ...},
     # -> [{'class': '1', ...}]                            # a pandas DataFrame, or an N x F array in feature order
@@ -57,7 +57,10 @@ class ImageInputs:
     std: tuple[float, ...]
 
     def raw(self, images: Any) -> torch.Tensor:
-        """uint8 N x C x H x W from one image or a sequence of them (file paths or PIL images)."""
+        """uint8 N x C x H x W from one image or a sequence of them (file paths or PIL images), or from
+        uint8 images already decoded ((N x) C x H x W, any size: brought to the training size)."""
+        if isinstance(images, torch.Tensor):
+            return fit_to_size(images if images.dim() == 4 else images.unsqueeze(0), self.image_size)
         items = [images] if isinstance(images, (str, Path, Image.Image)) else list(images)
         tensors = []
         for item in items:
@@ -135,7 +138,9 @@ class FeatureInputs:
         return inputs, columns
 
     def model_inputs(self, raw: torch.Tensor) -> torch.Tensor:
-        return raw if self.mean is None or self.std is None else (raw - self.mean) / self.std
+        if self.mean is None or self.std is None:
+            return raw
+        return (raw - self.mean.to(raw.device)) / self.std.to(raw.device)
 
 
 Inputs = ImageInputs | FeatureInputs
