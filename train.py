@@ -11,7 +11,6 @@ import sys
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from src.cli import TemplateCLI
-from src.cli.checkpoint_config import with_checkpoint_config
 from src.cli.process_group import release_process_group
 from src.cli.schedule_comparison import compare_schedules
 from src.cli.sweep import sweep
@@ -32,7 +31,7 @@ def main(args: list[str] | None = None) -> None:
         elif given[:1] == ["sweep"]:
             sweep(given[1:])
         else:
-            TemplateCLI(args=with_checkpoint_config(given))
+            TemplateCLI(args=given)
     except StoppedBySignal as stop:  # a fit's, an evaluation's or a predict's
         print(f"stopped: {stop}", file=sys.stderr)
         sys.exit(128 + stop.signum)  # 143 for SIGTERM, 130 for Ctrl-C, as shells report them

@@ -25,21 +25,14 @@ def missing_record(path: Path, what: str) -> UserInputError:
 
 
 def stored_config(checkpoint: dict[str, Any], path: Path) -> dict[str, Any]:
-    """What the run config stored in `checkpoint` (loaded from `path`) says of the trained model: its
-    model and data sections, and its experiment's name (so a test of it is logged beside the run)."""
+    """The model and data sections of the run config stored in `checkpoint` (loaded from `path`)."""
     text = checkpoint.get(RUN_CONFIG_KEY)
     if not isinstance(text, str):
         raise missing_record(path, "record of its run's config")
     config = yaml.safe_load(text) or {}
     if not isinstance(config.get("model"), dict) or not isinstance(config.get("data"), dict):
         raise missing_record(path, "model and data config")
-    trained = {"model": config["model"], "data": config["data"]}
-    logger = (config.get("trainer") or {}).get("logger")
-    first = logger[0] if isinstance(logger, list) and logger else logger
-    name = (first.get("init_args") or {}).get("name") if isinstance(first, dict) else None
-    if isinstance(name, str):
-        trained["trainer"] = {"logger": {"init_args": {"name": name}}}
-    return trained
+    return {"model": config["model"], "data": config["data"]}
 
 
 def data_class_name(config: dict[str, Any]) -> str:

@@ -24,7 +24,7 @@ from src.checkpointing.runs import (
     run_version_of,
 )
 from src.checkpointing.stored_run import RUN_CONFIG_KEY
-from src.cli.checkpoint_config import FROM_CHECKPOINT
+from src.cli.checkpoint_config import FROM_CHECKPOINT, with_checkpoint_config
 from src.cli.checkpoint_fit import check_checkpoint_fits
 from src.cli.checkpoint_values import check_given_values
 from src.cli.signal_stops import stop_on_signal
@@ -51,6 +51,16 @@ BASE_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "base.yaml"
 LINKED_FROM_DATA = ("input_shape", "num_classes")
 # Model arguments that say how to run, not what is learned: a checkpoint never overrides them.
 RUN_OPTIONS = ("compile", "init_from")
+
+
+def restore_data_state(datamodule: Any, checkpoint: Path) -> None:
+    """Give the data module the state its class saved in `checkpoint` (classes, standardisation, ...),
+    once; a checkpoint saved before its data module kept a state leaves it as it is."""
+    if getattr(datamodule, "restored", False):
+        return
+    state = load_structure(checkpoint).get(type(datamodule).__qualname__)
+    if state is not None:
+        datamodule.load_state_dict(state)
 
 
 class SaveRunConfig(SaveConfigCallback):
@@ -132,6 +142,11 @@ class TemplateCLI(LightningCLI):
         )
         if not kwargs.get("run", True):  # one parser without subcommands (scripts, benchmarks)
             kwargs["parser_kwargs"].setdefault("default_config_files", [str(BASE_CONFIG)])
+        # predict/test/validate/export --ckpt_path FILE without --config: the checkpoint's own run config.
+        given = kwargs.get("args")
+        if isinstance(given, list):
+            kwargs["args"] = with_checkpoint_config(given)
+            self._config_from_checkpoint = kwargs["args"] is not given
         super().__init__(**kwargs)
 
     @staticmethod
@@ -167,23 +182,23 @@ class TemplateCLI(LightningCLI):
         parser.add_lightning_class_args(RunCheckpoint, "checkpoint")
         parser.add_lightning_class_args(EarlyStoppingOnBest, "early_stopping")
         # input_shape (every data module has one) is linked first, through _restored_input_shape: with a
-        # checkpoint to evaluate, the data module takes its state before num_classes is read.
+        # checkpoint alone, the data module takes its state before num_classes is read.
         parser.link_arguments(
             "data", "model.init_args.input_shape", compute_fn=self._restored_input_shape, apply_on="instantiate"
         )
         parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
 
     # --- a trained model's data: the checkpoint's classes and standardisation, not the files' --
-    _restore_from: Path | None = None  # the checkpoint whose data state validate/test/predict/export use
+    _config_from_checkpoint = False  # the config is the checkpoint's own (no --config given)
+    _restore_from: Path | None = None  # then, the checkpoint whose data state the data module takes first
 
     def _restored_input_shape(self, datamodule: Any) -> tuple[int, ...]:
-        """The data module's input shape for the model. With a checkpoint to evaluate, the data module
-        first takes the checkpoint's data state (classes, input size, standardisation), so these are
-        neither read from nor refitted on the files, which need not be there."""
-        if self._restore_from is not None and not getattr(datamodule, "restored", False):
-            state = load_structure(self._restore_from).get(type(datamodule).__qualname__)
-            if state is not None:
-                datamodule.load_state_dict(state)
+        """The data module's input shape for the model. With a checkpoint alone, the data module first
+        takes the checkpoint's data state (classes, input size, standardisation), so these are neither
+        read from nor refitted on the files, which need not be there. With a --config, its data is read
+        as given, and a checkpoint of other classes is refused (check_checkpoint_fits)."""
+        if self._restore_from is not None:
+            restore_data_state(datamodule, self._restore_from)
         return datamodule.input_shape
 
     # --- --ckpt_path last | best ------------------------------------------------------------
@@ -243,7 +258,7 @@ class TemplateCLI(LightningCLI):
         check_checkpoint(path)
         check_given_values(config.model, path, ignored={*LINKED_FROM_DATA, *RUN_OPTIONS})
         self._log_into_the_checkpoint_run(subcommand, config, path)
-        if subcommand in FROM_CHECKPOINT:
+        if subcommand in FROM_CHECKPOINT and self._config_from_checkpoint:
             self._restore_from = path
         config.ckpt_path = str(path)
 
@@ -379,6 +394,7 @@ class TemplateCLI(LightningCLI):
         with stop_on_signal("predict", f"nothing was written to {output}"):
             # The same Predictor a server or a notebook uses (src/tools/predictor.py); the data module gives the
             # checkpoint's data state, or fits it for a checkpoint saved before checkpoints kept it.
+            restore_data_state(datamodule, Path(ckpt_path))
             predictor = load_predictor(ckpt_path, self.trainer.strategy.root_device, datamodule.prediction_state())
             inputs, predictions = predictor.predict_file(source)
             rows = write_prediction_csv(output, inputs, predictions)
