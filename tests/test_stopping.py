@@ -1,12 +1,14 @@
 """Stopping by signal says truly what was saved, and a run hands back the signal handlers it found."""
 
 import json
+import os
 import signal
 from pathlib import Path
 
 import pytest
 import torch
 
+from src.tools.predictor import Predictor
 from tests.conftest import QUIET, config, run_cli
 
 # Circles in mini-batches (7 a epoch) with 4 validation batches, validated every epoch.
@@ -79,7 +81,7 @@ def test_every_run_hands_back_the_signal_handlers_it_found(in_tmp: Path, extra: 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 @pytest.mark.parametrize("command", ["validate", "test", "predict", "fit"])  # fit: during its test of the best
 def test_a_signal_during_evaluation_or_predict_stops_as_fit_does(
-    in_tmp: Path, capsys: pytest.CaptureFixture, command: str, signum: int
+    in_tmp: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch, command: str, signum: int
 ) -> None:
     run = [*RUN, "--trainer.max_epochs", "1"]
     if command != "fit":
@@ -95,6 +97,14 @@ def test_a_signal_during_evaluation_or_predict_stops_as_fit_does(
         "--trainer.callbacks",
         json.dumps([{"class_path": "tests.helpers.SignalInEvaluation", "init_args": {"signum": signum}}]),
     ]
+    if command == "predict":  # predict runs the Predictor, not the Trainer's loop: the signal comes in its first batch
+        forward = Predictor._forward
+
+        def signalled(self: Predictor, inputs: torch.Tensor) -> torch.Tensor:
+            os.kill(os.getpid(), signum)
+            return forward(self, inputs)
+
+        monkeypatch.setattr(Predictor, "_forward", signalled)
 
     def mine(signum: int, frame: object) -> None:
         """The session's own SIGTERM handler, which the command must hand back (SIGINT keeps Python's)."""

@@ -6,6 +6,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import torch
 from lightning.pytorch.callbacks import RichModelSummary, RichProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
@@ -395,7 +396,9 @@ class TemplateCLI(LightningCLI):
             # The same Predictor a server or a notebook uses (src/tools/predictor.py); the data module gives the
             # checkpoint's data state, or fits it for a checkpoint saved before checkpoints kept it.
             restore_data_state(datamodule, Path(ckpt_path))
-            predictor = load_predictor(ckpt_path, self.trainer.strategy.root_device, datamodule.prediction_state())
+            dtype = torch.float64 if str(self.trainer.precision).startswith("64") else torch.float32
+            device = self.trainer.strategy.root_device
+            predictor = load_predictor(ckpt_path, device, datamodule.prediction_state(), dtype)
             inputs, predictions = predictor.predict_file(source)
             rows = write_prediction_csv(output, inputs, predictions)
         print(f"Wrote {rows} predictions to {output}")

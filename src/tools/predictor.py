@@ -184,9 +184,11 @@ class Predictor:
         target_name: str = "target",
         tta_flip: bool = False,
         device: str | torch.device = "cpu",
+        dtype: torch.dtype = torch.float32,
     ) -> None:
         self.device = torch.device(device)
-        self.net = net.to(self.device).eval()
+        self.dtype = dtype
+        self.net = net.to(self.device, dtype).eval()
         self.inputs = inputs
         self.classes = classes
         self.target_name = target_name
@@ -194,7 +196,7 @@ class Predictor:
 
     @torch.no_grad()
     def _forward(self, model_inputs: torch.Tensor) -> torch.Tensor:
-        x = model_inputs.to(self.device)
+        x = model_inputs.to(self.device, self.dtype)
         logits = self.net(x)
         if self.tta_flip and x.dim() == 4:  # as the model evaluates: the mean with the mirror image's
             logits = (logits + self.net(x.flip(3))) / 2
@@ -241,10 +243,14 @@ class Predictor:
 
 
 def load_predictor(
-    ckpt_path: str | Path, device: str | torch.device = "cpu", data_state: Mapping[str, Any] | None = None
+    ckpt_path: str | Path,
+    device: str | torch.device = "cpu",
+    data_state: Mapping[str, Any] | None = None,
+    dtype: torch.dtype | None = None,
 ) -> Predictor:
-    """A Predictor of checkpoint `ckpt_path` (verified first). `data_state` replaces the checkpoint's
-    data state, for checkpoints saved before they kept it (train.py passes its data module's)."""
+    """A Predictor of checkpoint `ckpt_path` (verified first), run on `device` in `dtype` (default: the
+    dtype of its weights, float64 for a `--trainer.precision 64` run). `data_state` replaces the
+    checkpoint's data state, for checkpoints saved before they kept it (train.py passes its data module's)."""
     path = Path(ckpt_path)
     check_checkpoint(path)
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
@@ -263,6 +269,8 @@ def load_predictor(
         classes = [str(name) for name in state.get("class_names") or range(int(num_classes))]
         if len(classes) != num_classes:
             raise UserInputError(f"{path}: the model has {num_classes} classes but its data names {len(classes)}")
+    if dtype is None:
+        dtype = next((value.dtype for value in weights.values() if value.is_floating_point()), torch.float32)
     return Predictor(
         net,
         input_preparation(state, path),
@@ -270,4 +278,5 @@ def load_predictor(
         target_name=str(state.get("target_name") or "target"),
         tta_flip=bool(hparams.get("tta_flip", False)),
         device=device,
+        dtype=dtype,
     )
