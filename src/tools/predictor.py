@@ -22,7 +22,8 @@ images decoded by PIL, converted to RGB or grayscale, resized so they cover the 
 center-cropped, then standardised by the training set's mean/std; features read by name,
 missing cells filled with the training means (when training did) and standardised. Raw inputs
 are never of the wrong shape silently: a missing feature, an unreadable image end in a
-UserInputError naming it.
+UserInputError naming it. Inputs run in batches of BATCH_SIZE, on `device`, in the weights' dtype
+(or `dtype=`). No Lightning object is built, though importing src.datamodules imports Lightning.
 """
 
 import importlib
