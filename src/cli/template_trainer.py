@@ -75,7 +75,7 @@ class TemplateTrainer(Trainer):
             difference = record["max_abs_difference"][kind]
             print(f"{kind:>12}: {folder / name}  (max |difference| to PyTorch {difference:.2g})")
         for kind, how in record["exporters"].items():
-            print(f"{kind + ' by':>12}: {how}")
+            print(f"{kind:>12}  made by {how}")
         print(f"{'description':>12}: {folder / 'model.json'}")
 
     def experiment_dir(self) -> Path:
