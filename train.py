@@ -1,8 +1,8 @@
 """Train, validate, test or predict any task: `python train.py fit --config configs/circles.yaml`.
 
-Also `lr_find` (LR range test), `export` (state_dict, TorchScript, ONNX) and
-`compare_schedules` (one run per LR schedule, a table of results) and `sweep` (an Optuna
-study over config values): see README.md.
+Also `lr_find` (LR range test), `export` (state_dict, pt2, TorchScript, ONNX),
+`compare_schedules` (one run per LR schedule, a table of results), `sweep` (an Optuna
+study over config values) and `serve` (a checkpoint behind HTTP): see README.md.
 """
 
 import signal
@@ -17,8 +17,9 @@ from src.cli.sweep import sweep
 from src.cli.user_errors import user_message
 from src.errors import StoppedBySignal
 from src.quiet_logs import drop_lightning_notices
+from src.serving.command import main as serve
 
-SUBCOMMANDS = ("fit", "validate", "test", "predict", "lr_find", "export", "compare_schedules", "sweep")
+SUBCOMMANDS = ("fit", "validate", "test", "predict", "lr_find", "export", "compare_schedules", "sweep", "serve")
 
 
 def main(args: list[str] | None = None) -> None:
@@ -30,6 +31,8 @@ def main(args: list[str] | None = None) -> None:
             compare_schedules(given[1:])
         elif given[:1] == ["sweep"]:
             sweep(given[1:])
+        elif given[:1] == ["serve"]:
+            serve(given[1:])
         else:
             TemplateCLI(args=given)
     except StoppedBySignal as stop:  # a fit's, an evaluation's or a predict's

@@ -9,7 +9,7 @@ the one a server or a notebook uses.
     # -> [{'class': 'sushi', 'probability': 0.93, 'probabilities': {'pizza': 0.02, ...}}, ...]
     predictor.predict([{"x1": 0.1, "x2": -0.7}])        # features: one dict per row, or {"x1": [...], ...},
     # -> [{'class': '1', ...}]                            # a pandas DataFrame, or an N x F array in feature order
-    predictor.predict({"x": [0.5, 12.5]})               # a regressor: [{'y': 0.93}, {'y': 11.2}]
+    predictor.predict({"x": [0.5, 12.5]})               # a regressor: [{'prediction': 0.93}, ...]
     predictor.outputs(inputs)                           # the same as a tensor: probabilities N x classes,
                                                         # or predictions N x 1
     predictor.predict_file("new.csv")                   # what `train.py predict --input` writes: the input
@@ -222,11 +222,14 @@ class Predictor:
         return self.run(self.inputs.raw(inputs))
 
     def predict(self, inputs: Any) -> list[dict[str, Any]]:
-        """One dict per input: `class`, its `probability` and every class's `probabilities`; or
-        {target_name: value} for a regressor."""
-        outputs = self.outputs(inputs)
+        """One dict per input, as `answers` says."""
+        return self.answers(self.outputs(inputs))
+
+    def answers(self, outputs: torch.Tensor) -> list[dict[str, Any]]:
+        """One dict per row of outputs: a classifier's `class`, its `probability` and every class's
+        `probabilities`; a regressor's `prediction`. The server answers with these too."""
         if self.classes is None:
-            return [{self.target_name: value} for value in outputs[:, 0].tolist()]
+            return [{"prediction": value} for value in outputs[:, 0].tolist()]
         results = []
         for row in outputs.tolist():
             best = max(range(len(row)), key=row.__getitem__)

@@ -1,0 +1,139 @@
+"""`python train.py serve --ckpt_path CKPT`: the checkpoint behind HTTP on 127.0.0.1:8000.
+
+    POST /predict   an image as multipart form field `file`, or feature values as a JSON object
+                    (or a list of them); answers {"class", "probability", "probabilities"} or
+                    {"prediction"}, one object per input
+    GET  /health    200 once every worker has loaded the model, 503 before
+    GET  /info      the task, classes, expected input, checkpoint file and sha256
+    GET  /demo      a page to try the model by hand
+
+Concurrent requests are run through the net together (up to --max_batch_size inputs, waiting at
+most --batch_timeout seconds for more). With LIT_SERVER_API_KEY set in the environment, /predict
+and /info need the header `X-API-Key: <that value>` (401 without it).
+"""
+
+import hashlib
+import os
+import socket
+from pathlib import Path
+from typing import Any, Literal
+
+from jsonargparse import ArgumentParser
+
+from src.errors import UserInputError
+from src.serving.demo_page import PAGE
+from src.serving.request_limits import RequestLimits
+from src.tools.predictor import ImageInputs, Predictor, load_predictor
+
+
+def serve(
+    ckpt_path: str,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    max_batch_size: int = 16,
+    batch_timeout: float = 0.005,
+    max_body_mb: float = 10.0,
+    accelerator: Literal["auto", "cpu", "cuda", "mps"] = "auto",
+    devices: int | Literal["auto"] = "auto",
+    workers_per_device: int = 1,
+    timeout: float = 30.0,
+) -> None:
+    """Serve a trained checkpoint over HTTP with LitServe.
+
+    Args:
+        ckpt_path: the checkpoint file (a .ckpt of any run: it holds all the model needs).
+        host: the address to listen on; 0.0.0.0 to accept other machines.
+        port: the TCP port.
+        max_batch_size: the most inputs run through the net at once; 1 turns batching off.
+        batch_timeout: seconds to wait for more requests to fill a batch.
+        max_body_mb: the largest request body accepted (larger ones get 413).
+        accelerator: where the model runs.
+        devices: how many devices to use.
+        workers_per_device: model copies per device.
+        timeout: seconds a request may wait for its answer before a 504.
+    """
+    check_options(port, max_batch_size, batch_timeout, max_body_mb, workers_per_device, timeout)
+    predictor = load_predictor(ckpt_path)  # checked here first: a bad checkpoint ends in one line, not in a worker
+    check_port_free(host, port)
+    import litserve as ls  # reads LIT_SERVER_API_KEY when imported
+
+    from src.serving.predictor_api import PredictorAPI
+
+    api = PredictorAPI(ckpt_path, max_batch_size=max_batch_size, batch_timeout=batch_timeout)
+    server = ls.LitServer(
+        api,
+        accelerator=accelerator,
+        devices=devices,
+        workers_per_device=workers_per_device,
+        timeout=timeout,
+        model_metadata=model_description(predictor, Path(ckpt_path)),
+        middlewares=[(RequestLimits, {"max_bytes": int(max_body_mb * 1024 * 1024)})],
+    )
+    from fastapi.responses import HTMLResponse
+
+    server.app.add_api_route("/demo", lambda: HTMLResponse(PAGE), methods=["GET"], include_in_schema=False)
+    key = " (X-API-Key required)" if os.environ.get("LIT_SERVER_API_KEY") else ""
+    print(
+        f"Serving {ckpt_path} at http://{host}:{port}{key}: POST /predict, GET /health, GET /info, a demo page at /demo"
+    )
+    server.run(host=host, port=port, generate_client_file=False, log_level="warning")
+
+
+def check_options(
+    port: int, max_batch_size: int, batch_timeout: float, max_body_mb: float, workers: int, timeout: float
+) -> None:
+    """One line for each value the server cannot run with."""
+    if not 0 < port < 65536:
+        raise UserInputError(f"--port must be in 1..65535, got {port}")
+    if max_batch_size < 1:
+        raise UserInputError(f"--max_batch_size must be >= 1 (1: no batching), got {max_batch_size}")
+    if batch_timeout < 0:
+        raise UserInputError(f"--batch_timeout must be >= 0 seconds, got {batch_timeout}")
+    if max_body_mb <= 0:
+        raise UserInputError(f"--max_body_mb must be > 0, got {max_body_mb}")
+    if workers < 1:
+        raise UserInputError(f"--workers_per_device must be >= 1, got {workers}")
+    if timeout <= 0:
+        raise UserInputError(f"--timeout must be > 0 seconds, got {timeout}")
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Refuse a port that another program holds, before any worker starts."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            raise UserInputError(
+                f"cannot listen on {host}:{port} ({error.strerror}): choose another --port, or stop what uses it"
+            ) from None
+
+
+def model_description(predictor: Predictor, checkpoint: Path) -> dict[str, Any]:
+    """What GET /info says of the model: task, classes, expected input, the checkpoint and its sha256."""
+    inputs = predictor.inputs
+    if isinstance(inputs, ImageInputs):
+        expected: dict[str, Any] = {
+            "kind": "image",
+            "field": "file",
+            "image_size": list(inputs.image_size),
+            "channels": inputs.channels,
+        }
+    else:
+        expected = {"kind": "features", "features": list(inputs.feature_names)}
+    return {
+        "task": "classification" if predictor.classes is not None else "regression",
+        "classes": predictor.classes,
+        "target": predictor.target_name,
+        "input": expected,
+        "checkpoint": str(checkpoint),
+        "sha256": hashlib.sha256(checkpoint.read_bytes()).hexdigest(),
+    }
+
+
+def main(args: list[str]) -> None:
+    """Parse `train.py serve` flags (from serve's signature and docstring) and serve."""
+    parser = ArgumentParser(prog="train.py serve", description=__doc__.splitlines()[0], exit_on_error=False)
+    parser.add_function_arguments(serve, as_group=False)
+    config = parser.parse_args(args)
+    serve(**{key: value for key, value in vars(config).items() if key != "__path__"})

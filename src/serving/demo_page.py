@@ -1,0 +1,98 @@
+"""GET /demo: a page to try the model by hand: upload a photo or type feature values, see the answer.
+
+The page asks GET /info what the model takes, and POSTs to /predict as any client would.
+"""
+
+PAGE = """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>Try the model</title>
+<style>
+  body { font-family: system-ui, sans-serif; max-width: 44rem; margin: 2rem auto; padding: 0 1rem; color: #222; }
+  h1 { font-size: 1.4rem; } .muted { color: #666; font-size: .9rem; }
+  label { display: block; margin: .3rem 0; } input[type=number] { width: 9rem; }
+  button { margin-top: .8rem; padding: .4rem 1.2rem; }
+  #preview { max-width: 12rem; max-height: 12rem; display: none; margin-top: .5rem; image-rendering: pixelated; }
+  .bar { display: flex; align-items: center; gap: .5rem; margin: .15rem 0; }
+  .bar span:first-child { width: 9rem; text-align: right; }
+  .fill { background: #4a7bd0; height: .9rem; }
+  #error { color: #b00020; }
+</style>
+</head>
+<body>
+<h1>Try the model</h1>
+<p class="muted" id="about">Loading what the model takes...</p>
+<form id="form">
+  <div id="fields"></div>
+  <label>API key (only if the server asks for one) <input id="key" type="password" autocomplete="off"></label>
+  <button type="submit">Predict</button>
+</form>
+<img id="preview" alt="the chosen image">
+<h2 id="answer-title" style="display:none">Answer</h2>
+<div id="answer"></div>
+<p id="error"></p>
+<script>
+let model = null;
+const fields = document.getElementById("fields");
+function headers() {
+  const key = document.getElementById("key").value;
+  return key ? {"X-API-Key": key} : {};
+}
+async function describe() {
+  const response = await fetch("/info", {headers: headers()});
+  if (!response.ok) { document.getElementById("about").textContent = "GET /info answered " + response.status; return; }
+  model = (await response.json()).model;
+  const input = model.input;
+  const what = model.classes ? "a classifier of " + model.classes.length + " classes: " + model.classes.join(", ")
+                             : "a regressor of " + model.target;
+  document.getElementById("about").textContent = "Checkpoint " + model.checkpoint + ": " + what + ".";
+  if (input.kind === "image") {
+    fields.innerHTML = '<label>Image (any size; resized to ' + input.image_size.join("x") +
+      ') <input id="file" name="file" type="file" accept="image/*"></label>';
+    document.getElementById("file").addEventListener("change", (event) => {
+      const preview = document.getElementById("preview");
+      preview.src = URL.createObjectURL(event.target.files[0]);
+      preview.style.display = "block";
+    });
+  } else {
+    fields.innerHTML = input.features.map((name) =>
+      '<label>' + name + ' <input type="number" step="any" name="' + name + '" required></label>').join("");
+  }
+}
+function show(answer) {
+  const out = document.getElementById("answer");
+  document.getElementById("answer-title").style.display = "block";
+  if (answer.probabilities) {
+    const rows = Object.entries(answer.probabilities).sort((a, b) => b[1] - a[1]);
+    out.innerHTML = "<p><b>" + answer.class + "</b> (" + (100 * answer.probability).toFixed(1) + "%)</p>" +
+      rows.map(([name, p]) => '<div class="bar"><span>' + name + '</span><span class="fill" style="width:' +
+        (20 * p).toFixed(2) + 'rem"></span><span>' + (100 * p).toFixed(1) + '%</span></div>').join("");
+  } else {
+    out.innerHTML = "<p><b>" + model.target + " = " + answer.prediction.toPrecision(6) + "</b></p>";
+  }
+}
+document.getElementById("form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  document.getElementById("error").textContent = "";
+  let response;
+  if (model.input.kind === "image") {
+    const file = document.getElementById("file").files[0];
+    if (!file) { document.getElementById("error").textContent = "Choose an image first."; return; }
+    const body = new FormData(); body.append("file", file);
+    response = await fetch("/predict", {method: "POST", body, headers: headers()});
+  } else {
+    const row = {};
+    for (const name of model.input.features) row[name] = Number(document.querySelector('[name="' + name + '"]').value);
+    response = await fetch("/predict", {method: "POST", body: JSON.stringify(row),
+                                        headers: {...headers(), "Content-Type": "application/json"}});
+  }
+  const answer = await response.json();
+  if (!response.ok) { document.getElementById("error").textContent = answer.detail || response.status; return; }
+  show(answer);
+});
+describe();
+</script>
+</body>
+</html>
+"""

@@ -1,0 +1,61 @@
+"""Checks on a request's body before LitServe sees it: a size limit (413) and, for JSON, that it parses
+(400). LitServe would answer a body that is not JSON with a 500; a client's mistake is a 4xx."""
+
+import json
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class RequestLimits:
+    """ASGI middleware: POST bodies over `max_bytes` get 413; POST bodies sent as JSON that do not parse get 400."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        headers = {key.decode("latin-1").lower(): value.decode("latin-1") for key, value in scope["headers"]}
+        declared = headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            await self._refuse(send, 413, self._too_large())
+            return
+        body, messages = b"", []
+        while True:  # read the whole body (bounded by max_bytes), then hand it on unchanged
+            message = await receive()
+            messages.append(message)
+            body += message.get("body", b"")
+            if len(body) > self.max_bytes:
+                await self._refuse(send, 413, self._too_large())
+                return
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                break
+        if headers.get("content-type", "").startswith("application/json"):
+            try:
+                json.loads(body)
+            except (UnicodeDecodeError, json.JSONDecodeError) as error:
+                await self._refuse(send, 400, f"the body is not valid JSON ({error})")
+                return
+
+        async def replay() -> Message:
+            return messages.pop(0) if messages else await receive()  # then wait as Starlette expects
+
+        await self.app(scope, replay, send)
+
+    def _too_large(self) -> str:
+        return f"the body is larger than this server's limit of {self.max_bytes} bytes (--max_body_mb)"
+
+    @staticmethod
+    async def _refuse(send: Send, status: int, detail: str) -> None:
+        body = json.dumps({"detail": detail}).encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,209 @@
+"""`train.py serve`: the checkpoint behind HTTP, started as a real process on a free loopback port and
+driven by a real HTTP client. Answers equal `train.py predict`'s; bad input gets a 4xx and the server
+goes on serving."""
+
+import csv
+import io
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+from PIL import Image
+
+from tests.conftest import QUIET, ROOT, config, run_train_py
+from tests.test_image_folder import food_tree
+
+HOST = "127.0.0.1"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind((HOST, 0))
+        return probe.getsockname()[1]
+
+
+@contextmanager
+def server(ckpt: Path, *flags: str, env: dict | None = None, start_within: float = 120) -> Iterator[str]:
+    """`train.py serve` as its own process; yields its base URL once /health answers 200; stopped by its pid."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "train.py"), "serve", "--ckpt_path", str(ckpt), "--port", str(port), *flags],
+        cwd=ckpt.parent,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, **(env or {})},
+        start_new_session=True,
+    )
+    url = f"http://{HOST}:{port}"
+    key = (env or {}).get("LIT_SERVER_API_KEY")
+    headers = {"X-API-Key": key} if key else {}
+    try:
+        deadline = time.monotonic() + start_within
+        while True:
+            assert process.poll() is None, f"the server exited: {process.stdout.read()[-3000:]}"  # type: ignore[union-attr]
+            try:
+                if httpx.get(f"{url}/health", headers=headers, timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "the server did not become healthy in time"
+            time.sleep(0.25)
+        yield url
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def predicted_rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.fixture(scope="module")
+def image_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A tiny image-folder classifier (3 food classes, 16x16) and its test images."""
+    work = tmp_path_factory.mktemp("serve_images")
+    tree = food_tree(work / "food", per_class=8)
+    flags = ["--data.data_dir", str(tree), "--data.image_size", "16", "--data.cache_dir", str(work / "cache")]
+    done = run_train_py(
+        "fit", "--config", config("image_folder"), *flags, "--trainer.max_epochs", "2", *QUIET, cwd=work
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    ckpt = next((work / "lightning_logs/image_folder/version_0/checkpoints").glob("epoch=*.ckpt"))
+    return ckpt, tree / "test"
+
+
+@pytest.fixture(scope="module")
+def table_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A tiny CSV classifier (two numeric features, text labels) and a CSV of rows to predict."""
+    work = tmp_path_factory.mktemp("serve_table")
+    lines = ["id,a,b,label"] + [
+        f"r{i},{(i % 7) / 7:.3f},{(i % 5) / 5:.3f},{'high' if (i % 7) / 7 + (i % 5) / 5 > 0.9 else 'low'}"
+        for i in range(120)
+    ]
+    (work / "table.csv").write_text("\n".join(lines) + "\n")
+    flags = ["--data.csv_path", "table.csv", "--data.target_column", "label", "--data.id_columns", "[id]"]
+    done = run_train_py(
+        "fit", "--config", config("tabular_classification"), *flags, "--trainer.max_epochs", "5", *QUIET, cwd=work
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    ckpt = work / "lightning_logs/tabular_classification/version_0/checkpoints/last.ckpt"
+    (work / "new.csv").write_text("id,a,b\nq0,0.1,0.2\nq1,0.9,0.8\nq2,0.5,0.45\n")
+    return ckpt, work / "new.csv"
+
+
+def test_images_answer_as_predict_does_batched_and_bad_input_gets_a_4xx(image_model: tuple[Path, Path]) -> None:
+    ckpt, test_images = image_model
+    images = sorted(p for p in test_images.rglob("*") if p.is_file())[:12]
+    expected_file = ckpt.parents[4] / "expected.csv"
+    folder = ckpt.parents[4] / "to_predict"
+    folder.mkdir(exist_ok=True)
+    for index, path in enumerate(images):
+        (folder / f"{index:02d}{path.suffix}").write_bytes(path.read_bytes())
+    done = run_train_py(
+        "predict", "--ckpt_path", str(ckpt), "--input", str(folder), "--output", str(expected_file), cwd=ckpt.parent
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    expected = predicted_rows(expected_file)
+    with server(ckpt, "--max_batch_size", "8", "--batch_timeout", "0.05", "--max_body_mb", "0.5") as url:
+        info = httpx.get(f"{url}/info").json()["model"]
+        assert info["task"] == "classification" and info["classes"] == ["pizza", "steak", "sushi"]
+        assert info["input"] == {"kind": "image", "field": "file", "image_size": [16, 16], "channels": 3}
+        assert len(info["sha256"]) == 64
+
+        def ask(index: int) -> dict:
+            path = folder / f"{index:02d}{images[index].suffix}"
+            response = httpx.post(f"{url}/predict", files={"file": (path.name, path.read_bytes())}, timeout=60)
+            assert response.status_code == 200, response.text
+            return response.json()
+
+        with ThreadPoolExecutor(max_workers=len(images)) as pool:  # concurrent: batched by the server
+            answers = list(pool.map(ask, range(len(images))))
+        for answer, row in zip(answers, expected, strict=True):
+            assert answer["class"] == row["class"]
+            for name, p in answer["probabilities"].items():
+                assert p == pytest.approx(float(row[f"p_{name}"]), abs=1e-5)
+            assert sum(answer["probabilities"].values()) == pytest.approx(1, abs=1e-5)
+
+        good = png_bytes(Image.new("RGB", (40, 30), "orange"))
+        bad = {
+            "not an image": {"files": {"file": ("notes.txt", b"hello, not an image")}},
+            "empty": {"files": {"file": ("empty.png", b"")}},
+            "truncated": {"files": {"file": ("half.png", good[: len(good) // 2])}},
+            "no file field": {"files": {"photo": ("a.png", good)}},
+            "JSON for an image model": {"json": {"a": 1}},
+            "invalid JSON": {"content": b"{not json", "headers": {"Content-Type": "application/json"}},
+            "too large": {"files": {"file": ("big.png", b"0" * 600_000)}},
+        }
+        for name, request in bad.items():
+            response = httpx.post(f"{url}/predict", timeout=60, **request)
+            assert 400 <= response.status_code < 500, (name, response.status_code, response.text)
+            detail = response.json()["detail"]
+            assert isinstance(detail, str) and detail and "\n" not in detail, (name, detail)
+        assert httpx.get(f"{url}/health").status_code == 200
+        response = httpx.post(f"{url}/predict", files={"file": ("ok.png", good)}, timeout=60)
+        assert response.status_code == 200 and response.json()["class"] in info["classes"]
+        page = httpx.get(f"{url}/demo")
+        assert page.status_code == 200 and "<form" in page.text and "/predict" in page.text
+
+
+def test_feature_rows_answer_as_predict_does_and_a_missing_feature_is_a_4xx(table_model: tuple[Path, Path]) -> None:
+    ckpt, new_rows = table_model
+    expected_file = ckpt.parents[4] / "expected.csv"
+    done = run_train_py(
+        "predict", "--ckpt_path", str(ckpt), "--input", str(new_rows), "--output", str(expected_file), cwd=ckpt.parent
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    expected = predicted_rows(expected_file)
+    rows = [{"a": float(row["a"]), "b": float(row["b"])} for row in predicted_rows(new_rows)]
+    with server(ckpt, env={"LIT_SERVER_API_KEY": "open sesame"}) as url:
+        key = {"X-API-Key": "open sesame"}
+        assert httpx.post(f"{url}/predict", json=rows[0]).status_code == 401
+        assert httpx.get(f"{url}/health").status_code == 401  # LitServe guards /health with the key too
+        one = httpx.post(f"{url}/predict", json=rows[0], headers=key)
+        assert one.status_code == 200, one.text
+        many = httpx.post(f"{url}/predict", json=rows, headers=key).json()
+        assert many[0] == one.json() and len(many) == 3
+        for answer, row in zip(many, expected, strict=True):
+            assert answer["class"] == row["class"]
+            assert answer["probability"] == pytest.approx(float(row["probability"]), abs=1e-5)
+        for body in ({"a": 0.5}, [], [1, 2], {"a": "x", "b": 1}):
+            response = httpx.post(f"{url}/predict", json=body, headers=key)
+            assert response.status_code == 400, (body, response.text)
+            assert "\n" not in response.json()["detail"]
+        form = httpx.post(f"{url}/predict", files={"file": ("a.png", b"x")}, headers=key)
+        assert form.status_code == 400
+        described = httpx.get(f"{url}/info", headers=key).json()["model"]
+        assert described["input"] == {"kind": "features", "features": ["a", "b"]}
+        port = url.rsplit(":", 1)[1]
+        taken = run_train_py("serve", "--ckpt_path", str(ckpt), "--port", port, cwd=ckpt.parent)
+        assert taken.returncode == 2 and f"cannot listen on {HOST}:{port}" in taken.stderr, taken.stderr
+        assert taken.stderr.count("\n") == 1
+
+
+def test_a_bad_checkpoint_or_option_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "broken.ckpt").write_bytes(b"not a checkpoint")
+    done = run_train_py("serve", "--ckpt_path", str(tmp_path / "broken.ckpt"), cwd=tmp_path)
+    assert done.returncode == 2 and done.stderr.startswith("error: ") and done.stderr.count("\n") == 1, done.stderr
+    done = run_train_py("serve", "--ckpt_path", str(tmp_path / "broken.ckpt"), "--max_batch_size", "0", cwd=tmp_path)
+    assert done.returncode == 2 and "--max_batch_size" in done.stderr and done.stderr.count("\n") == 1, done.stderr
