@@ -28,6 +28,7 @@ from src.checkpointing.stored_run import RUN_CONFIG_KEY
 from src.cli.checkpoint_config import FROM_CHECKPOINT, with_checkpoint_config
 from src.cli.checkpoint_fit import check_checkpoint_fits
 from src.cli.checkpoint_values import check_given_values
+from src.cli.run_settings import run_settings
 from src.cli.signal_stops import stop_on_signal
 from src.cli.template_trainer import TemplateTrainer
 from src.errors import UserInputError
@@ -303,7 +304,9 @@ class TemplateCLI(LightningCLI):
                 config.model.init_args[name] = value
 
     def after_instantiate_classes(self) -> None:
-        """A checkpoint of other classes (or another input shape) is refused before Lightning loads it."""
+        """A checkpoint of other classes (or another input shape) is refused before Lightning loads it;
+        the model is told the run's settings, which TensorBoard's HPARAMS tab compares runs by."""
+        self.model.settings_to_compare = run_settings(self.config[self.subcommand] if self.subcommand else self.config)
         config = self.config_init.get(self.subcommand) if self.subcommand else None
         ckpt_path = config.get("ckpt_path") if config is not None else None
         if ckpt_path:

@@ -62,6 +62,17 @@ class SchedulerConfig(_PlainValues):
     patience: NonNegativeInt = 10
 
 
+# The fields of SchedulerConfig that each schedule reads (the others are ignored by it).
+SCHEDULE_FIELDS: dict[str, tuple[str, ...]] = {
+    "none": (),
+    "step": ("warmup_epochs", "step_size", "gamma"),
+    "exponential": ("warmup_epochs", "gamma", "final_lr"),
+    "cosine": ("warmup_epochs", "final_lr"),
+    "onecycle": ("pct_start", "div_factor", "final_div_factor"),
+    "plateau": ("monitor", "mode", "factor", "patience"),
+}
+
+
 def build_scheduler(
     optimizer: torch.optim.Optimizer,
     config: SchedulerConfig,

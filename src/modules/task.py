@@ -248,13 +248,17 @@ class TaskModule(LightningModule):
                     "trainer.max_epochs, or start a new run"
                 )
 
+    # What TensorBoard's HPARAMS tab shows of this run: the CLI gives the run's settings (model,
+    # data, a few Trainer options); without it, the module's own hyperparameters.
+    settings_to_compare: dict[str, Any] | None = None
+
     def on_fit_start(self) -> None:
-        # Register the final metrics with the hparams so TensorBoard's HPARAMS tab compares runs.
+        # Register the final metrics with the settings so TensorBoard's HPARAMS tab compares runs.
         # Only on a fresh run: values at step 0 in a resumed run would make TensorBoard drop
         # the run's later points as orphaned.
         if self.logger is not None and self.trainer.ckpt_path is None:
             summary = {f"val/{self.best_metric}_best": float("nan"), f"test/{self.best_metric}": float("nan")}
-            self.logger.log_hyperparams(self.hparams, summary)
+            self.logger.log_hyperparams(self.settings_to_compare or self.hparams, summary)
 
 
 def load_net_weights(net: nn.Module, path: Path) -> str:
