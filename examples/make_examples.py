@@ -6,7 +6,8 @@
   `diagnosis`, `malignant` or `benign` (the CSV walk-through).
 - `digits/`: the 1,797 8x8 handwritten digits as PNG files, `train/<name>/` and `test/<name>/`
   (80/20, stratified), one folder per digit `zero` ... `nine` (the image-folder walk-through).
-- `new_digits/`: six test digits with no label, to predict.
+- `new_digits/`: six digits of the test split as unlabelled images to predict (their names in
+  `labels.txt`).
 """
 
 import argparse
@@ -33,12 +34,17 @@ def write_cancer_csv(path: Path) -> int:
     return len(data.target)
 
 
+def digits_split() -> tuple[np.ndarray, np.ndarray]:
+    """The indices of the training and test digits: 80/20, stratified, seeded."""
+    digits = load_digits()
+    return train_test_split(np.arange(len(digits.target)), test_size=0.2, stratify=digits.target, random_state=0)
+
+
 def write_digits(root: Path) -> dict[str, int]:
     """The digits as grayscale PNG files under root/{train,test}/<name>/; returns the split sizes."""
     digits = load_digits()
     images = np.round(digits.images * 255 / 16).astype(np.uint8)  # stored as 0-16
-    indices = np.arange(len(images))
-    train, test = train_test_split(indices, test_size=0.2, stratify=digits.target, random_state=0)
+    train, test = digits_split()
     for split, chosen in (("train", train), ("test", test)):
         for index in chosen:
             folder = root / split / DIGIT_NAMES[digits.target[index]]
@@ -48,14 +54,18 @@ def write_digits(root: Path) -> dict[str, int]:
 
 
 def write_new_digits(root: Path, count: int = 6) -> list[Path]:
-    """A few digits as unlabelled PNG files (`digit_<i>.png`), for `train.py predict --input`."""
+    """The first `count` test digits as unlabelled PNG files (`digit_<i>.png`), for `train.py predict
+    --input`; their true names are in `labels.txt` beside them, one per line."""
     digits = load_digits()
+    _, test = digits_split()
     root.mkdir(parents=True, exist_ok=True)
     paths = []
-    for index in range(count):
-        path = root / f"digit_{index}.png"
-        Image.fromarray(np.round(digits.images[-1 - index] * 255 / 16).astype(np.uint8), "L").save(path)
+    for number, index in enumerate(test[:count]):
+        path = root / f"digit_{number}.png"
+        Image.fromarray(np.round(digits.images[index] * 255 / 16).astype(np.uint8), "L").save(path)
         paths.append(path)
+    labels = [f"{path.name} {DIGIT_NAMES[digits.target[index]]}" for path, index in zip(paths, test, strict=False)]
+    (root / "labels.txt").write_text("\n".join(labels) + "\n")
     return paths
 
 

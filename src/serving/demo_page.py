@@ -1,6 +1,7 @@
 """GET /demo: a page to try the model by hand: upload a photo or type feature values, see the answer.
 
-The page asks GET /info what the model takes, and POSTs to /predict as any client would.
+The page asks GET /info what the model takes, and POSTs to /predict as any client would. For a
+model of feature values, a link can carry them: `/demo?x1=0.1&x2=-0.7` fills the form and asks.
 """
 
 PAGE = """<!doctype html>
@@ -58,6 +59,11 @@ async function describe() {
   } else {
     fields.innerHTML = input.features.map((name) =>
       '<label>' + name + ' <input type="number" step="any" name="' + name + '" required></label>').join("");
+    const given = new URLSearchParams(window.location.search);
+    if (input.features.every((name) => given.has(name))) {
+      for (const name of input.features) document.querySelector('[name="' + name + '"]').value = given.get(name);
+      document.getElementById("form").requestSubmit();
+    }
   }
 }
 function show(answer) {
@@ -90,6 +96,7 @@ document.getElementById("form").addEventListener("submit", async (event) => {
   const answer = await response.json();
   if (!response.ok) { document.getElementById("error").textContent = answer.detail || response.status; return; }
   show(answer);
+  document.body.dataset.answered = JSON.stringify(answer);
 });
 describe();
 </script>

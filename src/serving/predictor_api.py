@@ -68,7 +68,10 @@ class PredictorAPI(ls.LitAPI):
                 return self.predictor.inputs.raw(image.copy())  # type: ignore[union-attr]
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError, UserInputError) as error:
             name = getattr(upload, "filename", None) or "the upload"
-            raise bad_request(f"{name} is not an image that can be read ({str(error).splitlines()[0]})") from None
+            reason = (
+                "not a format PIL reads" if isinstance(error, UnidentifiedImageError) else str(error).splitlines()[0]
+            )
+            raise bad_request(f"{name} is not an image that can be read ({reason})") from None
 
     def _expected(self) -> str:
         return f"the model needs {self.predictor.inputs.feature_names}"  # type: ignore[union-attr]
