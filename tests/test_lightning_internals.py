@@ -100,3 +100,20 @@ def test_the_loggers_private_state_the_trackers_extend_is_still_there(tmp_path: 
     for logger, names in expected.items():
         missing = [name for name in names if not hasattr(logger, name)]
         assert not missing, f"{type(logger).__name__} no longer has {missing}: update src/loggers/run_loggers.py"
+
+
+def test_the_rich_progress_bar_still_labels_epochs_in_one_method() -> None:
+    # src/callbacks/epoch_progress_bar.py counts epochs from 1 by overriding this private method.
+    from lightning.pytorch.callbacks import RichProgressBar
+
+    from src.callbacks import EpochProgressBar
+
+    method = getattr(RichProgressBar, "_get_train_description", None)
+    assert method is not None, "RichProgressBar._get_train_description is gone: fix src/callbacks/epoch_progress_bar.py"
+    assert list(inspect.signature(method).parameters) == ["self", "current_epoch"], (
+        "RichProgressBar._get_train_description changed: fix src/callbacks/epoch_progress_bar.py"
+    )
+    bar = EpochProgressBar()
+    bar._trainer = quick_trainer(max_epochs=100)
+    assert bar._get_train_description(0).strip() == "Epoch 1/100"
+    assert bar._get_train_description(99).strip() == "Epoch 100/100"

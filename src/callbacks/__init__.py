@@ -5,6 +5,7 @@ from src.callbacks.backbone_unfreeze import UnfreezeBackbone
 from src.callbacks.classification_figures import ClassificationFigures
 from src.callbacks.decision_boundary import DecisionBoundaryFigure
 from src.callbacks.early_stopping import EarlyStoppingOnBest
+from src.callbacks.epoch_progress_bar import EpochProgressBar
 from src.callbacks.patch_whitening import PatchWhitening
 from src.callbacks.plain_text_progress import PlainTextProgress
 from src.callbacks.regression_figures import RegressionFigures
@@ -13,6 +14,7 @@ __all__ = [
     "ClassificationFigures",
     "DecisionBoundaryFigure",
     "EarlyStoppingOnBest",
+    "EpochProgressBar",
     "PlainTextProgress",
     "PatchWhitening",
     "RegressionFigures",

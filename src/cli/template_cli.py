@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from lightning.pytorch.callbacks import RichModelSummary, RichProgressBar
+from lightning.pytorch.callbacks import RichModelSummary
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
-from src.callbacks import EarlyStoppingOnBest, PlainTextProgress
+from src.callbacks import EarlyStoppingOnBest, EpochProgressBar, PlainTextProgress
 from src.checkpointing import RngState, RunCheckpoint
 from src.checkpointing.checkpoint_io import AtomicCheckpointIO
 from src.checkpointing.runs import (
@@ -322,7 +322,7 @@ class TemplateCLI(LightningCLI):
         if config.get("enable_progress_bar") and sys.stdout.isatty():
             callbacks = config.get("callbacks") or []
             callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
-            extra = [RichProgressBar()] + ([RichModelSummary()] if config.get("enable_model_summary", True) else [])
+            extra = [EpochProgressBar()] + ([RichModelSummary()] if config.get("enable_model_summary", True) else [])
             config["callbacks"] = [*callbacks, *extra]
         trainer = super().instantiate_trainer(**kwargs)
         if self.subcommand in ("fit", None):  # None: run=False, the caller fits

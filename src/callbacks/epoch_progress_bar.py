@@ -1,0 +1,14 @@
+"""Lightning's rich progress bar, counting epochs as the plain-text lines do: `Epoch 25/100`."""
+
+from lightning.pytorch.callbacks import RichProgressBar
+
+
+class EpochProgressBar(RichProgressBar):
+    """Lightning's bar shows `Epoch 0/99` for the first of 100 epochs; this one `Epoch 1/100`, as
+    PlainTextProgress counts (`epoch 25/100` after the 25th)."""
+
+    def _get_train_description(self, current_epoch: int) -> str:  # Lightning's one place for the label
+        description = f"Epoch {current_epoch + 1}"
+        if self.trainer.max_epochs is not None and self.trainer.max_epochs >= 0:
+            description += f"/{self.trainer.max_epochs}"
+        return f"{description:{len(self.validation_description)}}"  # as wide as the validation label: no jumping
