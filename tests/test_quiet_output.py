@@ -2,7 +2,8 @@
 
 from pathlib import Path
 
-from conftest import QUIET, config, run_train_py
+import pytest
+from conftest import QUIET, ROOT, config, run_train_py
 
 
 def test_lr_find_prints_no_advert_and_no_weights_only_notice(tmp_path: Path) -> None:
@@ -20,3 +21,16 @@ def test_fit_prints_no_advert(tmp_path: Path) -> None:
     printed = done.stdout + done.stderr
     assert "TensorBoard logs:" in printed
     assert "litlogger" not in printed and "to estimate number of stepping batches" not in printed
+
+
+def test_an_mlflow_run_prints_its_run_not_the_database_setup(tmp_path: Path) -> None:
+    pytest.importorskip("mlflow")
+    parts = ["--config", config("circles"), "--config", str(ROOT / "configs/loggers/mlflow.yaml")]
+    done = run_train_py(
+        "fit", *parts, *QUIET, "--trainer.max_epochs", "2", cwd=tmp_path, env={"MLFLOW_TRACKING_URI": ""}
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    printed = done.stdout + done.stderr
+    assert "MLflow run " in printed  # the template's own line: where the run is
+    for noise in ("Creating initial MLflow database tables", "Updating database tables", "Experiment with name"):
+        assert noise not in printed, noise

@@ -10,6 +10,7 @@ tracker's own run id is kept in the run folder (mlflow.json, wandb.json), so a r
 
 import csv
 import json
+import logging
 import os
 import shutil
 import socket
@@ -26,6 +27,10 @@ from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn
 from src.checkpointing.atomic_files import write_atomically
 from src.checkpointing.runs import next_version, tracker_record
 from src.errors import UserInputError
+from src.quiet_logs import DropMessages, dropped
+
+# MLflow narrates creating and migrating its local database at the first run: not news to a user.
+MLFLOW_DATABASE_NOTICES = DropMessages("Creating initial MLflow database tables", "Updating database tables")
 
 DEFAULT_DIR = "lightning_logs"
 # CSV.experiment keeps a resumed run's rows, which Lightning's warning says it deletes.
@@ -197,6 +202,7 @@ class MLflow(RunFolder, MLFlowLogger):
         prefix: str = "",
     ) -> None:
         self._set_folder(save_dir, name, version)
+        logging.getLogger("mlflow.store.db.utils").addFilter(MLFLOW_DATABASE_NOTICES)  # once: the same filter
         root = Path(save_dir).resolve()
         uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{root / 'mlflow.db'}"
         check_tracking_uri(uri)
@@ -227,7 +233,8 @@ class MLflow(RunFolder, MLFlowLogger):
                 self._run_id = record["run_id"]
             elif self._run_name is None:
                 self._run_name = f"{self._folder_name}/{self.run_folder_name}"
-            client = _mlflow_call(lambda: MLFlowLogger.experiment.fget(self), self._tracking_uri)
+            with dropped("lightning.pytorch.loggers.mlflow", "Experiment with name"):  # a new experiment: no news
+                client = _mlflow_call(lambda: MLFlowLogger.experiment.fget(self), self._tracking_uri)
             if resumed:
                 client.update_run(self._run_id, status="RUNNING")  # finished when the run first ended
             else:
