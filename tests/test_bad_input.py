@@ -146,6 +146,9 @@ PREDICT_CASES = [
     (["--output", "lightning_logs/circles/version_0/checkpoints/new.csv"], "inside a checkpoints folder"),
     (["--output", "train.csv"], "exists and is not a predictions CSV"),  # the user's data
     (["--output", "notes.ckpt"], "exists and is not a predictions CSV"),
+    # The user's own tables whose last columns only look like predictions of another model.
+    (["--output", "sales.csv"], "exists and is not a predictions CSV"),
+    (["--output", "votes.csv"], "exists and is not a predictions CSV"),
     (["--output", "a_folder"], "is a folder"),
     (["--output", "points.csv"], "would overwrite the input"),
     (["--output", "points.csv", "--overwrite"], "would overwrite the input"),
@@ -182,6 +185,8 @@ def test_predict_output_mistakes_give_one_line_and_touch_nothing(
     shutil.copytree(trained_run, in_tmp / "lightning_logs")
     (in_tmp / "points.csv").write_text("x1,x2\n0.0,0.0\n1.0,0.0\n")
     (in_tmp / "train.csv").write_text("x1,x2,label\n0.1,0.2,1\n0.9,0.1,0\n")
+    (in_tmp / "sales.csv").write_text("date,actual_sales,predicted_sales\n2026-01-01,10,12\n")
+    (in_tmp / "votes.csv").write_text("name,class,probability,p_yes,p_no\nann,yes,0.9,0.9,0.1\n")
     before = file_digests(in_tmp)
     capsys.readouterr()
     assert run_cli(*PREDICT, *extra) == 2

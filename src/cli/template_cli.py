@@ -33,7 +33,7 @@ from src.cli.signal_stops import stop_on_signal
 from src.cli.template_trainer import TemplateTrainer
 from src.errors import UserInputError
 from src.loggers import describe_run, share_run_folder, store_file
-from src.tools.prediction_output import check_prediction_output
+from src.tools.prediction_output import check_prediction_output, check_same_predictions
 from src.tools.prediction_table import write_prediction_csv
 from src.tools.predictor import load_predictor
 
@@ -403,5 +403,6 @@ class TemplateCLI(LightningCLI):
             device = self.trainer.strategy.root_device
             predictor = load_predictor(ckpt_path, device, datamodule.prediction_state(), dtype)
             inputs, predictions = predictor.predict_file(source)
+            check_same_predictions(output, list(predictions), config.overwrite)
             rows = write_prediction_csv(output, inputs, predictions)
         print(f"Wrote {rows} predictions to {output}")

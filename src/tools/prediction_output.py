@@ -11,18 +11,22 @@ RUN_FOLDER = re.compile(r"version_\d+$")
 HEADER_BYTES = 1 << 16  # a predictions header is one line; a longer first line is not one of ours
 
 
-def written_by_predict(path: Path) -> bool:
-    """Whether `path` is a text CSV whose header is the one `predict` writes (so replacing it
-    loses nothing the user made)."""
+def csv_header(path: Path) -> list[str]:
+    """The first line of a text CSV as column names; [] when it is not one."""
     try:
         with path.open("rb") as handle:
             first_line = handle.readline(HEADER_BYTES).decode("utf-8")
-    except (OSError, UnicodeDecodeError):
-        return False
-    try:
-        header = next(csv.reader([first_line.rstrip("\r\n")]), [])
-    except csv.Error:
-        return False
+        return next(csv.reader([first_line.rstrip("\r\n")]), [])
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return []
+
+
+def written_by_predict(path: Path, prediction_columns: list[str] | None = None) -> bool:
+    """Whether `path` is a text CSV whose header is the one `predict` writes (so replacing it
+    loses nothing the user made); with `prediction_columns`, the one this model writes."""
+    header = csv_header(path)
+    if prediction_columns is not None:
+        return header[-len(prediction_columns) :] == prediction_columns
     return is_prediction_header(header)
 
 
@@ -57,7 +61,18 @@ def check_prediction_output(
             "choose a file elsewhere, e.g. --output predictions.csv"
         )
     if target.exists() and not overwrite and not written_by_predict(target):
-        raise UserInputError(
-            f"--output {output} exists and is not a predictions CSV written by predict; choose another file "
-            "name, or add --overwrite to replace it"
-        )
+        raise UserInputError(not_ours(output))
+
+
+def check_same_predictions(output: Path, prediction_columns: list[str], overwrite: bool) -> None:
+    """Before writing: an existing `--output` is replaced only when it holds this model's prediction
+    columns (a CSV of the user's that merely ends in `predicted_<something>` is not one)."""
+    if output.exists() and not overwrite and not written_by_predict(output, prediction_columns):
+        raise UserInputError(not_ours(output))
+
+
+def not_ours(output: Path) -> str:
+    return (
+        f"--output {output} exists and is not a predictions CSV written by predict for this model; choose "
+        "another file name, or add --overwrite to replace it"
+    )
