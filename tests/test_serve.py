@@ -161,6 +161,18 @@ def test_images_answer_as_predict_does_batched_and_bad_input_gets_a_4xx(image_mo
             detail = response.json()["detail"]
             assert isinstance(detail, str) and detail and "\n" not in detail, (name, detail)
         assert httpx.get(f"{url}/health").status_code == 200
+
+        # Bad requests sent together with good ones, so they share batches: each is answered alone.
+        def post(payload: bytes) -> httpx.Response:
+            return httpx.post(f"{url}/predict", files={"file": ("x.png", payload)}, timeout=60)
+
+        mixed = [good, b"not an image", good, good[: len(good) // 2], good, good, b"", good]
+        with ThreadPoolExecutor(max_workers=len(mixed)) as pool:
+            responses = list(pool.map(post, mixed))
+        for payload, response in zip(mixed, responses, strict=True):
+            assert response.status_code == (200 if payload == good else 400), (len(payload), response.text)
+        raw = httpx.post(f"{url}/predict", content=good, headers={"Content-Type": "image/png"}, timeout=60)
+        assert raw.status_code == 415 and "multipart form field 'file'" in raw.json()["detail"]
         response = httpx.post(f"{url}/predict", files={"file": ("ok.png", good)}, timeout=60)
         assert response.status_code == 200 and response.json()["class"] in info["classes"]
         page = httpx.get(f"{url}/demo")
@@ -187,7 +199,14 @@ def test_feature_rows_answer_as_predict_does_and_a_missing_feature_is_a_4xx(tabl
         for answer, row in zip(many, expected, strict=True):
             assert answer["class"] == row["class"]
             assert answer["probability"] == pytest.approx(float(row["probability"]), abs=1e-5)
-        for body in ({"a": 0.5}, [], [1, 2], {"a": "x", "b": 1}):
+        too_long = b'{"a": ' + b"9" * 5000 + b', "b": 1}'  # past Python's digit limit for reading an int
+        infinite = b'{"a": Infinity, "b": 1}'  # Python's JSON reader takes it; the model cannot
+        assert httpx.post(f"{url}/predict", content=infinite, headers={**key, "Content-Type": "application/json"}
+                          ).status_code == 400  # fmt: skip
+        assert httpx.post(f"{url}/predict", content=too_long, headers={**key, "Content-Type": "application/json"}
+                          ).status_code == 400  # fmt: skip
+        for body in ({"a": 0.5}, [], [1, 2], {"a": "x", "b": 1}, {"a": 1e308, "b": 1},
+                     {"a": 10**400, "b": 1}):  # fmt: skip
             response = httpx.post(f"{url}/predict", json=body, headers=key)
             assert response.status_code == 400, (body, response.text)
             assert "\n" not in response.json()["detail"]

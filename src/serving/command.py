@@ -7,9 +7,9 @@
     GET  /info      the task, classes, expected input, checkpoint file and sha256
     GET  /demo      a page to try the model by hand
 
-Concurrent requests are run through the net together (up to --max_batch_size inputs, waiting at
-most --batch_timeout seconds for more). With LIT_SERVER_API_KEY set in the environment, /predict
-and /info need the header `X-API-Key: <that value>` (401 without it).
+Concurrent requests are run through the net together (up to --max_batch_size requests, waiting at
+most --batch_timeout seconds for more). With LIT_SERVER_API_KEY set in the environment, /predict,
+/info and /health need the header `X-API-Key: <that value>` (401 without it); /demo asks for it.
 """
 
 import hashlib
@@ -44,7 +44,7 @@ def serve(
         ckpt_path: the checkpoint file (a .ckpt of any run: it holds all the model needs).
         host: the address to listen on; 0.0.0.0 to accept other machines.
         port: the TCP port.
-        max_batch_size: the most inputs run through the net at once; 1 turns batching off.
+        max_batch_size: the most requests run through the net at once; 1 turns batching off.
         batch_timeout: seconds to wait for more requests to fill a batch.
         max_body_mb: the largest request body accepted (larger ones get 413).
         accelerator: where the model runs.

@@ -34,67 +34,90 @@ PAGE = """<!doctype html>
 <div id="answer"></div>
 <p id="error"></p>
 <script>
+// Every name shown (classes, features, the target) comes from the model: set as text, never as HTML.
 let model = null;
 const fields = document.getElementById("fields");
+const element = (tag, properties = {}, children = []) => {
+  const node = Object.assign(document.createElement(tag), properties);
+  node.append(...children);
+  return node;
+};
 function headers() {
   const key = document.getElementById("key").value;
   return key ? {"X-API-Key": key} : {};
 }
 async function describe() {
   const response = await fetch("/info", {headers: headers()});
-  if (!response.ok) { document.getElementById("about").textContent = "GET /info answered " + response.status; return; }
+  const about = document.getElementById("about");
+  if (!response.ok) {
+    about.textContent = response.status === 401 ? "This server needs an API key: type it below."
+                                                : "GET /info answered " + response.status;
+    return false;
+  }
   model = (await response.json()).model;
   const input = model.input;
   const what = model.classes ? "a classifier of " + model.classes.length + " classes: " + model.classes.join(", ")
                              : "a regressor of " + model.target;
-  document.getElementById("about").textContent = "Checkpoint " + model.checkpoint + ": " + what + ".";
+  about.textContent = "Checkpoint " + model.checkpoint + ": " + what + ".";
+  fields.replaceChildren();
   if (input.kind === "image") {
-    fields.innerHTML = '<label>Image (any size; resized to ' + input.image_size.join("x") +
-      ') <input id="file" name="file" type="file" accept="image/*"></label>';
-    document.getElementById("file").addEventListener("change", (event) => {
+    const file = element("input", {id: "file", name: "file", type: "file", accept: "image/*"});
+    file.addEventListener("change", (event) => {
       const preview = document.getElementById("preview");
       preview.src = URL.createObjectURL(event.target.files[0]);
       preview.style.display = "block";
     });
+    fields.append(element("label", {}, ["Image (any size; resized to " + input.image_size.join("x") + ") ", file]));
   } else {
-    fields.innerHTML = input.features.map((name) =>
-      '<label>' + name + ' <input type="number" step="any" name="' + name + '" required></label>').join("");
     const given = new URLSearchParams(window.location.search);
-    if (input.features.every((name) => given.has(name))) {
-      for (const name of input.features) document.querySelector('[name="' + name + '"]').value = given.get(name);
-      document.getElementById("form").requestSubmit();
+    for (const [index, name] of input.features.entries()) {
+      const box = element("input", {id: "feature-" + index, type: "number", step: "any", required: true});
+      if (given.has(name)) box.value = given.get(name);
+      fields.append(element("label", {}, [name + " ", box]));
     }
+    if (input.features.every((name) => given.has(name))) document.getElementById("form").requestSubmit();
   }
+  return true;
 }
 function show(answer) {
   const out = document.getElementById("answer");
   document.getElementById("answer-title").style.display = "block";
   if (answer.probabilities) {
     const rows = Object.entries(answer.probabilities).sort((a, b) => b[1] - a[1]);
-    out.innerHTML = "<p><b>" + answer.class + "</b> (" + (100 * answer.probability).toFixed(1) + "%)</p>" +
-      rows.map(([name, p]) => '<div class="bar"><span>' + name + '</span><span class="fill" style="width:' +
-        (20 * p).toFixed(2) + 'rem"></span><span>' + (100 * p).toFixed(1) + '%</span></div>').join("");
+    const share = " (" + (100 * answer.probability).toFixed(1) + "%)";
+    const best = element("p", {}, [element("b", {textContent: answer.class}), share]);
+    out.replaceChildren(best, ...rows.map(([name, p]) => element("div", {className: "bar"}, [
+      element("span", {textContent: name}),
+      Object.assign(element("span", {className: "fill"}), {style: "width:" + (20 * p).toFixed(2) + "rem"}),
+      element("span", {textContent: (100 * p).toFixed(1) + "%"}),
+    ])));
   } else {
-    out.innerHTML = "<p><b>" + model.target + " = " + answer.prediction.toPrecision(6) + "</b></p>";
+    const value = model.target + " = " + answer.prediction.toPrecision(6);
+    out.replaceChildren(element("p", {}, [element("b", {textContent: value})]));
   }
 }
+document.getElementById("key").addEventListener("change", describe);
 document.getElementById("form").addEventListener("submit", async (event) => {
   event.preventDefault();
-  document.getElementById("error").textContent = "";
+  const error = document.getElementById("error");
+  error.textContent = "";
+  if (!model && !(await describe())) { error.textContent = "The model's description could not be read."; return; }
   let response;
   if (model.input.kind === "image") {
     const file = document.getElementById("file").files[0];
-    if (!file) { document.getElementById("error").textContent = "Choose an image first."; return; }
+    if (!file) { error.textContent = "Choose an image first."; return; }
     const body = new FormData(); body.append("file", file);
     response = await fetch("/predict", {method: "POST", body, headers: headers()});
   } else {
     const row = {};
-    for (const name of model.input.features) row[name] = Number(document.querySelector('[name="' + name + '"]').value);
+    model.input.features.forEach((name, index) => {
+      row[name] = Number(document.getElementById("feature-" + index).value);
+    });
     response = await fetch("/predict", {method: "POST", body: JSON.stringify(row),
                                         headers: {...headers(), "Content-Type": "application/json"}});
   }
   const answer = await response.json();
-  if (!response.ok) { document.getElementById("error").textContent = answer.detail || response.status; return; }
+  if (!response.ok) { error.textContent = answer.detail || response.status; return; }
   show(answer);
   document.body.dataset.answered = JSON.stringify(answer);
 });

@@ -1,21 +1,36 @@
 """The LitServe API around a Predictor: one request is one input (or a list of feature rows), and
-concurrent requests are run through the net together, up to `max_batch_size` inputs."""
+concurrent requests are run through the net together, up to `max_batch_size` requests at a time.
+
+LitServe decodes a whole batch inside one `try`, so a request that raised in `decode_request` would
+fail every request batched with it. Here a bad request is decoded into a `Refused` instead, passed
+over by `predict`, and answered alone as a 400 by `encode_response`."""
 
 import io
+from dataclasses import dataclass
 from typing import Any
 
 import litserve as ls
 import torch
-from fastapi import HTTPException
+from fastapi.responses import JSONResponse
 from PIL import Image, UnidentifiedImageError
 
 from src.errors import UserInputError
 from src.tools.predictor import ImageInputs, Predictor, load_predictor
 
 
-def bad_request(detail: str) -> HTTPException:
-    """A 400 whose `detail` is one sentence a client can act on (LitServe passes HTTPExceptions on as they are)."""
-    return HTTPException(status_code=400, detail=detail)
+@dataclass(frozen=True)
+class Refused:
+    """A request that cannot be answered, with one sentence the client can act on."""
+
+    detail: str
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """A request's raw inputs (N x ...) and whether it was a single input (answered as an object, not a list)."""
+
+    raw: torch.Tensor
+    single: bool
 
 
 class PredictorAPI(ls.LitAPI):
@@ -30,71 +45,82 @@ class PredictorAPI(ls.LitAPI):
     def setup(self, device: str) -> None:
         self.predictor = load_predictor(self.ckpt_path, device=device)
 
-    @property
-    def takes_images(self) -> bool:
-        return isinstance(self.predictor.inputs, ImageInputs)  # type: ignore[union-attr]
-
     def decode_request(self, request):  # noqa: ANN001 - unannotated: LitServe then hands over the parsed body
-        """The raw inputs of one request (N x ...), and whether it was a single input (answered as an
-        object, not a list). Every check of the request happens here, so a bad one fails alone.
-        `request` is the parsed body: a form (images) or the JSON value (feature rows)."""
-        if self.takes_images:
-            return self._image(request), True
-        if hasattr(request, "getlist"):  # a form, where this model takes JSON
-            raise bad_request(f"this model takes feature values as JSON: {self._expected()}")
-        single = isinstance(request, dict)
-        rows = [request] if single else request
-        if not isinstance(rows, list) or not rows or not all(isinstance(row, dict) for row in rows):
-            raise bad_request(
-                f"the body must be a JSON object of feature values, or a non-empty list of them: {self._expected()}"
-            )
+        """Every check of one request: its raw inputs, or why it is refused. `request` is the parsed
+        body: a form (images) or the JSON value (feature rows)."""
         try:
-            return self.predictor.inputs.raw(rows), single  # type: ignore[union-attr]
-        except UserInputError as error:
-            raise bad_request(str(error)) from None
-        except (TypeError, ValueError) as error:
-            raise bad_request(f"feature values must be numbers ({error})") from None
+            if isinstance(self.predictor.inputs, ImageInputs):  # type: ignore[union-attr]
+                return Decoded(self._image(request), single=True)
+            return self._rows(request)
+        except UserInputError as refusal:
+            return Refused(str(refusal))
+
+    def _rows(self, request: Any) -> Decoded:
+        expected = f"the model needs {self.predictor.inputs.feature_names}"  # type: ignore[union-attr]
+        if hasattr(request, "getlist"):  # a form, where this model takes JSON
+            raise UserInputError(f"this model takes feature values as JSON: {expected}")
+        rows = [request] if isinstance(request, dict) else request
+        if not isinstance(rows, list) or not rows or not all(isinstance(row, dict) for row in rows):
+            raise UserInputError(
+                f"the body must be a JSON object of feature values, or a non-empty list of them: {expected}"
+            )
+        return Decoded(self.predictor.inputs.raw(rows), single=isinstance(request, dict))  # type: ignore[union-attr]
 
     def _image(self, request: Any) -> torch.Tensor:
-        upload = request.get("file") if hasattr(request, "get") and hasattr(request, "getlist") else None
+        upload = request.get("file") if hasattr(request, "getlist") else None
         if upload is None or not hasattr(upload, "file"):
-            raise bad_request("this model takes an image: send it as multipart form field 'file'")
+            raise UserInputError("this model takes an image: send it as multipart form field 'file'")
         data = upload.file.read()
+        name = getattr(upload, "filename", None) or "the upload"
         if not data:
-            raise bad_request("the uploaded file 'file' is empty")
+            raise UserInputError(f"{name} is empty")
         try:
             with Image.open(io.BytesIO(data)) as image:
                 image.load()
                 return self.predictor.inputs.raw(image.copy())  # type: ignore[union-attr]
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError, UserInputError) as error:
-            name = getattr(upload, "filename", None) or "the upload"
-            reason = (
-                "not a format PIL reads" if isinstance(error, UnidentifiedImageError) else str(error).splitlines()[0]
-            )
-            raise bad_request(f"{name} is not an image that can be read ({reason})") from None
+        except UnidentifiedImageError:
+            raise UserInputError(f"{name} is not an image that can be read (not a format PIL reads)") from None
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+            raise UserInputError(f"{name} is not an image that can be read ({str(error).splitlines()[0]})") from None
 
-    def _expected(self) -> str:
-        return f"the model needs {self.predictor.inputs.feature_names}"  # type: ignore[union-attr]
-
-    def batch(self, inputs: list[tuple[torch.Tensor, bool]]) -> list[tuple[torch.Tensor, bool]]:
+    def batch(self, inputs: list[Decoded | Refused]) -> list[Decoded | Refused]:
         return inputs  # requests hold different numbers of rows: concatenated in predict
 
     def predict(self, requests: Any) -> Any:
-        """Runs every input of the batch through the net at once, then hands each request its own rows."""
+        """Runs the inputs of every answerable request of the batch through the net at once, then hands
+        each request its own answers (a Refused passes through)."""
         batched = isinstance(requests, list)
         requests = requests if batched else [requests]
-        sizes = [len(raw) for raw, _ in requests]
-        outputs = self.predictor.run(torch.cat([raw for raw, _ in requests]))  # type: ignore[union-attr]
-        answers = self.predictor.answers(outputs)  # type: ignore[union-attr]
-        per_request, start = [], 0
-        for (_, single), size in zip(requests, sizes, strict=True):
-            mine = answers[start : start + size]
-            per_request.append(mine[0] if single else mine)
-            start += size
-        return per_request if batched else per_request[0]
+        good = [request for request in requests if isinstance(request, Decoded)]
+        answers: list[dict[str, Any]] = []
+        if good:
+            outputs = self.predictor.run(torch.cat([request.raw for request in good]))  # type: ignore[union-attr]
+            answers = self.predictor.answers(outputs)  # type: ignore[union-attr]
+        results, start = [], 0
+        for request in requests:
+            if isinstance(request, Refused):
+                results.append(request)
+                continue
+            mine = answers[start : start + len(request.raw)]
+            start += len(request.raw)
+            if any(not torch.isfinite(torch.tensor(list(flat_numbers(answer)))).all() for answer in mine):
+                results.append(
+                    Refused("the model's output is not finite for these values: are they in the data's range?")
+                )
+            else:
+                results.append(mine[0] if request.single else mine)
+        return results if batched else results[0]
 
     def unbatch(self, output: list[Any]) -> list[Any]:
         return output
 
     def encode_response(self, output):  # noqa: ANN001, ANN201 - unannotated: LitServe then answers plain JSON
+        if isinstance(output, Refused):
+            return JSONResponse({"detail": output.detail}, status_code=400)
         return output
+
+
+def flat_numbers(answer: dict[str, Any]) -> list[float]:
+    """The numbers of one answer: its probability and probabilities, or its prediction."""
+    numbers = [value for value in answer.values() if isinstance(value, float)]
+    return numbers + [float(p) for p in answer.get("probabilities", {}).values()]

@@ -1,5 +1,6 @@
-"""Checks on a request's body before LitServe sees it: a size limit (413) and, for JSON, that it parses
-(400). LitServe would answer a body that is not JSON with a 500; a client's mistake is a 4xx."""
+"""Checks on a request's body before LitServe sees it: its kind (415 unless JSON or a form), a size
+limit (413), and that JSON parses and a multipart form names its boundary (400). LitServe would
+answer those with a 500; a client's mistake is a 4xx."""
 
 import json
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -12,8 +13,16 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
+ACCEPTED = ("application/json", "multipart/form-data", "application/x-www-form-urlencoded")
+UNSUPPORTED = (
+    "send an image as multipart form field 'file' (curl -F file=@photo.jpg), or feature values as JSON "
+    "(Content-Type: application/json)"
+)
+
+
 class RequestLimits:
-    """ASGI middleware: POST bodies over `max_bytes` get 413; POST bodies sent as JSON that do not parse get 400."""
+    """ASGI middleware for POST requests: a body that is neither JSON nor a form gets 415, one over
+    `max_bytes` 413, JSON that does not parse or a multipart form without its boundary 400."""
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
@@ -24,6 +33,13 @@ class RequestLimits:
             await self.app(scope, receive, send)
             return
         headers = {key.decode("latin-1").lower(): value.decode("latin-1") for key, value in scope["headers"]}
+        kind = headers.get("content-type", "").split(";")[0].strip().lower()
+        if kind not in ACCEPTED:
+            await self._refuse(send, 415, UNSUPPORTED)
+            return
+        if kind == "multipart/form-data" and "boundary=" not in headers.get("content-type", ""):
+            await self._refuse(send, 400, "the multipart form names no boundary: let the HTTP client build the form")
+            return
         declared = headers.get("content-length", "")
         if declared.isdigit() and int(declared) > self.max_bytes:
             await self._refuse(send, 413, self._too_large())
@@ -38,11 +54,11 @@ class RequestLimits:
                 return
             if message["type"] != "http.request" or not message.get("more_body", False):
                 break
-        if headers.get("content-type", "").startswith("application/json"):
+        if kind == "application/json":
             try:
                 json.loads(body)
-            except (UnicodeDecodeError, json.JSONDecodeError) as error:
-                await self._refuse(send, 400, f"the body is not valid JSON ({error})")
+            except (ValueError, RecursionError) as error:  # JSONDecodeError, bad UTF-8, a number too long to read
+                await self._refuse(send, 400, f"the body is not valid JSON ({str(error).splitlines()[0][:200]})")
                 return
 
         async def replay() -> Message:

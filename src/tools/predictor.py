@@ -45,6 +45,7 @@ from src.datamodules.image_sources import decode, fit_to_size, image_tensor, rea
 from src.errors import UserInputError
 from src.tools.prediction_table import prediction_columns
 
+FLOAT32_MAX = float(torch.finfo(torch.float32).max)  # feature rows are float32: a larger value becomes inf
 BATCH_SIZE = 256  # inputs per forward pass
 
 
@@ -111,7 +112,15 @@ class FeatureInputs:
         if name not in row:
             raise UserInputError(f"input row {index} has no feature {name!r}; the model needs {self.feature_names}")
         value = row[name]
-        return math.nan if value is None or value == "" else float(value)
+        if value is None or value == "":
+            return math.nan  # missing: filled as in training, or refused
+        try:
+            number = float(value)
+        except (TypeError, ValueError, OverflowError):
+            raise UserInputError(f"input row {index}: {name!r} is {str(value)[:40]!r}, not a number") from None
+        if math.isinf(number) or abs(number) > FLOAT32_MAX:
+            raise UserInputError(f"input row {index}: {name!r} is {str(value)[:40]!r}, too large for the model")
+        return number
 
     def _filled(self, x: torch.Tensor) -> torch.Tensor:
         missing = torch.isnan(x)
