@@ -180,6 +180,19 @@ def test_resuming_an_explicit_checkpoint_of_a_run_continues_that_run(in_tmp: Pat
     assert [step for step, _ in scalars(run)["val/acc"]] == [0, 1, 2]
 
 
+def test_resuming_an_older_checkpoint_of_a_run_starts_a_new_run_and_keeps_the_newer_state(in_tmp: Path) -> None:
+    args = ["--config", config("circles"), "--trainer.check_val_every_n_epoch", "1", *QUIET]
+    assert run_cli("fit", *args, "--trainer.max_epochs", "4", "--checkpoint.save_top_k", "-1") == 0
+    run = in_tmp / "lightning_logs" / "circles" / "version_0"
+    last = run / "checkpoints" / "last.ckpt"
+    newest = last.read_bytes()
+    (older,) = (run / "checkpoints").glob("epoch=1-*.ckpt")
+    assert run_cli("fit", *args, "--trainer.max_epochs", "3", "--ckpt_path", str(older)) == 0
+    assert last.read_bytes() == newest  # version_0's newest state is untouched
+    assert sorted(p.name for p in run.parent.iterdir()) == ["version_0", "version_1"]
+    assert torch.load(run.parent / "version_1" / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 3
+
+
 @pytest.mark.parametrize(
     ("data", "message"),
     [

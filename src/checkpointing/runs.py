@@ -7,6 +7,7 @@ they need no logger object, so a sweep can call them on finished runs.
 """
 
 import json
+import pickle
 import re
 import tempfile
 from pathlib import Path
@@ -200,6 +201,19 @@ def load_structure(path: Path) -> object:
     """A checkpoint's contents without reading its weights: a zip checkpoint is memory-mapped,
     so only its small pickle is read (check it first: the integrity check reads every byte once)."""
     return torch.load(path, map_location="cpu", weights_only=True, mmap=is_zip_checkpoint(path))
+
+
+def is_newest_state(checkpoint: Path) -> bool:
+    """Whether a checkpoint holds its folder's newest training state: it is `last.ckpt`, there is no
+    `last.ckpt` beside it, or it is at least as far on (global step) as that `last.ckpt`. Resuming an
+    older one in the same run folder would overwrite the newer `last.ckpt` with an older state."""
+    last = checkpoint.parent / "last.ckpt"
+    if checkpoint.name == "last.ckpt" or not last.is_file():
+        return True
+    try:
+        return load_structure(checkpoint)["global_step"] >= load_structure(last)["global_step"]  # type: ignore[index]
+    except (OSError, RuntimeError, KeyError, TypeError, pickle.UnpicklingError):
+        return False  # a damaged last.ckpt: keep it for the user, start a new run folder
 
 
 def _reason(error: Exception) -> str:

@@ -18,6 +18,7 @@ from src.checkpointing.runs import (
     check_checkpoint,
     check_writable,
     experiment_dir,
+    is_newest_state,
     keeps_run_folder,
     latest_resumable_run,
     load_structure,
@@ -268,7 +269,9 @@ class TemplateCLI(LightningCLI):
     def _log_into_the_checkpoint_run(subcommand: str, config: Any, path: Path) -> None:
         """Resuming a checkpoint that lies in one of this experiment's runs continues that run's folder,
         whether given as `last` or as a path: its curves go on as one run (MLflow and W&B find their
-        run id there). validate and test log nowhere: outside a fit Lightning restores only the
+        run id there). An older checkpoint of a run (behind its last.ckpt) starts a new run folder
+        instead, so the run's newer last.ckpt and curves are never overwritten. validate and test log
+        nowhere: outside a fit Lightning restores only the
         weights, so their metrics would sit at step 0 of a run (TensorBoard reads that as a restart
         and drops the run's later points), or alone in a new version_N; the table they print is the result."""
         if subcommand in ("validate", "test"):
@@ -277,7 +280,7 @@ class TemplateCLI(LightningCLI):
             return
         entries = [entry for entry in logger_entries(config.trainer.logger) if keeps_run_folder(entry)]
         version = run_version_of(path, experiment_dir(config.trainer.logger)) if entries else None
-        if version is not None:
+        if version is not None and is_newest_state(path):  # an older checkpoint starts a new run folder
             check_resumable_folder(path.parent.parent)
             for entry in entries:
                 entry.init_args.version = version
