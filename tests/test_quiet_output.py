@@ -1,5 +1,8 @@
 """What a run prints: the template's lines and Lightning's useful ones, not adverts or misleading notices."""
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -34,3 +37,16 @@ def test_an_mlflow_run_prints_its_run_not_the_database_setup(tmp_path: Path) -> 
     assert "MLflow run " in printed  # the template's own line: where the run is
     for noise in ("Creating initial MLflow database tables", "Updating database tables", "Experiment with name"):
         assert noise not in printed, noise
+
+
+def test_a_wandb_run_prints_its_run_without_colour_codes(tmp_path: Path) -> None:
+    pytest.importorskip("wandb")
+    parts = ["--config", config("circles"), "--config", str(ROOT / "configs/loggers/wandb.yaml")]
+    flags = [*parts, *QUIET, "--trainer.max_epochs", "2", "--trainer.logger.init_args.offline", "true"]
+    environment = {key: value for key, value in os.environ.items() if key != "WANDB_SILENT"}  # as a user has it
+    command = [sys.executable, str(ROOT / "train.py"), "fit", *flags]
+    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300, env=environment)
+    assert done.returncode == 0, done.stderr[-2000:]
+    printed = done.stdout + done.stderr
+    assert "W&B offline run " in printed  # the template's own line: where the run is and how to sync it
+    assert "\x1b[" not in printed and "wandb: " not in printed

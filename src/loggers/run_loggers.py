@@ -303,6 +303,9 @@ class Wandb(RunFolder, WandbLogger):
         extra = {key: value for key, value in {"entity": entity, "group": group, "tags": tags}.items() if value}
         if offline:
             extra["mode"] = "offline"
+        # W&B's own lines (in colour codes, even in a log file) repeat what the template prints: where
+        # the run is and how to sync it. WANDB_SILENT=false brings them back.
+        os.environ.setdefault("WANDB_SILENT", "true")
         super().__init__(project=name, log_model=log_model, prefix=prefix, **extra)
         self._wandb_init.pop("anonymous", None)  # deprecated in wandb: it only warns
 
