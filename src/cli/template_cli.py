@@ -402,7 +402,8 @@ class TemplateCLI(LightningCLI):
             # The same Predictor a server or a notebook uses (src/tools/predictor.py); the data module gives the
             # checkpoint's data state, or fits it for a checkpoint saved before checkpoints kept it.
             restore_data_state(datamodule, Path(ckpt_path))
-            dtype = torch.float64 if str(self.trainer.precision).startswith("64") else torch.float32
+            # float64 when asked; else the weights' own dtype (a precision-64 run's checkpoint alone stays float64)
+            dtype = torch.float64 if str(self.trainer.precision).startswith("64") else None
             device = self.trainer.strategy.root_device
             predictor = load_predictor(ckpt_path, device, datamodule.prediction_state(), dtype)
             inputs, predictions = predictor.predict_file(source)
