@@ -93,22 +93,23 @@ class PredictorAPI(ls.LitAPI):
         requests = requests if batched else [requests]
         good = [request for request in requests if isinstance(request, Decoded)]
         answers: list[dict[str, Any]] = []
+        finite = torch.ones(0, dtype=torch.bool)
         if good:
             outputs = self.predictor.run(torch.cat([request.raw for request in good]))  # type: ignore[union-attr]
             answers = self.predictor.answers(outputs)  # type: ignore[union-attr]
+            finite = torch.isfinite(outputs).all(dim=1)
         results, start = [], 0
         for request in requests:
             if isinstance(request, Refused):
                 results.append(request)
                 continue
-            mine = answers[start : start + len(request.raw)]
-            start += len(request.raw)
-            if any(not torch.isfinite(torch.tensor(list(flat_numbers(answer)))).all() for answer in mine):
+            mine, start = slice(start, start + len(request.raw)), start + len(request.raw)
+            if not finite[mine].all():
                 results.append(
                     Refused("the model's output is not finite for these values: are they in the data's range?")
                 )
             else:
-                results.append(mine[0] if request.single else mine)
+                results.append(answers[mine][0] if request.single else answers[mine])
         return results if batched else results[0]
 
     def unbatch(self, output: list[Any]) -> list[Any]:
@@ -118,9 +119,3 @@ class PredictorAPI(ls.LitAPI):
         if isinstance(output, Refused):
             return JSONResponse({"detail": output.detail}, status_code=400)
         return output
-
-
-def flat_numbers(answer: dict[str, Any]) -> list[float]:
-    """The numbers of one answer: its probability and probabilities, or its prediction."""
-    numbers = [value for value in answer.values() if isinstance(value, float)]
-    return numbers + [float(p) for p in answer.get("probabilities", {}).values()]
