@@ -9,7 +9,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torch.optim import Optimizer
 
 from src.errors import UserInputError
-from src.modules.nets.torchvision_net import head_name, in_head
+from src.modules.nets.pretrained import head_name, in_head
 
 # The keys of a param group that hold a learning rate (OneCycleLR keeps three of its own).
 LR_KEYS = ("lr", "initial_lr", "max_lr", "min_lr")

@@ -13,7 +13,7 @@ from torchmetrics import MaxMetric, MeanMetric, MetricCollection, MinMetric
 
 from src.checkpointing.runs import check_checkpoint
 from src.errors import TrainingDivergedError, UserInputError
-from src.modules.nets.torchvision_net import head_name, in_head
+from src.modules.nets.pretrained import head_name, in_head
 from src.modules.optimization import SchedulerConfig, build_scheduler
 
 # Builds a net from (the shape of one input, number of outputs); in a config this is a

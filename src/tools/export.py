@@ -24,6 +24,7 @@ from torch import nn
 
 from src.datamodules.class_names import class_names
 from src.errors import UserInputError
+from src.modules.nets.pretrained import rebuild_init_args
 from src.modules.task import TaskModule
 
 ExportFormat = Literal["state_dict", "pt2", "torchscript", "onnx"]
@@ -103,9 +104,9 @@ def net_description(module: TaskModule) -> dict[str, Any]:
     # A 1-D shape is written as its length (MLP(2, 1), as the tutorials write it; every net takes
     # an int there); an image shape as [C, H, W].
     shape: int | list[int] = input_shape[0] if len(input_shape) == 1 else list(input_shape)
-    # A net may name init_args that rebuild it without fetching weights (TorchvisionNet: weights null,
-    # its preprocessing pinned); the weights come from net_state_dict.pt.
-    init_args = {**net.get("init_args", {}), **getattr(module.net, "rebuild_args", {})}
+    # A pretrained net rebuilds without fetching weights, its preprocessing pinned (offline_init_args);
+    # the weights come from net_state_dict.pt.
+    init_args = rebuild_init_args(type(module.net), net.get("init_args", {}))
     return {"class_path": class_path, "args": [shape, num_outputs], "init_args": init_args}
 
 

@@ -36,54 +36,27 @@ module's size (faster for small images such as CIFAR-10's, at some cost in accur
 A grayscale input (1 channel) is repeated to the 3 channels torchvision models take.
 """
 
-from collections.abc import Sequence
+import inspect
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
-import torch.nn.functional as F
 import torchvision
 from torch import nn
 from torchvision.models import get_model_weights
 
 from src.errors import UserInputError
 from src.modules.nets.cnn import Shape, image_shape
-
-ImageSize = int | Literal["weights", "data"]
-# `weights` values that mean random initialisation: YAML's null, and what jsonargparse passes for
-# `--model.net.init_args.weights null` (a net nested in the model receives the string 'None').
-NO_WEIGHTS = ("none", "null")
-
-
-def head_name(net: nn.Module) -> str:
-    """The qualified name of a net's output layer: the net's own `head_name` if it says, else
-    its last `nn.Linear` (the classifier of every torchvision classification model but
-    SqueezeNet, and of this project's nets), else its last `nn.Conv2d`."""
-    named = getattr(net, "head_name", None)
-    if isinstance(named, str):
-        return named
-    linear = [name for name, module in net.named_modules() if isinstance(module, nn.Linear)]
-    conv = [name for name, module in net.named_modules() if isinstance(module, nn.Conv2d)]
-    if not linear and not conv:
-        raise ValueError(f"{type(net).__name__} has no Linear or Conv2d layer to use as its head")
-    return (linear or conv)[-1]
-
-
-def in_head(parameter_name: str, head: str) -> bool:
-    return parameter_name == head or parameter_name.startswith(head + ".")
-
-
-def replace_head(model: nn.Module, name: str, num_outputs: int) -> None:
-    """Put a new, randomly initialised layer with `num_outputs` outputs where `name` is."""
-    old = model.get_submodule(name)
-    if isinstance(old, nn.Linear):
-        new: nn.Module = nn.Linear(old.in_features, num_outputs, bias=old.bias is not None)
-    elif isinstance(old, nn.Conv2d):
-        new = nn.Conv2d(old.in_channels, num_outputs, old.kernel_size, old.stride, old.padding)
-    else:
-        raise ValueError(f"cannot replace a {type(old).__name__} head")
-    parent, _, attribute = name.rpartition(".")
-    setattr(model.get_submodule(parent) if parent else model, attribute, new)
+from src.modules.nets.pretrained import (
+    NO_WEIGHTS,
+    ImageSize,
+    InputAdapter,
+    freeze_all_but_head,
+    head_name,
+    in_head,
+    replace_head,
+)
 
 
 def weights_entry(name: str, weights: str) -> Any:
@@ -154,42 +127,36 @@ def load_backbone(model: nn.Module, state: dict[str, torch.Tensor], head: str, w
     model.load_state_dict(state, strict=False)
 
 
-class InputAdapter(nn.Module):
-    """Images as the data module gives them -> images as the weights expect: 3 channels, resized,
-    re-standardised (from `data_mean`/`data_std` to `mean`/`std`, when both are known)."""
+def is_weights_file(weights: str) -> bool:
+    """Whether `weights` names a local state_dict file rather than a torchvision weights name."""
+    path = Path(weights)
+    return path.suffix.lower() in (".pth", ".pt") or path.exists() or "/" in weights
 
-    def __init__(
-        self,
-        channels: int,
-        size: int | None,
-        data_mean: Sequence[float] | None,
-        data_std: Sequence[float] | None,
-        mean: Sequence[float] | None,
-        std: Sequence[float] | None,
-    ) -> None:
-        super().__init__()
-        self.repeat = channels == 1
-        self.size = size
-        self.restandardise = None not in (data_mean, data_std, mean, std)
-        if self.restandardise:  # x' = (x * data_std + data_mean - mean) / std = x * scale + shift
 
-            def column(values: Sequence[float]) -> torch.Tensor:
-                return torch.tensor([float(v) for v in values]).view(-1, 1, 1)
+def preprocessing(
+    name: str, weights: str | None, image_size: ImageSize, mean: list[float] | None, std: list[float] | None
+) -> tuple[int | None, list[float] | None, list[float] | None]:
+    """The side images are resized to (None: the data's) and the mean/std the model expects (None:
+    the data module's), from the weights' `transforms()`; a local file takes the architecture's DEFAULT's."""
+    entry = None
+    if weights is not None:
+        entry = default_entry(name) if is_weights_file(weights) else weights_entry(name, weights)
+    preset = entry.transforms() if entry is not None else None
+    if image_size == "weights":
+        size = int(preset.crop_size[0]) if preset is not None else None
+    else:
+        size = None if image_size == "data" else int(image_size)
+    mean = mean if mean is not None else (list(preset.mean) if preset is not None else None)
+    std = std if std is not None else (list(preset.std) if preset is not None else None)
+    return size, mean, std
 
-            scale = column(data_std) / column(std)  # type: ignore[arg-type]
-            shift = (column(data_mean) - column(mean)) / column(std)  # type: ignore[arg-type]
-            # Not persistent: computed from the net's arguments, so the state_dict holds only the model.
-            self.register_buffer("scale", scale, persistent=False)
-            self.register_buffer("shift", shift, persistent=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.restandardise:
-            x = x * self.scale + self.shift
-        if self.repeat:
-            x = x.expand(-1, 3, -1, -1)
-        if self.size is not None and tuple(x.shape[-2:]) != (self.size, self.size):
-            x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", antialias=True, align_corners=False)
-        return x
+def default_entry(name: str) -> Any:
+    """The architecture's DEFAULT torchvision weights (their preprocessing), or None when it has none."""
+    try:
+        return get_model_weights(name).DEFAULT
+    except (ValueError, KeyError, AttributeError):
+        return None
 
 
 class TorchvisionNet(nn.Module):
@@ -246,52 +213,42 @@ class TorchvisionNet(nn.Module):
             model.aux_logits = False
         head = head_name(model)
 
-        entry = None  # the torchvision weights whose preprocessing applies
         if weights is not None:
-            path = Path(weights)
-            if path.suffix.lower() in (".pth", ".pt") or path.exists() or "/" in weights:
+            if is_weights_file(weights):
+                path = Path(weights)
                 load_backbone(model, read_state_dict_file(path), head, f"model.net.init_args.weights {path}")
-                entry = self._default_entry(name)
             else:
                 entry = weights_entry(name, weights)
                 load_backbone(model, download_state_dict(name, entry), head, f"torchvision's {entry}")
         replace_head(model, head, num_outputs)
         self.model = model
         self.head_name = f"model.{head}"
-
-        preset = entry.transforms() if entry is not None else None
-        if image_size == "weights":
-            self.image_size = int(preset.crop_size[0]) if preset is not None else None
-        else:
-            self.image_size = None if image_size == "data" else int(image_size)
-        self.mean = mean if mean is not None else (list(preset.mean) if preset is not None else None)
-        self.std = std if std is not None else (list(preset.std) if preset is not None else None)
+        self.image_size, self.mean, self.std = preprocessing(name, weights, image_size, mean, std)
         for what, values in (("data_mean", data_mean), ("data_std", data_std), ("mean", self.mean), ("std", self.std)):
             if values is not None and len(values) not in (1, channels, 3):
                 raise ValueError(f"{what} needs one value per channel, got {values}")
         self.adapter = InputAdapter(channels, self.image_size, data_mean, data_std, self.mean, self.std)
         if freeze_backbone:
-            for parameter_name, parameter in self.named_parameters():
-                if not in_head(parameter_name, self.head_name):
-                    parameter.requires_grad_(False)
+            freeze_all_but_head(self, self.head_name)
 
-    @staticmethod
-    def _default_entry(name: str) -> Any:
-        try:
-            return get_model_weights(name).DEFAULT
-        except (ValueError, KeyError, AttributeError):
-            return None
-
-    @property
-    def rebuild_args(self) -> dict[str, Any]:
-        """init_args that rebuild this net without fetching weights (export's model.json: the
-        weights come from net_state_dict.pt), with the same preprocessing."""
+    @classmethod
+    def offline_init_args(cls, init_args: Mapping[str, Any]) -> dict[str, Any]:
+        """init_args that rebuild this net with the same preprocessing without reading or fetching
+        weights (a checkpoint or an export brings them): for predict, serve and export on any machine."""
+        bound = inspect.signature(cls).bind_partial(**init_args)
+        bound.apply_defaults()
+        args = bound.arguments
+        weights = args["weights"]
+        if isinstance(weights, str) and weights.strip().lower() in NO_WEIGHTS:
+            weights = None
+        size, mean, std = preprocessing(args["name"], weights, args["image_size"], args["mean"], args["std"])
         return {
+            **init_args,
             "weights": None,
             "freeze_backbone": False,
-            "image_size": "data" if self.image_size is None else self.image_size,
-            "mean": self.mean,
-            "std": self.std,
+            "image_size": "data" if size is None else size,
+            "mean": mean,
+            "std": std,
         }
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
