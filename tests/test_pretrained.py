@@ -182,6 +182,8 @@ def test_the_finetune_config_trains_offline_from_a_local_weights_file(in_tmp: Pa
     state = checkpoint["state_dict"]
     assert torch.equal(state["net.model.layer4.1.conv2.weight"], saved["layer4.1.conv2.weight"])  # frozen
     assert state["net.model.fc.weight"].shape == (3, 512)
+    # With --ckpt_path the checkpoint brings the weights: the weights file is not read again.
+    path.unlink()
     # Export rebuilds the bare net from model.json without the weights file (they are in the state_dict).
     out = tmp_path / "export"
     formats = ["--formats", "[state_dict, torchscript]", "--output_dir", str(out)]

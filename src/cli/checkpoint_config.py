@@ -8,7 +8,6 @@ and TemplateCLI restores the data module's state from the checkpoint before anyt
 data, so the training data need not be there.
 """
 
-import importlib
 from pathlib import Path
 
 import yaml
@@ -16,7 +15,6 @@ import yaml
 from src.checkpointing.runs import check_checkpoint, load_structure
 from src.checkpointing.stored_run import stored_config
 from src.errors import UserInputError
-from src.modules.nets.pretrained import rebuild_init_args
 
 FROM_CHECKPOINT = ("validate", "test", "predict", "export")
 
@@ -48,9 +46,4 @@ def with_checkpoint_config(args: list[str]) -> list[str]:
     path = Path(ckpt_path)
     check_checkpoint(path)
     config = stored_config(load_structure(path), path)
-    net = config["model"].get("init_args", {}).get("net")
-    if isinstance(net, dict) and "class_path" in net:  # a pretrained net reads no weights: the checkpoint has them
-        module_name, class_name = str(net["class_path"]).rsplit(".", 1)
-        net_class = getattr(importlib.import_module(module_name), class_name)
-        net["init_args"] = rebuild_init_args(net_class, net.get("init_args") or {})
     return [args[0], "--config", yaml.safe_dump(config, sort_keys=False), *args[1:]]

@@ -3,6 +3,7 @@
 import importlib
 import sys
 import warnings
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ from src.cli.signal_stops import stop_on_signal
 from src.cli.template_trainer import TemplateTrainer
 from src.errors import UserInputError
 from src.loggers import describe_run, share_run_folder, store_file
+from src.modules.nets.pretrained import weights_from_checkpoint
 from src.tools.prediction_output import check_prediction_output, check_same_predictions
 from src.tools.prediction_table import write_prediction_csv
 from src.tools.predictor import load_predictor
@@ -305,6 +307,13 @@ class TemplateCLI(LightningCLI):
             # and compiling or not is this run's choice.
             for name, value in {**getattr(self, "_run_options", {}), "init_from": None}.items():
                 config.model.init_args[name] = value
+
+    def instantiate_classes(self) -> None:
+        """With --ckpt_path the checkpoint brings the weights: pretrained nets read or download none, so
+        resuming, testing and predicting work offline and without the original weights file."""
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        with weights_from_checkpoint() if config.get("ckpt_path") else nullcontext():
+            super().instantiate_classes()
 
     def after_instantiate_classes(self) -> None:
         """A checkpoint of other classes (or another input shape) is refused before Lightning loads it;

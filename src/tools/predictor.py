@@ -43,7 +43,7 @@ from src.datamodules.batch_augment import normalize
 from src.datamodules.csv_table import read_feature_rows
 from src.datamodules.image_sources import decode, fit_to_size, image_tensor, read_file, read_images_to_predict
 from src.errors import UserInputError
-from src.modules.nets.pretrained import rebuild_init_args
+from src.modules.nets.pretrained import weights_from_checkpoint
 from src.tools.prediction_table import prediction_columns
 
 FLOAT32_MAX = float(torch.finfo(torch.float32).max)  # feature rows are float32: a larger value becomes inf
@@ -181,7 +181,8 @@ def build_net(hparams: Mapping[str, Any], outputs: int) -> nn.Module:
     module_name, class_name = str(net["class_path"]).rsplit(".", 1)
     net_class = getattr(importlib.import_module(module_name), class_name)
     input_shape = tuple(int(n) for n in hparams["input_shape"])
-    return net_class(input_shape, outputs, **rebuild_init_args(net_class, net.get("init_args") or {}))
+    with weights_from_checkpoint():  # a pretrained net reads no weights file and downloads nothing
+        return net_class(input_shape, outputs, **dict(net.get("init_args") or {}))
 
 
 class Predictor:

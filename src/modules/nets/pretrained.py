@@ -5,7 +5,9 @@ Pretrained nets (TorchvisionNet, TimmNet) put the adapter in front of their mode
 `predict`, serving and the exports all apply the weights' preprocessing with nothing to configure.
 """
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any, Literal
 
 import torch
@@ -92,6 +94,26 @@ class InputAdapter(nn.Module):
         if self.size is not None and tuple(x.shape[-2:]) != (self.size, self.size):
             x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", antialias=True, align_corners=False)
         return x
+
+
+_CHECKPOINT_BRINGS_WEIGHTS: ContextVar[bool] = ContextVar("checkpoint_brings_weights", default=False)
+
+
+@contextmanager
+def weights_from_checkpoint() -> Iterator[None]:
+    """Within it, pretrained nets read and download no weights (a checkpoint about to be loaded has
+    them) but keep their weights' preprocessing: resuming, testing, predicting and serving a
+    checkpoint then need neither the network nor the original weights file."""
+    token = _CHECKPOINT_BRINGS_WEIGHTS.set(True)
+    try:
+        yield
+    finally:
+        _CHECKPOINT_BRINGS_WEIGHTS.reset(token)
+
+
+def checkpoint_brings_weights() -> bool:
+    """Whether a net being built now will get its weights from a checkpoint (see weights_from_checkpoint)."""
+    return _CHECKPOINT_BRINGS_WEIGHTS.get()
 
 
 def rebuild_init_args(net_class: type, init_args: Mapping[str, Any]) -> dict[str, Any]:

@@ -34,7 +34,13 @@ from torch import nn
 
 from src.errors import UserInputError
 from src.modules.nets.cnn import Shape, image_shape
-from src.modules.nets.pretrained import NO_WEIGHTS, ImageSize, InputAdapter, freeze_all_but_head
+from src.modules.nets.pretrained import (
+    NO_WEIGHTS,
+    ImageSize,
+    InputAdapter,
+    checkpoint_brings_weights,
+    freeze_all_but_head,
+)
 
 TIMM_MISSING = "TimmNet needs timm, an optional extra: pip install -e '.[timm]'"
 
@@ -58,19 +64,20 @@ def create_model(
 ) -> nn.Module:
     """timm.create_model, with a missing file, an offline download or foreign weights as one line."""
     overlay = None
+    if checkpoint_brings_weights():
+        weights_file, pretrained = None, False
     if weights_file is not None:
         path = Path(weights_file)
         if not path.is_file():
             raise UserInputError(f"model.net.init_args.weights_file {path}: no such file (a .safetensors/.pth file)")
         overlay = {"file": str(path)}
+    loaded = pretrained or overlay is not None
+    # Built with the weights' own class count, so every tensor must load (timm loads a head of
+    # another size leniently, which would also let a foreign file through), then given the task's head.
+    classes = int(timm.models.get_pretrained_cfg(name).num_classes) if loaded else num_outputs
     try:
-        return timm.create_model(
-            name,
-            pretrained=pretrained or overlay is not None,
-            pretrained_cfg_overlay=overlay,
-            num_classes=num_outputs,
-            exportable=True,
-            **kwargs,
+        model = timm.create_model(
+            name, pretrained=loaded, pretrained_cfg_overlay=overlay, num_classes=classes, exportable=True, **kwargs
         )
     except (OSError, RuntimeError) as error:  # hub errors are OSErrors; a foreign file is a RuntimeError
         reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:160]
@@ -85,6 +92,9 @@ def create_model(
             f"`python -c \"import timm, torch; torch.save(timm.create_model('{name}', pretrained=True).state_dict(), "
             f"'{saved}')\"`, copy {saved} here and give --model.net.init_args.weights_file {saved}"
         ) from None
+    if classes != num_outputs:
+        model.reset_classifier(num_outputs)
+    return model
 
 
 def preprocessing(

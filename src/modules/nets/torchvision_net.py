@@ -52,6 +52,7 @@ from src.modules.nets.pretrained import (
     NO_WEIGHTS,
     ImageSize,
     InputAdapter,
+    checkpoint_brings_weights,
     freeze_all_but_head,
     head_name,
     in_head,
@@ -213,7 +214,7 @@ class TorchvisionNet(nn.Module):
             model.aux_logits = False
         head = head_name(model)
 
-        if weights is not None:
+        if weights is not None and not checkpoint_brings_weights():
             if is_weights_file(weights):
                 path = Path(weights)
                 load_backbone(model, read_state_dict_file(path), head, f"model.net.init_args.weights {path}")
