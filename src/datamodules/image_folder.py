@@ -25,6 +25,8 @@ from src.datamodules.image_files import (
 )
 from src.datamodules.image_sources import Listing, Size, Splits, find_zip, list_tree, list_zip, source_fingerprint
 from src.datamodules.in_memory import InMemoryDataModule, training_position
+from src.datamodules.splits import stratified_split
+from src.datamodules.standardisation import constant_safe_std
 from src.errors import UserInputError
 
 CACHE_FORMAT = 2  # bump when the cache file's layout changes
@@ -309,23 +311,15 @@ class ImageFolderDataModule(InMemoryDataModule):
         if not self.stratified_validation:
             order = torch.randperm(len(labels), generator=generator)
             return order[count:], order[:count]
-        counts = torch.bincount(labels, minlength=self.num_classes)
-        quotas = counts.double() * count / len(labels)
-        shares = quotas.floor().long()
-        by_remainder = torch.argsort(quotas - shares, descending=True, stable=True)
-        shares[by_remainder[: count - int(shares.sum())]] += 1
-        train, val = [], []
-        for label in range(self.num_classes):
-            members = torch.nonzero(labels == label).flatten()
-            members = members[torch.randperm(len(members), generator=generator)]
-            if len(members) and shares[label] >= len(members):
-                raise UserInputError(
-                    f"class {self.class_names[label]!r} has only {len(members)} training image(s): holding out "
-                    f"{int(shares[label])} for validation leaves none to train on; add images or lower data.val_size"
-                )
-            val.append(members[: shares[label]])
-            train.append(members[shares[label] :])
-        return torch.cat(train).sort().values, torch.cat(val).sort().values
+        val, train = stratified_split(
+            labels,
+            [count],
+            self.class_names,
+            lambda members: members[torch.randperm(len(members), generator=generator)],
+            "training image(s)",
+            "add images or lower data.val_size",
+        )
+        return train, val
 
     def published_normalization(self) -> tuple[list[float], list[float]] | None:
         """A data set's published mean and std, used instead of measuring them; None here."""
@@ -333,19 +327,22 @@ class ImageFolderDataModule(InMemoryDataModule):
 
     def fit_normalization(self, batches: Iterable[torch.Tensor]) -> tuple[list[float], list[float]]:
         """Per-channel mean and std of the pixels in [0, 1] of the training images, given as
-        uint8 batches (N x C x H x W), summed in float64 one batch at a time: no float copy."""
-        total = squares = None
+        uint8 batches (N x C x H x W), summed in float64 one batch at a time: no float copy.
+        A channel constant on them (a blank one) keeps std 1, as a constant feature column does."""
+        total = squares = low = high = None
         count = 0
         for batch in batches:
             pixels = batch.to(torch.float64).transpose(0, 1).flatten(1) / 255
             total = pixels.sum(1) if total is None else total + pixels.sum(1)
             squares = pixels.square().sum(1) if squares is None else squares + pixels.square().sum(1)
+            low = pixels.amin(1) if low is None else torch.minimum(low, pixels.amin(1))
+            high = pixels.amax(1) if high is None else torch.maximum(high, pixels.amax(1))
             count += pixels.shape[1]
-        if total is None or squares is None:
+        if total is None or squares is None or low is None or high is None:
             raise UserInputError(f"no training image of {self.data_dir} could be decoded")
         mean = total / count
-        std = (squares / count - mean.square()).clamp_min(1e-12).sqrt()
-        return mean.tolist(), std.clamp_min(1e-3).tolist()  # a blank channel is not divided by zero
+        std = (squares / count - mean.square()).clamp_min(0).sqrt()
+        return mean.tolist(), constant_safe_std(std, low == high).tolist()
 
     def _announce(self, message: str) -> None:
         if self.trainer is None or self.trainer.is_global_zero:
