@@ -41,7 +41,7 @@ from src.checkpointing.runs import check_checkpoint
 from src.checkpointing.stored_run import missing_record, stored_data_state
 from src.datamodules.batch_augment import normalize
 from src.datamodules.csv_table import read_feature_rows
-from src.datamodules.image_sources import decode, fit_to_size, image_tensor, read_file, read_images_to_predict
+from src.datamodules.image_decoding import decode, fit_to_size, image_tensor, read_file, read_images_to_predict
 from src.datamodules.standardisation import standardise
 from src.errors import UserInputError
 from src.tools.prediction_table import prediction_columns
