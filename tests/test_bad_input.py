@@ -83,7 +83,10 @@ CASES = [
     (["--ckpt_path", "notes.ckpt"], "is not a readable checkpoint"),
     (["--ckpt_path", "foreign.ckpt"], "is not a Lightning checkpoint"),
     # data files
-    (["REGRESSION", "--data.source", "csv"], "configs/tabular_regression.yaml"),  # the old CSV form names the new
+    (
+        ["REGRESSION", "--data.source", "csv"],
+        "data.source: Expected a typing.Literal['linear', 'wave']",
+    ),  # CSV: TabularDataModule
     (["TABULAR", "--data.csv_path", "missing.csv"], "CSV file not found"),
     (["TABULAR", "--data.csv_path", "a_folder"], "CSV file not found"),
     (["TABULAR", "--data.csv_path", "empty.csv"], "has no data rows"),

@@ -16,9 +16,9 @@ import torch
 from torchvision.datasets import CIFAR10
 from torchvision.io import write_png
 
-from src.datamodules import CIFAR10DataModule, image_sources
+from src.datamodules import CIFAR10DataModule, image_decoding
 from src.datamodules.batch_augment import random_flip, random_translate
-from src.datamodules.image_sources import CLASSES
+from src.datamodules.image_decoding import CLASSES
 from src.errors import UserInputError
 from tests.conftest import QUIET, ROOT, config, run_cli
 from tests.test_cli import scalars
@@ -168,7 +168,7 @@ def test_the_cache_is_reused_and_rebuilt_when_the_source_changes(
     def no_decoding(*args: object) -> None:
         raise AssertionError("the source was decoded again")
 
-    monkeypatch.setattr(image_sources, "read_image_tree", no_decoding)
+    monkeypatch.setattr(image_decoding, "read_image_tree", no_decoding)
     module(tree, tmp_path).prepare_data()  # reused: no decoding
     monkeypatch.undo()
     extra = tree / "train" / "cat" / "extra.png"

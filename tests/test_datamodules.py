@@ -130,8 +130,3 @@ def test_csv_table_rejects_bad_files_with_a_clear_message(
     with pytest.raises(UserInputError) as error:
         TabularDataModule(csv_path=path, **{"target_column": "b", **kwargs}).input_shape  # noqa: B018 - read when needed
     assert message in str(error.value)
-
-
-def test_the_old_csv_source_says_where_it_moved() -> None:
-    with pytest.raises(UserInputError, match="configs/tabular_regression.yaml --data.csv_path h.csv"):
-        RegressionDataModule(source="csv", csv_path=Path("h.csv"), target_column="price")

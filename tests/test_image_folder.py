@@ -12,9 +12,9 @@ import pytest
 import torch
 from PIL import Image
 
-from src.datamodules import ImageFolderDataModule, image_sources
-from src.datamodules.image_files import UNDECODABLE
-from src.datamodules.image_sources import SPLITS
+from src.datamodules import ImageFolderDataModule, image_decoding
+from src.datamodules.image_decoding import SPLITS
+from src.datamodules.image_file_dataset import UNDECODABLE
 from src.errors import UserInputError
 from src.modules import ClassificationModule
 from src.modules.nets import MLP, AirbenchNet, BlitzCNN, TinyVGG
@@ -143,10 +143,10 @@ def test_any_format_mode_and_size_becomes_one_uint8_tensor(tmp_path: Path) -> No
 def test_resize_covers_then_center_crops() -> None:
     wide = torch.zeros(3, 20, 40, dtype=torch.uint8)
     wide[:, :, 10:30] = 255  # a white centre square on black sides
-    fitted = image_sources.fit_to_size(wide, (10, 10))
+    fitted = image_decoding.fit_to_size(wide, (10, 10))
     assert fitted.shape == (3, 10, 10) and (fitted > 200).all()  # the black sides were cropped away
     same = torch.randint(0, 255, (3, 8, 8), dtype=torch.uint8)
-    assert image_sources.fit_to_size(same, (8, 8)) is same
+    assert image_decoding.fit_to_size(same, (8, 8)) is same
 
 
 def test_a_zip_gives_the_same_data_and_a_val_folder_is_used_as_is(tmp_path: Path) -> None:
@@ -375,14 +375,16 @@ def test_streaming_reads_the_same_images_and_says_which_path_runs(
     out = capsys.readouterr().out
     assert "Data path: streaming from files (data.streaming true" in out
     assert "Mean/std of the 14 training images ready in" in out  # every training image: 18, less 4 held out
-    assert not streaming.splits and set(streaming.streams) == {"train", "val", "test"}
+    assert not streaming.splits and set(streaming.images.streams) == {"train", "val", "test"}
     # the same normalisation as in memory, measured on the whole training split, then kept
     assert streaming.mean == pytest.approx(memory.mean, abs=1e-9) and streaming.std == pytest.approx(memory.std)
     again = folder_module(tree, tmp_path, image_size=12, streaming=True, num_workers=0)
     again.setup()
     assert "mean/std" not in capsys.readouterr().out.lower() and again.mean == streaming.mean
     for split in ("val", "test"):  # unaugmented splits: the same images as in memory, in the same order
-        images = torch.stack([streaming.streams[split][i][0] for i in range(len(streaming.streams[split]))])
+        images = torch.stack(
+            [streaming.images.streams[split][i][0] for i in range(len(streaming.images.streams[split]))]
+        )
         assert torch.equal(images, memory.splits[split][0])
     images, labels = next(iter(streaming.train_dataloader()))
     assert images.shape == (4, 3, 12, 12) and images.dtype == torch.uint8 and labels.dtype == torch.long
@@ -443,7 +445,7 @@ def test_streaming_skips_and_names_undecodable_images_when_asked(
     options = {"streaming": True, "num_workers": 0, "skip_bad_images": True, "flip": False, "translate": 0}
     module = folder_module(tree, tmp_path, image_size=12, **options)
     module.setup()
-    train, val = module.streams["train"], module.streams["val"]
+    train, val = module.images.streams["train"], module.images.streams["val"]
     bad = next(i for i, (name, _) in enumerate(train.items) if name == "train/steak/bad.png")
     image, label = train[bad]
     assert image.shape == (3, 12, 12) and label == train.items[(bad + 1) % len(train)][1]
@@ -502,10 +504,12 @@ def test_images_in_subfolders_of_a_class_folder_belong_to_it(tmp_path: Path) -> 
     for name, data_dir, streaming in (("tree", tree, False), ("stream", tree, True), ("zip", archive, False)):
         module = folder_module(data_dir, tmp_path, image_size=12, streaming=streaming, num_workers=0)
         module.setup()
-        sizes = {split: len(module.streams[split]) if streaming else len(module.splits[split][1]) for split in SPLITS}
+        sizes = {
+            split: len(module.images.streams[split]) if streaming else len(module.splits[split][1]) for split in SPLITS
+        }
         counts[name] = sizes
     assert counts["tree"] == counts["stream"] == counts["zip"] == {"train": 10, "val": 2, "test": 12}
-    assert "train/sushi/2025/june/sushi_002.jpeg" in image_sources.list_tree(tree)["train"]["sushi"]
+    assert "train/sushi/2025/june/sushi_002.jpeg" in image_decoding.list_tree(tree)["train"]["sushi"]
 
     # The cache follows the files: an image added in a new subfolder is decoded, not missed.
     before = folder_module(tree, tmp_path, image_size=12, streaming=False).cache_path()  # the folder is read when asked
@@ -527,7 +531,7 @@ def test_a_zip_cache_made_from_another_listing_is_not_reused(tmp_path: Path, mon
     with zipfile.ZipFile(archive, "w") as handle:
         for path in sorted(tree.rglob("*.*")):
             handle.write(path, path.relative_to(tree).as_posix())
-    full = image_sources.list_zip(archive)
+    full = image_decoding.list_zip(archive)
     flat = {"train": {label: [n for n in names if n.count("/") == 2] for label, names in full["train"].items()}}
     monkeypatch.setattr("src.datamodules.image_folder.list_zip", lambda path: flat)
     old = folder_module(archive, tmp_path, image_size=12, streaming=False)

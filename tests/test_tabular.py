@@ -212,13 +212,6 @@ def test_each_bad_input_gives_one_line_and_exit_2(
     assert err[-1].startswith("error: ") and message in err[-1], err[-1]
 
 
-def test_the_old_regression_csv_source_names_the_new_command(in_tmp: Path, capsys: pytest.CaptureFixture) -> None:
-    args = ["--config", config("regression"), "--data.source", "csv", "--data.csv_path", "houses.csv"]
-    assert run_cli("fit", *args, "--data.target_column", "price", *QUIET) == 2
-    last = capsys.readouterr().err.strip().splitlines()[-1]
-    assert "--config configs/tabular_regression.yaml --data.csv_path houses.csv --data.target_column price" in last
-
-
 def test_the_wrong_config_for_the_target_says_which_to_use(in_tmp: Path, capsys: pytest.CaptureFixture) -> None:
     write_cancer(in_tmp / "cancer.csv")
     assert run_cli("fit", "--config", config("tabular_regression"), *CANCER_ARGS, *QUIET) == 2

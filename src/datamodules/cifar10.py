@@ -6,10 +6,10 @@ from urllib.error import HTTPError, URLError
 
 from torchvision.datasets import CIFAR10
 
-from src.datamodules import image_sources
+from src.datamodules import image_decoding
 from src.datamodules.batch_augment import CIFAR10_MEAN, CIFAR10_STD
+from src.datamodules.image_decoding import CLASSES, Splits, fit_to_size, read_torchvision_batches, to_channels
 from src.datamodules.image_folder import ImageFolderDataModule
-from src.datamodules.image_sources import CLASSES, Splits, fit_to_size, read_torchvision_batches, to_channels
 from src.errors import UserInputError
 
 
@@ -115,7 +115,7 @@ class CIFAR10DataModule(ImageFolderDataModule):
     def _read(self, kind: str) -> tuple[Splits, list[str]]:
         if kind != "batches":
             return super()._read(kind)
-        splits = image_sources.read_torchvision_batches(self.data_dir, download=False)
+        splits = image_decoding.read_torchvision_batches(self.data_dir, download=False)
         return {
             name: (fit_to_size(to_channels(images, self.channels), self.image_size), labels)
             for name, (images, labels) in splits.items()

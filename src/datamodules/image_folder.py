@@ -1,34 +1,39 @@
 """Any folder of images, one subfolder per class, as one uint8 tensor on the device."""
 
 import hashlib
-import io
-import json
 import os
 import time
-from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Literal
 
 import torch
-from torch.utils.data import DataLoader
 
-from src.checkpointing.atomic_files import write_atomically
-from src.datamodules import image_sources
-from src.datamodules.batch_augment import normalize, random_flip, random_translate
-from src.datamodules.image_files import (
-    UNDECODABLE,
-    EpochSampler,
-    ImageFiles,
-    ResumableStream,
-    available_memory,
-    training_transform,
-)
-from src.datamodules.image_sources import Listing, Size, Splits, find_zip, list_tree, list_zip, source_fingerprint
-from src.datamodules.in_memory import InMemoryDataModule, training_position
+from src.datamodules import image_decoding
+from src.datamodules.batch_augment import normalize
+from src.datamodules.image_decoding import Listing, Size, Splits, find_zip, list_tree, list_zip, source_fingerprint
+from src.datamodules.image_folder_in_memory import InMemoryImages, read_cache, write_cache
+from src.datamodules.image_folder_streaming import StreamingImages
+from src.datamodules.in_memory import InMemoryDataModule
+from src.datamodules.splits import stratified_split
+from src.datamodules.standardisation import fit_pixel_standardisation
 from src.errors import UserInputError
 
 CACHE_FORMAT = 2  # bump when the cache file's layout changes
 MIN_IMAGE_SIDE = 4  # the smallest image every net of src/modules/nets takes (and the resize handles)
+
+
+def available_memory(device: torch.device) -> int:
+    """Bytes free where the in-memory path would hold the images: the GPU's free memory, else
+    the host's available memory (MemAvailable; the physical pages free where /proc is absent)."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
 def check_image_size(size: Size, channels: int, batch_size: int) -> None:
@@ -128,7 +133,7 @@ class ImageFolderDataModule(InMemoryDataModule):
             raise UserInputError(f"data.num_workers must be >= 0, got {num_workers}")
         self.streaming = streaming
         self.num_workers = min(8, os.cpu_count() or 1) if num_workers is None else num_workers
-        self.streams: dict[str, ImageFiles] = {}  # the streaming path's data sets, per split
+        self.images: InMemoryImages | StreamingImages | None = None  # the chosen path's splits, set up in setup()
         self.data_path: str | None = None  # "in memory" or "streaming", once decided
         if val_size < 0 or translate < 0 or (train_subset is not None and train_subset < 1):
             raise UserInputError("data.val_size and data.translate must be >= 0, data.train_subset >= 1")
@@ -231,7 +236,7 @@ class ImageFolderDataModule(InMemoryDataModule):
                 if not names:
                     raise UserInputError(
                         f"class folder {split}/{label} in {where} has no images "
-                        f"({', '.join(image_sources.IMAGE_SUFFIXES)}): add some or remove the folder"
+                        f"({', '.join(image_decoding.IMAGE_SUFFIXES)}): add some or remove the folder"
                     )
 
     def _settings(self) -> str:
@@ -262,8 +267,8 @@ class ImageFolderDataModule(InMemoryDataModule):
         self.check_listing(listing)
         args = (listing, self.class_names, self.image_size, self.channels, self.skip_bad_images)
         if kind == "tree":
-            return image_sources.read_image_tree(self.data_dir, *args)
-        return image_sources.read_image_zip(find_zip(self.data_dir), *args)  # type: ignore[arg-type]
+            return image_decoding.read_image_tree(self.data_dir, *args)
+        return image_decoding.read_image_zip(find_zip(self.data_dir), *args)  # type: ignore[arg-type]
 
     def prepare_data(self) -> None:
         if self.trainer is not None and self.trainer.predicting:  # the user's images, not the training set
@@ -273,7 +278,7 @@ class ImageFolderDataModule(InMemoryDataModule):
         kind, files = self._source()  # one scan: a tree of 60,000 files takes a while to stat
         if kind == "none":
             kind, files = self._missing_source()
-        if self._streams(kind):
+        if self._chooses_streaming(kind):
             return  # nothing to decode ahead: the workers read the files
         cache = self._cache_file(kind, files)
         if cache.is_file():
@@ -282,19 +287,14 @@ class ImageFolderDataModule(InMemoryDataModule):
         splits, skipped = self._read(kind)
         if "train" not in splits:
             raise UserInputError(f"no image of {self.data_dir}/train could be decoded ({len(skipped)} skipped)")
-        record: dict[str, object] = {name: {"images": x, "labels": y} for name, (x, y) in splits.items()}
-        record["skipped"] = skipped
-        buffer = io.BytesIO()
-        torch.save(record, buffer)
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        write_atomically(cache, buffer.getvalue())
+        write_cache(cache, splits, skipped)
         count = sum(len(labels) for _, labels in splits.values())
         self._announce(
             f"Decoded {count:,} images in {time.perf_counter() - started:.1f} s into {cache} "
             "(once: later runs with the same files and settings load it in about a second)"
         )
 
-    # --- splits on the device -------------------------------------------------------------
+    # --- splits, and the path that holds them ------------------------------------------------------------------
     def _subset(self, count: int) -> torch.Tensor:
         """`train_subset` positions out of `count`, drawn with the data's seed, in stored order."""
         return torch.randperm(count, generator=torch.Generator().manual_seed(self.seed))[: self.train_subset].sort()[0]
@@ -309,49 +309,25 @@ class ImageFolderDataModule(InMemoryDataModule):
         if not self.stratified_validation:
             order = torch.randperm(len(labels), generator=generator)
             return order[count:], order[:count]
-        counts = torch.bincount(labels, minlength=self.num_classes)
-        quotas = counts.double() * count / len(labels)
-        shares = quotas.floor().long()
-        by_remainder = torch.argsort(quotas - shares, descending=True, stable=True)
-        shares[by_remainder[: count - int(shares.sum())]] += 1
-        train, val = [], []
-        for label in range(self.num_classes):
-            members = torch.nonzero(labels == label).flatten()
-            members = members[torch.randperm(len(members), generator=generator)]
-            if len(members) and shares[label] >= len(members):
-                raise UserInputError(
-                    f"class {self.class_names[label]!r} has only {len(members)} training image(s): holding out "
-                    f"{int(shares[label])} for validation leaves none to train on; add images or lower data.val_size"
-                )
-            val.append(members[: shares[label]])
-            train.append(members[shares[label] :])
-        return torch.cat(train).sort().values, torch.cat(val).sort().values
+        val, train = stratified_split(
+            labels,
+            [count],
+            self.class_names,
+            lambda members: members[torch.randperm(len(members), generator=generator)],
+            "training image(s)",
+            "add images or lower data.val_size",
+        )
+        return train, val
 
     def published_normalization(self) -> tuple[list[float], list[float]] | None:
         """A data set's published mean and std, used instead of measuring them; None here."""
         return None
 
-    def fit_normalization(self, batches: Iterable[torch.Tensor]) -> tuple[list[float], list[float]]:
-        """Per-channel mean and std of the pixels in [0, 1] of the training images, given as
-        uint8 batches (N x C x H x W), summed in float64 one batch at a time: no float copy."""
-        total = squares = None
-        count = 0
-        for batch in batches:
-            pixels = batch.to(torch.float64).transpose(0, 1).flatten(1) / 255
-            total = pixels.sum(1) if total is None else total + pixels.sum(1)
-            squares = pixels.square().sum(1) if squares is None else squares + pixels.square().sum(1)
-            count += pixels.shape[1]
-        if total is None or squares is None:
-            raise UserInputError(f"no training image of {self.data_dir} could be decoded")
-        mean = total / count
-        std = (squares / count - mean.square()).clamp_min(1e-12).sqrt()
-        return mean.tolist(), std.clamp_min(1e-3).tolist()  # a blank channel is not divided by zero
-
     def _announce(self, message: str) -> None:
         if self.trainer is None or self.trainer.is_global_zero:
             print(message, flush=True)
 
-    def _streams(self, kind: str) -> bool:
+    def _chooses_streaming(self, kind: str) -> bool:
         """Whether this run reads files on the fly; decided (and said) once."""
         if self.data_path is not None:  # decided
             return self.data_path == "streaming"
@@ -383,7 +359,61 @@ class ImageFolderDataModule(InMemoryDataModule):
             )
         return decision
 
-    def _setup_streaming(self, kind: str, files: list[Path]) -> None:
+    def setup(self, stage: str | None = None) -> None:
+        if self.images is not None or stage == "predict":  # prediction reads only the user's images
+            return
+        if stage == "test" and self.restored:
+            self._setup_restored_test()
+            return
+        kind, files = self._source()
+        if kind == "none":
+            kind, files = self._missing_source()
+        streaming = self._chooses_streaming(kind)
+        if self.trainer is not None and self.trainer.world_size > 1:
+            # Free memory differs between processes: every rank takes rank 0's path, so all
+            # ranks run the same number of batches.
+            streaming = bool(self.trainer.strategy.broadcast(streaming, src=0))
+            self.data_path = "streaming" if streaming else "in memory"
+        self.images = self._setup_streaming(kind, files) if streaming else self._setup_in_memory()
+
+    def _setup_in_memory(self) -> InMemoryImages:
+        """The cached splits (decoded first if absent), a validation split held out when the
+        source has none, the mean and std of the training split, all moved to the device."""
+        cache = self.cache_path()
+        if not cache.is_file():
+            self.prepare_data()
+            cache = self.cache_path()
+        data, skipped = read_cache(cache)
+        if skipped:
+            shown = ", ".join(skipped[:3]) + (", ..." if len(skipped) > 3 else "")
+            self._announce(f"Skipped {len(skipped)} image(s) that could not be decoded (data.skip_bad_images): {shown}")
+        images, labels = data["train"]
+        if "val" in data:
+            train, splits = torch.arange(len(images)), {"val": data["val"]}
+        else:
+            train, val = self._held_out(labels)
+            splits = {"val": (images[val], labels[val])}
+        if self.train_subset is not None:  # a seeded random subset: the images are stored class by class
+            train = train[self._subset(len(train))]
+        splits["train"] = (images[train], labels[train])
+        self.has_test_split = "test" in data
+        if self.has_test_split:
+            splits["test"] = data["test"]
+        if not self.restored:  # a trained model keeps the standardisation it was trained with
+            self.mean, self.std = self.published_normalization() or fit_pixel_standardisation(
+                splits["train"][0].split(4096), str(self.data_dir)
+            )
+        return self._in_memory(splits)
+
+    def _in_memory(self, splits: Splits) -> InMemoryImages:
+        device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
+        images = InMemoryImages(splits, device, self.seed, self.flip, self.translate)
+        self.splits = images.splits
+        return images
+
+    def _setup_streaming(self, kind: str, files: list[Path]) -> StreamingImages:
+        """The files of each split (a validation split held out when the source has none), read
+        by workers; the mean and std measured on every training image once, then kept."""
         listing = self._listing(kind)
         self.check_listing(listing)
         root = self.data_dir if kind == "tree" else find_zip(self.data_dir)
@@ -401,109 +431,22 @@ class ImageFolderDataModule(InMemoryDataModule):
             chosen = self._subset(len(train_items))
             train_items = [train_items[i] for i in chosen.tolist()]
         items["train"] = train_items
-        transform = training_transform(self.image_size, self.translate, self.flip)
-        self.streams = {
-            split: ImageFiles(
-                root,  # type: ignore[arg-type]
-                chosen,
-                self.image_size,
-                self.channels,
-                transform if split == "train" else None,
-                skip_bad=self.skip_bad_images,
-                replace_bad=split == "train",
-            )
-            for split, chosen in items.items()
-        }
         self.has_test_split = "test" in items
-        self.mean, self.std = self.published_normalization() or self._streamed_normalization(
-            self._cache_file(kind, files)
+        images = StreamingImages(
+            root,  # type: ignore[arg-type]
+            items,
+            self.image_size,
+            self.channels,
+            flip=self.flip,
+            translate=self.translate,
+            skip_bad=self.skip_bad_images,
+            num_workers=self.num_workers,
+            seed=self.seed,
         )
-
-    def _streamed_normalization(self, source_cache: Path) -> tuple[list[float], list[float]]:
-        """fit_normalization over every training image, read once by the DataLoader workers
-        (undecodable ones left out with skip_bad_images); kept in the cache folder under the
-        source's fingerprint and the training split's files, so later runs read two lists."""
-        train = self.streams["train"]
-        split = hashlib.sha256("\n".join(name for name, _ in train.items).encode()).hexdigest()[:16]
-        path = source_cache.with_name(f"{source_cache.stem}-mean-std-{split}.json")
-        if path.is_file():
-            stored = json.loads(path.read_text())
-            return stored["mean"], stored["std"]
-        self._announce(f"Measuring the mean/std of the {len(train):,} training images: one pass over the files")
-        started = time.perf_counter()
-        plain = ImageFiles(train.root, train.items, self.image_size, self.channels, skip_bad=self.skip_bad_images)
-        loader = DataLoader(plain, batch_size=256, num_workers=self.num_workers)
-        counted = [0]
-
-        def decodable() -> Iterator[torch.Tensor]:
-            for images, labels in loader:
-                kept = images[labels != UNDECODABLE]
-                counted[0] += len(kept)
-                if len(kept):
-                    yield kept
-
-        mean, std = self.fit_normalization(decodable())
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomically(path, json.dumps({"mean": mean, "std": std}).encode())
-        self._announce(
-            f"Mean/std of the {counted[0]:,} training images ready in {time.perf_counter() - started:.1f} s "
-            f"(kept in {path})"
+        self.mean, self.std = self.published_normalization() or images.normalization(
+            self._cache_file(kind, files), self._announce
         )
-        return mean, std
-
-    def _decodable(self, indices: list[int]) -> list[torch.Tensor]:
-        """The streamed training images at `indices` (before augmentation); with skip_bad_images
-        the undecodable ones are left out and named, else the first one ends the run."""
-        images = [image for image in map(self.streams["train"].decodable_image, indices) if image is not None]
-        if not images:
-            raise UserInputError(f"no training image of {self.data_dir} could be decoded")
         return images
-
-    def setup(self, stage: str | None = None) -> None:
-        if self.splits or self.streams or stage == "predict":  # prediction reads only the user's images
-            return
-        if stage == "test" and self.restored:
-            self._setup_restored_test()
-            return
-        kind, files = self._source()
-        if kind == "none":
-            kind, files = self._missing_source()
-        streaming = self._streams(kind)
-        if self.trainer is not None and self.trainer.world_size > 1:
-            # Free memory differs between processes: every rank takes rank 0's path, so all
-            # ranks run the same number of batches.
-            streaming = bool(self.trainer.strategy.broadcast(streaming, src=0))
-            self.data_path = "streaming" if streaming else "in memory"
-        if streaming:
-            self._setup_streaming(kind, files)
-            return
-        cache = self.cache_path()
-        if not cache.is_file():
-            self.prepare_data()
-            cache = self.cache_path()
-        data = torch.load(cache, weights_only=True)
-        skipped = data.pop("skipped", [])
-        if skipped:
-            shown = ", ".join(skipped[:3]) + (", ..." if len(skipped) > 3 else "")
-            self._announce(f"Skipped {len(skipped)} image(s) that could not be decoded (data.skip_bad_images): {shown}")
-        images, labels = data["train"]["images"], data["train"]["labels"]
-        if "val" in data:
-            train, splits = torch.arange(len(images)), {"val": (data["val"]["images"], data["val"]["labels"])}
-        else:
-            train, val = self._held_out(labels)
-            splits = {"val": (images[val], labels[val])}
-        if self.train_subset is not None:  # a seeded random subset: the images are stored class by class
-            train = train[self._subset(len(train))]
-        splits["train"] = (images[train], labels[train])
-        self.has_test_split = "test" in data
-        if self.has_test_split:
-            splits["test"] = (data["test"]["images"], data["test"]["labels"])
-        if not self.restored:  # a trained model keeps the standardisation it was trained with
-            self.mean, self.std = self.published_normalization() or self.fit_normalization(
-                splits["train"][0].split(4096)
-            )
-        device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
-        self.splits = {name: (x.to(device), y.to(device)) for name, (x, y) in splits.items()}
 
     def _setup_restored_test(self) -> None:
         """A trained model's test: only the test/ images of data_dir (a tree or a zip), labelled with the
@@ -526,14 +469,13 @@ class ImageFolderDataModule(InMemoryDataModule):
         self.check_listing({"test": listing["test"]})
         args = ({"test": listing["test"]}, self.class_names, self.image_size, self.channels, self.skip_bad_images)
         if kind == "tree":
-            splits, _ = image_sources.read_image_tree(self.data_dir, *args)
+            splits, _ = image_decoding.read_image_tree(self.data_dir, *args)
         else:
-            splits, _ = image_sources.read_image_zip(find_zip(self.data_dir), *args)  # type: ignore[arg-type]
+            splits, _ = image_decoding.read_image_zip(find_zip(self.data_dir), *args)  # type: ignore[arg-type]
         if "test" not in splits:
             raise UserInputError(f"no test image of {self.data_dir} could be decoded")
         self.has_test_split = True
-        device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
-        self.splits = {"test": (splits["test"][0].to(device), splits["test"][1].to(device))}
+        self.images = self._in_memory({"test": splits["test"]})
 
     # --- what the checkpoint keeps, so prediction and export need no training data ----------
     def state_dict(self) -> dict[str, object]:
@@ -584,47 +526,17 @@ class ImageFolderDataModule(InMemoryDataModule):
             "color": "RGB" if self.channels == 3 else "grayscale (ITU-R 601-2 luma, PIL's 'L')",
         }
 
-    # --- batches ----------------------------------------------------------------------------
+    # --- batches, from the chosen path ----------------------------------------------------
     def sample_images(self, count: int) -> torch.Tensor:
         """The first `count` training images, normalised as the model sees them (no augmentation)."""
-        if self.streams:
-            images = torch.stack(self._decodable(list(range(min(count, len(self.streams["train"]))))))
-        else:
-            images = self.splits["train"][0][:count]
-        return normalize(images, *self._normalization())
+        if self.images is None:
+            self.setup("fit")
+        return normalize(self.images.sample(count), *self._normalization())  # type: ignore[union-attr]
 
-    def _stream_loader(self, split: str, batch_size: int | None, shuffle: bool) -> DataLoader | ResumableStream:
-        workers = self.num_workers
-        dataset = self.streams[split]
-        trainer = self.trainer
-        # Training order from (seed, epoch), each rank its shard: a resumed run, mid-epoch or
-        # at a boundary, trains the batches an uninterrupted one would have (ResumableStream).
-        sampler = None
-        if shuffle:
-            ranks = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
-            sampler = EpochSampler(dataset, num_replicas=ranks[0], rank=ranks[1], seed=self.seed)
-        loader = DataLoader(
-            dataset,
-            batch_size=batch_size or len(dataset),
-            sampler=sampler,
-            num_workers=workers,
-            persistent_workers=workers > 0,
-            pin_memory=trainer is not None and trainer.strategy.root_device.type == "cuda",
-        )
-        if sampler is None:
-            return loader
-        return ResumableStream(loader, sampler, training_position(trainer) if trainer is not None else None)
-
-    def train_dataloader(self):  # type: ignore[override]
-        if self.streams:  # `trainer.overfit_batches` trains the same first batches every epoch
-            overfitting = self.trainer is not None and bool(self.trainer.overfit_batches)
-            return self._stream_loader("train", self.batch_size, shuffle=not overfitting)
-        return super().train_dataloader()
-
-    def val_dataloader(self):  # type: ignore[override]
-        if self.streams:
-            return self._stream_loader("val", self.eval_batch_size, shuffle=False)
-        return super().val_dataloader()
+    def _loader(self, split: str, batch_size: int | None, shuffle: bool):  # type: ignore[override]
+        if self.images is None:
+            raise UserInputError(f"{type(self).__name__} has no {split} split; call setup() first")
+        return self.images.loader(split, batch_size, shuffle, self.trainer)
 
     def test_dataloader(self):  # type: ignore[override]
         if not self.has_test_split:
@@ -632,26 +544,16 @@ class ImageFolderDataModule(InMemoryDataModule):
                 f"{self.data_dir} has no test images (no test/<class>/ folder): validation accuracy is the "
                 "held-out figure; add test/<class>/ images to test"
             )
-        if self.streams:
-            return self._stream_loader("test", self.eval_batch_size, shuffle=False)
         return super().test_dataloader()
 
     def on_before_batch_transfer(self, batch: object, dataloader_idx: int) -> object:
-        """Streaming with skip_bad_images: drop the evaluation items marked undecodable (on the
-        host, before the transfer). A batch of nothing but such items comes out empty, and
-        the modules' evaluation steps count it for nothing."""
-        if not (self.streams and self.skip_bad_images and isinstance(batch, (tuple, list)) and len(batch) == 2):
-            return batch
-        images, labels = batch
-        keep = labels != UNDECODABLE
-        return batch if bool(keep.all()) else (images[keep], labels[keep])
+        """Whatever the path drops on the host (streaming: undecodable evaluation items)."""
+        return self.images.before_transfer(batch) if self.images is not None else batch
 
     def on_after_batch_transfer(self, batch: object, dataloader_idx: int) -> object:
         """Augment (training only) and normalise uint8 image batches where they now are."""
         images, *rest = batch if isinstance(batch, (tuple, list)) else (batch,)
-        if self.trainer is not None and self.trainer.training and not self.streams:  # streams: workers augmented
-            if self.flip:
-                images = random_flip(images)
-            images = random_translate(images, self.translate)
+        if self.trainer is not None and self.trainer.training and self.images is not None:
+            images = self.images.augment(images)
         images = normalize(images, *self._normalization())
         return (images, *rest) if rest else images

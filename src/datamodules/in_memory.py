@@ -18,6 +18,34 @@ def training_position(trainer: Trainer) -> Position:
     return position
 
 
+def split_loader(
+    splits: dict[str, Split],
+    split: str,
+    batch_size: int | None,
+    shuffle: bool,
+    seed: int,
+    trainer: Trainer | None,
+    owner: str,
+) -> InMemoryLoader:
+    """An InMemoryLoader over one of `splits`, sharded by rank and resumable mid-epoch (training)."""
+    if split not in splits:
+        raise UserInputError(f"{owner} has no {split} split; call setup() first")
+    inputs, targets = splits[split]
+    if len(inputs) == 0:
+        raise UserInputError(
+            f"the {split} split is empty: hold out more data for it (data.{split}_fraction or data.val_size)"
+        )
+    return InMemoryLoader(
+        (inputs, targets),
+        batch_size=batch_size or len(inputs),
+        shuffle=shuffle,
+        seed=seed,
+        rank=trainer.global_rank if trainer else 0,
+        world_size=trainer.world_size if trainer else 1,
+        position=training_position(trainer) if trainer is not None and split == "train" else None,
+    )
+
+
 class InMemoryDataModule(LightningDataModule):
     """A data module whose splits are (inputs, targets) tensor pairs held in memory.
 
@@ -46,23 +74,7 @@ class InMemoryDataModule(LightningDataModule):
         self.restored = False
 
     def _loader(self, split: str, batch_size: int | None, shuffle: bool) -> InMemoryLoader:
-        if split not in self.splits:
-            raise UserInputError(f"{type(self).__name__} has no {split} split; call setup() first")
-        inputs, targets = self.splits[split]
-        if len(inputs) == 0:
-            raise UserInputError(
-                f"the {split} split is empty: hold out more data for it (data.{split}_fraction or data.val_size)"
-            )
-        trainer = self.trainer
-        return InMemoryLoader(
-            (inputs, targets),
-            batch_size=batch_size or len(inputs),
-            shuffle=shuffle,
-            seed=self.seed,
-            rank=trainer.global_rank if trainer else 0,
-            world_size=trainer.world_size if trainer else 1,
-            position=training_position(trainer) if trainer is not None and split == "train" else None,
-        )
+        return split_loader(self.splits, split, batch_size, shuffle, self.seed, self.trainer, type(self).__name__)
 
     def train_dataloader(self) -> InMemoryLoader:
         # `trainer.overfit_batches` trains the same first batches every epoch: no shuffling.

@@ -3,13 +3,13 @@
 A CSV file of your own is read by TabularDataModule (configs/tabular_regression.yaml).
 """
 
-from pathlib import Path
 from typing import Literal
 
 import torch
 
 from src.datamodules.in_memory import InMemoryDataModule
 from src.datamodules.splits import check_fractions, split_indices
+from src.datamodules.standardisation import fit_standardisation, standardise
 from src.errors import UserInputError
 
 
@@ -25,17 +25,12 @@ class RegressionDataModule(InMemoryDataModule):
     - `wave`: `n_samples` x drawn uniformly in [0, 20], y = x + 2 sin(x) plus Gaussian noise
       whose standard deviation grows along x: noise * (1 + x / 10).
 
-    `source: csv` has moved to TabularDataModule and ends in one line giving the new command.
-
     Args:
         source: which of the two sources above.
         n_samples: number of wave points.
         noise: noise scale of the wave (its standard deviation at x = 0).
         weight: slope of the linear source.
         bias: intercept of the linear source.
-        csv_path: only to name it in the message for the moved `csv` source.
-        feature_columns: likewise.
-        target_column: likewise.
         standardize: scale features to zero mean and unit variance, fitted on the training split.
         shuffle_split: draw the splits at random; False keeps the file/x order (the course's
             linear example trains on the first 80% and tests on the last 20%).
@@ -48,14 +43,11 @@ class RegressionDataModule(InMemoryDataModule):
 
     def __init__(
         self,
-        source: Literal["linear", "wave", "csv"] = "wave",
+        source: Literal["linear", "wave"] = "wave",
         n_samples: int = 1000,
         noise: float = 0.3,
         weight: float = 0.7,
         bias: float = 0.3,
-        csv_path: Path | None = None,
-        feature_columns: list[str] | None = None,
-        target_column: str | None = None,
         standardize: bool = True,
         shuffle_split: bool = True,
         val_fraction: float = 0.1,
@@ -66,13 +58,6 @@ class RegressionDataModule(InMemoryDataModule):
     ) -> None:
         super().__init__(batch_size, eval_batch_size, seed)
         check_fractions(val_fraction, test_fraction)
-        if source == "csv":
-            raise UserInputError(
-                "data.source csv has moved to the tabular data module: python train.py fit --config "
-                f"configs/tabular_regression.yaml --data.csv_path {csv_path or 'my.csv'} "
-                f"--data.target_column {target_column or 'price'}"
-                + (f" --data.feature_columns '[{', '.join(feature_columns)}]'" if feature_columns else "")
-            )
         if n_samples < 10 or noise < 0:
             raise UserInputError("data.n_samples must be >= 10 and data.noise >= 0")
         self.source = source
@@ -125,9 +110,7 @@ class RegressionDataModule(InMemoryDataModule):
         parts = split_indices(len(x), self.val_fraction, self.test_fraction, self.seed, self.shuffle_split)
         self.raw_inputs = {name: x[index] for name, index in parts._asdict().items()}
         if self.standardize and not self.restored:  # a trained model keeps its standardisation
-            train_x = self.raw_inputs["train"]
-            self.feature_mean = train_x.mean(dim=0)
-            self.feature_std = train_x.std(dim=0).clamp_min(1e-8) if len(train_x) > 1 else torch.ones(1)
+            self.feature_mean, self.feature_std = fit_standardisation(self.raw_inputs["train"])
         self.splits = {
             name: (self.transform(self.raw_inputs[name]), y[index]) for name, index in parts._asdict().items()
         }
@@ -136,7 +119,7 @@ class RegressionDataModule(InMemoryDataModule):
         """Apply the training split's standardisation (identity when it is off)."""
         if not self.standardize:
             return x
-        return (x - self.feature_mean) / self.feature_std
+        return standardise(x, self.feature_mean, self.feature_std)
 
     # --- the standardisation travels in checkpoints, so predicting needs no training data ---
     def state_dict(self) -> dict[str, object]:

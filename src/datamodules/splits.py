@@ -1,5 +1,7 @@
-"""Seeded train/validation/test index splits shared by every data module."""
+"""Seeded train/validation/test index splits shared by every data module: plain, or
+stratified by class (each part keeps the class proportions)."""
 
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -51,3 +53,50 @@ def split_indices(
         order = torch.arange(num_items)
         train, val, test = order[:num_train], order[num_train : num_train + num_val], order[num_train + num_val :]
     return SplitIndices(train=train, val=val, test=test)
+
+
+def stratified_split(
+    labels: torch.Tensor,
+    sizes: Sequence[int],
+    class_names: Sequence[str],
+    shuffle: Callable[[torch.Tensor], torch.Tensor],
+    items: str,
+    fix: str,
+) -> list[torch.Tensor]:
+    """Sorted indices of held-out parts of `sizes` items, then of the rest (the training part).
+
+    Each part takes from every class its share in proportion to what that class has left
+    (largest remainders first, ties in class order), so small classes keep their proportion.
+    Each class's members are taken in the order `shuffle` (seeded by the caller) gives them,
+    part by part. A class left with nothing to train on is refused in one line naming it, its
+    `items` ("row(s)") and the `fix`."""
+    counts = torch.bincount(labels, minlength=len(class_names))
+    shares = []
+    left = counts.clone()
+    for size in sizes:
+        share = _apportion(left, size)
+        shares.append(share)
+        left -= share
+    parts: list[list[torch.Tensor]] = [[] for _ in range(len(sizes) + 1)]
+    for label, name in enumerate(class_names):
+        members = shuffle(torch.nonzero(labels == label).flatten())
+        if len(members) and left[label] < 1:
+            held = int(counts[label] - left[label])
+            raise UserInputError(
+                f"class {name!r} has only {len(members)} {items}: holding out {held} leaves none to train on; {fix}"
+            )
+        start = 0
+        for part, share in zip(parts, shares, strict=False):
+            part.append(members[start : start + int(share[label])])
+            start += int(share[label])
+        parts[-1].append(members[start:])
+    return [torch.cat(chunks).sort().values for chunks in parts]
+
+
+def _apportion(counts: torch.Tensor, total: int) -> torch.Tensor:
+    """Integers proportional to `counts` that sum to `total` (largest remainder method)."""
+    quotas = counts.double() * total / max(int(counts.sum()), 1)
+    shares = quotas.floor().long()
+    by_remainder = torch.argsort(quotas - shares, descending=True, stable=True)
+    shares[by_remainder[: total - int(shares.sum())]] += 1
+    return torch.minimum(shares, counts)

@@ -15,7 +15,8 @@ from src.datamodules.csv_table import (
     read_rows,
 )
 from src.datamodules.in_memory import InMemoryDataModule
-from src.datamodules.splits import SplitIndices, check_fractions, split_indices
+from src.datamodules.splits import SplitIndices, check_fractions, split_indices, stratified_split
+from src.datamodules.standardisation import fit_standardisation, standardise
 from src.errors import UserInputError
 
 Task = Literal["auto", "classification", "regression"]
@@ -283,12 +284,7 @@ class TabularDataModule(InMemoryDataModule):
                 )
             train_x = self.fill(train_x)
         if self.standardize:
-            self.feature_mean = train_x.mean(dim=0)
-            # A column constant on the training split is only centred (std 1, as scikit-learn's
-            # StandardScaler does): dividing by ~0 would blow up any other value it takes later.
-            constant = train_x.amax(dim=0) == train_x.amin(dim=0)
-            std = train_x.std(dim=0) if len(train_x) > 1 else torch.ones_like(self.feature_mean)
-            self.feature_std = torch.where(constant | (std == 0), 1.0, std)  # == 0: float32 underflow
+            self.feature_mean, self.feature_std = fit_standardisation(train_x)
 
     def _setup_restored_test(self) -> None:
         """A trained model's test with its checkpoint's fill values and standardisation: the seeded test
@@ -309,7 +305,7 @@ class TabularDataModule(InMemoryDataModule):
         """Apply the training split's standardisation (identity when it is off)."""
         if not self.standardize:
             return x
-        return (x - self.feature_mean) / self.feature_std
+        return standardise(x, self.feature_mean, self.feature_std)
 
     def input_normalization(self) -> tuple[torch.Tensor, torch.Tensor] | None:
         return (self.feature_mean, self.feature_std) if self.standardize else None
@@ -359,39 +355,21 @@ class TabularDataModule(InMemoryDataModule):
 def stratified_split_indices(
     labels: torch.Tensor, val_fraction: float, test_fraction: float, seed: int, class_names: list[str]
 ) -> SplitIndices:
-    """Seeded train/val/test indices of the same sizes as `split_indices`, with each class
-    shared out in proportion (largest remainders), so every split keeps the class balance."""
+    """Seeded train/val/test indices of the same sizes as `split_indices` (the test part drawn
+    first), with each class shared out in proportion, so every split keeps the class balance."""
     check_fractions(val_fraction, test_fraction)
-    num_items = len(labels)
-    num_test = math.ceil(num_items * test_fraction)  # the sizes split_indices gives
-    num_val = round(num_items * val_fraction)
-    counts = torch.bincount(labels, minlength=len(class_names)).numpy()
-    test_counts = _apportion(counts, num_test)
-    val_counts = _apportion(counts - test_counts, num_val)
-    train_counts = counts - test_counts - val_counts
-    if (train_counts < 1).any():
-        small = int(np.argmin(train_counts))
-        raise UserInputError(
-            f"class {class_names[small]!r} has only {counts[small]} row(s), too few to reach the training split; "
-            "add rows of it, lower data.val_fraction and data.test_fraction, or drop that class"
-        )
+    num_test = math.ceil(len(labels) * test_fraction)  # the sizes split_indices gives
+    num_val = round(len(labels) * val_fraction)
     generator = np.random.RandomState(seed)
-    parts: dict[str, list[np.ndarray]] = {"train": [], "val": [], "test": []}
-    for label, (num_test_c, num_val_c) in enumerate(zip(test_counts, val_counts, strict=True)):
-        rows = generator.permutation(np.flatnonzero(labels.numpy() == label))
-        parts["test"].append(rows[:num_test_c])
-        parts["val"].append(rows[num_test_c : num_test_c + num_val_c])
-        parts["train"].append(rows[num_test_c + num_val_c :])
-    return SplitIndices(**{name: torch.from_numpy(np.sort(np.concatenate(chunks))) for name, chunks in parts.items()})
-
-
-def _apportion(counts: np.ndarray, total: int) -> np.ndarray:
-    """Integers proportional to `counts` that sum to `total` (largest remainder method)."""
-    quotas = counts * total / max(counts.sum(), 1)
-    shares = np.floor(quotas).astype(np.int64)
-    order = np.argsort(-(quotas - shares), kind="stable")  # largest remainder first; ties by class order
-    shares[order[: total - shares.sum()]] += 1
-    return np.minimum(shares, counts)
+    test, val, train = stratified_split(
+        labels,
+        [num_test, num_val],
+        class_names,
+        lambda members: torch.from_numpy(generator.permutation(members.numpy())),
+        "row(s)",
+        "add rows of it, lower data.val_fraction and data.test_fraction, or drop that class",
+    )
+    return SplitIndices(train=train, val=val, test=test)
 
 
 def _number(cell: str) -> float | None:

@@ -41,7 +41,8 @@ from src.checkpointing.runs import check_checkpoint
 from src.checkpointing.stored_run import missing_record, stored_data_state
 from src.datamodules.batch_augment import normalize
 from src.datamodules.csv_table import read_feature_rows
-from src.datamodules.image_sources import decode, fit_to_size, image_tensor, read_file, read_images_to_predict
+from src.datamodules.image_decoding import decode, fit_to_size, image_tensor, read_file, read_images_to_predict
+from src.datamodules.standardisation import standardise
 from src.errors import UserInputError
 from src.modules.nets.pretrained import weights_from_checkpoint
 from src.tools.prediction_table import prediction_columns
@@ -151,7 +152,7 @@ class FeatureInputs:
     def model_inputs(self, raw: torch.Tensor) -> torch.Tensor:
         if self.mean is None or self.std is None:
             return raw
-        return (raw - self.mean.to(raw.device)) / self.std.to(raw.device)
+        return standardise(raw, self.mean.to(raw.device), self.std.to(raw.device))
 
 
 Inputs = ImageInputs | FeatureInputs

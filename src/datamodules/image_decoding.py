@@ -1,4 +1,4 @@
-"""Reading images into uint8 tensors, from the sources users have.
+"""Listing the images of a source and decoding them into uint8 tensors, from the sources users have.
 
 - an image-folder tree `train/<class>/**` (required), `val/<class>/**` and `test/<class>/**`
   (optional; images at any depth below a class folder), or a zip of such a tree, at the zip's

@@ -1,5 +1,6 @@
-"""The streaming path for image sets too large to hold in memory: a Dataset that reads, decodes
-and augments one file at a time, in DataLoader worker processes."""
+"""The files of the image folder's streaming path: a Dataset that reads, decodes and augments
+one file at a time in DataLoader worker processes, its per-epoch sampler, and the stream that
+resumes it mid-epoch."""
 
 import os
 import zipfile
@@ -11,7 +12,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from torchvision.transforms import v2
 
-from src.datamodules.image_sources import Size, decode, fit_to_size, open_zip, read_file, read_zip_member
+from src.datamodules.image_decoding import Size, decode, fit_to_size, open_zip, read_file, read_zip_member
 from src.datamodules.in_memory_loader import Position
 from src.errors import UserInputError
 
@@ -185,17 +186,3 @@ def training_transform(size: Size, translate: int, flip: bool) -> v2.Transform |
     if translate > 0:
         steps.append(v2.RandomCrop(list(size), padding=translate, padding_mode="reflect"))
     return v2.Compose(steps) if steps else None
-
-
-def available_memory(device: torch.device) -> int:
-    """Bytes free where the in-memory path would hold the images: the GPU's free memory, else
-    the host's available memory (MemAvailable; the physical pages free where /proc is absent)."""
-    if device.type == "cuda":
-        return torch.cuda.mem_get_info(device)[0]
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")

@@ -1,0 +1,67 @@
+"""The image folder's in-memory path: the source decoded once into a uint8 cache file, the
+splits held on the accelerator, training batches flipped and shifted there a whole batch at a time."""
+
+import io
+from pathlib import Path
+
+import torch
+from lightning.pytorch import Trainer
+
+from src.checkpointing.atomic_files import write_atomically
+from src.datamodules.batch_augment import random_flip, random_translate
+from src.datamodules.image_decoding import Splits
+from src.datamodules.in_memory import split_loader
+from src.datamodules.in_memory_loader import InMemoryLoader
+
+
+def write_cache(cache: Path, splits: Splits, skipped: list[str]) -> None:
+    """The decoded splits (and the names of the files skipped as undecodable), written atomically."""
+    record: dict[str, object] = {name: {"images": x, "labels": y} for name, (x, y) in splits.items()}
+    record["skipped"] = skipped
+    buffer = io.BytesIO()
+    torch.save(record, buffer)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    write_atomically(cache, buffer.getvalue())
+
+
+def read_cache(cache: Path) -> tuple[Splits, list[str]]:
+    """What `write_cache` wrote: the splits, and the files skipped when they were decoded."""
+    data = torch.load(cache, weights_only=True)
+    skipped = data.pop("skipped", [])
+    return {name: (split["images"], split["labels"]) for name, split in data.items()}, skipped
+
+
+class InMemoryImages:
+    """Every split as one uint8 tensor on `device`, served by InMemoryLoader (no workers);
+    training batches augmented on the device in `augment`.
+
+    Args:
+        splits: (images N x C x H x W uint8, labels) per split.
+        device: where the tensors are held (the accelerator of the run).
+        seed: seed of the shuffling.
+        flip: random horizontal flips of training batches.
+        translate: random shift of training images, in pixels (0 turns it off).
+    """
+
+    def __init__(self, splits: Splits, device: torch.device, seed: int, flip: bool, translate: int) -> None:
+        self.splits = {name: (x.to(device), y.to(device)) for name, (x, y) in splits.items()}
+        self.seed = seed
+        self.flip = flip
+        self.translate = translate
+
+    def loader(self, split: str, batch_size: int | None, shuffle: bool, trainer: Trainer | None) -> InMemoryLoader:
+        return split_loader(self.splits, split, batch_size, shuffle, self.seed, trainer, "ImageFolderDataModule")
+
+    def sample(self, count: int) -> torch.Tensor:
+        """The first `count` training images, uint8, unaugmented."""
+        return self.splits["train"][0][:count]
+
+    def before_transfer(self, batch: object) -> object:
+        """Nothing to drop: every image in memory was decoded."""
+        return batch
+
+    def augment(self, images: torch.Tensor) -> torch.Tensor:
+        """A training batch flipped and shifted where it is, a whole batch at a time."""
+        if self.flip:
+            images = random_flip(images)
+        return random_translate(images, self.translate)
