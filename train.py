@@ -2,7 +2,8 @@
 
 Also `lr_find` (LR range test), `export` (state_dict, pt2, TorchScript, ONNX),
 `compare_schedules` (one run per LR schedule, a table of results), `sweep` (an Optuna
-study over config values) and `serve` (a checkpoint behind HTTP): see README.md.
+study over config values), `serve` (a checkpoint behind HTTP) and `optimize` (an image
+folder as LitData chunks to stream): see README.md.
 """
 
 import signal
@@ -11,6 +12,7 @@ import sys
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from src.cli import TemplateCLI
+from src.cli.optimize_command import main as optimize
 from src.cli.process_group import release_process_group
 from src.cli.schedule_comparison import compare_schedules
 from src.cli.sweep import sweep
@@ -19,7 +21,18 @@ from src.errors import StoppedBySignal
 from src.quiet_logs import drop_lightning_notices
 from src.serving.command import main as serve
 
-SUBCOMMANDS = ("fit", "validate", "test", "predict", "lr_find", "export", "compare_schedules", "sweep", "serve")
+SUBCOMMANDS = (
+    "fit",
+    "validate",
+    "test",
+    "predict",
+    "lr_find",
+    "export",
+    "compare_schedules",
+    "sweep",
+    "serve",
+    "optimize",
+)
 
 
 def main(args: list[str] | None = None) -> None:
@@ -33,6 +46,8 @@ def main(args: list[str] | None = None) -> None:
             sweep(given[1:])
         elif given[:1] == ["serve"]:
             serve(given[1:])
+        elif given[:1] == ["optimize"]:
+            optimize(given[1:])
         else:
             TemplateCLI(args=given)
     except StoppedBySignal as stop:  # a fit's, an evaluation's or a predict's

@@ -13,6 +13,7 @@ variables (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL, ...), nev
 """
 
 import json
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +21,20 @@ import torch
 from lightning.pytorch import LightningDataModule
 
 from src.datamodules.batch_augment import normalize, random_flip, random_translate
+from src.datamodules.in_memory import training_position
 from src.errors import UserInputError
 
 DATASET_RECORD = "dataset.json"
 SPLITS = ("train", "val", "test")
+
+
+def import_litdata() -> Any:
+    """litdata, or one line saying how to install it."""
+    try:
+        import litdata
+    except ImportError:
+        raise UserInputError("LitData chunks need litdata, an optional extra: pip install -e '.[litdata]'") from None
+    return litdata
 
 
 def is_remote(location: str) -> bool:
@@ -74,6 +85,51 @@ def write_record(location: str, record: dict[str, Any]) -> None:
     boto3.client("s3").put_object(Bucket=bucket, Key=key, Body=text.encode())
 
 
+class ResumableChunks:
+    """A StreamingDataLoader whose epoch and start are set from the Trainer's `position` when an
+    epoch's first batch is asked for, as ResumableStream does for image files: a run resumed
+    mid-epoch trains exactly the batches that remained, and a resumed epoch is shuffled as it
+    was the first time.
+
+    LitData's own loader state is not used: Lightning saves it as counted ahead by its
+    prefetching, and does not restore it when a run-length-aware LR schedule (one-cycle,
+    cosine) asked for the loader early. The position is given to LitData through its public
+    `state_dict`/`load_state_dict`, rebuilt from the batches the Trainer has trained.
+    """
+
+    def __init__(self, loader: Any, position: Callable[[], tuple[int, int]] | None) -> None:
+        self.loader, self.position = loader, position
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self) -> Iterator[Any]:
+        return self._batches()
+
+    def _batches(self) -> Iterator[Any]:
+        """Started when the first batch is asked for: Lightning iterates the loader before it has
+        reset (or restored) its progress for the epoch."""
+        if self.position is not None:
+            epoch, trained = self.position()
+            self.loader.current_epoch = epoch  # LitData counts epochs from 1: its next epoch is `epoch + 1`
+            if trained:
+                self.loader.load_state_dict(self._state_at(epoch + 1, trained))
+            else:  # a restored epoch's end may not have been read to the end, which clears LitData's flag
+                self.loader.restore = False
+        yield from self.loader
+
+    def _state_at(self, epoch: int, batches: int) -> dict[str, Any]:
+        """The loader's state after `batches` batches of LitData epoch `epoch`."""
+        loader = self.loader
+        samples = batches * loader.batch_size
+        workers = max(1, loader.num_workers)
+        dataset = loader.dataset.state_dict(samples, workers, loader.batch_size)
+        state = loader.state_dict()
+        state.update(current_epoch=epoch, num_samples_yielded=samples, latest_worker_idx=(batches - 1) % workers)
+        state["dataset"] = {**dataset, "current_epoch": epoch}
+        return state
+
+
 class ChunkedImageDataModule(LightningDataModule):
     """Image classification from LitData chunks (see the module docstring).
 
@@ -103,7 +159,7 @@ class ChunkedImageDataModule(LightningDataModule):
     ) -> None:
         super().__init__()
         if batch_size < 1 or eval_batch_size < 1 or translate < 0 or num_workers < 0:
-            raise UserInputError("data.batch_size and data.eval_batch_size must be >= 1, translate and num_workers >= 0")
+            raise UserInputError("data.batch_size and eval_batch_size must be >= 1, translate and num_workers >= 0")
         self.data_dir = str(data_dir)
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
@@ -114,19 +170,35 @@ class ChunkedImageDataModule(LightningDataModule):
         self.cache_dir = cache_dir
         self.max_cache_size = max_cache_size
         self._record: dict[str, Any] | None = None
+        self._restored: dict[str, object] | None = None  # a checkpoint's data state
         self.restored = False  # True once a checkpoint's data state was loaded
-        self.has_test_split = True
 
-    # --- what the chunks hold -----------------------------------------------------------------
+    # --- what the chunks hold, or what a checkpoint restored ----------------------------------
     @property
     def record(self) -> dict[str, Any]:
+        """The chunks' `dataset.json`, read when first needed."""
         if self._record is None:
             self._record = read_record(self.data_dir)
         return self._record
 
     @property
+    def has_test_split(self) -> bool:
+        return bool(self.record.get("splits", {}).get("test"))
+
+    def state_dict(self) -> dict[str, object]:
+        """Class names, image size, channels and mean/std: a checkpoint's, once restored (so the
+        chunks need not be there to predict), else the chunks' own."""
+        if self._restored is not None:
+            return dict(self._restored)
+        return {key: self.record[key] for key in ("class_names", "image_size", "channels", "mean", "std")}
+
+    def load_state_dict(self, state_dict: dict[str, object]) -> None:
+        self._restored = dict(state_dict)
+        self.restored = True
+
+    @property
     def class_names(self) -> list[str]:
-        return list(self.record["class_names"])
+        return list(self.state_dict()["class_names"])  # type: ignore[call-overload]
 
     @property
     def num_classes(self) -> int:
@@ -134,30 +206,27 @@ class ChunkedImageDataModule(LightningDataModule):
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
-        height, width = self.record["image_size"]
-        return (int(self.record["channels"]), int(height), int(width))
+        state = self.state_dict()
+        height, width = state["image_size"]  # type: ignore[misc]
+        return (int(state["channels"]), int(height), int(width))  # type: ignore[call-overload]
 
-    def state_dict(self) -> dict[str, object]:
-        record = self.record
-        keys = ("class_names", "image_size", "channels", "mean", "std")
-        return {key: record[key] for key in keys}
-
-    def load_state_dict(self, state_dict: dict[str, object]) -> None:
-        self._record = {**(self._record or {}), **state_dict}
-        self.restored = True
+    def _mean_std(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        state = self.state_dict()
+        return tuple(state["mean"]), tuple(state["std"])  # type: ignore[call-overload]
 
     def prediction_state(self) -> dict[str, object]:
         return self.state_dict()
 
     def input_normalization(self) -> tuple[torch.Tensor, torch.Tensor]:
         """For images as float32 in [0, 1], C x H x W (what exported models take)."""
-        return torch.tensor(self.record["mean"]).view(-1, 1, 1), torch.tensor(self.record["std"]).view(-1, 1, 1)
+        mean, std = self._mean_std()
+        return torch.tensor(mean).view(-1, 1, 1), torch.tensor(std).view(-1, 1, 1)
 
     def preprocessing(self) -> dict[str, object]:
         """How a user's image becomes the model's input (written into exported model.json)."""
-        channels = int(self.record["channels"])
+        channels, height, width = self.input_shape
         return {
-            "image_size": list(self.record["image_size"]),
+            "image_size": [height, width],
             "channels": channels,
             "resize": "resize so the image covers image_size (aspect ratio kept, antialiased), then center crop",
             "color": "RGB" if channels == 3 else "grayscale (ITU-R 601-2 luma, PIL's 'L')",
@@ -165,9 +234,8 @@ class ChunkedImageDataModule(LightningDataModule):
 
     # --- batches ------------------------------------------------------------------------------
     def _loader(self, split: str, batch_size: int, shuffle: bool) -> Any:
-        import litdata
-
-        if split == "test" and not self.record.get("splits", {}).get("test"):
+        litdata = import_litdata()
+        if split == "test" and not self.has_test_split:
             raise UserInputError(
                 f"{self.data_dir} has no test split (its image folder had no test/<class>/ folder): validation "
                 "accuracy is the held-out figure"
@@ -182,7 +250,8 @@ class ChunkedImageDataModule(LightningDataModule):
         return litdata.StreamingDataLoader(dataset, batch_size=batch_size, num_workers=self.num_workers)
 
     def train_dataloader(self) -> Any:
-        return self._loader("train", self.batch_size, shuffle=True)
+        position = training_position(self.trainer) if self.trainer is not None else None
+        return ResumableChunks(self._loader("train", self.batch_size, shuffle=True), position)
 
     def val_dataloader(self) -> Any:
         return self._loader("val", self.eval_batch_size, shuffle=False)
@@ -201,9 +270,9 @@ class ChunkedImageDataModule(LightningDataModule):
             if self.flip:
                 images = random_flip(images)
             images = random_translate(images, self.translate)
-        return normalize(images, tuple(self.record["mean"]), tuple(self.record["std"])), labels
+        return normalize(images, *self._mean_std()), labels
 
     def sample_images(self, count: int) -> torch.Tensor:
-        """The first `count` validation images, standardised as the model sees them."""
-        images = next(iter(self._loader("val", count, shuffle=False)))["image"]
-        return normalize(images, tuple(self.record["mean"]), tuple(self.record["std"]))
+        """The first `count` training images, standardised as the model sees them (no augmentation)."""
+        images = next(iter(self._loader("train", count, shuffle=False)))["image"]
+        return normalize(images, *self._mean_std())
