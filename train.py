@@ -12,14 +12,15 @@ import sys
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from src.cli import TemplateCLI
+from src.cli.args_from_python import args_from_python
 from src.cli.optimize_command import main as optimize
 from src.cli.process_group import release_process_group
-from src.cli.schedule_comparison import compare_schedules
-from src.cli.sweep import sweep
 from src.cli.user_errors import user_message
 from src.errors import StoppedBySignal
 from src.quiet_logs import drop_lightning_notices
 from src.serving.command import main as serve
+from src.sweeps.command import sweep
+from src.sweeps.schedule_comparison import compare_schedules
 
 SUBCOMMANDS = (
     "fit",
@@ -40,16 +41,17 @@ def main(args: list[str] | None = None) -> None:
     given = args if args is not None else sys.argv[1:]
     drop_lightning_notices()
     try:
-        if given[:1] == ["compare_schedules"]:
-            compare_schedules(given[1:])
-        elif given[:1] == ["sweep"]:
-            sweep(given[1:])
-        elif given[:1] == ["serve"]:
-            serve(given[1:])
-        elif given[:1] == ["optimize"]:
-            optimize(given[1:])
-        else:
-            TemplateCLI(args=given)
+        with args_from_python():
+            if given[:1] == ["compare_schedules"]:
+                compare_schedules(given[1:])
+            elif given[:1] == ["sweep"]:
+                sweep(given[1:])
+            elif given[:1] == ["serve"]:
+                serve(given[1:])
+            elif given[:1] == ["optimize"]:
+                optimize(given[1:])
+            else:
+                TemplateCLI(args=given)
     except StoppedBySignal as stop:  # a fit's, an evaluation's or a predict's
         print(f"stopped: {stop}", file=sys.stderr)
         sys.exit(128 + stop.signum)  # 143 for SIGTERM, 130 for Ctrl-C, as shells report them

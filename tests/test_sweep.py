@@ -16,9 +16,11 @@ import pytest
 import torch
 import yaml
 
-from src.cli.sweep import Objective, optimize
 from src.cli.template_cli import TemplateCLI
-from src.tools.sweep import Param, ReportToTrial, open_storage
+from src.sweeps.objective import Objective, ValidationHistory, optimize
+from src.sweeps.options import SweepOptions, parse_options
+from src.sweeps.space import Param
+from src.sweeps.study_storage import open_storage
 from tests.conftest import QUIET, config, run_cli
 
 # Circles in a few full-batch epochs, validated twice; no figures.
@@ -124,10 +126,19 @@ def test_a_trial_behind_is_pruned_at_a_validation(in_tmp: Path) -> None:
     assert trial.user_attrs["note"].startswith("pruned: val/acc")
     assert not (in_tmp / "logs" / "study" / "trial_0" / "checkpoints" / "epoch=3-step=4.ckpt").exists()
 
-    callback = ReportToTrial("val/acc")  # without a trial it only records
+    callback = ValidationHistory("val/acc")  # what every fit of a trial records, pruned or not
     trainer = SimpleNamespace(sanity_checking=False, callback_metrics={"val/acc": torch.tensor(0.5)}, current_epoch=3)
     callback.on_validation_end(trainer, None)  # type: ignore[arg-type]
     assert callback.values == [(3, 0.5)]
+
+
+def test_sweep_flags_are_split_from_fit_flags_in_any_form(tmp_path: Path) -> None:
+    options_file = tmp_path / "sweep.yaml"
+    options_file.write_text("space: configs/sweeps/circles.yaml\nn_trials: 4\n")
+    args = ["--config", "c.yaml", "--sweep", str(options_file), "--trainer.max_epochs", "3", "--sweep.seeds=2"]
+    options, fit_args = parse_options([*args, "--sweep.storage", "sqlite:///s.db", "--model.optimizer.lr", "0.1"])
+    assert options == SweepOptions(space="configs/sweeps/circles.yaml", n_trials=4, seeds=2, storage="sqlite:///s.db")
+    assert fit_args == ["--config", "c.yaml", "--trainer.max_epochs", "3", "--model.optimizer.lr", "0.1"]
 
 
 @pytest.mark.parametrize(
@@ -146,6 +157,8 @@ def test_a_trial_behind_is_pruned_at_a_validation(in_tmp: Path) -> None:
             "cannot open --sweep.storage postgresql://nobody@127.0.0.1:1/none",
         ),
         (["--sweep.space", "{model.optimizer.lr: [0.1]}", "--sweep.trials", "3"], "unknown option --sweep.trials"),
+        (["--sweep.space", "{model.optimizer.lr: [0.1]}", "--sweep.n_trials", "many"], "--sweep.n_trials: Expected"),
+        (["--sweep.n_trials", "3"], "the following arguments are required: --sweep.space"),
     ],
 )
 def test_bad_sweep_input_is_one_line_and_exit_2(

@@ -1,6 +1,5 @@
 """The command line: LightningCLI with checkpointing, data-to-model shape links and resuming."""
 
-import importlib
 import sys
 import warnings
 from contextlib import nullcontext
@@ -27,6 +26,7 @@ from src.checkpointing.runs import (
     run_version_of,
 )
 from src.checkpointing.stored_run import RUN_CONFIG_KEY
+from src.class_paths import class_from_path
 from src.cli.checkpoint_config import FROM_CHECKPOINT, with_checkpoint_config
 from src.cli.checkpoint_fit import check_checkpoint_fits
 from src.cli.checkpoint_values import check_given_values
@@ -295,8 +295,7 @@ class TemplateCLI(LightningCLI):
     def before_instantiate_classes(self) -> None:
         """The checkpoint and early stopping watch the model's own best metric unless the config names another."""
         config = self.config[self.subcommand] if self.subcommand else self.config
-        module_name, _, class_name = config.model.class_path.rpartition(".")
-        model_class = getattr(importlib.import_module(module_name), class_name)
+        model_class = class_from_path(config.model.class_path)
         for key in ("checkpoint", "early_stopping"):
             group = config.get(key)
             if group is not None and group.get("monitor") is None:

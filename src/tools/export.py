@@ -12,7 +12,6 @@ a torch.export program, TorchScript and ONNX, each checked against the PyTorch m
   exporter (`torch.onnx.export(..., dynamo=True)`), as model.json records.
 """
 
-import importlib
 import json
 import warnings
 from pathlib import Path
@@ -22,6 +21,7 @@ import torch
 from lightning.pytorch import LightningDataModule
 from torch import nn
 
+from src.class_paths import class_from_path
 from src.datamodules.class_names import class_names
 from src.errors import UserInputError
 from src.modules.nets.pretrained import rebuild_init_args
@@ -112,8 +112,7 @@ def net_description(module: TaskModule) -> dict[str, Any]:
 
 def build_net(description: dict[str, Any]) -> nn.Module:
     """The bare net from `net_description`'s record, as a user would build it."""
-    module_name, class_name = description["class_path"].rsplit(".", 1)
-    net_class = getattr(importlib.import_module(module_name), class_name)
+    net_class = class_from_path(description["class_path"])
     return net_class(*description["args"], **description["init_args"])
 
 

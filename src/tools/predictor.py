@@ -26,7 +26,6 @@ UserInputError naming it. Inputs run in batches of BATCH_SIZE, on `device`, in t
 (or `dtype=`). No Lightning object is built, though importing src.datamodules imports Lightning.
 """
 
-import importlib
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -39,6 +38,7 @@ from torch import nn
 
 from src.checkpointing.runs import check_checkpoint
 from src.checkpointing.stored_run import missing_record, stored_data_state
+from src.class_paths import class_from_path
 from src.datamodules.batch_augment import normalize
 from src.datamodules.csv_table import read_feature_rows
 from src.datamodules.image_decoding import decode, fit_to_size, image_tensor, read_file, read_images_to_predict
@@ -179,8 +179,7 @@ def build_net(hparams: Mapping[str, Any], outputs: int) -> nn.Module:
     net = hparams.get("net")
     if not isinstance(net, Mapping) or "class_path" not in net:
         raise UserInputError("the checkpoint's hyperparameters name no net class (model.net): retrain with train.py")
-    module_name, class_name = str(net["class_path"]).rsplit(".", 1)
-    net_class = getattr(importlib.import_module(module_name), class_name)
+    net_class = class_from_path(str(net["class_path"]))
     input_shape = tuple(int(n) for n in hparams["input_shape"])
     with weights_from_checkpoint():  # a pretrained net reads no weights file and downloads nothing
         return net_class(input_shape, outputs, **dict(net.get("init_args") or {}))

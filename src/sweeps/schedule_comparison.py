@@ -1,7 +1,7 @@
 """`python train.py compare_schedules --config ...`: train one task under each learning-rate
 schedule, then print and save a table of their final metrics and times.
 
-A grid sweep (src/cli/sweep.py) over the schedule, without pruning: every run is an ordinary
+A grid sweep (src/sweeps/) over the schedule, without pruning: every run is an ordinary
 `fit` (same config, seed and flags) with only the schedule changed; the runs land side by side
 in lightning_logs/<name>_schedules/version_K/<schedule>/, so `tensorboard --logdir` on that
 folder overlays their curves. A schedule that fails is reported and the others still run.
@@ -13,10 +13,12 @@ from typing import Any
 
 import optuna
 
-from src.cli.sweep import Objective, logger_settings, model_metric, optimize, read_config, refuse_checkpoint
 from src.cli.template_cli import TemplateCLI
 from src.errors import UserInputError
-from src.tools.sweep import Param, write_tables
+from src.sweeps.fit_config import logger_settings, model_metric, read_config, refuse_checkpoint
+from src.sweeps.objective import Objective, optimize
+from src.sweeps.report import write_tables
+from src.sweeps.space import Param
 
 SCHEDULES = ("constant", "step", "exponential", "cosine", "onecycle")
 

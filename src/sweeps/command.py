@@ -1,0 +1,81 @@
+"""`python train.py sweep --config CONFIG --sweep.space SPACE.yaml [--sweep.* ...] [fit options]`.
+
+An Optuna study over the config's values: every trial is an ordinary `fit` of the config with
+the trial's values as flags, in lightning_logs/<name>_sweep/<study>/trial_<n>/ (with
+`--sweep.seeds K`, trial_<n>/seed_<s>/), so `tensorboard --logdir` on the study's folder shows
+them side by side. The metric and its direction are the model's (`val/<best_metric>`, the best
+validation of the run); a trial is pruned when its validation metric falls behind the median
+of the earlier trials at the same epoch. A trial that diverges or whose values do not go
+together is recorded as failed, with its reason, and the study goes on.
+
+The study lives in a database (SQLite file lightning_logs/<name>_sweep/optuna.db unless
+`--sweep.storage URL`): start the same command with the same `--sweep.study_name` on as many
+machines as you like and they share one study. At the end: trials.csv, trials.md, best.yaml
+(the best trial's config, for `fit --config`) and Optuna's plots in the study's folder.
+"""
+
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from src.cli.template_cli import TemplateCLI
+from src.errors import UserInputError
+from src.sweeps.fit_config import logger_settings, model_metric, read_config
+from src.sweeps.objective import Objective, optimize
+from src.sweeps.options import parse_options
+from src.sweeps.report import report
+from src.sweeps.sampling import make_pruner, make_sampler
+from src.sweeps.space import parse_space, read_space, resolve_key
+from src.sweeps.study_storage import next_study_name, open_storage, open_study, without_password
+
+
+def sweep(args: list[str], cli_class: type[TemplateCLI] = TemplateCLI) -> optuna.Study:
+    """Run (or join) the study; returns it."""
+    options, fit_args = parse_options(args)
+    params = parse_space(read_space(options.space))
+    config = read_config(fit_args, cli_class)
+    check_one_device(config)
+    devices = config.trainer.get("devices") or "auto"  # what best.yaml gets back
+    fit_args = [*fit_args, "--trainer.devices", "1"]  # "auto" would start DDP on a machine with several GPUs
+    for param in params:
+        resolve_key(param.key, config)  # an unknown key fails here, in one line
+    metric, mode = model_metric(config)
+    logger = logger_settings(config, "sweep")
+    parent = Path(logger["save_dir"]) / f"{logger['name']}_sweep"
+    sampler = make_sampler(options.sampler, params, options.sampler_seed)
+    storage = open_storage(options.storage or f"sqlite:///{parent / 'optuna.db'}")
+    study_name = options.study_name or next_study_name(storage)
+    direction = "maximize" if mode == "max" else "minimize"
+    study = open_study(storage, study_name, sampler, make_pruner(options.pruner), f"val/{metric}", direction)
+    seeds: list[int | None] = [None] if options.seeds == 1 else [first_seed(config) + k for k in range(options.seeds)]
+
+    def run_folder(trial: optuna.Trial, seed: int | None) -> tuple[Path, str, str]:
+        version = f"trial_{trial.number}" + (f"/seed_{seed}" if seed is not None else "")
+        return parent, study_name, version
+
+    objective = Objective(cli_class, fit_args, params, metric, mode, run_folder, seeds, prune=options.pruner != "none")
+    each = f", {options.seeds} seeds each" if options.seeds > 1 else ""
+    where = without_password(options.storage) if options.storage else parent / "optuna.db"
+    print(
+        f"Study {study_name} in {where}: val/{metric} ({direction}), "
+        f"{options.sampler} sampler, {options.n_trials} trials{each}"
+    )
+    optimize(study, objective, options.n_trials, options.timeout)
+    report(study, parent / study_name, metric, options.seeds, logger, config.seed_everything, devices)
+    return study
+
+
+def check_one_device(config: Any) -> None:
+    """Each trial runs on one device in this process; a study uses more devices through more workers."""
+    if (config.trainer.get("num_nodes") or 1) > 1 or config.trainer.get("devices") not in ("auto", 1, "1", None):
+        raise UserInputError(
+            "sweep runs each trial in this one process: drop --trainer.devices/--trainer.num_nodes "
+            "(start several sweep workers with the same --sweep.study_name instead)"
+        )
+
+
+def first_seed(config: Any) -> int:
+    """The config's seed_everything when it is a number (seeds s, s+1, ... follow it), else 0."""
+    seed = config.seed_everything
+    return seed if isinstance(seed, int) and not isinstance(seed, bool) else 0

@@ -1,0 +1,85 @@
+"""Where a study lives: an Optuna database (SQLite or a server) that every worker of a study shares."""
+
+import importlib.util
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from src.errors import UserInputError
+from src.sweeps.experimental import experimental_optuna
+
+
+def open_storage(url: str) -> optuna.storages.BaseStorage:
+    """Optuna's database storage for `url` (sqlite:///file.db, postgresql://user@host:port/db, ...).
+
+    Workers on other machines share a study through it; a heartbeat marks the trials of a worker
+    that died as failed. SQLite waits up to a minute for a lock held by another worker.
+    """
+    engine_kwargs: dict[str, Any] = {}
+    shown = without_password(url)
+    url = postgres_driver(url)
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        engine_kwargs["connect_args"] = {"timeout": 60}
+    else:
+        engine_kwargs["pool_pre_ping"] = True
+    last_error: Exception | None = None
+    for _ in range(10):  # workers creating the same new database at once collide on its tables
+        try:
+            with experimental_optuna():  # heartbeat_interval and grace_period
+                return optuna.storages.RDBStorage(
+                    url, engine_kwargs=engine_kwargs, heartbeat_interval=60, grace_period=180
+                )
+        except ImportError as error:
+            hint = "; pip install psycopg2-binary" if url.startswith("postgres") else ""
+            raise UserInputError(
+                f"--sweep.storage {shown}: its database driver is not installed ({error.__cause__ or error}{hint})"
+            ) from None
+        except Exception as error:  # sqlalchemy's errors: bad URL, refused connection, wrong password
+            last_error = error
+            if not any(text in str(error) for text in ("already exists", "locked", "UNIQUE", "duplicate key")):
+                break
+            time.sleep(0.5)
+    reason = str(last_error).strip().splitlines()[0] if last_error else "unknown error"
+    raise UserInputError(f"cannot open --sweep.storage {shown}: {reason}")
+
+
+def without_password(url: str) -> str:
+    """The URL to print: `postgresql://user:***@host/db`, never the password."""
+    return re.sub(r"://([^:/@]+):[^@/]*@", r"://\1:***@", url)
+
+
+def postgres_driver(url: str) -> str:
+    """SQLAlchemy 2.1 reads postgresql:// as psycopg 3; with only psycopg2 installed, use that."""
+    if not url.startswith(("postgresql://", "postgres://")) or importlib.util.find_spec("psycopg"):
+        return url
+    if importlib.util.find_spec("psycopg2"):
+        return "postgresql+psycopg2://" + url.split("://", 1)[1]
+    return url
+
+
+def next_study_name(storage: optuna.storages.BaseStorage) -> str:
+    """study_0, study_1, ...: the first name this storage does not hold yet."""
+    taken = {study.study_name for study in storage.get_all_studies()}
+    return next(f"study_{k}" for k in range(len(taken) + 1) if f"study_{k}" not in taken)
+
+
+def open_study(
+    storage: optuna.storages.BaseStorage,
+    name: str,
+    sampler: optuna.samplers.BaseSampler,
+    pruner: optuna.pruners.BasePruner,
+    metric: str,
+    direction: str,
+) -> optuna.Study:
+    """The study `name` in `storage`, created if new; joining one that optimises the other way is refused."""
+    study = optuna.create_study(
+        storage=storage, sampler=sampler, pruner=pruner, study_name=name, direction=direction, load_if_exists=True
+    )
+    if (kept := study.direction.name.lower()) != direction:
+        raise UserInputError(f"study {name} {kept}s; this config's {metric} needs to {direction}")
+    study.set_user_attr("metric", metric)
+    return study
