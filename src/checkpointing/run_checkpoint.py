@@ -1,6 +1,7 @@
 """ModelCheckpoint whose last.ckpt always holds the newest state of the run."""
 
 import signal
+import warnings
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -139,6 +140,13 @@ class RunCheckpoint(ModelCheckpoint):
         signum = self.stop_signal if self.stop_signal is not None else signal.SIGINT
         saved = self.last_model_path if self._last_written_step is not None and self.last_model_path else None
         return TrainingInterrupted(signum, saved, self._last_written_step, trainer.global_step)
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """ModelCheckpoint's, without its warning that a checkpoint from another run folder keeps only
+        `best_model_path`: evaluating or resuming another run's checkpoint is what we mean to do."""
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="The dirpath has changed from")
+            super().load_state_dict(state_dict)
 
     # --- when last.ckpt is written ------------------------------------------------------
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, *args: Any, **kwargs: Any) -> None:

@@ -2,15 +2,14 @@
 
 import importlib
 import sys
-import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
-from lightning.pytorch.callbacks import RichModelSummary
+from lightning.pytorch.callbacks import ModelSummary
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
-from src.callbacks import EarlyStoppingOnBest, EpochProgressBar, PlainTextProgress
+from src.callbacks import EarlyStoppingOnBest, EpochProgressBar, ModelSummaryTable, PlainTextProgress
 from src.checkpointing import RngState, RunCheckpoint
 from src.checkpointing.checkpoint_io import AtomicCheckpointIO
 from src.checkpointing.runs import (
@@ -37,17 +36,6 @@ from src.loggers import describe_run, share_run_folder, store_file
 from src.tools.prediction_output import check_prediction_output, check_same_predictions
 from src.tools.prediction_table import write_prediction_csv
 from src.tools.predictor import load_predictor
-
-# The modules log the step loss by global step, so an epoch shorter than log_every_n_steps
-# (every full-batch task) still gets its curve; Lightning's warning about it is noise here.
-warnings.filterwarnings("ignore", message="The number of training batches .* is smaller than the logging interval")
-# Epoch values are logged from torchmetrics' compute(), which already reduces across DDP ranks.
-warnings.filterwarnings("ignore", message=r"It is recommended to use `self.log\(.*sync_dist=True")
-# Evaluating or predicting with a checkpoint from another version folder is what we mean to do.
-warnings.filterwarnings("ignore", message="The dirpath has changed from")
-# Lightning 2.6 calls a torch.utils._pytree API that torch 2.9+ deprecates; nothing for users to do.
-warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
-
 
 BASE_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "base.yaml"
 # Shapes that come from the data module, never typed in a config.
@@ -317,16 +305,20 @@ class TemplateCLI(LightningCLI):
 
     def instantiate_trainer(self, **kwargs: Any) -> Any:
         """Every Trainer writes checkpoints atomically with sha256 records and carries RNG states;
-        in a terminal it shows rich's progress bar and model summary."""
+        it prints rich's model summary (without zero FLOPs) and, in a terminal, rich's progress bar."""
         config = (self.config_init[self.subcommand] if self.subcommand else self.config_init).get("trainer") or {}
         plugins = config.get("plugins") or []
         plugins = plugins if isinstance(plugins, list) else [plugins]
         kwargs.setdefault("plugins", [*plugins, AtomicCheckpointIO()])
-        if config.get("enable_progress_bar") and sys.stdout.isatty():
-            callbacks = config.get("callbacks") or []
-            callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
-            extra = [EpochProgressBar()] + ([RichModelSummary()] if config.get("enable_model_summary", True) else [])
-            config["callbacks"] = [*callbacks, *extra]
+        callbacks = config.get("callbacks") or []
+        callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
+        extra = [EpochProgressBar()] if config.get("enable_progress_bar") and sys.stdout.isatty() else []
+        if config.get("enable_model_summary", True) is not False and not any(
+            isinstance(callback, ModelSummary) for callback in callbacks
+        ):
+            extra.append(ModelSummaryTable())
+            config["enable_model_summary"] = False  # Lightning adds no summary of its own (nor says so)
+        config["callbacks"] = [*callbacks, *extra]
         trainer = super().instantiate_trainer(**kwargs)
         if self.subcommand in ("fit", None):  # None: run=False, the caller fits
             share_run_folder(trainer)  # every logger and the checkpoints in one version_N folder

@@ -33,8 +33,6 @@ from src.quiet_logs import DropMessages, dropped
 MLFLOW_DATABASE_NOTICES = DropMessages("Creating initial MLflow database tables", "Updating database tables")
 
 DEFAULT_DIR = "lightning_logs"
-# CSV.experiment keeps a resumed run's rows, which Lightning's warning says it deletes.
-warnings.filterwarnings("ignore", message=r"Experiment logs directory .* exists and is not empty")
 
 
 class RunFolder:
@@ -117,7 +115,9 @@ class CSV(CSVLogger):
         if self._experiment is None:
             path = Path(self.log_dir) / "metrics.csv"
             earlier = path.read_bytes() if path.is_file() else None
-            writer = CSVLogger.experiment.fget(self)
+            with warnings.catch_warnings():  # it says the rows are deleted; they are put back just below
+                warnings.filterwarnings("ignore", message=r"Experiment logs directory .* exists and is not empty")
+                writer = CSVLogger.experiment.fget(self)
             if earlier:
                 write_atomically(path, earlier)
                 header = earlier.decode().splitlines()[0]
