@@ -46,7 +46,8 @@ RUN_OPTIONS = ("compile", "init_from")
 
 def restore_data_state(datamodule: Any, checkpoint: Path) -> None:
     """Give the data module the state its class saved in `checkpoint` (classes, standardisation, ...),
-    once; a checkpoint saved before its data module kept a state leaves it as it is."""
+    once; a checkpoint without one (saved by plain Lightning with another data module) leaves it as it is,
+    and predict fits it on the training data."""
     if getattr(datamodule, "restored", False):
         return
     state = load_structure(checkpoint).get(type(datamodule).__qualname__)
@@ -392,7 +393,7 @@ class TemplateCLI(LightningCLI):
         )
         with stop_on_signal("predict", f"nothing was written to {output}"):
             # The same Predictor a server or a notebook uses (src/tools/predictor.py); the data module gives the
-            # checkpoint's data state, or fits it for a checkpoint saved before checkpoints kept it.
+            # checkpoint's data state, or fits it on the training data for a checkpoint without one.
             restore_data_state(datamodule, Path(ckpt_path))
             # float64 when asked; else the weights' own dtype (a precision-64 run's checkpoint alone stays float64)
             dtype = torch.float64 if str(self.trainer.precision).startswith("64") else None

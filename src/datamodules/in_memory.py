@@ -82,7 +82,7 @@ class InMemoryDataModule(LightningDataModule):
 
     def prediction_state(self) -> dict[str, object]:
         """`state_dict()` for prediction: the checkpoint's when it was restored, else fitted here on
-        the training split (a checkpoint saved before data modules kept their state)."""
+        the training split (for a checkpoint that holds no data state, saved by plain Lightning)."""
         if not self.restored:
             self.setup("fit")
         return self.state_dict()
