@@ -53,7 +53,7 @@ def test_the_fit_loop_still_counts_completed_batches_where_the_loader_reads_them
     quick_trainer(max_epochs=2, callbacks=[Record()]).fit(ClassificationModule(), datamodule=dm)
     assert seen and all(index == count for index, count in seen), (
         f"trainer.fit_loop.epoch_loop.batch_progress.current.completed no longer counts the epoch's "
-        f"finished batches ({seen[:5]}): fix training_position in src/datamodules/in_memory.py"
+        f"finished batches ({seen[:5]}): fix training_position in src/checkpointing/resume_position.py"
     )
 
 

@@ -1,21 +1,13 @@
 """The part every data module here shares: tensors per split, served by InMemoryLoader."""
 
 import torch
-from lightning.pytorch import LightningDataModule, Trainer
+from lightning.pytorch import LightningDataModule
 
-from src.datamodules.in_memory_loader import InMemoryLoader, Position
+from src.checkpointing.resume_position import training_position
+from src.datamodules.in_memory_loader import InMemoryLoader
 from src.errors import UserInputError
 
 Split = tuple[torch.Tensor, torch.Tensor]
-
-
-def training_position(trainer: Trainer) -> Position:
-    """The Trainer's epoch and the batches of it already trained (restored from checkpoints)."""
-
-    def position() -> tuple[int, int]:
-        return trainer.current_epoch, trainer.fit_loop.epoch_loop.batch_progress.current.completed
-
-    return position
 
 
 class InMemoryDataModule(LightningDataModule):
