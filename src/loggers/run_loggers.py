@@ -55,23 +55,25 @@ class CSV(CSVLogger):
             prefix=prefix,
             flush_logs_every_n_steps=flush_logs_every_n_steps,
         )
+        self._earlier_rows_kept = False
 
     @property
     @rank_zero_experiment
     def experiment(self) -> Any:
         """Lightning's CSV writer, which deletes the folder's metrics.csv: a resumed run's earlier
         rows are put back, so the file holds the whole run."""
-        if self._experiment is None:
+        if not self._earlier_rows_kept:
+            self._earlier_rows_kept = True
             path = Path(self.log_dir) / "metrics.csv"
             earlier = path.read_bytes() if path.is_file() else None
             with warnings.catch_warnings():  # it says the rows are deleted; they are put back just below
                 warnings.filterwarnings("ignore", message=r"Experiment logs directory .* exists and is not empty")
-                writer = CSVLogger.experiment.fget(self)
+                writer = super().experiment
             if earlier:
                 write_atomically(path, earlier)
                 header = earlier.decode().splitlines()[0]
                 writer.metrics_keys = sorted(next(csv.reader([header])))
-        return CSVLogger.experiment.fget(self)
+        return super().experiment
 
     @rank_zero_only
     def log_hyperparams(self, params: dict[str, Any] | Namespace | None = None, metrics: Any = None) -> None:
@@ -157,9 +159,21 @@ class MLflow(RunFolder, MLFlowLogger):
         check_tracking_uri(uri)
         if artifact_location is None and not urlparse(uri).scheme.startswith("http"):
             artifact_location = (root / "mlartifacts").as_uri()
+        # A run folder named by `version` (a resumed run, a sweep's trial) may hold an MLflow run: go on with it.
+        record = tracker_record(Path(self.log_dir), "mlflow") if version is not None else {}
+        if record and record.get("tracking_uri") != uri:
+            raise UserInputError(
+                f"{self.log_dir} was tracked in MLflow at {record.get('tracking_uri')}, not {uri}: resume with "
+                f"--trainer.logger.init_args.tracking_uri {record.get('tracking_uri')}"
+            )
+        self.tracking_uri = uri
+        self.experiment_name = name
+        self.resumed = bool(record)
+        self._run_started = False
         super().__init__(
             experiment_name=name,
             tracking_uri=uri,
+            run_id=record.get("run_id"),
             tags=tags,
             log_model=log_model,
             prefix=prefix,
@@ -170,28 +184,19 @@ class MLflow(RunFolder, MLFlowLogger):
     @rank_zero_experiment
     def experiment(self) -> Any:
         """The MlflowClient, with this run folder's MLflow run: the stored one, else a new one."""
-        if not self._initialized:
-            resumed = self._run_id is None and (record := tracker_record(Path(self.log_dir), "mlflow"))
-            if resumed:
-                if record.get("tracking_uri") != self._tracking_uri:
-                    raise UserInputError(
-                        f"{self.log_dir} was tracked in MLflow at {record.get('tracking_uri')}, not "
-                        f"{self._tracking_uri}: resume with --trainer.logger.init_args.tracking_uri "
-                        f"{record.get('tracking_uri')}"
-                    )
-                self._run_id = record["run_id"]
-            elif self._run_name is None:
-                self._run_name = f"{self._folder_name}/{self.run_folder_name}"
+        if not self._run_started:
+            if not self.resumed:  # MLflow names a new run by this tag
+                self.tags = {**(self.tags or {}), "mlflow.runName": f"{self._folder_name}/{self.run_folder_name}"}
+            parent = super()
             with dropped("lightning.pytorch.loggers.mlflow", "Experiment with name"):  # a new experiment: no news
-                client = _mlflow_call(lambda: MLFlowLogger.experiment.fget(self), self._tracking_uri)
-            if resumed:
-                client.update_run(self._run_id, status="RUNNING")  # finished when the run first ended
+                client = _mlflow_call(lambda: parent.experiment, self.tracking_uri)
+            self._run_started = True
+            if self.resumed:
+                client.update_run(self.run_id, status="RUNNING")  # finished when the run first ended
             else:
-                self._write_record(
-                    "mlflow",
-                    {"run_id": self._run_id, "experiment_id": self._experiment_id, "tracking_uri": self._tracking_uri},
-                )
-        return MLFlowLogger.experiment.fget(self)
+                record = {"run_id": self.run_id, "experiment_id": self.experiment_id, "tracking_uri": self.tracking_uri}
+                self._write_record("mlflow", record)
+        return super().experiment
 
     @rank_zero_only
     def log_hyperparams(self, params: dict[str, Any] | Namespace, metrics: Any = None) -> None:
@@ -257,12 +262,13 @@ class Wandb(RunFolder, WandbLogger):
         os.environ.setdefault("WANDB_SILENT", "true")
         super().__init__(project=name, log_model=log_model, prefix=prefix, **extra)
         self._wandb_init.pop("anonymous", None)  # deprecated in wandb: it only warns
+        self._run_started = False
 
     @property
     @rank_zero_experiment
     def experiment(self) -> Any:
         """The wandb Run of this run folder: the stored one, else a new one."""
-        if self._experiment is None:
+        if not self._run_started:
             folder = Path(self.log_dir)
             folder.mkdir(parents=True, exist_ok=True)
             record = tracker_record(folder, "wandb")
@@ -275,16 +281,17 @@ class Wandb(RunFolder, WandbLogger):
             if wandb.run is not None:  # an earlier run of this process (a sweep, a test): it has ended
                 wandb.run.finish()
             try:
-                run = WandbLogger.experiment.fget(self)
+                run = super().experiment
             except Exception as error:  # wandb raises its own types for a missing login or network
                 first = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
                 raise UserInputError(
                     f"W&B could not start the run ({first}); log in with `wandb login`, or log offline: "
                     "WANDB_MODE=offline or --trainer.logger.init_args.offline true"
                 ) from None
+            self._run_started = True
             if not record:
                 self._write_record("wandb", {"id": run.id, "project": run.project or self._folder_name})
-        return WandbLogger.experiment.fget(self)
+        return super().experiment
 
     @property
     def save_dir(self) -> str:
@@ -312,9 +319,9 @@ def store_file(loggers: list[Any], path: Path) -> None:
 
 def describe_run(logger: Any) -> str:
     """One line: where this logger's run is and how to look at it."""
-    if isinstance(logger, MLFlowLogger):
-        uri = logger._tracking_uri
-        where = f"MLflow run {logger.run_id} (experiment {logger._experiment_name}) in {uri}"
+    if isinstance(logger, MLflow):
+        uri = logger.tracking_uri
+        where = f"MLflow run {logger.run_id} (experiment {logger.experiment_name}) in {uri}"
         return f"{where}  (mlflow ui --backend-store-uri {uri})"
     if isinstance(logger, WandbLogger):
         run = logger.experiment
