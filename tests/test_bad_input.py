@@ -56,7 +56,7 @@ CASES = [
     (["--trainer.max_epochs", "ten"], "trainer.max_epochs"),
     (["--model.optimizer.lr", "-0.1"], "model.optimizer could not be built: Invalid learning rate: -0.1"),
     (["--model.optimizer", "torch.optim.Nope"], "has no attribute 'Nope'"),
-    (["--model.optimizer.name", "adagrad"], "--model.optimizer torch.optim.SGD"),
+    (["--model.optimizer.name", "adagrad"], "model.optimizer: Type"),
     (["--model.scheduler.name", "cyclic"], "model.scheduler.name"),
     (["--model.net.init_args.activation", "swish"], "activation"),
     (["--model.net.init_args.hidden_sizes", "[0]"], "hidden_sizes must all be >= 1"),

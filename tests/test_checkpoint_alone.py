@@ -180,7 +180,7 @@ def test_cifar10_predicts_from_the_checkpoint_alone(in_tmp: Path, tmp_path: Path
     predict_both_ways(args, ckpt, "photos", tree, in_tmp)
 
 
-# --- the Python API, the .pt2 export, old checkpoints ----------------------------------------
+# --- the Python API, the .pt2 export, checkpoints without a run config ----------------------------------------
 @pytest.fixture
 def trained_circles(in_tmp: Path) -> Path:
     args = ["--config", config("circles"), "--trainer.max_epochs", "5", "--trainer.check_val_every_n_epoch", "5"]
@@ -214,7 +214,7 @@ def test_pt2_export_from_the_checkpoint_alone_has_a_dynamic_batch(trained_circle
         assert torch.sigmoid(logits).flatten() == pytest.approx(expected.tolist(), abs=TOLERANCE)
 
 
-def test_an_old_checkpoint_without_its_run_config_says_so_in_one_line(
+def test_a_checkpoint_without_its_run_config_says_so_in_one_line(
     trained_circles: Path, in_tmp: Path, capsys: pytest.CaptureFixture
 ) -> None:
     checkpoint = torch.load(trained_circles, weights_only=True)

@@ -92,3 +92,19 @@ def test_best_is_found_in_a_run_folder_moved_since(in_tmp: Path, capsys: pytest.
         f"{in_tmp / 'new' / 'circles' / 'version_0' / 'checkpoints' / 'epoch=24-step=25.ckpt'}"
         in capsys.readouterr().out
     )
+
+
+@pytest.mark.parametrize("val_check_interval", ["1.0", "0.5"])
+def test_last_ckpt_records_the_newest_best_wherever_validation_runs(in_tmp: Path, val_check_interval: str) -> None:
+    # Validation after the epoch's last batch (1.0) or only inside the epoch (0.5): last.ckpt is written
+    # after the top-k save of that moment, so it names the newest best, and at the end it holds the final step.
+    from tests.conftest import JUMPY
+
+    args = [*JUMPY, "--trainer.max_epochs", "6", "--trainer.val_check_interval", val_check_interval]
+    assert run_cli("fit", *args) == 0
+    last = torch.load(in_tmp / RUN / "last.ckpt", weights_only=True)
+    state = next(s for s in last["callbacks"].values() if isinstance(s, dict) and "best_model_path" in s)
+    best = [path.name for path in (in_tmp / RUN).glob("epoch=*.ckpt")]
+    assert [Path(state["best_model_path"]).name] == best
+    steps_per_epoch = last["global_step"] // 6
+    assert steps_per_epoch >= 2 and last["global_step"] == 6 * steps_per_epoch

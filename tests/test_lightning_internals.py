@@ -2,9 +2,12 @@
 
 `pyproject.toml` pins `lightning<2.7`; when an upgrade changes one of these, its test fails
 with a message naming the file that must change, before a user meets a strange error.
-Replaced by public hooks already: LightningCLI._get, ModelCheckpoint._save_last_checkpoint,
-_monitor_candidates, _should_save_on_train_epoch_end and _last_global_step_saved.
-The trackers (src/loggers) subclass Lightning's loggers and use their private state.
+docs/run-safety.md lists them, with why each has no public route.
+Replaced by public hooks: LightningCLI._get, ModelCheckpoint._save_last_checkpoint,
+_monitor_candidates, _should_save_on_train_epoch_end (RunCheckpoint tells the moment from
+on_validation_end, on_train_epoch_end, on_save_checkpoint and trainer.num_training_batches),
+_last_global_step_saved; the loggers' _experiment, _initialized, _run_id, _run_name,
+_tracking_uri and _experiment_name (constructor arguments, `tags`, super().experiment).
 """
 
 import inspect
@@ -53,7 +56,32 @@ def test_the_fit_loop_still_counts_completed_batches_where_the_loader_reads_them
     quick_trainer(max_epochs=2, callbacks=[Record()]).fit(ClassificationModule(), datamodule=dm)
     assert seen and all(index == count for index, count in seen), (
         f"trainer.fit_loop.epoch_loop.batch_progress.current.completed no longer counts the epoch's "
-        f"finished batches ({seen[:5]}): fix training_position in src/datamodules/in_memory.py"
+        f"finished batches ({seen[:5]}): fix training_position in src/checkpointing/resume_position.py"
+    )
+
+
+def test_a_validation_after_an_epochs_last_batch_still_ends_before_the_epoch_does() -> None:
+    # src/checkpointing/run_checkpoint.py writes last.ckpt for such a validation at the epoch's end (after
+    # every callback of that moment), and for one inside an epoch at its own end: public hooks, but an order.
+    events: list[str] = []
+
+    class Record(L.Callback):
+        def on_train_batch_end(self, trainer: L.Trainer, *args: object) -> None:
+            batch_idx = args[-1]
+            events.append("last batch" if batch_idx + 1 >= trainer.num_training_batches else "batch")
+
+        def on_validation_end(self, trainer: L.Trainer, module: object) -> None:
+            if not trainer.sanity_checking:
+                events.append("validation")
+
+        def on_train_epoch_end(self, trainer: L.Trainer, module: object) -> None:
+            events.append("epoch end")
+
+    dm = ToyPointsDataModule(n_samples=100, batch_size=20)
+    quick_trainer(max_epochs=1, val_check_interval=2, callbacks=[Record()]).fit(ClassificationModule(), datamodule=dm)
+    assert events == ["batch", "batch", "validation", "batch", "last batch", "validation", "epoch end"], (
+        f"Lightning's order of batch, validation and epoch ends changed ({events}): fix RunCheckpoint in "
+        "src/checkpointing/run_checkpoint.py"
     )
 
 
@@ -79,27 +107,40 @@ def test_checkpoints_still_keep_the_datamodule_state_under_its_class_name(in_tmp
 
 
 def test_the_loggers_private_state_the_trackers_extend_is_still_there(tmp_path: Path) -> None:
-    # src/loggers/run_loggers.py subclasses Lightning's loggers to keep every run in one folder and
-    # to resume the same MLflow/W&B run; it reads and sets these attributes of theirs.
-    pytest.importorskip("mlflow")
+    # src/checkpointing/run_folder.py numbers a second TensorBoard or CSV logger of a fit with the first
+    # one's version (`_version`: no public setter after construction); src/loggers/run_loggers.py
+    # gives W&B its run folder and run id when it starts (`_wandb_init`: the arguments of wandb.init,
+    # known only once the run folder's number is).
     pytest.importorskip("wandb")
-    from lightning.pytorch.loggers import CSVLogger, MLFlowLogger, TensorBoardLogger, WandbLogger
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger, WandbLogger
 
     expected = {
         TensorBoardLogger(tmp_path): ("_version",),
-        CSVLogger(tmp_path): ("_version", "_experiment"),
-        MLFlowLogger(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}"): (
-            "_initialized",
-            "_run_id",
-            "_run_name",
-            "_tracking_uri",
-            "_experiment_id",
-        ),
-        WandbLogger(save_dir=str(tmp_path), offline=True): ("_experiment", "_wandb_init"),
+        CSVLogger(tmp_path): ("_version",),
+        WandbLogger(save_dir=str(tmp_path), offline=True): ("_wandb_init",),
     }
     for logger, names in expected.items():
         missing = [name for name in names if not hasattr(logger, name)]
-        assert not missing, f"{type(logger).__name__} no longer has {missing}: update src/loggers/run_loggers.py"
+        assert not missing, f"{type(logger).__name__} no longer has {missing}: update src/checkpointing/run_folder.py"
+    tensorboard = TensorBoardLogger(tmp_path, name="runs")
+    tensorboard._version = 7
+    assert tensorboard.version == 7 and tensorboard.log_dir.endswith("version_7"), (
+        "TensorBoardLogger no longer reads its number from _version: fix share_run_folder in "
+        "src/checkpointing/run_folder.py"
+    )
+
+
+def test_lightning_still_flattens_hyperparameters_as_mlflow_logs_them() -> None:
+    # src/loggers/run_loggers.py compares a resumed MLflow run's params with those given, flattened as
+    # MLFlowLogger.log_hyperparams flattens them (no public function does the same).
+    from argparse import Namespace
+
+    from lightning.fabric.utilities.logger import _convert_params, _flatten_dict
+
+    flat = _flatten_dict(_convert_params(Namespace(optimizer={"lr": 0.1, "momentum": 0.9}, seed=1)))
+    assert flat == {"optimizer/lr": 0.1, "optimizer/momentum": 0.9, "seed": 1}, (
+        f"Lightning's _flatten_dict/_convert_params changed ({flat}): fix MLflow.log_hyperparams in src/loggers"
+    )
 
 
 def test_the_rich_progress_bar_still_labels_epochs_in_one_method() -> None:

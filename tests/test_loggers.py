@@ -388,7 +388,8 @@ def test_one_figure_reaches_every_logger_at_its_size(
     from lightning.pytorch.loggers import TensorBoardLogger
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from src.loggers import CSV, MLflow, Wandb, log_figures, share_run_folder
+    from src.checkpointing import share_run_folder
+    from src.loggers import CSV, MLflow, Wandb, log_figures
 
     (in_tmp / "lightning_logs" / "figs" / "version_0").mkdir(parents=True)
     loggers = [

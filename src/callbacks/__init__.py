@@ -1,4 +1,4 @@
-"""What is drawn and printed during a run: figures, plain-text progress, the whitened stem;
+"""What is drawn and printed during a run: figures, plain-text progress, the model summary, the whitened stem;
 and when a frozen backbone starts training (UnfreezeBackbone)."""
 
 from src.callbacks.backbone_unfreeze import UnfreezeBackbone
@@ -6,6 +6,7 @@ from src.callbacks.classification_figures import ClassificationFigures
 from src.callbacks.decision_boundary import DecisionBoundaryFigure
 from src.callbacks.early_stopping import EarlyStoppingOnBest
 from src.callbacks.epoch_progress_bar import EpochProgressBar
+from src.callbacks.model_summary import ModelSummaryTable
 from src.callbacks.patch_whitening import PatchWhitening
 from src.callbacks.plain_text_progress import PlainTextProgress
 from src.callbacks.regression_figures import RegressionFigures
@@ -15,6 +16,7 @@ __all__ = [
     "DecisionBoundaryFigure",
     "EarlyStoppingOnBest",
     "EpochProgressBar",
+    "ModelSummaryTable",
     "PlainTextProgress",
     "PatchWhitening",
     "RegressionFigures",

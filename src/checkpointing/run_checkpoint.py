@@ -1,6 +1,7 @@
 """ModelCheckpoint whose last.ckpt always holds the newest state of the run."""
 
 import signal
+import warnings
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -43,8 +44,10 @@ class RunCheckpoint(ModelCheckpoint):
     """The best k checkpoints by the monitored metric, plus a last.ckpt that never falls behind.
 
     - Lightning 2.6 rewrites last.ckpt only when it also saves a top-k checkpoint; here
-      last.ckpt follows every validation (or every epoch end without validation), written
-      right after the top-k save of the same moment, so it records the newest best.
+      last.ckpt follows every validation (or every epoch end without validation), and any
+      top-k save: a validation inside an epoch is written at its end, one after the epoch's
+      last batch at the epoch's end, after every callback (and any top-k save) has run, so
+      it records the newest best and early stopping's count. Only public hooks tell when.
     - `last_every_n_steps` also rewrites last.ckpt every N training steps, mid-epoch
       included, without turning off the end-of-epoch saves (as `every_n_train_steps` does).
     - last.ckpt is written with the public `Trainer.save_checkpoint`, apart from
@@ -69,8 +72,11 @@ class RunCheckpoint(ModelCheckpoint):
             raise UserInputError(f"checkpoint.last_every_n_steps must be >= 1 (or null: off), got {last_every_n_steps}")
         self.keep_last = bool(save_last)
         self.last_every_n_steps = last_every_n_steps
-        self.saves_at_epoch_end = kwargs.get("save_on_train_epoch_end")
         self._last_written_step: int | None = None
+        self._writing_last = False
+        self._saved_since_last = False  # ModelCheckpoint wrote a top-k checkpoint after last.ckpt
+        self._validated_since_last = False  # a validation ended after last.ckpt was written
+        self._epoch_ends_here = False  # the batch just trained was the epoch's last
         self.stop_signal: int | None = None
         self._previous_handlers: dict[int, Any] = {}
         self._trainer: Trainer | None = None
@@ -94,6 +100,7 @@ class RunCheckpoint(ModelCheckpoint):
         self.stop_signal = self.received_signal = None  # a fresh fit, a fresh start
         self._sigterm_deferred = False
         self._step_at_batch_start, self._window_open = trainer.global_step, False
+        self._saved_since_last = self._validated_since_last = self._epoch_ends_here = False
         # A resumed run starts from a saved step: that is the newest checkpoint until it writes one.
         self._last_written_step = trainer.global_step if trainer.ckpt_path else None
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -140,9 +147,19 @@ class RunCheckpoint(ModelCheckpoint):
         saved = self.last_model_path if self._last_written_step is not None and self.last_model_path else None
         return TrainingInterrupted(signum, saved, self._last_written_step, trainer.global_step)
 
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """ModelCheckpoint's, without its warning that a checkpoint from another run folder keeps only
+        `best_model_path`: evaluating or resuming another run's checkpoint is what we mean to do."""
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="The dirpath has changed from")
+            super().load_state_dict(state_dict)
+
     # --- when last.ckpt is written ------------------------------------------------------
-    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, *args: Any, **kwargs: Any) -> None:
-        super().on_train_batch_end(trainer, pl_module, *args, **kwargs)
+    def on_train_batch_end(
+        self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+        self._epoch_ends_here = batch_idx + 1 >= trainer.num_training_batches
         if trainer.world_size > 1 and self.stop_signal is None:  # any rank's signal stops every rank
             mine = torch.tensor(self.received_signal or 0, device=trainer.strategy.root_device)
             agreed = int(trainer.strategy.reduce(mine, reduce_op="max"))
@@ -183,25 +200,24 @@ class RunCheckpoint(ModelCheckpoint):
 
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         super().on_validation_end(trainer, pl_module)
-        if not self._top_k_saves_at_epoch_end(trainer):
+        if trainer.sanity_checking:
+            return
+        self._validated_since_last = True
+        if not self._epoch_ends_here:  # inside an epoch; after its last batch, the epoch's end writes
             self._refresh_last(trainer)
 
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._stop_if_requested()
         super().on_train_epoch_end(trainer, pl_module)
-        if self._top_k_saves_at_epoch_end(trainer):
+        behind = self._last_written_step != trainer.global_step
+        if self._saved_since_last or (behind and (self._validated_since_last or not trainer.enable_validation)):
             self._refresh_last(trainer)
 
-    def _top_k_saves_at_epoch_end(self, trainer: Trainer) -> bool:
-        """Where ModelCheckpoint makes its top-k save (its documented rule), so last.ckpt follows it."""
-        if self.saves_at_epoch_end is not None:
-            return self.saves_at_epoch_end
-        if trainer.check_val_every_n_epoch != 1:
-            return False  # validation on some epochs only: save after each validation
-        val_batches = trainer.num_val_batches
-        if (sum(val_batches) if isinstance(val_batches, list) else val_batches) == 0:
-            return True  # no validation: every epoch end
-        return trainer.val_check_interval == 1.0
+    def on_save_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]) -> None:
+        """Called for every checkpoint the Trainer writes: notes the ones that are not last.ckpt."""
+        super().on_save_checkpoint(trainer, pl_module, checkpoint)
+        if not self._writing_last:
+            self._saved_since_last = True
 
     def _refresh_last(self, trainer: Trainer) -> None:
         """Write last.ckpt through the Trainer (atomic and sha256-recorded by the CheckpointIO plugin)."""
@@ -211,5 +227,10 @@ class RunCheckpoint(ModelCheckpoint):
             return
         path = str(Path(self.dirpath) / f"{self.CHECKPOINT_NAME_LAST}{self.FILE_EXTENSION}")
         self.last_model_path = path  # set first: it is part of the state being saved
-        trainer.save_checkpoint(path, weights_only=self.save_weights_only)
+        self._writing_last = True
+        try:
+            trainer.save_checkpoint(path, weights_only=self.save_weights_only)
+        finally:
+            self._writing_last = False
         self._last_written_step = trainer.global_step
+        self._saved_since_last = self._validated_since_last = False

@@ -17,9 +17,9 @@ RUN_CONFIG_KEY = "run_config"
 
 
 def missing_record(path: Path, what: str) -> UserInputError:
-    """The one error for a checkpoint saved before checkpoints kept `what`."""
+    """The one error for a checkpoint that lacks `what` (saved by plain Lightning, not by train.py)."""
     return UserInputError(
-        f"{path} holds no {what} (it was saved before checkpoints kept it): pass the --config it was trained "
+        f"{path} holds no {what} (train.py did not save it): pass the --config it was trained "
         "with (and its training data), or retrain to get a checkpoint that needs nothing else"
     )
 

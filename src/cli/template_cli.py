@@ -1,55 +1,30 @@
 """The command line: LightningCLI with checkpointing, data-to-model shape links and resuming."""
 
 import sys
-import warnings
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
 import torch
-from lightning.pytorch.callbacks import RichModelSummary
+from lightning.pytorch.callbacks import ModelSummary
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
-from src.callbacks import EarlyStoppingOnBest, EpochProgressBar, PlainTextProgress
-from src.checkpointing import RngState, RunCheckpoint
-from src.checkpointing.checkpoint_io import AtomicCheckpointIO
-from src.checkpointing.runs import (
-    best_checkpoint,
-    check_checkpoint,
-    check_writable,
-    experiment_dir,
-    is_newest_state,
-    keeps_run_folder,
-    latest_resumable_run,
-    load_structure,
-    logger_entries,
-    run_version_of,
-)
+from src.callbacks import EarlyStoppingOnBest, EpochProgressBar, ModelSummaryTable, PlainTextProgress
+from src.checkpointing import RunCheckpoint, RunSafety, stop_on_signal
+from src.checkpointing.runs import load_structure, logger_entries
 from src.checkpointing.stored_run import RUN_CONFIG_KEY
 from src.class_paths import class_from_path
 from src.cli.checkpoint_config import FROM_CHECKPOINT, with_checkpoint_config
 from src.cli.checkpoint_fit import check_checkpoint_fits
 from src.cli.checkpoint_values import check_given_values
 from src.cli.run_settings import run_settings
-from src.cli.signal_stops import stop_on_signal
 from src.cli.template_trainer import TemplateTrainer
 from src.errors import UserInputError
-from src.loggers import describe_run, share_run_folder, store_file
+from src.loggers import describe_run, store_file
 from src.modules.nets.pretrained import weights_from_checkpoint
 from src.tools.prediction_output import check_prediction_output, check_same_predictions
 from src.tools.prediction_table import write_prediction_csv
 from src.tools.predictor import load_predictor
-
-# The modules log the step loss by global step, so an epoch shorter than log_every_n_steps
-# (every full-batch task) still gets its curve; Lightning's warning about it is noise here.
-warnings.filterwarnings("ignore", message="The number of training batches .* is smaller than the logging interval")
-# Epoch values are logged from torchmetrics' compute(), which already reduces across DDP ranks.
-warnings.filterwarnings("ignore", message=r"It is recommended to use `self.log\(.*sync_dist=True")
-# Evaluating or predicting with a checkpoint from another version folder is what we mean to do.
-warnings.filterwarnings("ignore", message="The dirpath has changed from")
-# Lightning 2.6 calls a torch.utils._pytree API that torch 2.9+ deprecates; nothing for users to do.
-warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
-
 
 BASE_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "base.yaml"
 # Shapes that come from the data module, never typed in a config.
@@ -60,7 +35,8 @@ RUN_OPTIONS = ("compile", "init_from")
 
 def restore_data_state(datamodule: Any, checkpoint: Path) -> None:
     """Give the data module the state its class saved in `checkpoint` (classes, standardisation, ...),
-    once; a checkpoint saved before its data module kept a state leaves it as it is."""
+    once; a checkpoint without one (saved by plain Lightning with another data module) leaves it as it is,
+    and predict fits it on the training data."""
     if getattr(datamodule, "restored", False):
         return
     state = load_structure(checkpoint).get(type(datamodule).__qualname__)
@@ -107,19 +83,6 @@ TEST_AFTER_FIT_STOPPED = (
     "training finished and its checkpoints are saved; test the best with the same options and "
     "`python train.py test ... --ckpt_path best`"
 )
-
-
-def check_resumable_folder(run: Path) -> None:
-    """A resumed run writes its logs, config and checkpoints into its own folder: refuse at once,
-    in one line, when that folder cannot be written (TensorBoard's writer thread would fail later
-    with a traceback)."""
-    for folder in (run, run / "checkpoints"):
-        check_writable(
-            folder,
-            f"Resuming writes the run's logs and checkpoints there: make {run} writable, or continue in a new "
-            "run elsewhere with --trainer.logger.init_args.save_dir DIR --ckpt_path "
-            f"{run / 'checkpoints' / 'last.ckpt'}",
-        )
 
 
 class TemplateCLI(LightningCLI):
@@ -242,55 +205,20 @@ class TemplateCLI(LightningCLI):
                 )
 
     def _resolve_ckpt_path(self) -> None:
-        """Turn `last`/`best` into this experiment's file, and check any checkpoint before use.
+        """Turn `last`/`best` into this experiment's file, and check any checkpoint before use (RunSafety).
 
         Runs before LightningCLI reads the checkpoint's hyperparameters, so a bad file gives
         a clear error rather than a crash.
         """
         subcommand = self.config.get("subcommand")
-        if subcommand is None:
+        config = self.config[subcommand] if subcommand else self.config
+        self.run_safety = RunSafety(subcommand, config)
+        path = self.run_safety.ckpt_path
+        if path is None:
             return
-        config = self.config[subcommand]
-        ckpt_path = config.get("ckpt_path")
-        if ckpt_path is None:
-            return
-        if ckpt_path in ("last", "best"):
-            run = latest_resumable_run(self._experiment_dir(config))
-            path = run / "checkpoints" / "last.ckpt" if ckpt_path == "last" else best_checkpoint(run)
-            print(f"Using the {ckpt_path} checkpoint of {run}: {path}")
-        else:
-            path = Path(ckpt_path)
-        check_checkpoint(path)
         check_given_values(config.model, path, ignored={*LINKED_FROM_DATA, *RUN_OPTIONS})
-        self._log_into_the_checkpoint_run(subcommand, config, path)
         if subcommand in FROM_CHECKPOINT and self._config_from_checkpoint:
             self._restore_from = path
-        config.ckpt_path = str(path)
-
-    @staticmethod
-    def _log_into_the_checkpoint_run(subcommand: str, config: Any, path: Path) -> None:
-        """Resuming a checkpoint that lies in one of this experiment's runs continues that run's folder,
-        whether given as `last` or as a path: its curves go on as one run (MLflow and W&B find their
-        run id there). An older checkpoint of a run (behind its last.ckpt) starts a new run folder
-        instead, so the run's newer last.ckpt and curves are never overwritten. validate and test log
-        nowhere: outside a fit Lightning restores only the
-        weights, so their metrics would sit at step 0 of a run (TensorBoard reads that as a restart
-        and drops the run's later points), or alone in a new version_N; the table they print is the result."""
-        if subcommand in ("validate", "test"):
-            config.trainer.logger = False
-        if subcommand != "fit":
-            return
-        entries = [entry for entry in logger_entries(config.trainer.logger) if keeps_run_folder(entry)]
-        version = run_version_of(path, experiment_dir(config.trainer.logger)) if entries else None
-        if version is not None and is_newest_state(path):  # an older checkpoint starts a new run folder
-            check_resumable_folder(path.parent.parent)
-            for entry in entries:
-                entry.init_args.version = version
-
-    @staticmethod
-    def _experiment_dir(config: Any) -> Path:
-        """<save_dir>/<name> of the first logger (any of src/loggers or TensorBoard): where this config's runs live."""
-        return experiment_dir(config.trainer.logger)
 
     def before_instantiate_classes(self) -> None:
         """The checkpoint and early stopping watch the model's own best metric unless the config names another."""
@@ -325,20 +253,20 @@ class TemplateCLI(LightningCLI):
 
     def instantiate_trainer(self, **kwargs: Any) -> Any:
         """Every Trainer writes checkpoints atomically with sha256 records and carries RNG states;
-        in a terminal it shows rich's progress bar and model summary."""
+        it prints rich's model summary (without zero FLOPs) and, in a terminal, rich's progress bar."""
         config = (self.config_init[self.subcommand] if self.subcommand else self.config_init).get("trainer") or {}
-        plugins = config.get("plugins") or []
-        plugins = plugins if isinstance(plugins, list) else [plugins]
-        kwargs.setdefault("plugins", [*plugins, AtomicCheckpointIO()])
-        if config.get("enable_progress_bar") and sys.stdout.isatty():
-            callbacks = config.get("callbacks") or []
-            callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
-            extra = [EpochProgressBar()] + ([RichModelSummary()] if config.get("enable_model_summary", True) else [])
-            config["callbacks"] = [*callbacks, *extra]
+        kwargs.setdefault("plugins", self.run_safety.plugins(config.get("plugins")))
+        callbacks = config.get("callbacks") or []
+        callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
+        extra = [EpochProgressBar()] if config.get("enable_progress_bar") and sys.stdout.isatty() else []
+        if config.get("enable_model_summary", True) is not False and not any(
+            isinstance(callback, ModelSummary) for callback in callbacks
+        ):
+            extra.append(ModelSummaryTable())
+            config["enable_model_summary"] = False  # Lightning adds no summary of its own (nor says so)
+        config["callbacks"] = [*callbacks, *extra]
         trainer = super().instantiate_trainer(**kwargs)
-        if self.subcommand in ("fit", None):  # None: run=False, the caller fits
-            share_run_folder(trainer)  # every logger and the checkpoints in one version_N folder
-        trainer.callbacks.append(RngState())
+        self.run_safety.equip(trainer)  # RNG states in checkpoints; a fit's loggers share one run folder
         if trainer.progress_bar_callback is None:
             trainer.callbacks.append(PlainTextProgress())
         return trainer
@@ -384,12 +312,12 @@ class TemplateCLI(LightningCLI):
 
     # --- validate, test: Ctrl-C or SIGTERM stops them in one line ------------------------
     def validate(self, **kwargs: Any) -> Any:
-        """Trainer.validate, stopped at once by a signal (see src/cli/signal_stops.py)."""
+        """Trainer.validate, stopped at once by a signal (see src/checkpointing/signal_stops.py)."""
         with stop_on_signal("validate", EVALUATION_STOPPED):
             return self.trainer.validate(**kwargs)
 
     def test(self, **kwargs: Any) -> Any:
-        """Trainer.test, stopped at once by a signal (see src/cli/signal_stops.py)."""
+        """Trainer.test, stopped at once by a signal (see src/checkpointing/signal_stops.py)."""
         with stop_on_signal("test", EVALUATION_STOPPED):
             return self.trainer.test(**kwargs)
 
@@ -408,7 +336,7 @@ class TemplateCLI(LightningCLI):
         )
         with stop_on_signal("predict", f"nothing was written to {output}"):
             # The same Predictor a server or a notebook uses (src/tools/predictor.py); the data module gives the
-            # checkpoint's data state, or fits it for a checkpoint saved before checkpoints kept it.
+            # checkpoint's data state, or fits it on the training data for a checkpoint without one.
             restore_data_state(datamodule, Path(ckpt_path))
             # float64 when asked; else the weights' own dtype (a precision-64 run's checkpoint alone stays float64)
             dtype = torch.float64 if str(self.trainer.precision).startswith("64") else None

@@ -5,7 +5,12 @@ subcommand whose options are the method's arguments, so these read like `fit`:
 `python train.py export --config configs/circles.yaml --ckpt_path best`.
 """
 
+import functools
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from lightning.pytorch import LightningDataModule, LightningModule, Trainer
 
@@ -13,9 +18,45 @@ from src.errors import UserInputError
 from src.tools.export import ALL_FORMATS, ExportFormat, export_checkpoint
 from src.tools.learning_rate_finder import find_learning_rate
 
+# Lightning warnings that say nothing to a user of this template, silenced only while the Trainer runs.
+NOTICES = (
+    # The modules log the step loss by global step, so an epoch shorter than log_every_n_steps
+    # (every full-batch task) still gets its curve.
+    "The number of training batches .* is smaller than the logging interval",
+    # Epoch values are logged from torchmetrics' compute(), which already reduces across DDP ranks.
+    r"It is recommended to use `self.log\(.*sync_dist=True",
+    # Lightning 2.6 calls a torch.utils._pytree API that torch 2.9+ deprecates; nothing for users to do.
+    r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+)
+
+
+@contextmanager
+def lightning_notices_silenced() -> Iterator[None]:
+    """Within the block, the warnings in NOTICES are not shown; the filters found are put back after it."""
+    with warnings.catch_warnings():
+        for message in NOTICES:
+            warnings.filterwarnings("ignore", message=message)
+        yield
+
+
+def quiet(method: Callable[..., Any]) -> Callable[..., Any]:
+    """`method` (a Trainer method) run with the warnings in NOTICES silenced; same signature and help."""
+
+    @functools.wraps(method)
+    def run(self: Trainer, *args: Any, **kwargs: Any) -> Any:
+        with lightning_notices_silenced():
+            return method(self, *args, **kwargs)
+
+    return run
+
 
 class TemplateTrainer(Trainer):
-    """A Trainer with `lr_find` and `export`."""
+    """A Trainer with `lr_find` and `export`."""  # its fit, validate, test and predict hide NOTICES
+
+    fit = quiet(Trainer.fit)
+    validate = quiet(Trainer.validate)
+    test = quiet(Trainer.test)
+    predict = quiet(Trainer.predict)
 
     def lr_find(
         self,

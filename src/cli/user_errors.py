@@ -19,14 +19,6 @@ _STRUCTURE = (
 )
 
 
-# Configs written before optimizers were given by class path: `optimizer: {name: sgd, lr: 0.1}`.
-_OLD_OPTIMIZER_FORM = re.compile(r"optimizer.*Option 'name' is not accepted", re.DOTALL)
-OLD_OPTIMIZER_HINT = (
-    "model.optimizer takes an optimizer class now, not a name: in a config replace `name: sgd` by "
-    "`class_path: torch.optim.SGD` with its arguments under `init_args:`; on the command line "
-    "--model.optimizer torch.optim.SGD --model.optimizer.lr 0.1 (any torch.optim class works)"
-)
-
 _DISK_ERRORS = {errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EROFS, errno.ENOTDIR, errno.EEXIST, errno.EDQUOT}
 
 
@@ -79,8 +71,6 @@ def user_message(error: BaseException, subcommand: str = "fit") -> str | None:
             message += " Use --trainer.accelerator cpu (or auto) on this machine."
         return message
     if isinstance(error, ArgumentError) or any(isinstance(c, ArgumentError) for c in causes):
-        if _OLD_OPTIMIZER_FORM.search(str(error)):
-            return OLD_OPTIMIZER_HINT
         message = summarize_argument_error(str(error))
         # jsonargparse names a missing option by its key ('predict.input'); users type '--input'.
         message = message.replace(f"required: {subcommand}.", "required: --")

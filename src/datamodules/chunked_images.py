@@ -20,8 +20,8 @@ from typing import Any
 import torch
 from lightning.pytorch import LightningDataModule
 
+from src.checkpointing.resume_position import training_position
 from src.datamodules.batch_augment import normalize, random_flip, random_translate
-from src.datamodules.in_memory import training_position
 from src.errors import UserInputError
 
 DATASET_RECORD = "dataset.json"

@@ -13,6 +13,7 @@ from lightning.pytorch import Trainer
 from torch.utils.data import DataLoader
 
 from src.checkpointing.atomic_files import write_atomically
+from src.checkpointing.resume_position import training_position
 from src.datamodules.image_decoding import Size
 from src.datamodules.image_file_dataset import (
     UNDECODABLE,
@@ -21,7 +22,6 @@ from src.datamodules.image_file_dataset import (
     ResumableStream,
     training_transform,
 )
-from src.datamodules.in_memory import training_position
 from src.datamodules.standardisation import fit_pixel_standardisation
 from src.errors import UserInputError
 

@@ -3,19 +3,11 @@
 import torch
 from lightning.pytorch import LightningDataModule, Trainer
 
-from src.datamodules.in_memory_loader import InMemoryLoader, Position
+from src.checkpointing.resume_position import training_position
+from src.datamodules.in_memory_loader import InMemoryLoader
 from src.errors import UserInputError
 
 Split = tuple[torch.Tensor, torch.Tensor]
-
-
-def training_position(trainer: Trainer) -> Position:
-    """The Trainer's epoch and the batches of it already trained (restored from checkpoints)."""
-
-    def position() -> tuple[int, int]:
-        return trainer.current_epoch, trainer.fit_loop.epoch_loop.batch_progress.current.completed
-
-    return position
 
 
 def split_loader(
@@ -94,7 +86,7 @@ class InMemoryDataModule(LightningDataModule):
 
     def prediction_state(self) -> dict[str, object]:
         """`state_dict()` for prediction: the checkpoint's when it was restored, else fitted here on
-        the training split (a checkpoint saved before data modules kept their state)."""
+        the training split (for a checkpoint that holds no data state, saved by plain Lightning)."""
         if not self.restored:
             self.setup("fit")
         return self.state_dict()

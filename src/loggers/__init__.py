@@ -12,8 +12,6 @@ from src.loggers.run_loggers import (
     Wandb,
     check_tracking_uri,
     describe_run,
-    run_dir,
-    share_run_folder,
     store_file,
 )
 
@@ -25,7 +23,5 @@ __all__ = [
     "describe_run",
     "log_figures",
     "logs_images",
-    "run_dir",
-    "share_run_folder",
     "store_file",
 ]

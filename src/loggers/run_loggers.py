@@ -9,7 +9,6 @@ tracker's own run id is kept in the run folder (mlflow.json, wandb.json), so a r
 """
 
 import csv
-import json
 import logging
 import os
 import shutil
@@ -25,7 +24,8 @@ from lightning.pytorch.loggers.logger import rank_zero_experiment
 from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn
 
 from src.checkpointing.atomic_files import write_atomically
-from src.checkpointing.runs import next_version, tracker_record
+from src.checkpointing.run_folder import RunFolder
+from src.checkpointing.runs import tracker_record
 from src.errors import UserInputError
 from src.quiet_logs import DropMessages, dropped
 
@@ -33,59 +33,6 @@ from src.quiet_logs import DropMessages, dropped
 MLFLOW_DATABASE_NOTICES = DropMessages("Creating initial MLflow database tables", "Updating database tables")
 
 DEFAULT_DIR = "lightning_logs"
-# CSV.experiment keeps a resumed run's rows, which Lightning's warning says it deletes.
-warnings.filterwarnings("ignore", message=r"Experiment logs directory .* exists and is not empty")
-
-
-class RunFolder:
-    """`<save_dir>/<name>/version_N` for a tracker whose files would otherwise live elsewhere.
-
-    `save_dir` (the property) is the run folder itself, which is what `Trainer.log_dir` reads
-    for a logger that is neither TensorBoard nor CSV: config.yaml lands in the run folder.
-    """
-
-    _root: Path
-    _folder_name: str
-    _version: int | str | None
-
-    def _set_folder(self, save_dir: str | os.PathLike, name: str, version: int | str | None) -> None:
-        self._root = Path(save_dir)
-        self._folder_name = name
-        self._version = version
-
-    @property
-    def root_dir(self) -> str:
-        """`<save_dir>/<name>`: this experiment's runs."""
-        return str(self._root / self._folder_name)
-
-    @property
-    def run_version(self) -> int | str:
-        """N of version_N: given, or the next free number in the experiment's folder; a string
-        names the folder itself (as TensorBoard's version does: a sweep's `trial_3`)."""
-        if self._version is None:
-            self._version = next_version(Path(self.root_dir))
-        return self._version
-
-    @property
-    def run_folder_name(self) -> str:
-        version = self.run_version
-        return version if isinstance(version, str) else f"version_{version}"
-
-    @property
-    def log_dir(self) -> str:
-        return str(Path(self.root_dir) / self.run_folder_name)
-
-    @property
-    def save_dir(self) -> str:
-        return self.log_dir
-
-    def _record_path(self, tracker: str) -> Path:
-        return Path(self.log_dir) / f"{tracker}.json"
-
-    def _write_record(self, tracker: str, record: dict[str, str]) -> None:
-        path = self._record_path(tracker)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomically(path, (json.dumps(record, indent=2) + "\n").encode())
 
 
 class CSV(CSVLogger):
@@ -108,21 +55,25 @@ class CSV(CSVLogger):
             prefix=prefix,
             flush_logs_every_n_steps=flush_logs_every_n_steps,
         )
+        self._earlier_rows_kept = False
 
     @property
     @rank_zero_experiment
     def experiment(self) -> Any:
         """Lightning's CSV writer, which deletes the folder's metrics.csv: a resumed run's earlier
         rows are put back, so the file holds the whole run."""
-        if self._experiment is None:
+        if not self._earlier_rows_kept:
+            self._earlier_rows_kept = True
             path = Path(self.log_dir) / "metrics.csv"
             earlier = path.read_bytes() if path.is_file() else None
-            writer = CSVLogger.experiment.fget(self)
+            with warnings.catch_warnings():  # it says the rows are deleted; they are put back just below
+                warnings.filterwarnings("ignore", message=r"Experiment logs directory .* exists and is not empty")
+                writer = super().experiment
             if earlier:
                 write_atomically(path, earlier)
                 header = earlier.decode().splitlines()[0]
                 writer.metrics_keys = sorted(next(csv.reader([header])))
-        return CSVLogger.experiment.fget(self)
+        return super().experiment
 
     @rank_zero_only
     def log_hyperparams(self, params: dict[str, Any] | Namespace | None = None, metrics: Any = None) -> None:
@@ -208,9 +159,21 @@ class MLflow(RunFolder, MLFlowLogger):
         check_tracking_uri(uri)
         if artifact_location is None and not urlparse(uri).scheme.startswith("http"):
             artifact_location = (root / "mlartifacts").as_uri()
+        # A run folder named by `version` (a resumed run, a sweep's trial) may hold an MLflow run: go on with it.
+        record = tracker_record(Path(self.log_dir), "mlflow") if version is not None else {}
+        if record and record.get("tracking_uri") != uri:
+            raise UserInputError(
+                f"{self.log_dir} was tracked in MLflow at {record.get('tracking_uri')}, not {uri}: resume with "
+                f"--trainer.logger.init_args.tracking_uri {record.get('tracking_uri')}"
+            )
+        self.tracking_uri = uri
+        self.experiment_name = name
+        self.resumed = bool(record)
+        self._run_started = False
         super().__init__(
             experiment_name=name,
             tracking_uri=uri,
+            run_id=record.get("run_id"),
             tags=tags,
             log_model=log_model,
             prefix=prefix,
@@ -221,28 +184,19 @@ class MLflow(RunFolder, MLFlowLogger):
     @rank_zero_experiment
     def experiment(self) -> Any:
         """The MlflowClient, with this run folder's MLflow run: the stored one, else a new one."""
-        if not self._initialized:
-            resumed = self._run_id is None and (record := tracker_record(Path(self.log_dir), "mlflow"))
-            if resumed:
-                if record.get("tracking_uri") != self._tracking_uri:
-                    raise UserInputError(
-                        f"{self.log_dir} was tracked in MLflow at {record.get('tracking_uri')}, not "
-                        f"{self._tracking_uri}: resume with --trainer.logger.init_args.tracking_uri "
-                        f"{record.get('tracking_uri')}"
-                    )
-                self._run_id = record["run_id"]
-            elif self._run_name is None:
-                self._run_name = f"{self._folder_name}/{self.run_folder_name}"
+        if not self._run_started:
+            if not self.resumed:  # MLflow names a new run by this tag
+                self.tags = {**(self.tags or {}), "mlflow.runName": f"{self._folder_name}/{self.run_folder_name}"}
+            parent = super()
             with dropped("lightning.pytorch.loggers.mlflow", "Experiment with name"):  # a new experiment: no news
-                client = _mlflow_call(lambda: MLFlowLogger.experiment.fget(self), self._tracking_uri)
-            if resumed:
-                client.update_run(self._run_id, status="RUNNING")  # finished when the run first ended
+                client = _mlflow_call(lambda: parent.experiment, self.tracking_uri)
+            self._run_started = True
+            if self.resumed:
+                client.update_run(self.run_id, status="RUNNING")  # finished when the run first ended
             else:
-                self._write_record(
-                    "mlflow",
-                    {"run_id": self._run_id, "experiment_id": self._experiment_id, "tracking_uri": self._tracking_uri},
-                )
-        return MLFlowLogger.experiment.fget(self)
+                record = {"run_id": self.run_id, "experiment_id": self.experiment_id, "tracking_uri": self.tracking_uri}
+                self._write_record("mlflow", record)
+        return super().experiment
 
     @rank_zero_only
     def log_hyperparams(self, params: dict[str, Any] | Namespace, metrics: Any = None) -> None:
@@ -308,12 +262,13 @@ class Wandb(RunFolder, WandbLogger):
         os.environ.setdefault("WANDB_SILENT", "true")
         super().__init__(project=name, log_model=log_model, prefix=prefix, **extra)
         self._wandb_init.pop("anonymous", None)  # deprecated in wandb: it only warns
+        self._run_started = False
 
     @property
     @rank_zero_experiment
     def experiment(self) -> Any:
         """The wandb Run of this run folder: the stored one, else a new one."""
-        if self._experiment is None:
+        if not self._run_started:
             folder = Path(self.log_dir)
             folder.mkdir(parents=True, exist_ok=True)
             record = tracker_record(folder, "wandb")
@@ -326,16 +281,17 @@ class Wandb(RunFolder, WandbLogger):
             if wandb.run is not None:  # an earlier run of this process (a sweep, a test): it has ended
                 wandb.run.finish()
             try:
-                run = WandbLogger.experiment.fget(self)
+                run = super().experiment
             except Exception as error:  # wandb raises its own types for a missing login or network
                 first = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
                 raise UserInputError(
                     f"W&B could not start the run ({first}); log in with `wandb login`, or log offline: "
                     "WANDB_MODE=offline or --trainer.logger.init_args.offline true"
                 ) from None
+            self._run_started = True
             if not record:
                 self._write_record("wandb", {"id": run.id, "project": run.project or self._folder_name})
-        return WandbLogger.experiment.fget(self)
+        return super().experiment
 
     @property
     def save_dir(self) -> str:
@@ -344,36 +300,6 @@ class Wandb(RunFolder, WandbLogger):
     @rank_zero_only
     def log_hyperparams(self, params: dict[str, Any] | Namespace, metrics: Any = None) -> None:
         super().log_hyperparams(params)
-
-
-def run_dir(logger: Any) -> Path | None:
-    """The run folder of a TensorBoard, CSV, MLflow or W&B logger of this project; None for others."""
-    if isinstance(logger, (RunFolder, CSVLogger)) or type(logger).__name__ == "TensorBoardLogger":
-        return Path(logger.log_dir)
-    return None
-
-
-def share_run_folder(trainer: Any) -> None:
-    """Put every logger of a fit, and its checkpoints, in the first logger's run folder.
-
-    Loggers that pick the next free version_N each pick it when they first write, so a second
-    logger would pick N+1 once the first has made version_N; here the ones left unnumbered
-    take the first one's N (rank 0's choice reaches the other ranks: ModelCheckpoint broadcasts
-    its folder, and only rank 0 logs). The checkpoints go to `version_N/checkpoints` unless
-    `checkpoint.dirpath` names a folder.
-    """
-    folders = [logger for logger in trainer.loggers if run_dir(logger) is not None]
-    if not folders:
-        return
-    first = folders[0]
-    version = first.run_version if isinstance(first, RunFolder) else first.version
-    for logger in folders[1:]:
-        # TensorBoard's and CSV's number is `_version` (None until first asked), as is ours.
-        if logger._version is None and Path(logger.root_dir) == Path(first.root_dir):
-            logger._version = version
-    callback = trainer.checkpoint_callback
-    if callback is not None and callback.dirpath is None:
-        callback.dirpath = str(run_dir(first) / "checkpoints")
 
 
 def store_file(loggers: list[Any], path: Path) -> None:
@@ -393,9 +319,9 @@ def store_file(loggers: list[Any], path: Path) -> None:
 
 def describe_run(logger: Any) -> str:
     """One line: where this logger's run is and how to look at it."""
-    if isinstance(logger, MLFlowLogger):
-        uri = logger._tracking_uri
-        where = f"MLflow run {logger.run_id} (experiment {logger._experiment_name}) in {uri}"
+    if isinstance(logger, MLflow):
+        uri = logger.tracking_uri
+        where = f"MLflow run {logger.run_id} (experiment {logger.experiment_name}) in {uri}"
         return f"{where}  (mlflow ui --backend-store-uri {uri})"
     if isinstance(logger, WandbLogger):
         run = logger.experiment

@@ -265,7 +265,8 @@ def load_predictor(
 ) -> Predictor:
     """A Predictor of checkpoint `ckpt_path` (verified first), run on `device` in `dtype` (default: the
     dtype of its weights, float64 for a `--trainer.precision 64` run). `data_state` replaces the
-    checkpoint's data state, for checkpoints saved before they kept it (train.py passes its data module's)."""
+    checkpoint's data state, for checkpoints that hold none, saved by plain Lightning (train.py passes
+    its data module's)."""
     path = Path(ckpt_path)
     check_checkpoint(path)
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)

@@ -1,0 +1,97 @@
+"""One run folder, `<save_dir>/<name>/version_N/`, for every logger of a run and its checkpoints.
+
+TensorBoard and CSV keep a run there already; `RunFolder` gives MLflow and W&B the same folder
+(with their run id in it, so a resumed run goes on in the same tracker run), and
+`share_run_folder` puts every logger of a fit, and its checkpoints, in the first one's folder.
+"""
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from lightning.pytorch.loggers import CSVLogger
+
+from src.checkpointing.atomic_files import write_atomically
+from src.checkpointing.runs import next_version
+
+
+class RunFolder:
+    """`<save_dir>/<name>/version_N` for a tracker whose files would otherwise live elsewhere.
+
+    `save_dir` (the property) is the run folder itself, which is what `Trainer.log_dir` reads
+    for a logger that is neither TensorBoard nor CSV: config.yaml lands in the run folder.
+    """
+
+    _root: Path
+    _folder_name: str
+    _version: int | str | None
+
+    def _set_folder(self, save_dir: str | os.PathLike, name: str, version: int | str | None) -> None:
+        self._root = Path(save_dir)
+        self._folder_name = name
+        self._version = version
+
+    @property
+    def root_dir(self) -> str:
+        """`<save_dir>/<name>`: this experiment's runs."""
+        return str(self._root / self._folder_name)
+
+    @property
+    def run_version(self) -> int | str:
+        """N of version_N: given, or the next free number in the experiment's folder; a string
+        names the folder itself (as TensorBoard's version does: a sweep's `trial_3`)."""
+        if self._version is None:
+            self._version = next_version(Path(self.root_dir))
+        return self._version
+
+    @property
+    def run_folder_name(self) -> str:
+        version = self.run_version
+        return version if isinstance(version, str) else f"version_{version}"
+
+    @property
+    def log_dir(self) -> str:
+        return str(Path(self.root_dir) / self.run_folder_name)
+
+    @property
+    def save_dir(self) -> str:
+        return self.log_dir
+
+    def _record_path(self, tracker: str) -> Path:
+        return Path(self.log_dir) / f"{tracker}.json"
+
+    def _write_record(self, tracker: str, record: dict[str, str]) -> None:
+        path = self._record_path(tracker)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomically(path, (json.dumps(record, indent=2) + "\n").encode())
+
+
+def run_dir(logger: Any) -> Path | None:
+    """The run folder of a TensorBoard, CSV, MLflow or W&B logger of this project; None for others."""
+    if isinstance(logger, (RunFolder, CSVLogger)) or type(logger).__name__ == "TensorBoardLogger":
+        return Path(logger.log_dir)
+    return None
+
+
+def share_run_folder(trainer: Any) -> None:
+    """Put every logger of a fit, and its checkpoints, in the first logger's run folder.
+
+    Loggers that pick the next free version_N each pick it when they first write, so a second
+    logger would pick N+1 once the first has made version_N; here the ones left unnumbered
+    take the first one's N (rank 0's choice reaches the other ranks: ModelCheckpoint broadcasts
+    its folder, and only rank 0 logs). The checkpoints go to `version_N/checkpoints` unless
+    `checkpoint.dirpath` names a folder.
+    """
+    folders = [logger for logger in trainer.loggers if run_dir(logger) is not None]
+    if not folders:
+        return
+    first = folders[0]
+    version = first.run_version if isinstance(first, RunFolder) else first.version
+    for logger in folders[1:]:
+        # TensorBoard's and CSV's number is `_version` (None until first asked), as is ours.
+        if logger._version is None and Path(logger.root_dir) == Path(first.root_dir):
+            logger._version = version
+    callback = trainer.checkpoint_callback
+    if callback is not None and callback.dirpath is None:
+        callback.dirpath = str(run_dir(first) / "checkpoints")
