@@ -1,6 +1,13 @@
 """The one exception type for mistakes a user can fix: train.py prints it as a single line."""
 
 
+def first_line(error: object, limit: int = 200) -> str:
+    """The first line of an exception's message, at most `limit` characters; its type's name when
+    the message is empty. What a one-line error quotes of the library error behind it."""
+    lines = str(error).strip().splitlines()
+    return lines[0][:limit] if lines else type(error).__name__
+
+
 class UserInputError(Exception):
     """A bad config value, missing data, a bad checkpoint or an impossible flag combination.
 

@@ -24,7 +24,7 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
 from src.checkpointing.atomic_files import TEMP_MARK, write_atomically
-from src.errors import UserInputError
+from src.errors import UserInputError, first_line
 
 
 class NonFiniteWeightsError(UserInputError):
@@ -107,7 +107,7 @@ def integrity_problem(path: Path) -> str | None:
         with zipfile.ZipFile(path) as archive:
             bad_entry = archive.testzip()
     except Exception as error:  # zipfile raises BadZipFile, EOFError, OSError... for a cut or garbled file
-        detail = str(error).strip().splitlines()[0][:100] if str(error).strip() else type(error).__name__
+        detail = first_line(error, 100)
         return f"its zip container is broken ({detail})"
     if bad_entry is not None:
         return f"the CRC-32 of its entry {bad_entry} does not match (the bytes changed after it was written)"

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from src.checkpointing.checkpoint_io import integrity_problem, is_zip_checkpoint, previous_good, verify_checkpoint
-from src.errors import UserInputError
+from src.errors import UserInputError, first_line
 
 _VERSION = re.compile(r"version_(\d+)$")
 
@@ -217,8 +217,8 @@ def is_newest_state(checkpoint: Path) -> bool:
 
 
 def _reason(error: Exception) -> str:
-    detail = str(error).strip().splitlines()[0][:100] if str(error).strip() else ""
-    return f"{type(error).__name__}: {detail}" if detail else type(error).__name__
+    detail = first_line(error, 100)
+    return detail if detail == type(error).__name__ else f"{type(error).__name__}: {detail}"
 
 
 def check_checkpoint(path: Path) -> None:

@@ -6,7 +6,7 @@ from argparse import ArgumentError
 
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 
-from src.errors import UserInputError
+from src.errors import UserInputError, first_line
 
 _STRUCTURE = (
     "Parser key",
@@ -66,7 +66,7 @@ def user_message(error: BaseException, subcommand: str = "fit") -> str | None:
                 "choose another folder with --trainer.logger.init_args.save_dir"
             )
     if isinstance(error, MisconfigurationException):
-        message = str(error).strip().splitlines()[0]
+        message = first_line(error, 1000)
         if "backend" in message or ("accelerator" in message.lower() and "not available" in message):
             message += " Use --trainer.accelerator cpu (or auto) on this machine."
         return message

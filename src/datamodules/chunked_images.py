@@ -22,7 +22,7 @@ from lightning.pytorch import LightningDataModule
 
 from src.checkpointing.resume_position import training_position
 from src.datamodules.batch_augment import normalize, random_flip, random_translate
-from src.errors import UserInputError
+from src.errors import UserInputError, first_line
 
 DATASET_RECORD = "dataset.json"
 SPLITS = ("train", "val", "test")
@@ -65,7 +65,7 @@ def read_record(location: str) -> dict[str, Any]:
     try:
         body = boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
     except (BotoCoreError, ClientError) as error:
-        reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+        reason = first_line(error)
         raise UserInputError(
             f"cannot read {where} ({reason}); check the bucket and the AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY "
             "(and AWS_ENDPOINT_URL for S3-compatible storage) environment variables"

@@ -31,7 +31,7 @@ from torchvision.datasets import CIFAR10
 from torchvision.datasets.utils import check_integrity
 from torchvision.transforms.v2.functional import center_crop, resize, rgb_to_grayscale
 
-from src.errors import UserInputError
+from src.errors import UserInputError, first_line
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif")
@@ -53,7 +53,7 @@ def decode(data: bytes, name: str, channels: int) -> torch.Tensor:
     except UnidentifiedImageError:
         raise UserInputError(f"cannot decode image {name}: not an image format PIL reads, or not an image") from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        reason = first_line(error)
         raise UserInputError(f"cannot decode image {name}: {reason}") from None
 
 

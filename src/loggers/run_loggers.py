@@ -26,7 +26,7 @@ from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn
 from src.checkpointing.atomic_files import write_atomically
 from src.checkpointing.run_folder import RunFolder
 from src.checkpointing.runs import tracker_record
-from src.errors import UserInputError
+from src.errors import UserInputError, first_line
 from src.quiet_logs import DropMessages, dropped
 
 # MLflow narrates creating and migrating its local database at the first run: not news to a user.
@@ -220,7 +220,7 @@ def _mlflow_call(call: Any, uri: str) -> Any:
     try:
         return call()
     except MlflowException as error:
-        first = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+        first = first_line(error)
         raise UserInputError(f"MLflow store {uri}: {first}") from None
 
 
@@ -283,7 +283,7 @@ class Wandb(RunFolder, WandbLogger):
             try:
                 run = super().experiment
             except Exception as error:  # wandb raises its own types for a missing login or network
-                first = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+                first = first_line(error)
                 raise UserInputError(
                     f"W&B could not start the run ({first}); log in with `wandb login`, or log offline: "
                     "WANDB_MODE=offline or --trainer.logger.init_args.offline true"

@@ -14,7 +14,7 @@ import torch
 from fastapi.responses import JSONResponse
 from PIL import Image, UnidentifiedImageError
 
-from src.errors import UserInputError
+from src.errors import UserInputError, first_line
 from src.tools.predictor import ImageInputs, Predictor, load_predictor
 
 
@@ -81,7 +81,7 @@ class PredictorAPI(ls.LitAPI):
         except UnidentifiedImageError:
             raise UserInputError(f"{name} is not an image that can be read (not a format PIL reads)") from None
         except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
-            raise UserInputError(f"{name} is not an image that can be read ({str(error).splitlines()[0]})") from None
+            raise UserInputError(f"{name} is not an image that can be read ({first_line(error)})") from None
 
     def batch(self, inputs: list[Decoded | Refused]) -> list[Decoded | Refused]:
         return inputs  # requests hold different numbers of rows: concatenated in predict

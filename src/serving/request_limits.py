@@ -6,6 +6,8 @@ import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from src.errors import first_line
+
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -58,7 +60,7 @@ class RequestLimits:
             try:
                 json.loads(body)
             except (ValueError, RecursionError) as error:  # JSONDecodeError, bad UTF-8, a number too long to read
-                await self._refuse(send, 400, f"the body is not valid JSON ({str(error).splitlines()[0][:200]})")
+                await self._refuse(send, 400, f"the body is not valid JSON ({first_line(error)})")
                 return
 
         async def replay() -> Message:

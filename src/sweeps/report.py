@@ -10,6 +10,7 @@ import optuna
 import yaml
 
 from src.checkpointing.atomic_files import write_atomically
+from src.errors import first_line
 from src.sweeps.experimental import experimental_optuna
 
 
@@ -143,7 +144,7 @@ def save_plots(study: optuna.Study, folder: Path) -> list[str]:
             with experimental_optuna():
                 axes = plot(study)
         except (ValueError, RuntimeError) as error:  # importances fail when every value is the same
-            lines.append(f"{name} skipped: {str(error).splitlines()[0]}")
+            lines.append(f"{name} skipped: {first_line(error)}")
             continue
         figure = axes.figure
         figure.set_size_inches(8, 5)

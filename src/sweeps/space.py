@@ -20,7 +20,7 @@ from typing import Any
 import optuna
 import yaml
 
-from src.errors import UserInputError
+from src.errors import UserInputError, first_line
 
 GRID_LIMIT = 1000  # an int range with more values than this needs an explicit `grid` list
 
@@ -91,7 +91,7 @@ def read_space(source: str) -> dict[str, Any]:
     try:
         space = yaml.safe_load(text)
     except yaml.YAMLError as error:
-        raise UserInputError(f"--sweep.space {source} is not valid YAML: {str(error).splitlines()[0]}") from None
+        raise UserInputError(f"--sweep.space {source} is not valid YAML: {first_line(error)}") from None
     if not space:
         raise UserInputError(f"--sweep.space {source} is empty: name at least one config key to sweep")
     if not isinstance(space, dict):

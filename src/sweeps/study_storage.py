@@ -8,7 +8,7 @@ from typing import Any
 
 import optuna
 
-from src.errors import UserInputError
+from src.errors import UserInputError, first_line
 from src.sweeps.experimental import experimental_optuna
 
 
@@ -43,7 +43,7 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
             if not any(text in str(error) for text in ("already exists", "locked", "UNIQUE", "duplicate key")):
                 break
             time.sleep(0.5)
-    reason = str(last_error).strip().splitlines()[0] if last_error else "unknown error"
+    reason = first_line(last_error) if last_error else "unknown error"
     raise UserInputError(f"cannot open --sweep.storage {shown}: {reason}")
 
 

@@ -23,7 +23,7 @@ from torch import nn
 
 from src.class_paths import class_from_path
 from src.datamodules.class_names import class_names
-from src.errors import UserInputError
+from src.errors import UserInputError, first_line
 from src.modules.nets.pretrained import rebuild_init_args
 from src.modules.task import TaskModule
 
@@ -86,7 +86,7 @@ def load_trained_weights(module: TaskModule, datamodule: LightningDataModule, ck
         module.load_state_dict(checkpoint["state_dict"])
     except RuntimeError as error:
         raise UserInputError(
-            f"{ckpt_path} does not fit this config's model ({str(error).splitlines()[0]}); "
+            f"{ckpt_path} does not fit this config's model ({first_line(error)}); "
             "export with the config the checkpoint was trained with"
         ) from None
     state = checkpoint.get(type(datamodule).__qualname__)

@@ -43,7 +43,7 @@ from src.datamodules.batch_augment import normalize
 from src.datamodules.csv_table import read_feature_rows
 from src.datamodules.image_decoding import decode, fit_to_size, image_tensor, read_file, read_images_to_predict
 from src.datamodules.standardisation import standardise
-from src.errors import UserInputError
+from src.errors import UserInputError, first_line
 from src.modules.nets.pretrained import weights_from_checkpoint
 from src.tools.prediction_table import prediction_columns
 
@@ -279,7 +279,7 @@ def load_predictor(
     try:
         net.load_state_dict(weights)
     except RuntimeError as error:
-        raise UserInputError(f"{path}: its weights do not fit its net ({str(error).splitlines()[0]})") from None
+        raise UserInputError(f"{path}: its weights do not fit its net ({first_line(error)})") from None
     classes = None
     if num_classes is not None:
         classes = [str(name) for name in state.get("class_names") or range(int(num_classes))]

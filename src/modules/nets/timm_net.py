@@ -32,7 +32,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from src.errors import UserInputError
+from src.errors import UserInputError, first_line
 from src.modules.nets.cnn import Shape, image_shape
 from src.modules.nets.pretrained import (
     NO_WEIGHTS,
@@ -80,7 +80,7 @@ def create_model(
             name, pretrained=loaded, pretrained_cfg_overlay=overlay, num_classes=classes, exportable=True, **kwargs
         )
     except (OSError, RuntimeError) as error:  # hub errors are OSErrors; a foreign file is a RuntimeError
-        reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:160]
+        reason = first_line(error, 160)
         if overlay is not None:
             raise UserInputError(
                 f"model.net.init_args.weights_file {weights_file} does not load into timm's {name} ({reason}); "

@@ -46,7 +46,7 @@ import torchvision
 from torch import nn
 from torchvision.models import get_model_weights
 
-from src.errors import UserInputError
+from src.errors import UserInputError, first_line
 from src.modules.nets.cnn import Shape, image_shape
 from src.modules.nets.pretrained import (
     NO_WEIGHTS,
@@ -81,7 +81,7 @@ def download_state_dict(name: str, entry: Any) -> dict[str, torch.Tensor]:
     try:
         return entry.get_state_dict(progress=False, check_hash=True)
     except (OSError, RuntimeError) as error:  # URLError, HTTPError, socket errors, a bad hash
-        reason = str(getattr(error, "reason", "") or error).splitlines()[0][:120]
+        reason = first_line(getattr(error, "reason", None) or error, 120)
         saved = f"{name}.pth"
         raise UserInputError(
             f"could not download torchvision's {entry} weights for {name} ({reason}). Offline? Use a local file: "
@@ -97,7 +97,7 @@ def read_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many types for a damaged or foreign file
-        detail = str(error).strip().splitlines()[0][:100] if str(error).strip() else type(error).__name__
+        detail = first_line(error, 100)
         raise UserInputError(f"model.net.init_args.weights {path} is not a readable state_dict ({detail})") from None
     if isinstance(state, dict) and "state_dict" in state:
         raise UserInputError(
