@@ -488,7 +488,7 @@ class ImageFolderDataModule(InMemoryDataModule):
         }
 
     def load_state_dict(self, state_dict: dict[str, object]) -> None:
-        if "class_names" not in state_dict:  # a checkpoint from before the data module kept its state
+        if "class_names" not in state_dict:  # a checkpoint without a data state (saved by plain Lightning)
             return
         saved = list(state_dict["class_names"])  # type: ignore[call-overload]
         if self._class_names is not None and saved != self._class_names:
