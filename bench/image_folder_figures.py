@@ -12,12 +12,14 @@
 3. Tests the winner's best checkpoint once on the test split: `train.py test` on the full
    folder (the same train/ gives the same classes, validation split and standardisation, which
    the checkpoint also holds). Reports test accuracy and the time taken.
-4. The streaming path beside the in-memory one (`--part streaming`): 3 classes of CIFAR-10
+4. The streaming path beside the in-memory one and LitData chunks (`--part streaming`): 3 classes of CIFAR-10
    (airplane, automobile, bird: 15,000 JPEGs from ../shared/datasets/cifar10-train-jpeg.zip)
    brought to 64 x 64 RGB; training images/s of the data path alone (the module's train
    loader and on_after_batch_transfer, no model), batch 256, 40 batches after 3 warm-up ones,
    flip + 2-pixel translate; in memory: uint8 tensor, augmented a whole batch at a time;
-   streaming: 2 DataLoader workers decoding, resizing and augmenting (transforms.v2).
+   streaming: 2 DataLoader workers decoding, resizing and augmenting (transforms.v2); chunks: the
+   same split written by `train.py optimize` (already decoded at 64 x 64), read by 2 LitData workers,
+   augmented a whole batch at a time.
 Writes bench/results/image_folder_figures.{json,md} (each part updates its own section).
 """
 
@@ -39,7 +41,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 import train  # noqa: E402
 from examples.make_examples import write_digits  # noqa: E402
-from src.datamodules import ImageFolderDataModule  # noqa: E402
+from src.datamodules import ChunkedImageDataModule, ImageFolderDataModule  # noqa: E402
+from src.datamodules.chunk_writer import optimize  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 SHARED_ZIP = ROOT.parent / "shared" / "datasets" / "cifar10-train-jpeg.zip"
@@ -106,7 +109,17 @@ def data_module(tree: Path, work: Path, streaming: bool) -> tuple[ImageFolderDat
     return dm, time.perf_counter() - start
 
 
-def data_path_pace(dm: ImageFolderDataModule, steps: int = 40, warmup: int = 3) -> float:
+def chunked_module(tree: Path, work: Path) -> tuple[ChunkedImageDataModule, float]:
+    """The same images written as LitData chunks (`train.py optimize`), and the seconds that took."""
+    out = work / "chunks"
+    shutil.rmtree(out, ignore_errors=True)
+    start = time.perf_counter()
+    optimize(tree, str(out), image_size=64, num_workers=2)
+    seconds = time.perf_counter() - start
+    return ChunkedImageDataModule(str(out), batch_size=256, num_workers=2, translate=2), seconds
+
+
+def data_path_pace(dm: ImageFolderDataModule | ChunkedImageDataModule, steps: int = 40, warmup: int = 3) -> float:
     """Training images per second as the model would receive them: the module's train loader, then
     its `on_after_batch_transfer` (in memory: flip + translate + normalise the whole batch; streaming:
     normalise, the workers having decoded, resized and augmented each image). No model: the figure
@@ -118,7 +131,7 @@ def data_path_pace(dm: ImageFolderDataModule, steps: int = 40, warmup: int = 3) 
     for step in range(warmup + steps):
         if step == warmup:
             start = time.perf_counter()
-        inputs, _ = dm.on_after_batch_transfer(next(batches), 0)
+        inputs, _ = dm.on_after_batch_transfer(dm.on_before_batch_transfer(next(batches), 0), 0)
         images += len(inputs) if step >= warmup else 0
     seconds = time.perf_counter() - start
     del batches  # stops the workers
@@ -135,7 +148,11 @@ def streaming_part(work: Path, rounds: int = 3) -> dict[str, object]:
             members = [n for n in archive.namelist() if n.split("/")[1:2] and n.split("/")[1] in classes]
             archive.extractall(tree, members=members)
     shutil.rmtree(work / "cache", ignore_errors=True)  # the in-memory setup time includes its one-time decode
-    modules = {"in_memory": data_module(tree, work, False), "streaming": data_module(tree, work, True)}
+    modules = {
+        "in_memory": data_module(tree, work, False),
+        "streaming": data_module(tree, work, True),
+        "chunks": chunked_module(tree, work),
+    }
     paces: dict[str, list[float]] = {name: [] for name in modules}
     for _ in range(rounds):  # alternately, so a busy moment of the shared CPU hits both
         for name, (dm, _) in modules.items():
@@ -153,6 +170,7 @@ def streaming_part(work: Path, rounds: int = 3) -> dict[str, object]:
             "setup_seconds": round(seconds, 1),
         }
     record["ratio"] = round(record["in_memory"]["images_per_s"] / record["streaming"]["images_per_s"], 1)  # type: ignore[index]
+    record["chunks_vs_streaming"] = round(record["chunks"]["images_per_s"] / record["streaming"]["images_per_s"], 1)  # type: ignore[index]
     return record
 
 
@@ -256,11 +274,11 @@ def markdown(results: dict[str, dict]) -> str:
             "",
             "`python bench/image_folder_figures.py --part streaming`: " + stream["data"] + ".",
             "Training images/s of the data path alone (the module's train loader and on_after_batch_transfer,",
-            "no model), batch 256, 40 batches after 3 warm-up ones, flip + 2-pixel translate; the two paths",
-            "measured alternately 3 times on 2 CPU cores shared with other jobs (load average",
+            "no model), batch 256, 40 batches after 3 warm-up ones, flip + 2-pixel translate; the three paths",
+            "measured in turn 3 times on 2 CPU cores (load average",
             f"{stream['load_average_at_end']} at the end: single runs vary several-fold, compare medians).",
             "",
-            "| path | images/s (median) | the 3 runs | setup seconds (decode + cache, or listing + mean/std) |",
+            "| path | images/s (median) | the 3 runs | setup seconds (decode + cache; listing + mean/std; optimize) |",
             "|---|---|---|---|",
             *[
                 f"| {label} | {stream[key]['images_per_s']:,} | "
@@ -268,10 +286,21 @@ def markdown(results: dict[str, dict]) -> str:
                 for key, label in (
                     ("in_memory", "in memory (uint8 tensor, whole-batch augmentation)"),
                     ("streaming", "streaming (2 workers: PIL decode, resize, transforms.v2)"),
+                    (
+                        "chunks",
+                        "LitData chunks (2 workers: decoded uint8 read from local chunks, whole-batch augmentation)",
+                    ),
                 )
+                if key in stream
             ],
             "",
-            f"The in-memory path delivers {stream['ratio']}x the images per second, once its one-time decode is paid.",
+            f"The in-memory path delivers {stream['ratio']}x the images per second of the streaming path, once its "
+            "one-time decode is paid"
+            + (
+                f"; LitData chunks {stream['chunks_vs_streaming']}x the streaming path's, once `optimize` has run."
+                if "chunks" in stream
+                else "."
+            ),
             "",
         ]
     return "\n".join(lines)
