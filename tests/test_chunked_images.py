@@ -85,7 +85,7 @@ def test_the_chunks_keep_the_image_folders_classes_split_and_statistics(chunks: 
     pairs = {(tuple(expected[i][0].flatten().tolist()), expected[i][1]) for i in range(len(expected))}
     assert {(tuple(item["image"].flatten().tolist()), item["label"]) for item in stored} == pairs
     refused = run_train_py("optimize", "--data_dir", str(tree), "--output_dir", str(out), cwd=out.parent)
-    assert refused.returncode == 2 and "is not empty" in refused.stderr
+    assert refused.returncode == 2 and "is not an empty folder" in refused.stderr
 
 
 def test_a_model_trains_on_chunks_and_predicts_from_the_checkpoint_alone(
@@ -106,6 +106,19 @@ def test_a_model_trains_on_chunks_and_predicts_from_the_checkpoint_alone(
         away.rename(out)
     rows = answers.read_text().splitlines()
     assert rows[0].startswith("file,class,probability") and sum(",b," in row for row in rows[1:]) >= 1
+    # the whole test folder, predicted from the checkpoint alone: as right as the test said
+    every = in_tmp / "every.csv"
+    assert run_cli("predict", "--ckpt_path", str(ckpt), "--input", str(tree / "test"), "--output", str(every)) == 0
+    predicted = [row.split(",") for row in every.read_text().splitlines()[1:]]
+    assert len(predicted) == 6 and sum(Path(name).parent.name == label for name, label, *_ in predicted) >= 5
+    # chunks of other images (another size) are refused against this checkpoint, in one line
+    other = in_tmp / "other_chunks"
+    done = run_train_py(
+        "optimize", "--data_dir", str(tree), "--output_dir", str(other), "--image_size", "12", cwd=in_tmp
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    refused = run_train_py("test", "--ckpt_path", str(ckpt), "--data.data_dir", str(other), cwd=in_tmp)
+    assert refused.returncode == 2 and "the checkpoint was trained on image_size [16, 16]" in refused.stderr
 
 
 def test_a_run_stopped_mid_epoch_resumes_with_the_batches_that_remained(
@@ -115,6 +128,7 @@ def test_a_run_stopped_mid_epoch_resumes_with_the_batches_that_remained(
     # No augmentation: then the batches are the same in every run and weights compare bit for bit.
     # The config's one-cycle schedule asks the loader for its length (the steps estimate) first.
     args = chunk_run(str(out), "--data.flip", "false", "--data.translate", "0", "--trainer.max_epochs", "3")
+    args += ["--data.num_workers", "2"]  # two LitData workers take the batches in turn
     stop = {"class_path": "tests.helpers.SignalAtStep", "init_args": {"step": 6, "signum": signal.SIGTERM}}
     assert run_cli("fit", *args, f"--trainer.callbacks+={json.dumps(stop)}") == 143
     run = in_tmp / "lightning_logs" / "image_chunks" / "version_0"
@@ -129,10 +143,15 @@ def test_a_run_stopped_mid_epoch_resumes_with_the_batches_that_remained(
     assert [step for step, _ in scalars(run)["train/loss_step"]] == list(range(12))  # 3 epochs of 4, none again
 
 
-def test_a_folder_without_chunks_is_one_line(tmp_path: Path) -> None:
+def test_a_folder_without_chunks_or_an_undecodable_image_is_one_line(tmp_path: Path) -> None:
     done = run_train_py("fit", *chunk_run(str(tmp_path)), cwd=tmp_path)
     assert done.returncode == 2
     assert "holds no LitData chunks" in done.stderr and "train.py optimize" in done.stderr
+    tree = with_test_split(tmp_path / "tree")
+    (tree / "test" / "a" / "broken.png").write_bytes(b"not a png")  # met only by a LitData worker
+    failed = run_train_py("optimize", "--data_dir", str(tree), "--output_dir", str(tmp_path / "out"), cwd=tmp_path)
+    assert failed.returncode == 2, failed.stderr[-2000:]
+    assert failed.stderr.strip().splitlines()[-1].startswith("error: cannot decode image test/a/broken.png")
 
 
 # --- S3, through moto's server on loopback ----------------------------------------------------
@@ -204,6 +223,10 @@ def test_chunks_stream_from_s3_and_a_bad_bucket_or_no_credentials_is_one_line(
     assert state["global_step"] == 8  # 2 epochs of the 32 training images in batches of 8, all from S3
     assert state["ChunkedImageDataModule"]["class_names"] == CLASSES
     env = dict(s3)
+    again = run_train_py(
+        "optimize", "--data_dir", str(out.parent / "tree"), "--output_dir", "s3://chunks/photos", cwd=in_tmp, env=env
+    )
+    assert again.returncode == 2 and "already holds objects" in again.stderr  # LitData would delete them
     wrong_bucket = run_train_py("fit", *chunk_run("s3://nobucket/photos"), cwd=in_tmp, env=env)
     assert wrong_bucket.returncode == 2 and "cannot read s3://nobucket/photos/dataset.json" in wrong_bucket.stderr
     no_credentials = {**env, "AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": ""}

@@ -49,6 +49,8 @@ def test_a_timm_model_by_name_gets_a_head_for_the_task() -> None:
     assert trainable == {"model.classifier.weight", "model.classifier.bias"}
     with pytest.raises(UserInputError, match="not a timm model"):
         TimmNet((3, 32, 32), 3, name="resnet_does_not_exist")
+    with pytest.raises(UserInputError, match=r"Invalid pretrained tag \(bogus\).*list_pretrained\('test_resnet\*'\)"):
+        TimmNet((3, 32, 32), 3, name="test_resnet.bogus", pretrained=True)
 
 
 @pytest.mark.parametrize("suffix", [".safetensors", ".pth"])

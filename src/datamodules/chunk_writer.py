@@ -5,12 +5,23 @@ split, image size and training mean/std), each image is decoded once at its trai
 `litdata.optimize` writes the splits as chunks to a folder or to `s3://bucket/prefix`.
 """
 
+import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
-from src.datamodules.chunked_images import import_litdata, join, write_record
+from src.datamodules.chunk_storage import check_empty, import_litdata, is_remote, join, write_record
 from src.datamodules.image_folder import ImageFolderDataModule
 from src.errors import UserInputError
+
+
+def worker_error(error: RuntimeError) -> Exception:
+    """The one line of a user mistake (an undecodable image) that failed a LitData worker, or the
+    error itself when it was something else."""
+    marker = f"{UserInputError.__module__}.{UserInputError.__name__}: "
+    text = str(error)
+    if marker not in text:
+        return error
+    return UserInputError(text.split(marker, 1)[1].strip().splitlines()[0])
 
 
 class ChunkItem:
@@ -50,8 +61,26 @@ def optimize(
         chunk_bytes: the size of one chunk file ("64MB").
     """
     litdata = import_litdata()
-    if "://" not in output_dir and Path(output_dir).exists() and any(Path(output_dir).iterdir()):
-        raise UserInputError(f"--output_dir {output_dir} is not empty: give a new or empty folder")
+    check_empty(output_dir)
+    with tempfile.TemporaryDirectory() as cache:
+        return write_chunks(
+            litdata, data_dir, output_dir, image_size, channels, val_size, seed, num_workers, chunk_bytes, Path(cache)
+        )
+
+
+def write_chunks(
+    litdata: Any,
+    data_dir: Path,
+    output_dir: str,
+    image_size: int | tuple[int, int],
+    channels: Literal[1, 3],
+    val_size: int | float,
+    seed: int,
+    num_workers: int,
+    chunk_bytes: str,
+    cache: Path,
+) -> dict[str, Any]:
+    """optimize's work, with the image folder's mean/std cache in `cache` (a temporary folder)."""
     images = ImageFolderDataModule(
         data_dir=data_dir,
         image_size=image_size,
@@ -61,7 +90,8 @@ def optimize(
         streaming=True,
         flip=False,  # stored as they are: ChunkedImageDataModule augments whole batches
         translate=0,
-        num_workers=0,
+        num_workers=num_workers,  # the mean/std pass
+        cache_dir=cache,
     )
     images.setup("fit")
     streams = images.images.streams
@@ -71,17 +101,19 @@ def optimize(
             continue
         dataset = streams[split]
         counts[split] = len(dataset)
-        litdata.optimize(
-            fn=ChunkItem(dataset),
-            inputs=list(range(len(dataset))),
-            output_dir=join(output_dir, split),
-            chunk_bytes=chunk_bytes,
-            num_workers=max(1, num_workers),
-            mode="overwrite",
-            verbose=False,
-            # Forked workers start at once; object storage needs spawned ones (its client is not fork-safe).
-            start_method="spawn" if "://" in output_dir else "fork",
-        )
+        try:
+            litdata.optimize(
+                fn=ChunkItem(dataset),
+                inputs=list(range(len(dataset))),
+                output_dir=join(output_dir, split),
+                chunk_bytes=chunk_bytes,
+                num_workers=max(1, num_workers),
+                verbose=False,
+                # Forked workers start at once; object storage needs spawned ones (its client is not fork-safe).
+                start_method="spawn" if is_remote(output_dir) else "fork",
+            )
+        except RuntimeError as error:  # a worker's error comes back as the text of its traceback
+            raise worker_error(error) from None
     record = {
         "class_names": list(images.class_names),
         "image_size": list(images.image_size),

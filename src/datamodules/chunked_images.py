@@ -12,77 +12,17 @@ they land, as in the image-folder path. S3 credentials come from the usual AWS e
 variables (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL, ...), never from configs.
 """
 
-import json
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from lightning.pytorch import LightningDataModule
 
 from src.checkpointing.resume_position import training_position
 from src.datamodules.batch_augment import normalize, random_flip, random_translate
-from src.errors import UserInputError, first_line
-
-DATASET_RECORD = "dataset.json"
-SPLITS = ("train", "val", "test")
-
-
-def import_litdata() -> Any:
-    """litdata, or one line saying how to install it."""
-    try:
-        import litdata
-    except ImportError:
-        raise UserInputError("LitData chunks need litdata, an optional extra: pip install -e '.[litdata]'") from None
-    return litdata
-
-
-def is_remote(location: str) -> bool:
-    """Whether `location` is an object-storage URL (`s3://bucket/prefix`) rather than a folder."""
-    return "://" in location
-
-
-def join(location: str, name: str) -> str:
-    return f"{location.rstrip('/')}/{name}"
-
-
-def read_record(location: str) -> dict[str, Any]:
-    """`dataset.json` of chunks at `location`; a missing one, an unreachable bucket or missing
-    credentials end in one line."""
-    where = join(location, DATASET_RECORD)
-    if not is_remote(location):
-        path = Path(where)
-        if not path.is_file():
-            raise UserInputError(
-                f"{location} holds no LitData chunks written by this template (no {DATASET_RECORD}); "
-                "write them with `python train.py optimize --data_dir my_photos/ --output_dir DIR`"
-            )
-        return json.loads(path.read_text())
-    import boto3
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    bucket, _, key = where.split("://", 1)[1].partition("/")
-    try:
-        body = boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
-    except (BotoCoreError, ClientError) as error:
-        reason = first_line(error)
-        raise UserInputError(
-            f"cannot read {where} ({reason}); check the bucket and the AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY "
-            "(and AWS_ENDPOINT_URL for S3-compatible storage) environment variables"
-        ) from None
-    return json.loads(body)
-
-
-def write_record(location: str, record: dict[str, Any]) -> None:
-    """Write `dataset.json` beside the chunks at `location` (a folder or `s3://`)."""
-    text = json.dumps(record, indent=2)
-    if not is_remote(location):
-        Path(join(location, DATASET_RECORD)).write_text(text)
-        return
-    import boto3
-
-    bucket, _, key = join(location, DATASET_RECORD).split("://", 1)[1].partition("/")
-    boto3.client("s3").put_object(Bucket=bucket, Key=key, Body=text.encode())
+from src.datamodules.chunk_storage import import_litdata, join, read_record
+from src.errors import UserInputError
 
 
 class ResumableChunks:
@@ -235,6 +175,7 @@ class ChunkedImageDataModule(LightningDataModule):
     # --- batches ------------------------------------------------------------------------------
     def _loader(self, split: str, batch_size: int, shuffle: bool) -> Any:
         litdata = import_litdata()
+        self._check_restored_fits()
         if split == "test" and not self.has_test_split:
             raise UserInputError(
                 f"{self.data_dir} has no test split (its image folder had no test/<class>/ folder): validation "
@@ -244,10 +185,26 @@ class ChunkedImageDataModule(LightningDataModule):
             join(self.data_dir, split),
             shuffle=shuffle,
             seed=self.seed,
+            # Every validation and test image counts once; training drops a rank's remainder (LitData's
+            # rule under DDP) so ranks step together.
+            drop_last=None if split == "train" else False,
             cache_dir=self.cache_dir,
             max_cache_size=self.max_cache_size,
         )
         return litdata.StreamingDataLoader(dataset, batch_size=batch_size, num_workers=self.num_workers)
+
+    def _check_restored_fits(self) -> None:
+        """A checkpoint's classes and image shape must be the chunks' own: its labels and pixels
+        would otherwise be read against another model."""
+        if self._restored is None:
+            return
+        record = self.record
+        for key in ("class_names", "image_size", "channels"):
+            if list(np.atleast_1d(record[key])) != list(np.atleast_1d(self._restored[key])):
+                raise UserInputError(
+                    f"the checkpoint was trained on {key} {self._restored[key]}, but the chunks in {self.data_dir} "
+                    f"have {record[key]}; use the chunks the run was trained on"
+                )
 
     def train_dataloader(self) -> Any:
         position = training_position(self.trainer) if self.trainer is not None else None

@@ -10,7 +10,7 @@ from src.datamodules import image_decoding
 from src.datamodules.batch_augment import CIFAR10_MEAN, CIFAR10_STD
 from src.datamodules.image_decoding import CLASSES, Splits, fit_to_size, read_torchvision_batches, to_channels
 from src.datamodules.image_folder import ImageFolderDataModule
-from src.errors import UserInputError
+from src.errors import UserInputError, first_line
 
 
 class CIFAR10DataModule(ImageFolderDataModule):
@@ -103,10 +103,9 @@ class CIFAR10DataModule(ImageFolderDataModule):
         """What failed to download, from where, and the forms a copy can be given in instead."""
         # An HTTPError says its status ('HTTP Error 404: Not Found'); other URLErrors keep theirs in reason.
         cause = error.reason if isinstance(error, URLError) and not isinstance(error, HTTPError) else error
-        reason = str(cause).strip().splitlines()
         return (
             f"could not download CIFAR-10 from {CIFAR10.url} into {self.data_dir} "
-            f"({reason[0][:120] if reason else type(error).__name__}). Offline? Give a copy with --data.data_dir: "
+            f"({first_line(cause, 120)}). Offline? Give a copy with --data.data_dir: "
             f"a folder holding {CIFAR10.base_folder}/ (the extracted {CIFAR10.filename}, which may also be put "
             f"unextracted in {self.data_dir}), a train/<class>/ image tree (test/<class>/ optional), or a .zip of "
             "that tree (e.g. --data.data_dir ../shared/datasets/cifar10-train-jpeg.zip)"

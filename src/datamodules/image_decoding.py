@@ -84,6 +84,16 @@ def fit_to_size(images: torch.Tensor, size: Size) -> torch.Tensor:
     return center_crop(resize(images, covering, antialias=True), list(size))
 
 
+def preprocessing_record(channels: int, size: Size) -> dict[str, object]:
+    """How a user's image becomes the model's input, as exported model.json records it."""
+    return {
+        "image_size": list(size),
+        "channels": channels,
+        "resize": "resize so the image covers image_size (aspect ratio kept, antialiased), then center crop",
+        "color": "RGB" if channels == 3 else "grayscale (ITU-R 601-2 luma, PIL's 'L')",
+    }
+
+
 def to_channels(images: torch.Tensor, channels: int) -> torch.Tensor:
     """uint8 RGB (N x) 3 x H x W as `channels` (3: unchanged; 1: luma, as PIL's "L" mode)."""
     return images if channels == images.shape[-3] else rgb_to_grayscale(images)

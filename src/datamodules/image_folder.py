@@ -10,7 +10,16 @@ import torch
 
 from src.datamodules import image_decoding
 from src.datamodules.batch_augment import normalize
-from src.datamodules.image_decoding import Listing, Size, Splits, find_zip, list_tree, list_zip, source_fingerprint
+from src.datamodules.image_decoding import (
+    Listing,
+    Size,
+    Splits,
+    find_zip,
+    list_tree,
+    list_zip,
+    preprocessing_record,
+    source_fingerprint,
+)
 from src.datamodules.image_folder_in_memory import InMemoryImages, read_cache, write_cache
 from src.datamodules.image_folder_streaming import StreamingImages
 from src.datamodules.in_memory import InMemoryDataModule
@@ -519,12 +528,7 @@ class ImageFolderDataModule(InMemoryDataModule):
 
     def preprocessing(self) -> dict[str, object]:
         """How a user's image becomes the model's input (written into exported model.json)."""
-        return {
-            "image_size": list(self.image_size),
-            "channels": self.channels,
-            "resize": "resize so the image covers image_size (aspect ratio kept, antialiased), then center crop",
-            "color": "RGB" if self.channels == 3 else "grayscale (ITU-R 601-2 luma, PIL's 'L')",
-        }
+        return preprocessing_record(self.channels, self.image_size)
 
     # --- batches, from the chosen path ----------------------------------------------------
     def sample_images(self, count: int) -> torch.Tensor:

@@ -5,6 +5,7 @@ Pretrained nets (TorchvisionNet, TimmNet) put the adapter in front of their mode
 `predict`, serving and the exports all apply the weights' preprocessing with nothing to configure.
 """
 
+import inspect
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -94,6 +95,28 @@ class InputAdapter(nn.Module):
         if self.size is not None and tuple(x.shape[-2:]) != (self.size, self.size):
             x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", antialias=True, align_corners=False)
         return x
+
+
+def with_defaults(net_class: type, init_args: Mapping[str, Any]) -> dict[str, Any]:
+    """`init_args` with every argument of `net_class` the config left out at its default."""
+    bound = inspect.signature(net_class).bind_partial(**init_args)
+    bound.apply_defaults()
+    return dict(bound.arguments)
+
+
+def pinned_init_args(
+    init_args: Mapping[str, Any], size: int | None, mean: Any, std: Any, **no_weights: Any
+) -> dict[str, Any]:
+    """`init_args` that read no weights (`no_weights`, e.g. weights=None), train everything, and keep
+    the preprocessing the weights brought: the image size and mean/std now written out."""
+    return {
+        **init_args,
+        **no_weights,
+        "freeze_backbone": False,
+        "image_size": "data" if size is None else size,
+        "mean": mean,
+        "std": std,
+    }
 
 
 _CHECKPOINT_BRINGS_WEIGHTS: ContextVar[bool] = ContextVar("checkpoint_brings_weights", default=False)

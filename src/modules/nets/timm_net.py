@@ -24,7 +24,6 @@ pretrained weights the data's size is kept, unless the architecture needs its ow
 Models are built with `exportable=True`, timm's switch for layers that ONNX and torch.export take.
 """
 
-import inspect
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -40,6 +39,8 @@ from src.modules.nets.pretrained import (
     InputAdapter,
     checkpoint_brings_weights,
     freeze_all_but_head,
+    pinned_init_args,
+    with_defaults,
 )
 
 TIMM_MISSING = "TimmNet needs timm, an optional extra: pip install -e '.[timm]'"
@@ -159,6 +160,13 @@ class TimmNet(nn.Module):
             raise ValueError(f"timm models here take 3-channel (or grayscale) images, got {channels} channels")
         if not timm.is_model(name):
             raise UserInputError(f"model.net.init_args.name {name!r} is not a timm model; see timm.list_models()")
+        try:
+            timm.models.get_pretrained_cfg(name)
+        except RuntimeError as error:  # an architecture with a tag it has no weights for
+            family = name.split(".")[0]
+            raise UserInputError(
+                f"model.net.init_args.name {name!r}: {first_line(error)} See timm.list_pretrained('{family}*')"
+            ) from None
         self.model = create_model(timm, name, num_outputs, weights_file, pretrained, **(model_kwargs or {}))
         self.image_size, self.mean, self.std = preprocessing(
             timm, self.model.pretrained_cfg, pretrained or weights_file is not None, image_size, mean, std
@@ -175,22 +183,12 @@ class TimmNet(nn.Module):
     def offline_init_args(cls, init_args: Mapping[str, Any]) -> dict[str, Any]:
         """init_args that rebuild this net with the same preprocessing without reading any weights
         (a checkpoint or an export brings them): for predict, serve and export on any machine."""
-        bound = inspect.signature(cls).bind_partial(**init_args)
-        bound.apply_defaults()
-        args = dict(bound.arguments)
+        args = with_defaults(cls, init_args)
         loaded = bool(args["pretrained"]) or args["weights_file"] not in (None, *NO_WEIGHTS)
         timm = import_timm()
         cfg = timm.models.get_pretrained_cfg(args["name"], allow_unregistered=True)
         size, mean, std = preprocessing(timm, cfg.to_dict(), loaded, args["image_size"], args["mean"], args["std"])
-        return {
-            **init_args,
-            "pretrained": False,
-            "weights_file": None,
-            "freeze_backbone": False,
-            "image_size": "data" if size is None else size,
-            "mean": mean,
-            "std": std,
-        }
+        return pinned_init_args(init_args, size, mean, std, pretrained=False, weights_file=None)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(self.adapter(x))

@@ -36,7 +36,6 @@ module's size (faster for small images such as CIFAR-10's, at some cost in accur
 A grayscale input (1 channel) is repeated to the 3 channels torchvision models take.
 """
 
-import inspect
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -56,7 +55,9 @@ from src.modules.nets.pretrained import (
     freeze_all_but_head,
     head_name,
     in_head,
+    pinned_init_args,
     replace_head,
+    with_defaults,
 )
 
 
@@ -236,21 +237,12 @@ class TorchvisionNet(nn.Module):
     def offline_init_args(cls, init_args: Mapping[str, Any]) -> dict[str, Any]:
         """init_args that rebuild this net with the same preprocessing without reading or fetching
         weights (a checkpoint or an export brings them): for predict, serve and export on any machine."""
-        bound = inspect.signature(cls).bind_partial(**init_args)
-        bound.apply_defaults()
-        args = bound.arguments
+        args = with_defaults(cls, init_args)
         weights = args["weights"]
         if isinstance(weights, str) and weights.strip().lower() in NO_WEIGHTS:
             weights = None
         size, mean, std = preprocessing(args["name"], weights, args["image_size"], args["mean"], args["std"])
-        return {
-            **init_args,
-            "weights": None,
-            "freeze_backbone": False,
-            "image_size": "data" if size is None else size,
-            "mean": mean,
-            "std": std,
-        }
+        return pinned_init_args(init_args, size, mean, std, weights=None)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(self.adapter(x))

@@ -1,0 +1,104 @@
+"""Where LitData chunks live: a local folder or object storage (`s3://bucket/prefix`), and the
+`dataset.json` this template writes beside them. S3 credentials come from the usual AWS
+environment variables (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL, ...)."""
+
+import json
+from pathlib import Path
+from typing import Any
+
+from src.errors import UserInputError, first_line
+
+DATASET_RECORD = "dataset.json"
+CREDENTIALS = (
+    "check the bucket and the AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY (and AWS_ENDPOINT_URL for "
+    "S3-compatible storage) environment variables"
+)
+
+
+def import_litdata() -> Any:
+    """litdata, or one line saying how to install it."""
+    try:
+        import litdata
+    except ImportError:
+        raise UserInputError("LitData chunks need litdata, an optional extra: pip install -e '.[litdata]'") from None
+    return litdata
+
+
+def is_remote(location: str) -> bool:
+    """Whether `location` is an object-storage URL (`s3://bucket/prefix`) rather than a folder."""
+    return "://" in location
+
+
+def join(location: str, name: str) -> str:
+    return f"{location.rstrip('/')}/{name}"
+
+
+def bucket_and_key(url: str) -> tuple[str, str]:
+    """("bucket", "prefix/name") of "s3://bucket/prefix/name"."""
+    bucket, _, key = url.split("://", 1)[1].partition("/")
+    return bucket, key
+
+
+def s3_client() -> Any:
+    """boto3's S3 client (installed with litdata), configured from the environment."""
+    import_litdata()
+    import boto3
+
+    return boto3.client("s3")
+
+
+def storage_error(where: str, error: Exception) -> UserInputError:
+    """The one line for an S3 call that failed: a missing bucket, no credentials, no connection."""
+    return UserInputError(f"cannot read {where} ({first_line(error)}); {CREDENTIALS}")
+
+
+def read_record(location: str) -> dict[str, Any]:
+    """`dataset.json` of the chunks at `location`; a missing one, an unreachable bucket or
+    missing credentials end in one line."""
+    where = join(location, DATASET_RECORD)
+    if not is_remote(location):
+        path = Path(where)
+        if not path.is_file():
+            raise UserInputError(
+                f"{location} holds no LitData chunks written by this template (no {DATASET_RECORD}); "
+                "write them with `python train.py optimize --data_dir my_photos/ --output_dir DIR`"
+            )
+        return json.loads(path.read_text())
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    bucket, key = bucket_and_key(where)
+    try:
+        body = s3_client().get_object(Bucket=bucket, Key=key)["Body"].read()
+    except (BotoCoreError, ClientError) as error:
+        raise storage_error(where, error) from None
+    return json.loads(body)
+
+
+def check_empty(location: str) -> None:
+    """Refuse to write chunks where anything already is: LitData would delete what it overwrites."""
+    if not is_remote(location):
+        path = Path(location)
+        if path.exists() and (not path.is_dir() or any(path.iterdir())):
+            raise UserInputError(f"--output_dir {location} is not an empty folder: give a new or empty one")
+        return
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    bucket, prefix = bucket_and_key(location)
+    try:
+        found = s3_client().list_objects_v2(Bucket=bucket, Prefix=prefix.rstrip("/") + "/", MaxKeys=1)
+    except (BotoCoreError, ClientError) as error:
+        raise storage_error(location, error) from None
+    if found.get("KeyCount", 0):
+        raise UserInputError(
+            f"--output_dir {location} already holds objects (LitData would delete them): give a new, empty prefix"
+        )
+
+
+def write_record(location: str, record: dict[str, Any]) -> None:
+    """Write `dataset.json` beside the chunks at `location` (a folder or `s3://`)."""
+    text = json.dumps(record, indent=2)
+    if not is_remote(location):
+        Path(join(location, DATASET_RECORD)).write_text(text)
+        return
+    bucket, key = bucket_and_key(join(location, DATASET_RECORD))
+    s3_client().put_object(Bucket=bucket, Key=key, Body=text.encode())
