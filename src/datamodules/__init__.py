@@ -5,6 +5,7 @@ from src.datamodules.cifar10 import CIFAR10DataModule
 from src.datamodules.image_folder import ImageFolderDataModule
 from src.datamodules.regression import RegressionDataModule
 from src.datamodules.tabular import TabularDataModule
+from src.datamodules.torchvision_dataset import TorchvisionDataModule
 from src.datamodules.toy_points import ToyPointsDataModule
 
 __all__ = [
@@ -14,4 +15,5 @@ __all__ = [
     "ToyPointsDataModule",
     "RegressionDataModule",
     "TabularDataModule",
+    "TorchvisionDataModule",
 ]
