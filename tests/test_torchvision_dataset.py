@@ -83,7 +83,7 @@ def served_fashion(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
 
 
 def test_fashion_mnist_downloads_by_name_and_a_tinyvgg_learns_it(
-    served_fashion: list[str], in_tmp: Path, capsys: pytest.CaptureFixture
+    served_fashion: list[str], in_tmp: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     args = [
         "--config",
@@ -119,10 +119,20 @@ def test_fashion_mnist_downloads_by_name_and_a_tinyvgg_learns_it(
     answers = in_tmp / "answers.csv"
     assert run_cli("predict", "--ckpt_path", str(ckpt), "--input", str(photos), "--output", str(answers)) == 0
     assert answers.read_text().splitlines()[1].split(",")[1] == FashionMNIST.classes[3]
-    # a second run finds the files: nothing is downloaded again
+    # a second run finds the files and its cache: nothing is downloaded again, and the set's files
+    # are read once (torchvision reads them whole whenever a data set object is made)
     served_fashion.clear()
+    made = []
+    original = FashionMNIST.__init__
+
+    @functools.wraps(original)
+    def counted(self: FashionMNIST, *args: object, **kwargs: object) -> None:
+        made.append(kwargs.get("train"))
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(FashionMNIST, "__init__", counted)
     assert run_cli("fit", *args, "--trainer.max_epochs", "1") == 0
-    assert served_fashion == []
+    assert served_fashion == [] and made == [True]
 
 
 def test_offline_or_a_wrong_name_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

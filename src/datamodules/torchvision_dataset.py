@@ -110,6 +110,9 @@ class TorchvisionDataModule(ImageFolderDataModule):
         self.dataset_class = dataset_class(name)
         self.download = download
         self.cache_prefix = f"torchvision-{name.lower()}"
+        # torchvision reads a set's whole files when it is constructed: each split once per module.
+        self._opened: dict[str, Any] = {}
+        self._files: list[Path] | None = None
         super().__init__(
             data_dir=data_dir,
             image_size=image_size,
@@ -127,11 +130,14 @@ class TorchvisionDataModule(ImageFolderDataModule):
         )
 
     def _open(self, split: str, download: bool) -> Any:
-        """torchvision's data set object for `split`; missing files or a failed download as one line."""
+        """torchvision's data set object for `split` (made once); missing files or a failed download as one line."""
+        if split in self._opened:
+            return self._opened[split]
         try:
-            return self.dataset_class(
+            self._opened[split] = self.dataset_class(
                 root=str(self.data_dir), download=download, **split_arguments(self.dataset_class, split)
             )
+            return self._opened[split]
         except (OSError, RuntimeError) as error:  # no files (RuntimeError), a failed download (URLError, ...)
             if not self.download:
                 raise UserInputError(
@@ -146,11 +152,12 @@ class TorchvisionDataModule(ImageFolderDataModule):
 
     def _source(self) -> tuple[str, list[Path]]:
         try:
-            self.dataset_class(root=str(self.data_dir), download=False, **split_arguments(self.dataset_class, "train"))
-        except (OSError, RuntimeError):
+            self._open("train", download=False)
+        except UserInputError:  # not there (yet)
             return "none", []
-        files = sorted(p for p in self.data_dir.rglob("*") if p.is_file())
-        return "torchvision", files
+        if self._files is None:  # what names the cache: the set's files as they are now
+            self._files = sorted(p for p in self.data_dir.rglob("*") if p.is_file())
+        return "torchvision", self._files
 
     def _missing_source(self) -> tuple[str, list[Path]]:
         self._open("train", download=self.download)
