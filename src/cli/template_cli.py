@@ -29,8 +29,9 @@ from src.tools.predictor import load_predictor
 BASE_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "base.yaml"
 # Shapes that come from the data module, never typed in a config.
 LINKED_FROM_DATA = ("input_shape", "num_classes")
-# Model arguments that say how to run, not what is learned: a checkpoint never overrides them.
-RUN_OPTIONS = ("compile", "init_from")
+# Model arguments that say how to run, not what is learned: a checkpoint never overrides them
+# (so `validate --ckpt_path X --model.tta_translate 1` measures another test-time augmentation).
+RUN_OPTIONS = ("compile", "init_from", "tta_flip", "tta_translate")
 
 
 def restore_data_state(datamodule: Any, checkpoint: Path) -> None:

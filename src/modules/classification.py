@@ -4,7 +4,7 @@ import re
 
 import torch
 import torch.nn.functional as F
-from jsonargparse.typing import NonNegativeFloat
+from jsonargparse.typing import NonNegativeFloat, NonNegativeInt
 from lightning.pytorch.cli import OptimizerCallable
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
@@ -15,6 +15,7 @@ from src.errors import UserInputError
 from src.modules.nets import MLP
 from src.modules.optimization import SchedulerConfig
 from src.modules.task import NetFactory, TaskModule
+from src.modules.test_time_augmentation import augmented_logits
 
 
 class ClassificationModule(TaskModule):
@@ -32,6 +33,8 @@ class ClassificationModule(TaskModule):
         ema_decay: keep an exponential moving average of the weights (and BatchNorm
             statistics) with this decay per step, and evaluate and predict with it; None: off.
         tta_flip: evaluate images as the mean of the logits of the image and its mirror.
+        tta_translate: also evaluate images shifted by this many pixels (up-left and down-right)
+            and average, as airbench's multi-view evaluation does; 0: off. Costs evaluation time only.
         init_from: a checkpoint (.ckpt) of any run here whose net this one starts from, for a
             new task: every tensor but the head's (when the number of classes differs) is loaded.
         compile: train with `torch.compile` of the net (the plain net is what is saved).
@@ -50,6 +53,7 @@ class ClassificationModule(TaskModule):
         label_smoothing: NonNegativeFloat = 0.0,
         ema_decay: float | None = None,
         tta_flip: bool = False,
+        tta_translate: NonNegativeInt = 0,
         init_from: str | None = None,
         compile: bool = False,
     ) -> None:
@@ -63,6 +67,7 @@ class ClassificationModule(TaskModule):
         if ema_decay is not None and not 0 < ema_decay < 1:
             raise UserInputError(f"model.ema_decay must be in (0, 1), got {ema_decay}")
         self.tta_flip = tta_flip
+        self.tta_translate = tta_translate
         outputs = 1 if self.binary else num_classes
         super().__init__(net, input_shape, outputs, optimizer, scheduler, init_from, compile)
         self.save_hyperparameters()
@@ -76,11 +81,10 @@ class ClassificationModule(TaskModule):
         self.test_class_acc = MulticlassAccuracy(num_classes, average=None, validate_args=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """As TaskModule's; evaluation of images adds the mirror's logits when `tta_flip` is on."""
-        if self.training or not (self.tta_flip and x.dim() == 4):
+        """As TaskModule's; evaluation of images averages the views that `tta_flip` and `tta_translate` ask for."""
+        if self.training or not (self.tta_flip or self.tta_translate) or x.dim() != 4:
             return super().forward(x)
-        net, x = self.evaluation_net(), self.as_net_input(x)
-        return (net(x) + net(x.flip(3))) / 2
+        return augmented_logits(self.evaluation_net(), self.as_net_input(x), self.tta_flip, self.tta_translate)
 
     def evaluation_net(self) -> nn.Module:
         return self.ema.module if self.ema is not None else self.net

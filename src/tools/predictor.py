@@ -45,6 +45,7 @@ from src.datamodules.image_decoding import decode, fit_to_size, image_tensor, re
 from src.datamodules.standardisation import standardise
 from src.errors import UserInputError, first_line
 from src.modules.nets.pretrained import weights_from_checkpoint
+from src.modules.test_time_augmentation import augmented_logits
 from src.tools.prediction_table import prediction_columns
 
 FLOAT32_MAX = float(torch.finfo(torch.float32).max)  # feature rows are float32: a larger value becomes inf
@@ -195,6 +196,7 @@ class Predictor:
         classes: list[str] | None,
         target_name: str = "target",
         tta_flip: bool = False,
+        tta_translate: int = 0,
         device: str | torch.device = "cpu",
         dtype: torch.dtype = torch.float32,
     ) -> None:
@@ -205,13 +207,14 @@ class Predictor:
         self.classes = classes
         self.target_name = target_name
         self.tta_flip = tta_flip
+        self.tta_translate = tta_translate
 
     @torch.no_grad()
     def _forward(self, model_inputs: torch.Tensor) -> torch.Tensor:
         x = model_inputs.to(self.device, self.dtype)
-        logits = self.net(x)
-        if self.tta_flip and x.dim() == 4:  # as the model evaluates: the mean with the mirror image's
-            logits = (logits + self.net(x.flip(3))) / 2
+        # images: the views the model was evaluated with
+        views = x.dim() == 4
+        logits = augmented_logits(self.net, x, self.tta_flip, self.tta_translate) if views else self.net(x)
         if self.classes is None:
             return logits.float()
         if len(self.classes) == 2 and logits.shape[1] == 1:  # one logit for two classes
@@ -293,6 +296,7 @@ def load_predictor(
         classes,
         target_name=str(state.get("target_name") or "target"),
         tta_flip=bool(hparams.get("tta_flip", False)),
+        tta_translate=int(hparams.get("tta_translate", 0)),
         device=device,
         dtype=dtype,
     )
