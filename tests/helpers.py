@@ -158,3 +158,11 @@ class SignalInEvaluation(Callback):
 
     def on_validation_batch_end(self, trainer: Trainer, *args: object) -> None:
         self._signal(trainer)
+
+
+class PrintBatchShape(Callback):
+    """Prints each training batch's epoch and image size as the net gets it (after the data module's augmentation)."""
+
+    def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: object, *args: object) -> None:
+        images = batch[0]  # type: ignore[index]
+        print(f"epoch {trainer.current_epoch} batch {tuple(images.shape[2:])}", flush=True)

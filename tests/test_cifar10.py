@@ -4,6 +4,7 @@ import functools
 import hashlib
 import http.server
 import pickle
+import re
 import socket
 import tarfile
 import threading
@@ -17,7 +18,7 @@ from torchvision.datasets import CIFAR10
 from torchvision.io import write_png
 
 from src.datamodules import CIFAR10DataModule, image_decoding
-from src.datamodules.batch_augment import random_flip, random_translate
+from src.datamodules.batch_augment import random_crop, random_flip, random_translate
 from src.datamodules.image_decoding import CLASSES
 from src.errors import UserInputError
 from tests.conftest import QUIET, ROOT, config, run_cli
@@ -250,6 +251,32 @@ def test_augmentation_keeps_shapes_moves_pixels_and_is_seeded() -> None:
     assert all(torch.equal(f, i) or torch.equal(f, i.flip(2)) for f, i in zip(flipped, images, strict=True))
 
 
+def test_random_crops_are_windows_of_the_images_at_many_positions() -> None:
+    images = torch.arange(3 * 32 * 32, dtype=torch.float32).view(1, 3, 32, 32).repeat(200, 1, 1, 1)
+    crops = random_crop(images, 24)
+    assert crops.shape == (200, 3, 24, 24)
+    corners = set()
+    for crop in crops:
+        top, left = divmod(int(crop[0, 0, 0].item()), 32)  # the first pixel's value is its index
+        assert torch.equal(crop, images[0, :, top : top + 24, left : left + 24])
+        corners.add((top, left))
+    assert len(corners) > 40  # of 81 possible positions: spread over them, not one window
+    assert random_crop(images, 32) is images
+
+
+def test_crop_epochs_train_the_first_epochs_on_smaller_images(
+    in_tmp: Path, tmp_path: Path, capfd: pytest.CaptureFixture
+) -> None:
+    tree = image_tree(tmp_path / "tree", per_class=3, with_test=False)
+    args = [*tiny_image_run("cifar10_cpu", tree, tmp_path), "--data.val_size", "10", "--trainer.max_epochs", "3"]
+    shapes = '[{"class_path": "src.callbacks.PatchWhitening"}, {"class_path": "tests.helpers.PrintBatchShape"}]'
+    crops = ["--data.crop_epochs", "2", "--data.crop_size", "20", "--trainer.callbacks", shapes]
+    assert run_cli("fit", *args, *crops) == 0
+    seen = set(re.findall(r"^epoch (\d) batch \((\d+), (\d+)\)$", capfd.readouterr().out, re.MULTILINE))
+    assert seen == {("0", "20", "20"), ("1", "20", "20"), ("2", "32", "32")}
+    assert run_cli("fit", *args, "--data.crop_epochs", "1", "--data.crop_size", "32") == 2
+
+
 FIGURES_EVERY_EPOCH = (
     '[{"class_path": "src.callbacks.PatchWhitening"},'
     ' {"class_path": "src.callbacks.ClassificationFigures", "init_args": {"every_n_epochs": 1}}]'
@@ -274,6 +301,8 @@ def tiny_image_run(config_name: str, tree: Path, tmp_path: Path) -> list[str]:
         "--model.net.init_args.widths",
         "[8, 8, 8]",
         "--trainer.log_every_n_steps",
+        "1",
+        "--trainer.check_val_every_n_epoch",
         "1",
         *QUIET,
     ]
@@ -333,6 +362,8 @@ def test_a_short_cpu_training_on_real_images_is_far_above_chance(in_tmp: Path) -
         "[16, 32, 64]",
         "--trainer.max_epochs",
         "2",
+        "--trainer.check_val_every_n_epoch",
+        "1",
         *QUIET,
     ]
     assert run_cli("fit", *args) == 0

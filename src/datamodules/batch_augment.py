@@ -34,3 +34,20 @@ def random_translate(images: torch.Tensor, pixels: int) -> torch.Tensor:
             chosen = ((shifts[0] == dy) & (shifts[1] == dx)).nonzero().flatten()
             shifted[chosen] = padded[chosen, :, dy : dy + height, dx : dx + width]
     return shifted
+
+
+def random_crop(images: torch.Tensor, size: int) -> torch.Tensor:
+    """A random `size` x `size` crop of each image (the same scale, a smaller view): the cheaper
+    early epochs of progressive resizing. One slice copy per possible position, as in
+    `random_translate`."""
+    n, channels, height, width = images.shape
+    if size >= min(height, width):
+        return images
+    rows, columns = height - size + 1, width - size + 1
+    positions = torch.randint(0, rows * columns, (n,), device=images.device)
+    cropped = images.new_empty((n, channels, size, size))
+    for position in positions.unique().tolist():
+        chosen = (positions == position).nonzero().flatten()
+        top, left = divmod(position, columns)
+        cropped[chosen] = images[chosen, :, top : top + size, left : left + size]
+    return cropped

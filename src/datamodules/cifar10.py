@@ -37,6 +37,8 @@ class CIFAR10DataModule(ImageFolderDataModule):
         eval_batch_size: validation/test batch size.
         translate: random shift of training images, in pixels (0 turns it off).
         flip: random horizontal flips of training images.
+        crop_epochs: train the first this many epochs on random `crop_size` crops (cheaper epochs).
+        crop_size: the side of those crops, in pixels.
         train_subset: train on only this many images (quick runs and tests).
         seed: seed of the validation split and the shuffling.
         image_size: bring the images to this size (32: CIFAR-10's own, untouched).
@@ -58,6 +60,8 @@ class CIFAR10DataModule(ImageFolderDataModule):
         eval_batch_size: int = 1000,
         translate: int = 2,
         flip: bool = True,
+        crop_epochs: int = 0,
+        crop_size: int = 24,
         train_subset: int | None = None,
         seed: int = 42,
         image_size: int | tuple[int, int] = 32,
@@ -75,6 +79,8 @@ class CIFAR10DataModule(ImageFolderDataModule):
             eval_batch_size=eval_batch_size,
             translate=translate,
             flip=flip,
+            crop_epochs=crop_epochs,
+            crop_size=crop_size,
             skip_bad_images=skip_bad_images,
             train_subset=train_subset,
             seed=seed,

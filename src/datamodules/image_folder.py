@@ -9,7 +9,7 @@ from typing import Literal
 import torch
 
 from src.datamodules import image_decoding
-from src.datamodules.batch_augment import normalize
+from src.datamodules.batch_augment import normalize, random_crop
 from src.datamodules.image_decoding import (
     Listing,
     Size,
@@ -106,6 +106,10 @@ class ImageFolderDataModule(InMemoryDataModule):
         eval_batch_size: validation/test batch size.
         translate: random shift of training images, in pixels (0 turns it off).
         flip: random horizontal flips of training images (off for digits, text, ...).
+        crop_epochs: train the first this many epochs on random `crop_size` crops of the images:
+            the same scale, fewer pixels, so those epochs cost less (progressive resizing; a net
+            that pools globally, as AirbenchNet does, takes any size). 0: never.
+        crop_size: the side of those crops, in pixels.
         skip_bad_images: skip files that cannot be decoded instead of stopping at the first
             with its name (counted in a printed line; the streaming path names each where it
             meets it, replaces it in training and drops it in evaluation: see ImageFiles).
@@ -131,6 +135,8 @@ class ImageFolderDataModule(InMemoryDataModule):
         eval_batch_size: int = 1000,
         translate: int = 2,
         flip: bool = True,
+        crop_epochs: int = 0,
+        crop_size: int = 24,
         skip_bad_images: bool = False,
         train_subset: int | None = None,
         seed: int = 42,
@@ -154,6 +160,11 @@ class ImageFolderDataModule(InMemoryDataModule):
         if channels not in (1, 3):
             raise UserInputError(f"data.channels must be 1 (grayscale) or 3 (RGB), got {channels}")
         check_image_size((int(size[0]), int(size[1])), channels, batch_size)
+        if crop_epochs < 0 or (crop_epochs and not 0 < crop_size < min(size)):
+            raise UserInputError(
+                f"data.crop_epochs must be >= 0 and data.crop_size between 1 and the image size - 1 "
+                f"(image_size {image_size}), got crop_epochs {crop_epochs}, crop_size {crop_size}"
+            )
         self.data_dir = Path(data_dir)
         self.cache_dir = Path(cache_dir)
         self.image_size: Size = (int(size[0]), int(size[1]))
@@ -161,6 +172,8 @@ class ImageFolderDataModule(InMemoryDataModule):
         self.val_size = val_size
         self.translate = translate
         self.flip = flip
+        self.crop_epochs = crop_epochs
+        self.crop_size = crop_size
         self.skip_bad_images = skip_bad_images
         self.train_subset = train_subset
         self.input_shape = (channels, *self.image_size)
@@ -559,5 +572,7 @@ class ImageFolderDataModule(InMemoryDataModule):
         images, *rest = batch if isinstance(batch, (tuple, list)) else (batch,)
         if self.trainer is not None and self.trainer.training and self.images is not None:
             images = self.images.augment(images)
+            if self.trainer.current_epoch < self.crop_epochs:
+                images = random_crop(images, self.crop_size)
         images = normalize(images, *self._normalization())
         return (images, *rest) if rest else images
