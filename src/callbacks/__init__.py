@@ -1,11 +1,12 @@
 """What is drawn and printed during a run: figures, plain-text progress, the model summary, the whitened stem;
-and when a frozen backbone starts training (UnfreezeBackbone)."""
+when a frozen backbone starts training (UnfreezeBackbone); and Lookahead's weight averaging."""
 
 from src.callbacks.backbone_unfreeze import UnfreezeBackbone
 from src.callbacks.classification_figures import ClassificationFigures
 from src.callbacks.decision_boundary import DecisionBoundaryFigure
 from src.callbacks.early_stopping import EarlyStoppingOnBest
 from src.callbacks.epoch_progress_bar import EpochProgressBar
+from src.callbacks.lookahead import Lookahead
 from src.callbacks.model_summary import ModelSummaryTable
 from src.callbacks.patch_whitening import PatchWhitening
 from src.callbacks.plain_text_progress import PlainTextProgress
@@ -16,6 +17,7 @@ __all__ = [
     "DecisionBoundaryFigure",
     "EarlyStoppingOnBest",
     "EpochProgressBar",
+    "Lookahead",
     "ModelSummaryTable",
     "PlainTextProgress",
     "PatchWhitening",
