@@ -1,0 +1,106 @@
+"""What one training step of the CPU recipe's net costs under each speed lever: memory layout,
+threads, batch size, width and image size (the crops of the first epochs).
+
+    python bench/cifar10_step_speed.py   # ~3 min; time it alone
+
+A plain PyTorch step (forward, label-smoothed cross-entropy, backward, Nesterov SGD) on random
+batches: the Trainer and the data path are left out, so the ratios show the levers alone. Each
+setting runs ROUNDS rounds of STEPS timed steps after 2 warm-up steps, the settings taking turns
+within a round (so a drift of the machine's speed spreads over all of them); the median round is
+reported, as images/s and relative to the recipe's own setting measured in the same run.
+
+Writes bench/results/cifar10_step_speed.{json,md}.
+"""
+
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from src.modules.nets import AirbenchNet  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results"
+ROUNDS = 5
+STEPS = 6
+RECIPE = {"channels_last": True, "threads": torch.get_num_threads(), "batch": 256, "widths": [32, 96, 192], "size": 32}
+SETTINGS: dict[str, dict[str, Any]] = {
+    "the recipe: channels-last, all threads, batch 256, widths 32/96/192, 32x32": {},
+    "channels-first (NCHW)": {"channels_last": False},
+    "1 thread": {"threads": 1},
+    "batch 128": {"batch": 128},
+    "batch 512": {"batch": 512},
+    "24x24 crops (crop_epochs)": {"size": 24},
+    "widths 32/128/256": {"widths": [32, 128, 256]},
+}
+
+
+def images_per_second(setting: dict[str, Any]) -> float:
+    """Training images/s of STEPS steps of the net under `setting` (the recipe's values elsewhere)."""
+    options = {**RECIPE, **setting}
+    torch.set_num_threads(options["threads"])
+    torch.manual_seed(0)
+    net = AirbenchNet((3, 32, 32), 10, widths=options["widths"], channels_last=options["channels_last"])
+    optimizer = torch.optim.SGD([p for p in net.parameters() if p.requires_grad], lr=0.1, momentum=0.85, nesterov=True)
+    images = torch.randn(options["batch"], 3, options["size"], options["size"])
+    labels = torch.randint(0, 10, (options["batch"],))
+
+    def step() -> None:
+        loss = F.cross_entropy(net(images), labels, label_smoothing=0.2)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    for _ in range(2):
+        step()
+    start = time.perf_counter()
+    for _ in range(STEPS):
+        step()
+    seconds = time.perf_counter() - start
+    torch.set_num_threads(RECIPE["threads"])
+    return STEPS * options["batch"] / seconds
+
+
+def main() -> None:
+    rounds: dict[str, list[float]] = {name: [] for name in SETTINGS}
+    for index in range(ROUNDS):
+        names = list(SETTINGS) if index % 2 == 0 else list(reversed(SETTINGS))
+        for name in names:
+            rounds[name].append(images_per_second(SETTINGS[name]))
+    recipe_name = next(iter(SETTINGS))
+    # each round's ratio to the recipe's figure of the same round, then the median of those
+    recipe_rounds = rounds[recipe_name]
+    results = {
+        name: {
+            "images_per_s_median": statistics.median(values),
+            "ratio_to_recipe_median": statistics.median(v / r for v, r in zip(values, recipe_rounds, strict=True)),
+            "rounds": values,
+        }
+        for name, values in rounds.items()
+    }
+    RESULTS.mkdir(exist_ok=True)
+    record = {"threads": RECIPE["threads"], "steps_per_round": STEPS, "settings": results}
+    (RESULTS / "cifar10_step_speed.json").write_text(json.dumps(record, indent=2) + "\n")
+    lines = [
+        f"Command: python bench/cifar10_step_speed.py ({RECIPE['threads']} torch threads; {ROUNDS} rounds of "
+        f"{STEPS} timed steps per setting, the settings taking turns; medians)",
+        "",
+        "| setting | training images/s | relative to the recipe (median of the per-round ratios) |",
+        "|---|---|---|",
+    ]
+    for name, result in results.items():
+        lines.append(f"| {name} | {result['images_per_s_median']:.0f} | {result['ratio_to_recipe_median']:.2f} |")
+    table = "\n".join(lines) + "\n"
+    (RESULTS / "cifar10_step_speed.md").write_text(table)
+    print(table)
+
+
+if __name__ == "__main__":
+    main()
