@@ -257,8 +257,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--data_dir", default="../shared/datasets/cifar10-train-jpeg.zip")
     parser.add_argument("--smoke", action="store_true", help="a quick check of this script; keeps no results")
-    parser.add_argument("--data_path_only", action="store_true", help="re-measure part 3, keep parts 1 and 2")
-    parser.add_argument("--recipe_only", action="store_true", help="re-measure part 1, keep parts 2 and 3")
+    only = parser.add_mutually_exclusive_group()
+    only.add_argument("--data_path_only", action="store_true", help="re-measure part 3, keep parts 1 and 2")
+    only.add_argument("--recipe_only", action="store_true", help="re-measure part 1, keep parts 2 and 3")
     args = parser.parse_args()
     sys.argv = sys.argv[:1]  # the in-process TemplateCLI below reads only its own arguments
     extra = ["--trainer.limit_train_batches", "3", "--trainer.limit_val_batches", "2"] if args.smoke else []
@@ -277,7 +278,8 @@ def main() -> None:
         else:
             path = data_path(data_dir, cache, logs, round_count=2 if args.smoke else ROUNDS)
         result = {"recipe": recipe, "blitz": blitz, "data_path": path, "torch_threads": torch.get_num_threads()}
-        result["data_path_only"] = args.data_path_only
+        # a part kept from an earlier run keeps the note of how it was measured
+        result["data_path_only"] = args.data_path_only or bool(previous.get("data_path_only"))
         result["recipe_only"] = args.recipe_only
         write_results(result, Path(scratch) / "results" if args.smoke else RESULTS)
 

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from src.errors import UserInputError
 from src.modules import ClassificationModule
 from src.modules.test_time_augmentation import augmented_logits
 from src.tools.predictor import load_predictor
@@ -83,3 +84,21 @@ def test_validate_measures_the_views_given_on_the_command_line(
         losses.append(float(re.search(r"val/loss\s*│\s*([0-9.]+)", out)[1]))  # Lightning's table: all digits
     plain, shifted, as_trained = losses
     assert len({plain, shifted, as_trained}) == 3  # three evaluations, three losses
+
+
+def test_predict_uses_the_views_given_too(in_tmp: Path, tmp_path: Path) -> None:
+    tree = image_tree(tmp_path / "tree", per_class=3, with_test=False)
+    args = [*tiny_cifar_run(tree, tmp_path), "--data.val_size", "10", "--trainer.max_epochs", "1"]
+    assert run_cli("fit", *args) == 0
+    ckpt = checkpoint_of(in_tmp / "lightning_logs" / "cifar10_cpu" / "version_0")
+    predicted = []
+    for name, views in (("mirror.csv", []), ("plain.csv", ["--model.tta_flip", "false"])):
+        command = ["predict", *args, "--ckpt_path", str(ckpt), "--input", str(tree / "train" / "cat"), "--output", name]
+        assert run_cli(*command, *views) == 0
+        predicted.append((in_tmp / name).read_text())
+    assert predicted[0] != predicted[1]
+
+
+def test_shifts_as_large_as_the_images_are_refused_in_one_line() -> None:
+    with pytest.raises(UserInputError, match="tta_translate must be smaller than the images"):
+        ClassificationModule(input_shape=(3, 4, 4), num_classes=10, tta_translate=4)

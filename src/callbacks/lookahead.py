@@ -15,8 +15,9 @@ class Lookahead(Callback):
         slow = decay * slow + (1 - decay) * net;   net = slow
 
     with `decay = final_decay * (step / total_steps) ** power`: no pull at the start, a growing
-    one toward the end (airbench94: every 5 steps, 0.95 ** 5, cubic). At the last step the net
-    becomes the slow copy, so what is validated and saved is the average. Floating-point
+    one toward the end (airbench94: every 5 steps, 0.95 ** 5, cubic). At the last planned step
+    the net becomes the slow copy, so what is validated and saved at the end is the average (a
+    run stopped early, by early stopping or a signal, keeps its last trained weights). Floating-point
     parameters and buffers (BatchNorm statistics) alike; the slow copy is saved in checkpoints,
     so a resumed run goes on exactly.
 
@@ -44,7 +45,10 @@ class Lookahead(Callback):
         return {name: value for name, value in pl_module.net.state_dict().items() if value.is_floating_point()}
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self._total_steps = int(trainer.estimated_stepping_batches)
+        total = trainer.estimated_stepping_batches
+        if total == float("inf"):
+            raise UserInputError("Lookahead needs a run of known length: set trainer.max_epochs or trainer.max_steps")
+        self._total_steps = int(total)
         tensors = self._tensors(pl_module)
         if self.slow is None:
             self.slow = {name: value.detach().clone() for name, value in tensors.items()}

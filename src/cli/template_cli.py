@@ -343,6 +343,10 @@ class TemplateCLI(LightningCLI):
             dtype = torch.float64 if str(self.trainer.precision).startswith("64") else None
             device = self.trainer.strategy.root_device
             predictor = load_predictor(ckpt_path, device, datamodule.prediction_state(), dtype)
+            # The views to average are a run option, as in validate and test: the model's, as given.
+            for name in ("tta_flip", "tta_translate"):
+                if hasattr(model, name):
+                    setattr(predictor, name, getattr(model, name))
             inputs, predictions = predictor.predict_file(source)
             check_same_predictions(output, list(predictions), config.overwrite)
             rows = write_prediction_csv(output, inputs, predictions)

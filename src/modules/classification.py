@@ -66,6 +66,11 @@ class ClassificationModule(TaskModule):
         self.label_smoothing = label_smoothing
         if ema_decay is not None and not 0 < ema_decay < 1:
             raise UserInputError(f"model.ema_decay must be in (0, 1), got {ema_decay}")
+        if len(input_shape) == 3 and tta_translate >= min(input_shape[1:]):
+            raise UserInputError(
+                f"model.tta_translate must be smaller than the images ({input_shape[1]}x{input_shape[2]}), "
+                f"got {tta_translate}: 1 is airbench's choice for 32x32"
+            )
         self.tta_flip = tta_flip
         self.tta_translate = tta_translate
         outputs = 1 if self.binary else num_classes

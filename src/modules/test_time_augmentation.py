@@ -13,9 +13,10 @@ def augmented_logits(net: nn.Module, images: torch.Tensor, flip: bool, translate
     """Mean logits of `net` over views of `images` (N x C x H x W).
 
     flip: each view also counts with its mirror image.
-    translate: with t > 0, also the images shifted t pixels up-left and t pixels down-right
-        (reflect-padded at the border); the shifted views weigh half, the unshifted half, as in
-        airbench's multi-view evaluation (its "level 2" is flip with t = 1).
+    translate: with t > 0, also the two windows of the reflect-padded images at offsets
+        (0, 0) and (2t, 2t), i.e. the content shifted t pixels down-right and t pixels up-left;
+        the shifted views weigh half, the unshifted half, as in airbench's multi-view
+        evaluation (its "level 2" is flip with t = 1). t must be smaller than the images.
     """
 
     def view_logits(view: torch.Tensor) -> torch.Tensor:
@@ -27,7 +28,7 @@ def augmented_logits(net: nn.Module, images: torch.Tensor, flip: bool, translate
         return logits
     height, width = images.shape[2:]
     padded = F.pad(images, (translate,) * 4, mode="reflect")
-    up_left = padded[:, :, :height, :width]
-    down_right = padded[:, :, 2 * translate :, 2 * translate :]
-    shifted = (view_logits(up_left) + view_logits(down_right)) / 2
+    first_window = padded[:, :, :height, :width]
+    last_window = padded[:, :, 2 * translate :, 2 * translate :]
+    shifted = (view_logits(first_window) + view_logits(last_window)) / 2
     return (logits + shifted) / 2
