@@ -166,3 +166,14 @@ class PrintBatchShape(Callback):
     def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: object, *args: object) -> None:
         images = batch[0]  # type: ignore[index]
         print(f"epoch {trainer.current_epoch} batch {tuple(images.shape[2:])}", flush=True)
+
+
+class SaveStemBias(Callback):
+    """Saves the net's stem bias at the end of every training epoch, to `<folder>/<epoch>.pt`."""
+
+    def __init__(self, folder: str) -> None:
+        self.folder = Path(folder)
+
+    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        torch.save(pl_module.net.stem[0].bias.detach().clone(), self.folder / f"{trainer.current_epoch}.pt")

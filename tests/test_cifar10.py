@@ -251,6 +251,39 @@ def test_augmentation_keeps_shapes_moves_pixels_and_is_seeded() -> None:
     assert all(torch.equal(f, i) or torch.equal(f, i.flip(2)) for f, i in zip(flipped, images, strict=True))
 
 
+def test_alternating_flips_show_every_image_both_ways_each_two_epochs(tmp_path: Path) -> None:
+    tree = image_tree(tmp_path / "tree", per_class=10, with_test=False)
+    plain = module(tree, tmp_path, flip=False)
+    alternating = module(tree, tmp_path, flip="alternate", translate=0)
+    plain.setup("fit")
+    alternating.setup("fit")
+    originals = plain.images.splits["train"][0]
+    stored = alternating.images.splits["train"][0]
+    mirrored = [not torch.equal(s, o) for s, o in zip(stored, originals, strict=True)]
+    assert sum(mirrored) == len(originals) // 2  # a random half starts mirrored, the rest as they are
+    assert all(torch.equal(s, o.flip(2) if m else o) for s, o, m in zip(stored, originals, mirrored, strict=True))
+    assert mirrored != sorted(mirrored, reverse=True)  # not simply the first half
+    for epoch in range(4):
+        seen = alternating.images.augment(stored, epoch)
+        assert torch.equal(seen, stored if epoch % 2 == 0 else stored.flip(3)), epoch
+
+
+def test_the_stem_bias_trains_for_bias_epochs_then_stays(in_tmp: Path, tmp_path: Path) -> None:
+    tree = image_tree(tmp_path / "tree", per_class=3, with_test=False)
+    args = [*tiny_image_run("cifar10_cpu", tree, tmp_path), "--data.val_size", "10", "--trainer.max_epochs", "4"]
+    folder = tmp_path / "bias"
+    callbacks = (
+        '[{"class_path": "src.callbacks.PatchWhitening", "init_args": {"bias_epochs": 2}},'
+        f' {{"class_path": "tests.helpers.SaveStemBias", "init_args": {{"folder": "{folder}"}}}}]'
+    )
+    assert run_cli("fit", *args, "--data.crop_epochs", "0", "--trainer.callbacks", callbacks) == 0
+    bias = [torch.load(folder / f"{epoch}.pt") for epoch in range(4)]
+    assert not torch.equal(bias[0], bias[1])  # trained in epochs 0 and 1
+    assert torch.equal(bias[1], bias[2]) and torch.equal(bias[2], bias[3])  # then frozen
+    last = torch.load(in_tmp / "lightning_logs" / "cifar10_cpu" / "version_0" / "checkpoints" / "last.ckpt")
+    assert torch.equal(last["state_dict"]["net.stem.0.bias"], bias[3])
+
+
 def test_random_crops_are_windows_of_the_images_at_many_positions() -> None:
     images = torch.arange(3 * 32 * 32, dtype=torch.float32).view(1, 3, 32, 32).repeat(200, 1, 1, 1)
     crops = random_crop(images, 24)
@@ -278,7 +311,7 @@ def test_crop_epochs_train_the_first_epochs_on_smaller_images(
 
 
 FIGURES_EVERY_EPOCH = (
-    '[{"class_path": "src.callbacks.PatchWhitening"},'
+    '[{"class_path": "src.callbacks.PatchWhitening", "init_args": {"bias_epochs": 1}},'
     ' {"class_path": "src.callbacks.ClassificationFigures", "init_args": {"every_n_epochs": 1}}]'
 )
 

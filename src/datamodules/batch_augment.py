@@ -1,6 +1,11 @@
 """Normalisation and augmentation of whole uint8 image batches, on whatever device they are."""
 
+from typing import Literal
+
 import torch
+
+# Horizontal flips of training images: none, random per image, or airbench's alternating ones.
+FlipMode = bool | Literal["alternate"]
 
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
@@ -17,6 +22,22 @@ def random_flip(images: torch.Tensor) -> torch.Tensor:
     """Mirror a random half of the images left to right."""
     flip = torch.rand(images.shape[0], device=images.device) < 0.5
     return torch.where(flip.view(-1, 1, 1, 1), images.flip(3), images)
+
+
+def mirror_random_half(images: torch.Tensor, seed: int) -> torch.Tensor:
+    """A copy of `images` with a seeded random half mirrored left to right: the starting
+    orientations of alternating flips (`alternate_flip`)."""
+    chosen = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[: len(images) // 2]
+    mirrored = images.clone()
+    mirrored[chosen.to(images.device)] = images[chosen.to(images.device)].flip(3)
+    return mirrored
+
+
+def alternate_flip(images: torch.Tensor, epoch: int) -> torch.Tensor:
+    """airbench's derandomized flip: every image mirrored on odd epochs, so each one (stored with a
+    random half mirrored by `mirror_random_half`) is seen in both orientations every two epochs
+    rather than by chance. Depends only on the epoch, so a resumed run flips as the first did."""
+    return images.flip(3) if epoch % 2 else images
 
 
 def random_translate(images: torch.Tensor, pixels: int) -> torch.Tensor:

@@ -7,7 +7,7 @@ from urllib.error import HTTPError, URLError
 from torchvision.datasets import CIFAR10
 
 from src.datamodules import image_decoding
-from src.datamodules.batch_augment import CIFAR10_MEAN, CIFAR10_STD
+from src.datamodules.batch_augment import CIFAR10_MEAN, CIFAR10_STD, FlipMode
 from src.datamodules.image_decoding import CLASSES, Splits, fit_to_size, read_torchvision_batches, to_channels
 from src.datamodules.image_folder import ImageFolderDataModule
 from src.errors import UserInputError, first_line
@@ -36,7 +36,7 @@ class CIFAR10DataModule(ImageFolderDataModule):
         batch_size: training batch size.
         eval_batch_size: validation/test batch size.
         translate: random shift of training images, in pixels (0 turns it off).
-        flip: random horizontal flips of training images.
+        flip: random horizontal flips of training images; "alternate": airbench's derandomized ones.
         crop_epochs: train the first this many epochs on random `crop_size` crops (cheaper epochs).
         crop_size: the side of those crops, in pixels.
         train_subset: train on only this many images (quick runs and tests).
@@ -59,7 +59,7 @@ class CIFAR10DataModule(ImageFolderDataModule):
         batch_size: int = 512,
         eval_batch_size: int = 1000,
         translate: int = 2,
-        flip: bool = True,
+        flip: FlipMode = True,
         crop_epochs: int = 0,
         crop_size: int = 24,
         train_subset: int | None = None,

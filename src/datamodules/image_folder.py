@@ -9,7 +9,7 @@ from typing import Literal
 import torch
 
 from src.datamodules import image_decoding
-from src.datamodules.batch_augment import normalize, random_crop
+from src.datamodules.batch_augment import FlipMode, normalize, random_crop
 from src.datamodules.image_decoding import (
     Listing,
     Size,
@@ -105,7 +105,9 @@ class ImageFolderDataModule(InMemoryDataModule):
         batch_size: training batch size.
         eval_batch_size: validation/test batch size.
         translate: random shift of training images, in pixels (0 turns it off).
-        flip: random horizontal flips of training images (off for digits, text, ...).
+        flip: random horizontal flips of training images (off for digits, text, ...);
+            "alternate": airbench's derandomized flips, each image mirrored every other epoch
+            (in memory; the streaming path flips at random, and says so).
         crop_epochs: train the first this many epochs on random `crop_size` crops of the images:
             the same scale, fewer pixels, so those epochs cost less (progressive resizing; a net
             that pools globally, as AirbenchNet does, takes any size). 0: never.
@@ -134,7 +136,7 @@ class ImageFolderDataModule(InMemoryDataModule):
         batch_size: int = 128,
         eval_batch_size: int = 1000,
         translate: int = 2,
-        flip: bool = True,
+        flip: FlipMode = True,
         crop_epochs: int = 0,
         crop_size: int = 24,
         skip_bad_images: bool = False,
@@ -454,12 +456,14 @@ class ImageFolderDataModule(InMemoryDataModule):
             train_items = [train_items[i] for i in chosen.tolist()]
         items["train"] = train_items
         self.has_test_split = "test" in items
+        if self.flip == "alternate":
+            self._announce("data.flip alternate: the streaming path's workers flip each image at random instead")
         images = StreamingImages(
             root,  # type: ignore[arg-type]
             items,
             self.image_size,
             self.channels,
-            flip=self.flip,
+            flip=bool(self.flip),
             translate=self.translate,
             skip_bad=self.skip_bad_images,
             num_workers=self.num_workers,
@@ -571,7 +575,7 @@ class ImageFolderDataModule(InMemoryDataModule):
         """Augment (training only) and normalise uint8 image batches where they now are."""
         images, *rest = batch if isinstance(batch, (tuple, list)) else (batch,)
         if self.trainer is not None and self.trainer.training and self.images is not None:
-            images = self.images.augment(images)
+            images = self.images.augment(images, self.trainer.current_epoch)
             if self.trainer.current_epoch < self.crop_epochs:
                 images = random_crop(images, self.crop_size)
         images = normalize(images, *self._normalization())

@@ -8,7 +8,7 @@ import torch
 from lightning.pytorch import Trainer
 
 from src.checkpointing.atomic_files import write_atomically
-from src.datamodules.batch_augment import random_flip, random_translate
+from src.datamodules.batch_augment import FlipMode, alternate_flip, mirror_random_half, random_flip, random_translate
 from src.datamodules.image_decoding import Splits
 from src.datamodules.in_memory import split_loader
 from src.datamodules.in_memory_loader import InMemoryLoader
@@ -39,12 +39,17 @@ class InMemoryImages:
         splits: (images N x C x H x W uint8, labels) per split.
         device: where the tensors are held (the accelerator of the run).
         seed: seed of the shuffling.
-        flip: random horizontal flips of training batches.
+        flip: random horizontal flips of training batches; "alternate": airbench's alternating
+            flips (a seeded random half of the training images stored mirrored, every image
+            mirrored on odd epochs).
         translate: random shift of training images, in pixels (0 turns it off).
     """
 
-    def __init__(self, splits: Splits, device: torch.device, seed: int, flip: bool, translate: int) -> None:
+    def __init__(self, splits: Splits, device: torch.device, seed: int, flip: FlipMode, translate: int) -> None:
         self.splits = {name: (x.to(device), y.to(device)) for name, (x, y) in splits.items()}
+        if flip == "alternate" and "train" in self.splits:
+            images, labels = self.splits["train"]
+            self.splits["train"] = (mirror_random_half(images, seed), labels)
         self.seed = seed
         self.flip = flip
         self.translate = translate
@@ -60,8 +65,10 @@ class InMemoryImages:
         """Nothing to drop: every image in memory was decoded."""
         return batch
 
-    def augment(self, images: torch.Tensor) -> torch.Tensor:
-        """A training batch flipped and shifted where it is, a whole batch at a time."""
-        if self.flip:
+    def augment(self, images: torch.Tensor, epoch: int) -> torch.Tensor:
+        """A training batch of `epoch` flipped and shifted where it is, a whole batch at a time."""
+        if self.flip == "alternate":
+            images = alternate_flip(images, epoch)
+        elif self.flip:
             images = random_flip(images)
         return random_translate(images, self.translate)

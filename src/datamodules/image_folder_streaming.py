@@ -154,6 +154,6 @@ class StreamingImages:
         keep = labels != UNDECODABLE
         return batch if bool(keep.all()) else (images[keep], labels[keep])
 
-    def augment(self, images: torch.Tensor) -> torch.Tensor:
+    def augment(self, images: torch.Tensor, epoch: int) -> torch.Tensor:
         """Nothing more: the workers flipped and shifted each training image."""
         return images

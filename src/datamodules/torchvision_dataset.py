@@ -24,6 +24,7 @@ import numpy as np
 import torch
 import torchvision
 
+from src.datamodules.batch_augment import FlipMode
 from src.datamodules.image_decoding import Splits, fit_to_size, image_tensor, to_channels
 from src.datamodules.image_folder import ImageFolderDataModule
 from src.errors import UserInputError, first_line
@@ -102,7 +103,7 @@ class TorchvisionDataModule(ImageFolderDataModule):
         batch_size: int = 256,
         eval_batch_size: int = 1000,
         translate: int = 2,
-        flip: bool = False,
+        flip: FlipMode = False,
         train_subset: int | None = None,
         seed: int = 42,
     ) -> None:

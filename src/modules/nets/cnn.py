@@ -189,6 +189,11 @@ class AirbenchNet(nn.Module):
         filters = (eigenvectors.T / torch.sqrt(eigenvalues + eps).unsqueeze(1)).reshape(-1, conv.in_channels, 2, 2)
         conv.weight.copy_(torch.cat([filters, -filters]).to(conv.weight.dtype))
 
+    def freeze_whitening_bias(self) -> None:
+        """Stop training the stem's bias too (its filters are fixed): backward then stops at the
+        first conv group, which no longer computes the gradient of its input."""
+        self.stem[0].bias.requires_grad_(False)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
