@@ -1,5 +1,6 @@
 """What one training step of the CPU recipe's net costs under each speed lever: memory layout,
-threads, batch size, width and image size (the crops of the first epochs).
+threads, batch size, width, image size (the crops of the first epochs) and the stem's bias
+frozen (PatchWhitening's bias_epochs).
 
     python bench/cifar10_step_speed.py   # ~3 min; time it alone
 
@@ -30,15 +31,25 @@ from src.modules.nets import AirbenchNet  # noqa: E402
 RESULTS = ROOT / "bench" / "results"
 ROUNDS = 5
 STEPS = 6
-RECIPE = {"channels_last": True, "threads": torch.get_num_threads(), "batch": 256, "widths": [32, 96, 192], "size": 32}
+RECIPE = {
+    "channels_last": True,
+    "threads": torch.get_num_threads(),
+    "batch": 256,
+    "widths": [32, 96, 192],
+    "size": 32,
+    "frozen_bias": False,
+}
 SETTINGS: dict[str, dict[str, Any]] = {
-    "the recipe: channels-last, all threads, batch 256, widths 32/96/192, 32x32": {},
+    "the recipe's net: channels-last, all threads, batch 256, widths 32/96/192, 32x32, stem bias trained": {},
     "channels-first (NCHW)": {"channels_last": False},
     "1 thread": {"threads": 1},
     "batch 128": {"batch": 128},
     "batch 512": {"batch": 512},
     "24x24 crops (crop_epochs)": {"size": 24},
     "widths 32/128/256": {"widths": [32, 128, 256]},
+    "widths 32/96/256": {"widths": [32, 96, 256]},
+    "stem bias frozen (after PatchWhitening's bias_epochs)": {"frozen_bias": True},
+    "24x24 crops, stem bias frozen": {"size": 24, "frozen_bias": True},
 }
 
 
@@ -48,6 +59,8 @@ def images_per_second(setting: dict[str, Any]) -> float:
     torch.set_num_threads(options["threads"])
     torch.manual_seed(0)
     net = AirbenchNet((3, 32, 32), 10, widths=options["widths"], channels_last=options["channels_last"])
+    if options["frozen_bias"]:
+        net.freeze_whitening_bias()
     optimizer = torch.optim.SGD([p for p in net.parameters() if p.requires_grad], lr=0.1, momentum=0.85, nesterov=True)
     images = torch.randn(options["batch"], 3, options["size"], options["size"])
     labels = torch.randint(0, 10, (options["batch"],))

@@ -16,7 +16,7 @@ class PatchWhitening(Callback):
     train the same model.
 
     Freezing the bias ends the backward pass at the first conv group, which skips the
-    gradient of that group's widest input: about 13% faster training steps on a CPU for
+    gradient of that group's widest input: about 10% faster training steps on a CPU for
     AirbenchNet 32/96/192. Under DDP the bias keeps training (DDP fixes at the start which
     parameters get gradients), and a printed line says so.
 
