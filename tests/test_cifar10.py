@@ -310,6 +310,17 @@ def test_crop_epochs_train_the_first_epochs_on_smaller_images(
     assert run_cli("fit", *args, "--data.crop_epochs", "1", "--data.crop_size", "32") == 2
 
 
+def test_crops_a_fixed_head_net_cannot_take_end_in_one_line_before_training(
+    in_tmp: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    tree = image_tree(tmp_path / "tree", per_class=3, with_test=False)
+    args = ["--config", config("cifar10_blitz"), "--data.data_dir", str(tree), "--data.download", "false"]
+    args += ["--data.cache_dir", str(tmp_path / "cache"), "--data.val_size", "10", *QUIET]
+    assert run_cli("fit", *args, "--data.crop_epochs", "1", "--data.crop_size", "24") == 2
+    assert "which the net BlitzCNN cannot take" in capsys.readouterr().err
+    assert not (in_tmp / "lightning_logs" / "cifar10_blitz" / "version_0" / "checkpoints").exists()
+
+
 FIGURES_EVERY_EPOCH = (
     '[{"class_path": "src.callbacks.PatchWhitening", "init_args": {"bias_epochs": 1}},'
     ' {"class_path": "src.callbacks.ClassificationFigures", "init_args": {"every_n_epochs": 1}}]'

@@ -25,7 +25,7 @@ from src.datamodules.image_folder_streaming import StreamingImages
 from src.datamodules.in_memory import InMemoryDataModule
 from src.datamodules.splits import stratified_split
 from src.datamodules.standardisation import fit_pixel_standardisation
-from src.errors import UserInputError
+from src.errors import UserInputError, first_line
 
 CACHE_FORMAT = 2  # bump when the cache file's layout changes
 MIN_IMAGE_SIDE = 4  # the smallest image every net of src/modules/nets takes (and the resize handles)
@@ -384,6 +384,8 @@ class ImageFolderDataModule(InMemoryDataModule):
         return decision
 
     def setup(self, stage: str | None = None) -> None:
+        if stage == "fit":
+            self._check_net_takes_crops()
         if self.images is not None or stage == "predict":  # prediction reads only the user's images
             return
         if stage == "test" and self.restored:
@@ -399,6 +401,28 @@ class ImageFolderDataModule(InMemoryDataModule):
             streaming = bool(self.trainer.strategy.broadcast(streaming, src=0))
             self.data_path = "streaming" if streaming else "in memory"
         self.images = self._setup_streaming(kind, files) if streaming else self._setup_in_memory()
+
+    def _check_net_takes_crops(self) -> None:
+        """With crop_epochs, one line now if the model's net cannot take the crops (a fixed-size
+        head, as BlitzCNN and TinyVGG have), rather than torch's shape error at the first step."""
+        net = getattr(self.trainer.lightning_module, "net", None) if self.trainer is not None else None
+        if not self.crop_epochs or not isinstance(net, torch.nn.Module):
+            return
+        device = next(net.parameters(), torch.empty(0)).device
+        probe = torch.zeros(2, self.channels, self.crop_size, self.crop_size, device=device)
+        was_training = net.training
+        try:
+            net.eval()
+            with torch.no_grad():
+                net(probe)
+        except RuntimeError as error:
+            raise UserInputError(
+                f"data.crop_epochs trains on {self.crop_size}x{self.crop_size} crops, which the net "
+                f"{type(net).__name__} cannot take ({first_line(error, 100)}): set data.crop_epochs 0, or use a net "
+                "that pools globally (AirbenchNet, TorchvisionNet)"
+            ) from None
+        finally:
+            net.train(was_training)
 
     def _setup_in_memory(self) -> InMemoryImages:
         """The cached splits (decoded first if absent), a validation split held out when the
