@@ -1,5 +1,6 @@
 """Lookahead: the slow copy, the pull of the trained weights toward it, and its place in checkpoints."""
 
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -8,6 +9,8 @@ from torch import nn
 
 from src.callbacks import Lookahead
 from src.errors import UserInputError
+from tests.conftest import run_cli
+from tests.test_cifar10 import FIGURES_EVERY_EPOCH, image_tree, tiny_cifar_run
 
 
 def fake_run(total: int) -> tuple[SimpleNamespace, SimpleNamespace]:
@@ -78,3 +81,27 @@ def test_its_state_resumes_and_bad_settings_are_refused() -> None:
     for bad in ({"every": 0}, {"final_decay": 1.0}, {"power": -1.0}):
         with pytest.raises(UserInputError, match="Lookahead needs"):
             Lookahead(**bad)
+
+
+def test_a_real_run_resumed_mid_epoch_ends_as_a_straight_one_on_the_average(in_tmp: Path, tmp_path: Path) -> None:
+    tree = image_tree(tmp_path / "tree", per_class=10, with_test=False)
+    args = [*tiny_cifar_run(tree, tmp_path), "--trainer.max_epochs", "3"]  # 5 steps an epoch
+    lookahead = ', {"class_path": "src.callbacks.Lookahead", "init_args": {"every": 2}}'
+    with_lookahead = FIGURES_EVERY_EPOCH[:-1] + lookahead + "]"
+    stop = (
+        with_lookahead[:-1] + ', {"class_path": "tests.helpers.SignalAtStep", "init_args": {"step": 7, "signum": 15}}]'
+    )
+    assert run_cli("fit", *args, "--trainer.callbacks", stop) == 143  # after a pull at step 6, mid-epoch 2
+    assert run_cli("fit", *args, "--trainer.callbacks", with_lookahead, "--ckpt_path", "last") == 0
+    assert run_cli("fit", *args, "--trainer.callbacks", with_lookahead) == 0
+    runs = in_tmp / "lightning_logs" / "cifar10_cpu"
+    resumed = torch.load(runs / "version_0" / "checkpoints" / "last.ckpt", weights_only=True)
+    straight = torch.load(runs / "version_1" / "checkpoints" / "last.ckpt", weights_only=True)
+    for key, value in straight["state_dict"].items():
+        assert torch.equal(resumed["state_dict"][key], value), key
+    slow = next(state for name, state in straight["callbacks"].items() if "Lookahead" in name)["slow"]
+    for name, value in slow.items():  # the last step made the net the slow average
+        assert torch.equal(straight["state_dict"][f"net.{name}"], value), name
+    assert run_cli("fit", *args, "--trainer.callbacks", FIGURES_EVERY_EPOCH) == 0
+    without = torch.load(runs / "version_2" / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    assert not torch.equal(without["net.head.weight"], straight["state_dict"]["net.head.weight"])  # it acted
