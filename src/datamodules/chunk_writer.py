@@ -62,39 +62,40 @@ def optimize(
     """
     litdata = import_litdata()
     check_empty(output_dir)
-    with tempfile.TemporaryDirectory() as cache:
-        return write_chunks(
-            litdata, data_dir, output_dir, image_size, channels, val_size, seed, num_workers, chunk_bytes, Path(cache)
+    with tempfile.TemporaryDirectory() as cache:  # the mean/std pass's cache: not kept
+        images = ImageFolderDataModule(
+            data_dir=data_dir,
+            image_size=image_size,
+            channels=channels,
+            val_size=val_size,
+            seed=seed,
+            streaming=True,
+            flip=False,  # stored as they are: ChunkedImageDataModule augments whole batches
+            translate=0,
+            num_workers=num_workers,  # the mean/std pass
+            cache_dir=Path(cache),
         )
+        images.setup("fit")
+        counts = write_splits(litdata, images, output_dir, num_workers, chunk_bytes)
+    record = {
+        "class_names": list(images.class_names),
+        "image_size": list(images.image_size),
+        "channels": images.channels,
+        "mean": images.mean,
+        "std": images.std,
+        "splits": counts,
+        "source": str(data_dir),
+    }
+    write_record(output_dir, record)
+    return record
 
 
-def write_chunks(
-    litdata: Any,
-    data_dir: Path,
-    output_dir: str,
-    image_size: int | tuple[int, int],
-    channels: Literal[1, 3],
-    val_size: int | float,
-    seed: int,
-    num_workers: int,
-    chunk_bytes: str,
-    cache: Path,
-) -> dict[str, Any]:
-    """optimize's work, with the image folder's mean/std cache in `cache` (a temporary folder)."""
-    images = ImageFolderDataModule(
-        data_dir=data_dir,
-        image_size=image_size,
-        channels=channels,
-        val_size=val_size,
-        seed=seed,
-        streaming=True,
-        flip=False,  # stored as they are: ChunkedImageDataModule augments whole batches
-        translate=0,
-        num_workers=num_workers,  # the mean/std pass
-        cache_dir=cache,
-    )
-    images.setup("fit")
-    streams = images.images.streams
+def write_splits(
+    litdata: Any, images: ImageFolderDataModule, output_dir: str, num_workers: int, chunk_bytes: str
+) -> dict[str, int]:
+    """Each split of the streaming `images` written by `litdata.optimize` into `output_dir/<split>`;
+    the number of images of each."""
+    streams = images.images.streams  # type: ignore[union-attr]
     counts = {}
     for split in ("train", "val", "test"):
         if split not in streams:
@@ -114,14 +115,4 @@ def write_chunks(
             )
         except RuntimeError as error:  # a worker's error comes back as the text of its traceback
             raise worker_error(error) from None
-    record = {
-        "class_names": list(images.class_names),
-        "image_size": list(images.image_size),
-        "channels": images.channels,
-        "mean": images.mean,
-        "std": images.std,
-        "splits": counts,
-        "source": str(data_dir),
-    }
-    write_record(output_dir, record)
-    return record
+    return counts
