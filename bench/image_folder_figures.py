@@ -126,7 +126,7 @@ def data_path_pace(dm: ImageFolderDataModule | ChunkedImageDataModule, steps: in
     is the data path's own ceiling."""
     dm.trainer = None
     batches = iter(dm.train_dataloader())
-    dm.trainer = types.SimpleNamespace(training=True, is_global_zero=True)  # augment as in training
+    dm.trainer = types.SimpleNamespace(training=True, is_global_zero=True, current_epoch=0)  # augment as in training
     images = 0
     for step in range(warmup + steps):
         if step == warmup:

@@ -137,12 +137,13 @@ def test_an_image_config_trains_each_rank_on_its_own_shard(
     if ema is not None:
         args += ["--model.init_args.ema_decay", ema]
     extra = [record(tmp_path / "ranks")]
-    if name == "cifar10_cpu":  # a bias freeze due in epoch 1: DDP keeps training it, on every rank alike
+    if name == "cifar10_cpu":  # a second PatchWhitening (the config's stays), its bias freeze due in epoch 1:
+        # DDP keeps training the bias, on every rank alike
         extra.append(("src.callbacks.PatchWhitening", {"bias_epochs": 1}))
     rc, output = run_ddp(*args, *callbacks(*extra), cwd=tmp_path)
     assert rc == 0, output[-4000:]
     if name == "cifar10_cpu":
-        assert "the stem's bias keeps training under DDP" in output
+        assert "the stem's bias keeps training under DDPStrategy" in output
     # One model on both ranks: the whitened stem (computed at fit start) and the EMA copy included.
     assert_one_model_and_disjoint_complete_shards(tmp_path / "ranks", epochs=2)
     run = tmp_path / "lightning_logs" / name / "version_0"

@@ -1,6 +1,8 @@
-"""Initialising a net's first layer from the training images before a fresh run starts."""
+"""A net's first layer whitened from the training images before a fresh run starts, and its
+bias frozen after a few epochs."""
 
 from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.strategies import SingleDeviceStrategy
 
 from src.errors import UserInputError
 
@@ -17,8 +19,9 @@ class PatchWhitening(Callback):
 
     Freezing the bias ends the backward pass at the first conv group, which skips the
     gradient of that group's widest input: about 10% faster training steps on a CPU for
-    AirbenchNet 32/96/192. Under DDP the bias keeps training (DDP fixes at the start which
-    parameters get gradients), and a printed line says so.
+    AirbenchNet 32/96/192. Under DDP (even with one device) and other multi-process
+    strategies the bias keeps training (DDP fixes at the start which parameters get
+    gradients), and a printed line says so.
 
     Args:
         count: training images the whitening filters are computed from.
@@ -31,6 +34,7 @@ class PatchWhitening(Callback):
             raise UserInputError(f"PatchWhitening needs count >= 1 and bias_epochs >= 0, got {count}, {bias_epochs}")
         self.count = count
         self.bias_epochs = bias_epochs
+        self._said_kept = False
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         # A run resumed mid-epoch gets no on_train_epoch_start for that epoch: freeze here too.
@@ -43,9 +47,15 @@ class PatchWhitening(Callback):
         """Freezes the stem's bias once `bias_epochs` epochs have been trained (one process only)."""
         if self.bias_epochs is None or trainer.current_epoch < self.bias_epochs:
             return
-        if trainer.world_size > 1:
-            if trainer.current_epoch == self.bias_epochs and trainer.is_global_zero:
-                print("PatchWhitening: the stem's bias keeps training under DDP (bias_epochs applies to one process)")
+        if not isinstance(trainer.strategy, SingleDeviceStrategy):  # DDP wraps the model even on one device
+            if not self._said_kept and trainer.is_global_zero:
+                strategy = type(trainer.strategy).__name__
+                print(
+                    f"PatchWhitening: the stem's bias keeps training under {strategy} (DDP fixes at its start "
+                    "which parameters get gradients): bias_epochs applies to single-device runs",
+                    flush=True,
+                )
+            self._said_kept = True
             return
         pl_module.net.freeze_whitening_bias()  # type: ignore[union-attr]
 

@@ -24,13 +24,19 @@ def random_flip(images: torch.Tensor) -> torch.Tensor:
     return torch.where(flip.view(-1, 1, 1, 1), images.flip(3), images)
 
 
+# Offsets the seed of the mirrored half from the shuffling's (seed + epoch), whose epoch-0 order
+# would otherwise be the same permutation: epoch 0's first batches all mirrored, the rest not.
+MIRROR_SEED_OFFSET = 1_000_003
+
+
 def mirror_random_half(images: torch.Tensor, seed: int) -> torch.Tensor:
-    """A copy of `images` with a seeded random half mirrored left to right: the starting
-    orientations of alternating flips (`alternate_flip`)."""
-    chosen = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[: len(images) // 2]
-    mirrored = images.clone()
-    mirrored[chosen.to(images.device)] = images[chosen.to(images.device)].flip(3)
-    return mirrored
+    """Mirrors a seeded random half of `images` left to right, in place (no second copy of a
+    training split on the device), and returns them: the starting orientations of alternating
+    flips (`alternate_flip`)."""
+    generator = torch.Generator().manual_seed(seed + MIRROR_SEED_OFFSET)
+    chosen = torch.randperm(len(images), generator=generator)[: len(images) // 2].to(images.device)
+    images[chosen] = images[chosen].flip(3)
+    return images
 
 
 def alternate_flip(images: torch.Tensor, epoch: int) -> torch.Tensor:

@@ -573,7 +573,8 @@ class ImageFolderDataModule(InMemoryDataModule):
 
     # --- batches, from the chosen path ----------------------------------------------------
     def sample_images(self, count: int) -> torch.Tensor:
-        """The first `count` training images, normalised as the model sees them (no augmentation)."""
+        """The first `count` training images, normalised as the model sees them (no augmentation;
+        with flip "alternate", as stored: half of them mirrored)."""
         if self.images is None:
             self.setup("fit")
         return normalize(self.images.sample(count), *self._normalization())  # type: ignore[union-attr]

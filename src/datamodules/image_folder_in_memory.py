@@ -38,10 +38,10 @@ class InMemoryImages:
     Args:
         splits: (images N x C x H x W uint8, labels) per split.
         device: where the tensors are held (the accelerator of the run).
-        seed: seed of the shuffling.
+        seed: seed of the shuffling (and of the half stored mirrored with flip "alternate").
         flip: random horizontal flips of training batches; "alternate": airbench's alternating
-            flips (a seeded random half of the training images stored mirrored, every image
-            mirrored on odd epochs).
+            flips (a seeded random half of the training images stored mirrored, in place in the
+            given tensor, and every image mirrored on odd epochs).
         translate: random shift of training images, in pixels (0 turns it off).
     """
 
@@ -58,7 +58,8 @@ class InMemoryImages:
         return split_loader(self.splits, split, batch_size, shuffle, self.seed, trainer, "ImageFolderDataModule")
 
     def sample(self, count: int) -> torch.Tensor:
-        """The first `count` training images, uint8, unaugmented."""
+        """The first `count` training images, uint8, as stored (unaugmented; with flip "alternate",
+        the stored half mirrored)."""
         return self.splits["train"][0][:count]
 
     def before_transfer(self, batch: object) -> object:

@@ -86,7 +86,8 @@ class TorchvisionDataModule(ImageFolderDataModule):
         batch_size: training batch size.
         eval_batch_size: validation/test batch size.
         translate: random shift of training images, in pixels (0 turns it off).
-        flip: random horizontal flips of training images (off: digits and letters are not symmetric).
+        flip: random horizontal flips of training images (off: digits and letters are not symmetric);
+            "alternate": airbench's derandomized flips.
         train_subset: train on only this many images (quick runs and tests).
         seed: seed of the validation split and the shuffling.
     """
