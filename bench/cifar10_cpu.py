@@ -1,8 +1,8 @@
 """CIFAR-10 on this CPU: configs/cifar10_cpu.yaml as a user runs it, the blitz baseline, and
 what the data path costs.
 
-    python bench/cifar10_cpu.py --data_dir ../shared/datasets/cifar10-train-jpeg.zip   # ~14 min
-    python bench/cifar10_cpu.py --recipe_only   # part 1 alone (~10 min), parts 2 and 3 kept
+    python bench/cifar10_cpu.py --data_dir ../shared/datasets/cifar10-train-jpeg.zip   # ~12 min
+    python bench/cifar10_cpu.py --recipe_only   # part 1 alone (~9 min), parts 2 and 3 kept
 
 1. The recipe: `python train.py fit --config configs/cifar10_cpu.yaml --data.data_dir D`, run
    as its own process with an empty cache folder, so that its wall time includes the
