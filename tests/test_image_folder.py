@@ -74,6 +74,19 @@ def test_airbench_whitening_fits_grayscale_stems() -> None:
     assert torch.isfinite(net(patches)).all()
 
 
+def test_airbench_can_keep_batchnorm_scales_at_one_and_start_every_conv_as_identity() -> None:
+    net = AirbenchNet((3, 16, 16), 10, widths=[8, 16, 16], learn_bn_scale=False, dirac_conv1=True)
+    norms = [module for module in net.modules() if isinstance(module, torch.nn.BatchNorm2d)]
+    assert len(norms) == 6 and all(not n.weight.requires_grad and n.bias.requires_grad for n in norms)
+    features = torch.randn(2, 8, 6, 6)
+    assert torch.equal(net.groups[1].conv1(features)[:, :8], features)  # 8 -> 16: the first 8 pass through
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.5, weight_decay=0.1)
+    net(torch.randn(4, 3, 16, 16)).sum().backward()
+    optimizer.step()
+    assert all(torch.equal(n.weight, torch.ones_like(n.weight)) for n in norms)  # no gradient, no decay
+    assert not all(torch.equal(n.bias, torch.zeros_like(n.bias)) for n in norms)  # the shifts train
+
+
 # --- the image-folder data module ------------------------------------------------------------
 FOODS = ("pizza", "steak", "sushi")
 COLOURS = {"pizza": (220, 60, 40), "steak": (110, 60, 30), "sushi": (235, 235, 225)}

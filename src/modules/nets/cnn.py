@@ -95,7 +95,15 @@ class TinyVGG(nn.Module):
 class ConvGroup(nn.Module):
     """conv 3x3 -> maxpool 2 -> BN -> GELU -> conv 3x3 -> BN -> GELU (airbench's block)."""
 
-    def __init__(self, channels_in: int, channels_out: int, bn_momentum: float, ceil_mode: bool = False) -> None:
+    def __init__(
+        self,
+        channels_in: int,
+        channels_out: int,
+        bn_momentum: float,
+        ceil_mode: bool = False,
+        learn_bn_scale: bool = True,
+        dirac_conv1: bool = False,
+    ) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(channels_in, channels_out, 3, padding=1, bias=False)
         self.pool = nn.MaxPool2d(2, ceil_mode=ceil_mode)
@@ -103,10 +111,16 @@ class ConvGroup(nn.Module):
         self.conv2 = nn.Conv2d(channels_out, channels_out, 3, padding=1, bias=False)
         self.norm2 = nn.BatchNorm2d(channels_out, momentum=bn_momentum)
         self.activation = nn.GELU()
-        # Identity-initialise the first input channels of conv2 so each block starts close to
-        # a pass-through, which speeds up early training (as airbench does).
+        # airbench keeps BatchNorm's scale at 1 and learns only its shift. Frozen here, at
+        # construction, for the reason the stem's filters are (DDP fixes the trained set early).
+        for norm in (self.norm1, self.norm2):
+            norm.weight.requires_grad_(learn_bn_scale)
+        # Identity-initialise the first input channels of the convs so each block starts close
+        # to a pass-through, which speeds up early training (as airbench does).
         with torch.no_grad():
             nn.init.dirac_(self.conv2.weight)
+            if dirac_conv1:
+                nn.init.dirac_(self.conv1.weight[:channels_in])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.activation(self.norm1(self.pool(self.conv1(x))))
@@ -134,6 +148,8 @@ class AirbenchNet(nn.Module):
         bn_momentum: BatchNorm momentum.
         channels_last: run convolutions in channels-last memory order (faster on GPUs with
             tensor cores and on oneDNN CPUs).
+        learn_bn_scale: learn BatchNorm's scale; False keeps it at 1 (airbench's choice).
+        dirac_conv1: identity-initialise each group's first conv too, not only its second.
     """
 
     def __init__(
@@ -145,6 +161,8 @@ class AirbenchNet(nn.Module):
         logit_scale: float = 1 / 9,
         bn_momentum: float = 0.4,
         channels_last: bool = True,
+        learn_bn_scale: bool = True,
+        dirac_conv1: bool = False,
     ) -> None:
         super().__init__()
         if len(widths) != 3 or min(widths) < 1:
@@ -160,9 +178,10 @@ class AirbenchNet(nn.Module):
         self.stem[0].weight.requires_grad_(False)
         ceil_mode = min(height, width) - 1 < 8  # floor pooling would take 8 -> 4 -> 2 -> 1 below that
         self.groups = nn.Sequential(
-            ConvGroup(stem_width, widths[0], bn_momentum, ceil_mode),
-            ConvGroup(widths[0], widths[1], bn_momentum, ceil_mode),
-            ConvGroup(widths[1], widths[2], bn_momentum, ceil_mode),
+            *(
+                ConvGroup(width_in, width_out, bn_momentum, ceil_mode, learn_bn_scale, dirac_conv1)
+                for width_in, width_out in zip([stem_width, *widths[:2]], widths, strict=True)
+            )
         )
         self.head = nn.Linear(widths[2], num_classes, bias=False)
         self.logit_scale = logit_scale
