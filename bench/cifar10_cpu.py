@@ -87,16 +87,23 @@ def run_command(config: str, data_dir: str, cache_dir: Path, logs: Path, extra: 
     seconds = time.perf_counter() - start
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(command)} failed ({done.returncode}):\n{done.stdout[-3000:]}{done.stderr[-3000:]}")
+    return {
+        "command": " ".join(["python", *command[6:11], "<data_dir>"]),
+        "command_seconds": seconds,
+        "peak_rss_gib": int(rss_file.read_text().split()[-1]) / 2**20,
+        **fit_output(done.stdout),
+    }
+
+
+def fit_output(stdout: str) -> dict[str, Any]:
+    """The decode time and the validation curve (with each epoch's time) that a fit printed."""
     curve, decode = [], None
-    for line in done.stdout.splitlines():
+    for line in stdout.splitlines():
         if match := EPOCH_LINE.match(line.strip()):
             curve.append({"epoch": int(match[1]), "val_acc": float(match[3]), "seconds_since_fit_start": int(match[4])})
         elif match := DECODE_LINE.match(line.strip()):
             decode = {"images": int(match[1].replace(",", "")), "seconds": float(match[2])}
     return {
-        "command": " ".join(["python", *command[6:11], "<data_dir>"]),
-        "command_seconds": seconds,
-        "peak_rss_gib": int(rss_file.read_text().split()[-1]) / 2**20,
         "decode": decode,
         "fit_seconds": curve[-1]["seconds_since_fit_start"] if curve else None,
         "best_val_acc": max(point["val_acc"] for point in curve) if curve else None,

@@ -29,8 +29,9 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-EPOCH_LINE = re.compile(r"^epoch (\d+)/(\d+) .*val/acc ([0-9.]+) .* (\d+)s$")
-DECODE_LINE = re.compile(r"^Decoded ([0-9,]+) images in ([0-9.]+) s")
+sys.path.insert(0, str(ROOT))
+
+from bench.cifar10_cpu import config_args, fit_output  # noqa: E402
 
 # name -> flags added to configs/cifar10_cpu.yaml. Each costs the same CPU time as the base
 # recipe unless its name says otherwise; the base runs on three seeds for the spread.
@@ -75,38 +76,9 @@ LEVERS: list[tuple[str, list[str]]] = [
 
 
 def fit_command(config: str, data_dir: str, cache_dir: Path, logs: Path, extra: list[str]) -> list[str]:
-    return [
-        sys.executable,
-        "train.py",
-        "fit",
-        "--config",
-        config,
-        "--data.data_dir",
-        data_dir,
-        "--data.cache_dir",
-        str(cache_dir),
-        "--trainer.logger.init_args.save_dir",
-        str(logs),
-        "--trainer.enable_progress_bar",
-        "false",
-        *extra,
-    ]
-
-
-def parse(stdout: str) -> dict[str, Any]:
-    """The decode time and the validation curve that a fit printed."""
-    curve, decode = [], None
-    for line in stdout.splitlines():
-        if match := EPOCH_LINE.match(line.strip()):
-            curve.append({"epoch": int(match[1]), "val_acc": float(match[3]), "seconds_since_fit_start": int(match[4])})
-        elif match := DECODE_LINE.match(line.strip()):
-            decode = {"images": int(match[1].replace(",", "")), "seconds": float(match[2])}
-    return {
-        "decode": decode,
-        "fit_seconds": curve[-1]["seconds_since_fit_start"] if curve else None,
-        "best_val_acc": max(point["val_acc"] for point in curve) if curve else None,
-        "curve": curve,
-    }
+    """`train.py fit` of a config on the data, its cache and logs in the bench's scratch folder."""
+    command = [sys.executable, "train.py", "fit", *config_args(config, data_dir, cache_dir, logs)]
+    return [*command, "--trainer.enable_progress_bar", "false", *extra]
 
 
 def config_runs(data_dir: str, cache_dir: Path, scratch: Path, seeds: list[int]) -> list[dict[str, Any]]:
@@ -120,7 +92,8 @@ def config_runs(data_dir: str, cache_dir: Path, scratch: Path, seeds: list[int])
         seconds = time.perf_counter() - start
         if done.returncode != 0:
             print(done.stdout[-3000:], done.stderr[-3000:], flush=True)
-        runs.append({"seed": seed, "returncode": done.returncode, "command_seconds": seconds, **parse(done.stdout)})
+        run = {"seed": seed, "returncode": done.returncode, "command_seconds": seconds}
+        runs.append({**run, **fit_output(done.stdout)})
         print(json.dumps(runs[-1]), flush=True)
     return runs
 
@@ -154,7 +127,7 @@ def lever_runs(
             text = Path(output.name).read_text()
             if process.returncode != 0:
                 print(f"{name} failed:\n{text[-2000:]}", flush=True)
-            result = {"name": name, "flags": flags, "returncode": process.returncode, **parse(text)}
+            result = {"name": name, "flags": flags, "returncode": process.returncode, **fit_output(text)}
             result["seconds"] = time.perf_counter() - started
             done_runs.append(result)
             print(json.dumps({k: result[k] for k in ("name", "best_val_acc", "seconds")}), flush=True)
