@@ -79,7 +79,12 @@ def test_airbench_can_keep_batchnorm_scales_at_one_and_start_every_conv_as_ident
     norms = [module for module in net.modules() if isinstance(module, torch.nn.BatchNorm2d)]
     assert len(norms) == 6 and all(not n.weight.requires_grad and n.bias.requires_grad for n in norms)
     features = torch.randn(2, 8, 6, 6)
-    assert torch.equal(net.groups[1].conv1(features)[:, :8], features)  # 8 -> 16: the first 8 pass through
+    conv1 = net.groups[1].conv1  # 8 -> 16: the first 8 filters pass their channel through, the rest stay random
+    assert torch.allclose(conv1(features)[:, :8], features, atol=1e-6)
+    assert conv1.weight[8:].abs().sum() > 0 and conv1.weight[8:].std() > 0.01
+    plain = AirbenchNet((3, 16, 16), 10, widths=[8, 16, 16])  # the defaults learn scales, conv1 random
+    assert all(m.weight.requires_grad for m in plain.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    assert not torch.allclose(plain.groups[1].conv1(features)[:, :8], features, atol=1e-3)
     optimizer = torch.optim.SGD(net.parameters(), lr=0.5, weight_decay=0.1)
     net(torch.randn(4, 3, 16, 16)).sum().backward()
     optimizer.step()

@@ -93,7 +93,11 @@ class TinyVGG(nn.Module):
 
 
 class ConvGroup(nn.Module):
-    """conv 3x3 -> maxpool 2 -> BN -> GELU -> conv 3x3 -> BN -> GELU (airbench's block)."""
+    """conv 3x3 -> maxpool 2 -> BN -> GELU -> conv 3x3 -> BN -> GELU (airbench's block).
+
+    `learn_bn_scale=False` freezes the BatchNorm scales at their values (1 when built);
+    `dirac_conv1` makes the first conv's first filters pass the input channels through.
+    """
 
     def __init__(
         self,
@@ -148,7 +152,7 @@ class AirbenchNet(nn.Module):
         bn_momentum: BatchNorm momentum.
         channels_last: run convolutions in channels-last memory order (faster on GPUs with
             tensor cores and on oneDNN CPUs).
-        learn_bn_scale: learn BatchNorm's scale; False keeps it at 1 (airbench's choice).
+        learn_bn_scale: learn BatchNorm's scale; False freezes it (at 1 in a new net: airbench's choice).
         dirac_conv1: identity-initialise each group's first conv too, not only its second.
     """
 
