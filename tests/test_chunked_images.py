@@ -18,6 +18,8 @@ import pytest
 import torch
 
 from src.datamodules import ImageFolderDataModule
+from src.datamodules.chunk_writer import optimize
+from src.datamodules.image_file_dataset import ImageFiles
 from tests.conftest import QUIET, config, run_cli, run_train_py
 from tests.test_cli import scalars
 from tests.test_pretrained import class_tree
@@ -35,6 +37,24 @@ def with_test_split(root: Path) -> Path:
         for image in sorted((root / "train" / name).iterdir())[:2]:
             shutil.move(image, root / "test" / name / image.name)
     return root
+
+
+def test_optimize_decodes_each_image_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The training images' mean/std are summed as the chunks are written, not in a pass of their own."""
+    tree = with_test_split(tmp_path / "tree")
+    log = tmp_path / "read.txt"
+    read = ImageFiles._read
+
+    def logged(self: ImageFiles, name: str) -> bytes:
+        with log.open("a") as lines:  # the forked LitData workers append here too
+            lines.write(name + "\n")
+        return read(self, name)
+
+    monkeypatch.setattr(ImageFiles, "_read", logged)
+    record = optimize(tree, str(tmp_path / "chunks"), image_size=16, num_workers=2)
+    names = log.read_text().splitlines()
+    assert record["splits"] == {"train": 32, "val": 4, "test": 6}
+    assert len(names) == 42 and len(set(names)) == 42
 
 
 def chunk_run(chunks: str, *extra: str) -> list[str]:

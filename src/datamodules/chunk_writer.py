@@ -2,15 +2,21 @@
 
 The folder is read exactly as ImageFolderDataModule reads it (the same class names, validation
 split, image size and training mean/std), each image is decoded once at its training size, and
-`litdata.optimize` writes the splits as chunks to a folder or to `s3://bucket/prefix`.
+`litdata.optimize` writes the splits as chunks to a folder or to `s3://bucket/prefix`; the
+training images' mean and std are summed by the workers as they write, not in a pass of their own.
 """
 
+import math
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
+import torch
+
 from src.datamodules.chunk_storage import check_empty, import_litdata, is_remote, join, write_record
 from src.datamodules.image_folder import ImageFolderDataModule
+from src.datamodules.standardisation import PixelMoments
 from src.errors import UserInputError
 
 
@@ -24,16 +30,40 @@ def worker_error(error: RuntimeError) -> Exception:
     return UserInputError(text.split(marker, 1)[1].strip().splitlines()[0])
 
 
-class ChunkItem:
-    """One image of a split as a chunk item, {"image": uint8 C x H x W, "label": int}: what
-    `litdata.optimize` calls in its worker processes (so a picklable object, not a closure)."""
+class FilesWithoutMoments(ImageFolderDataModule):
+    """The image folder's streaming splits without their mean/std pass over the files: `optimize`
+    sums the training images' moments as it writes them, so each image is decoded once."""
 
-    def __init__(self, dataset: Any) -> None:
+    def published_normalization(self) -> tuple[list[float], list[float]]:
+        return [0.0] * self.channels, [1.0] * self.channels  # replaced by the measured ones
+
+
+class ChunkShard:
+    """The images of one shard of a split as chunk items, {"image": uint8 C x H x W, "label": int},
+    their pixel moments saved in `moments_dir/<shard>.pt` when it is given: what `litdata.optimize`
+    calls in its worker processes (so a picklable object, not a closure)."""
+
+    def __init__(self, dataset: Any, moments_dir: str | None) -> None:
         self.dataset = dataset
+        self.moments_dir = moments_dir
 
-    def __call__(self, index: int) -> dict[str, Any]:
-        image, label = self.dataset[index]
-        return {"image": image.contiguous(), "label": int(label)}
+    def __call__(self, shard: tuple[int, list[int]]) -> Iterator[dict[str, Any]]:
+        number, indices = shard
+        moments = PixelMoments()
+        for index in indices:
+            image, label = self.dataset[index]
+            moments.add(image.unsqueeze(0))
+            yield {"image": image.contiguous(), "label": int(label)}
+        if self.moments_dir is not None:
+            torch.save(moments.state(), Path(self.moments_dir, f"{number}.pt"))
+
+
+def shards(count: int, num_workers: int) -> list[tuple[int, list[int]]]:
+    """The indices 0..count-1 in numbered runs, about 8 per worker (at most 256 images each), so
+    the workers share the split evenly."""
+    size = max(1, min(256, math.ceil(count / (8 * max(1, num_workers)))))
+    starts = range(0, count, size)
+    return [(number, list(range(start, min(start + size, count)))) for number, start in enumerate(starts)]
 
 
 def optimize(
@@ -62,8 +92,8 @@ def optimize(
     """
     litdata = import_litdata()
     check_empty(output_dir)
-    with tempfile.TemporaryDirectory() as cache:  # the mean/std pass's cache: not kept
-        images = ImageFolderDataModule(
+    with tempfile.TemporaryDirectory() as cache:  # the data module's cache and the moments: not kept
+        images = FilesWithoutMoments(
             data_dir=data_dir,
             image_size=image_size,
             channels=channels,
@@ -72,17 +102,24 @@ def optimize(
             streaming=True,
             flip=False,  # stored as they are: ChunkedImageDataModule augments whole batches
             translate=0,
-            num_workers=num_workers,  # the mean/std pass
+            num_workers=num_workers,
             cache_dir=Path(cache),
         )
         images.setup("fit")
-        counts = write_splits(litdata, images, output_dir, num_workers, chunk_bytes)
+        moments_dir = Path(cache, "moments")
+        moments_dir.mkdir()
+        counts = write_splits(litdata, images, output_dir, num_workers, chunk_bytes, str(moments_dir))
+        moments = summed_moments(moments_dir)
+        expected = counts["train"] * images.image_size[0] * images.image_size[1]
+        if moments.count != expected:  # a shard's worker wrote no sums: never publish partial ones
+            raise RuntimeError(f"the chunk writers summed {moments.count} training pixels, not {expected}")
+        mean, std = moments.mean_std(str(data_dir))
     record = {
         "class_names": list(images.class_names),
         "image_size": list(images.image_size),
         "channels": images.channels,
-        "mean": images.mean,
-        "std": images.std,
+        "mean": mean,
+        "std": std,
         "splits": counts,
         "source": str(data_dir),
     }
@@ -90,11 +127,24 @@ def optimize(
     return record
 
 
+def summed_moments(moments_dir: Path) -> PixelMoments:
+    """The moments of the whole training split: every shard's, merged in shard order."""
+    moments = PixelMoments()
+    for path in sorted(moments_dir.glob("*.pt"), key=lambda path: int(path.stem)):
+        moments.merge(PixelMoments.from_state(torch.load(path, weights_only=True)))
+    return moments
+
+
 def write_splits(
-    litdata: Any, images: ImageFolderDataModule, output_dir: str, num_workers: int, chunk_bytes: str
+    litdata: Any,
+    images: ImageFolderDataModule,
+    output_dir: str,
+    num_workers: int,
+    chunk_bytes: str,
+    moments_dir: str,
 ) -> dict[str, int]:
-    """Each split of the streaming `images` written by `litdata.optimize` into `output_dir/<split>`;
-    the number of images of each."""
+    """Each split of the streaming `images` written by `litdata.optimize` into `output_dir/<split>`,
+    the training images' moments into `moments_dir`; the number of images of each split."""
     streams = images.images.streams  # type: ignore[union-attr]
     counts = {}
     for split in ("train", "val", "test"):
@@ -104,8 +154,8 @@ def write_splits(
         counts[split] = len(dataset)
         try:
             litdata.optimize(
-                fn=ChunkItem(dataset),
-                inputs=list(range(len(dataset))),
+                fn=ChunkShard(dataset, moments_dir if split == "train" else None),
+                inputs=shards(len(dataset), num_workers),
                 output_dir=join(output_dir, split),
                 chunk_bytes=chunk_bytes,
                 num_workers=max(1, num_workers),

@@ -26,21 +26,61 @@ def standardise(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch
     return (x - mean) / std
 
 
-def fit_pixel_standardisation(batches: Iterable[torch.Tensor], source: str) -> tuple[list[float], list[float]]:
-    """Per-channel mean and std of the pixels in [0, 1] of uint8 image batches (N x C x H x W),
-    summed in float64 one batch at a time (no float copy of the set), with the constant rule:
-    a channel constant on them (a blank one) keeps std 1."""
-    total = squares = low = high = None
-    count = 0
-    for batch in batches:
+class PixelMoments:
+    """Running per-channel sums of the pixels in [0, 1] of uint8 image batches (N x C x H x W),
+    in float64 one batch at a time (no float copy of the set); parts summed apart (one per
+    worker) merge into the whole set's moments."""
+
+    def __init__(self) -> None:
+        self.total: torch.Tensor | None = None
+        self.squares: torch.Tensor | None = None
+        self.low: torch.Tensor | None = None
+        self.high: torch.Tensor | None = None
+        self.count = 0
+
+    def add(self, batch: torch.Tensor) -> None:
         pixels = batch.to(torch.float64).transpose(0, 1).flatten(1) / 255
-        total = pixels.sum(1) if total is None else total + pixels.sum(1)
-        squares = pixels.square().sum(1) if squares is None else squares + pixels.square().sum(1)
-        low = pixels.amin(1) if low is None else torch.minimum(low, pixels.amin(1))
-        high = pixels.amax(1) if high is None else torch.maximum(high, pixels.amax(1))
-        count += pixels.shape[1]
-    if total is None or squares is None or low is None or high is None:
-        raise UserInputError(f"no training image of {source} could be decoded")
-    mean = total / count
-    std = (squares / count - mean.square()).clamp_min(0).sqrt()
-    return mean.tolist(), constant_safe_std(std, low == high).tolist()
+        self._merge(pixels.sum(1), pixels.square().sum(1), pixels.amin(1), pixels.amax(1), pixels.shape[1])
+
+    def merge(self, other: "PixelMoments") -> None:
+        if other.total is not None:
+            self._merge(other.total, other.squares, other.low, other.high, other.count)  # type: ignore[arg-type]
+
+    def _merge(
+        self, total: torch.Tensor, squares: torch.Tensor, low: torch.Tensor, high: torch.Tensor, count: int
+    ) -> None:
+        if self.total is None or self.squares is None or self.low is None or self.high is None:
+            self.total, self.squares, self.low, self.high = total, squares, low, high
+        else:
+            self.total, self.squares = self.total + total, self.squares + squares
+            self.low, self.high = torch.minimum(self.low, low), torch.maximum(self.high, high)
+        self.count += count
+
+    def state(self) -> dict[str, object]:
+        """The sums as a dict of tensors and an int, for `torch.save` (loadable with weights_only)."""
+        return {"total": self.total, "squares": self.squares, "low": self.low, "high": self.high, "count": self.count}
+
+    @classmethod
+    def from_state(cls, state: dict[str, object]) -> "PixelMoments":
+        moments = cls()
+        if state["total"] is not None:
+            moments._merge(state["total"], state["squares"], state["low"], state["high"], state["count"])  # type: ignore[arg-type]
+        return moments
+
+    def mean_std(self, source: str) -> tuple[list[float], list[float]]:
+        """Per-channel mean and std, with the constant rule: a channel constant on the images
+        (a blank one) keeps std 1."""
+        if self.total is None or self.squares is None or self.low is None or self.high is None:
+            raise UserInputError(f"no training image of {source} could be decoded")
+        mean = self.total / self.count
+        std = (self.squares / self.count - mean.square()).clamp_min(0).sqrt()
+        return mean.tolist(), constant_safe_std(std, self.low == self.high).tolist()
+
+
+def fit_pixel_standardisation(batches: Iterable[torch.Tensor], source: str) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std of the pixels in [0, 1] of uint8 image batches (N x C x H x W)
+    (`PixelMoments`), with the constant rule."""
+    moments = PixelMoments()
+    for batch in batches:
+        moments.add(batch)
+    return moments.mean_std(source)
