@@ -2,7 +2,7 @@
 
     python bench/serving_figures.py        # writes bench/results/serving.{json,md}; about 4 minutes
 
-One checkpoint of the CPU CIFAR-10 net (AirbenchNet, widths 32/96/192, 32x32 RGB inputs), trained
+One checkpoint of a CIFAR-10 net (AirbenchNet, widths 32/96/192, 32x32 RGB inputs), trained
 for one epoch on a small synthetic image folder (its accuracy does not matter here), is served
 three ways, one after the other on 127.0.0.1:
 
@@ -225,7 +225,7 @@ def markdown(record: dict) -> str:
     lines = [
         "# Serving: LitServe with and without batching, against a bare FastAPI handler (bench/serving_figures.py)",
         "",
-        f"The CPU CIFAR-10 net (AirbenchNet 32/96/192) on 32x32 PNG uploads; {record['requests_per_level']} "
+        f"A CIFAR-10 net (AirbenchNet 32/96/192) on 32x32 PNG uploads; {record['requests_per_level']} "
         f"requests per row and round, {record['rounds']} rounds: medians, with the range of the rounds' "
         f"throughput; server and clients on one machine ({record['machine']}).",
         "",
