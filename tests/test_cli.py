@@ -169,6 +169,15 @@ def test_validate_test_and_predict_take_a_checkpoint(in_tmp: Path, capsys: pytes
     assert re.search(rf"^validation of {re.escape(str(best))}  val/loss \d", capsys.readouterr().out, re.MULTILINE)
 
 
+def test_the_last_epoch_validates_when_the_interval_does_not_divide_max_epochs(in_tmp: Path) -> None:
+    args = ["--config", config("circles"), "--trainer.check_val_every_n_epoch", "3", *QUIET]
+    assert run_cli("fit", *args, "--trainer.max_epochs", "5") == 0
+    run = in_tmp / "lightning_logs" / "circles" / "version_0"
+    assert [step for step, _ in scalars(run)["val/acc"]] == [2, 4]  # epochs 3 and 5, not 3 alone
+    best = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["val_best"]
+    assert best == max(value for _, value in scalars(run)["val/acc"])
+
+
 def test_resuming_an_explicit_checkpoint_of_a_run_continues_that_run(in_tmp: Path) -> None:
     args = ["--config", config("circles"), "--trainer.check_val_every_n_epoch", "1", *QUIET]
     assert run_cli("fit", *args, "--trainer.max_epochs", "2") == 0

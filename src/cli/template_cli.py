@@ -9,7 +9,13 @@ import torch
 from lightning.pytorch.callbacks import ModelSummary
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
-from src.callbacks import EarlyStoppingOnBest, EpochProgressBar, ModelSummaryTable, PlainTextProgress
+from src.callbacks import (
+    EarlyStoppingOnBest,
+    EpochProgressBar,
+    LastEpochValidation,
+    ModelSummaryTable,
+    PlainTextProgress,
+)
 from src.checkpointing import RunCheckpoint, RunSafety, stop_on_signal
 from src.checkpointing.runs import load_structure, logger_entries
 from src.checkpointing.stored_run import RUN_CONFIG_KEY
@@ -254,7 +260,8 @@ class TemplateCLI(LightningCLI):
 
     def instantiate_trainer(self, **kwargs: Any) -> Any:
         """Every Trainer writes checkpoints atomically with sha256 records and carries RNG states;
-        it prints rich's model summary (without zero FLOPs) and, in a terminal, rich's progress bar."""
+        it prints rich's model summary (without zero FLOPs) and, in a terminal, rich's progress bar;
+        a fit validates its last epoch."""
         config = (self.config_init[self.subcommand] if self.subcommand else self.config_init).get("trainer") or {}
         kwargs.setdefault("plugins", self.run_safety.plugins(config.get("plugins")))
         callbacks = config.get("callbacks") or []
@@ -265,6 +272,7 @@ class TemplateCLI(LightningCLI):
         ):
             extra.append(ModelSummaryTable())
             config["enable_model_summary"] = False  # Lightning adds no summary of its own (nor says so)
+        extra.append(LastEpochValidation())  # a run never ends on an unvalidated epoch
         config["callbacks"] = [*callbacks, *extra]
         trainer = super().instantiate_trainer(**kwargs)
         self.run_safety.equip(trainer)  # RNG states in checkpoints; a fit's loggers share one run folder
