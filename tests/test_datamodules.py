@@ -9,6 +9,7 @@ from sklearn.model_selection import train_test_split
 
 from src.datamodules import RegressionDataModule, TabularDataModule, ToyPointsDataModule
 from src.datamodules.splits import split_indices
+from src.datamodules.standardisation import PixelMoments, fit_pixel_standardisation
 from src.errors import UserInputError
 
 
@@ -130,3 +131,22 @@ def test_csv_table_rejects_bad_files_with_a_clear_message(
     with pytest.raises(UserInputError) as error:
         TabularDataModule(csv_path=path, **{"target_column": "b", **kwargs}).input_shape  # noqa: B018 - read when needed
     assert message in str(error.value)
+
+
+def test_pixel_moments_summed_in_parts_give_the_whole_sets_mean_and_std() -> None:
+    """What `train.py optimize` relies on: each writer sums its shards, the parts merge after."""
+    images = torch.randint(0, 256, (30, 3, 5, 4), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    images[:, 2] = 7  # a constant channel keeps std 1
+    whole = fit_pixel_standardisation([images[:11], images[11:]], "the test images")
+    merged = PixelMoments()
+    for part in (images[:4], images[4:4], images[4:19], images[19:]):  # an empty part too
+        moments = PixelMoments()
+        if len(part):
+            moments.add(part)
+        merged.merge(PixelMoments.from_state(moments.state()))
+    mean, std = merged.mean_std("the test images")
+    assert mean == pytest.approx(whole[0], abs=1e-12) and std == pytest.approx(whole[1], abs=1e-12)
+    pixels = images.double().div(255).transpose(0, 1).flatten(1)
+    assert whole[0] == pytest.approx(pixels.mean(1).tolist(), abs=1e-12)
+    assert whole[1][:2] == pytest.approx(pixels.std(1, correction=0)[:2].tolist(), abs=1e-12)
+    assert whole[1][2] == 1.0

@@ -30,12 +30,13 @@ def worker_error(error: RuntimeError) -> Exception:
     return UserInputError(text.split(marker, 1)[1].strip().splitlines()[0])
 
 
-class FilesWithoutMoments(ImageFolderDataModule):
+class UnmeasuredImageFolder(ImageFolderDataModule):
     """The image folder's streaming splits without their mean/std pass over the files: `optimize`
     sums the training images' moments as it writes them, so each image is decoded once."""
 
     def published_normalization(self) -> tuple[list[float], list[float]]:
-        return [0.0] * self.channels, [1.0] * self.channels  # replaced by the measured ones
+        """Placeholders that skip the measuring pass; `optimize` records the summed ones."""
+        return [0.0] * self.channels, [1.0] * self.channels
 
 
 class ChunkShard:
@@ -59,8 +60,8 @@ class ChunkShard:
 
 
 def shards(count: int, num_workers: int) -> list[tuple[int, list[int]]]:
-    """The indices 0..count-1 in numbered runs, about 8 per worker (at most 256 images each), so
-    the workers share the split evenly."""
+    """The indices 0..count-1 in numbered runs, at least 8 per worker and at most 256 images each,
+    so the workers share the split evenly."""
     size = max(1, min(256, math.ceil(count / (8 * max(1, num_workers)))))
     starts = range(0, count, size)
     return [(number, list(range(start, min(start + size, count)))) for number, start in enumerate(starts)]
@@ -93,7 +94,7 @@ def optimize(
     litdata = import_litdata()
     check_empty(output_dir)
     with tempfile.TemporaryDirectory() as cache:  # the data module's cache and the moments: not kept
-        images = FilesWithoutMoments(
+        images = UnmeasuredImageFolder(
             data_dir=data_dir,
             image_size=image_size,
             channels=channels,

@@ -39,10 +39,12 @@ class PixelMoments:
         self.count = 0
 
     def add(self, batch: torch.Tensor) -> None:
+        """Count a uint8 batch's pixels in."""
         pixels = batch.to(torch.float64).transpose(0, 1).flatten(1) / 255
         self._merge(pixels.sum(1), pixels.square().sum(1), pixels.amin(1), pixels.amax(1), pixels.shape[1])
 
     def merge(self, other: "PixelMoments") -> None:
+        """Count another part's sums in (an empty part changes nothing)."""
         if other.total is not None:
             self._merge(other.total, other.squares, other.low, other.high, other.count)  # type: ignore[arg-type]
 
