@@ -60,7 +60,7 @@ LEVERS: list[tuple[str, list[str]]] = [
     ("crop 3 of 12 epochs (costlier)", ["--data.crop_epochs", "3"]),
     ("crop 7 of 12 epochs (cheaper)", ["--data.crop_epochs", "7"]),
     ("crop 28px (costlier)", ["--data.crop_size", "28"]),
-    ("widths 32/96/256 (0.87x speed)", ["--model.net.init_args.widths", "[32,96,256]"]),
+    ("widths 32/96/192 (the previous recipe's, 1.15x speed)", ["--model.net.init_args.widths", "[32,96,192]"]),
     ("widths 48/96/192", ["--model.net.init_args.widths", "[48,96,192]"]),
     ("widths 32/128/192", ["--model.net.init_args.widths", "[32,128,192]"]),
     ("widths 32/64/256", ["--model.net.init_args.widths", "[32,64,256]"]),
@@ -121,7 +121,12 @@ def lever_runs(
             name, flags = pending.pop(0)
             logs = scratch / re.sub(r"[^a-z0-9]+", "_", name.lower())
             command = fit_command(
-                "configs/cifar10_cpu.yaml", data_dir, cache_dir, logs, ["--trainer.accelerator", "gpu", *flags]
+                "configs/cifar10_cpu.yaml",
+                data_dir,
+                cache_dir,
+                logs,
+                # the recipe validates once; a lever's curve is worth 4 validations on a GPU
+                ["--trainer.accelerator", "gpu", "--trainer.check_val_every_n_epoch", "3", *flags],
             )
             output = (scratch / f"{logs.name}.log").open("w")
             process = subprocess.Popen(command, cwd=ROOT, stdout=output, stderr=subprocess.STDOUT, text=True, env=env)
