@@ -20,6 +20,7 @@ import torch
 from src.datamodules import ImageFolderDataModule
 from src.datamodules.chunk_writer import optimize
 from src.datamodules.image_file_dataset import ImageFiles
+from src.errors import UserInputError
 from tests.conftest import QUIET, config, run_cli, run_train_py
 from tests.test_cli import scalars
 from tests.test_pretrained import class_tree
@@ -55,6 +56,12 @@ def test_optimize_decodes_each_image_once(tmp_path: Path, monkeypatch: pytest.Mo
     names = log.read_text().splitlines()
     assert record["splits"] == {"train": 32, "val": 4, "test": 6}
     assert len(names) == 42 and len(set(names)) == 42
+
+
+def test_optimize_refuses_an_empty_split_in_one_line(tmp_path: Path) -> None:
+    tree = class_tree(tmp_path / "tree", CLASSES, per_class=3)
+    with pytest.raises(UserInputError, match="the val split holds no images, so it cannot be written as chunks"):
+        optimize(tree, str(tmp_path / "chunks"), image_size=16, val_size=0)
 
 
 def chunk_run(chunks: str, *extra: str) -> list[str]:

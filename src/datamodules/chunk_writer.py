@@ -152,6 +152,9 @@ def write_splits(
         if split not in streams:
             continue
         dataset = streams[split]
+        if not len(dataset):  # LitData refuses empty inputs with a traceback
+            hint = "raise --val_size" if split == "val" else f"add images to its {split}/ folders"
+            raise UserInputError(f"the {split} split holds no images, so it cannot be written as chunks: {hint}")
         counts[split] = len(dataset)
         try:
             litdata.optimize(
