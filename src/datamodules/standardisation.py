@@ -64,6 +64,7 @@ class PixelMoments:
 
     @classmethod
     def from_state(cls, state: dict[str, object]) -> "PixelMoments":
+        """The moments that `state()` saved (a writer worker's, read back by `optimize`)."""
         moments = cls()
         if state["total"] is not None:
             moments._merge(state["total"], state["squares"], state["low"], state["high"], state["count"])  # type: ignore[arg-type]
