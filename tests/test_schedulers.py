@@ -103,6 +103,18 @@ def test_onecycle_steps_every_batch() -> None:
     assert max(lrs) > 0.08 and lrs[-1] < lrs[2]
 
 
+def test_onecycle_can_anneal_linearly_to_its_final_lr() -> None:
+    # After the warm-up (the first 20% of the steps) a linear anneal lowers the LR by the same
+    # amount every step, so epochs of equal length start at equally spaced LRs, unlike the cosine's.
+    config = {"name": "onecycle", "pct_start": 0.2, "div_factor": 5.0, "final_div_factor": 4.0}
+    linear = fit_recording_lrs(SchedulerConfig(**config, anneal_strategy="linear"), epochs=6)
+    steps = [later - earlier for earlier, later in zip(linear.lrs[2:], linear.lrs[3:], strict=False)]
+    assert steps == pytest.approx([steps[0]] * 3) and steps[0] < 0
+    assert linear.lrs[0] == pytest.approx(0.1 / 5) and min(linear.lrs) > 0.1 / 5 / 4
+    cosine = lrs_under(SchedulerConfig(**config), epochs=6)
+    assert cosine[3] - cosine[2] != pytest.approx(cosine[5] - cosine[4])
+
+
 def test_plateau_reduces_by_factor_after_patience_epochs_without_improvement_of_its_monitor() -> None:
     # The monitor improves twice (1.0, then 0.9), then never again: with patience 2 the third
     # epoch without improvement (epoch 4) halves the LR, and so does the next third (epoch 7).

@@ -43,7 +43,9 @@ class SchedulerConfig(_PlainValues):
     - `exponential`: multiply it by `gamma` every epoch; or, with `final_lr` set, derive gamma
       so that the LR decays from the optimizer's `lr` to `final_lr` over the run's epochs.
     - `cosine`: cosine annealing to `final_lr` (default 0) at the last epoch.
-    - `onecycle`: rise to the optimizer's `lr` over `pct_start` of all steps, then anneal.
+    - `onecycle`: rise to the optimizer's `lr` over `pct_start` of all steps, then anneal
+      (`anneal_strategy` "cos", or "linear" as airbench's schedule does) down to
+      lr / `div_factor` / `final_div_factor`.
     - `plateau`: multiply by `factor` when `monitor` has not improved for `patience` epochs.
     `warmup_epochs` > 0 ramps the LR up linearly before step, exponential or cosine.
     """
@@ -56,6 +58,7 @@ class SchedulerConfig(_PlainValues):
     pct_start: OpenUnitInterval = 0.25
     div_factor: PositiveFloat = 25.0
     final_div_factor: PositiveFloat = 1e4
+    anneal_strategy: Literal["cos", "linear"] = "cos"
     monitor: str = "val/loss"
     mode: Literal["min", "max"] = "min"
     factor: PositiveFloat = 0.1
@@ -68,7 +71,7 @@ SCHEDULE_FIELDS: dict[str, tuple[str, ...]] = {
     "step": ("warmup_epochs", "step_size", "gamma"),
     "exponential": ("warmup_epochs", "gamma", "final_lr"),
     "cosine": ("warmup_epochs", "final_lr"),
-    "onecycle": ("pct_start", "div_factor", "final_div_factor"),
+    "onecycle": ("pct_start", "div_factor", "final_div_factor", "anneal_strategy"),
     "plateau": ("monitor", "mode", "factor", "patience"),
 }
 
@@ -106,6 +109,7 @@ def build_scheduler(
             pct_start=config.pct_start,
             div_factor=config.div_factor,
             final_div_factor=config.final_div_factor,
+            anneal_strategy=config.anneal_strategy,
         )
         return {"scheduler": scheduler, "interval": "step"}
     if config.name == "plateau":
