@@ -1,0 +1,79 @@
+"""Whether OpenMP's thread settings or flushing denormals speed up the CPU recipe's training step.
+
+    python bench/cifar10_thread_settings.py   # ~2 min; time it alone
+
+OpenMP reads its settings when torch loads, so each setting runs in its own process: the
+training step of `cifar10_step_speed.py` with the CPU recipe's net (widths 32/96/256, stem
+bias frozen, batch 256, 32x32), ROUNDS rounds with the settings taking turns. Prints the
+images/s of every round and each setting's median ratio to the default in the same round.
+
+Writes bench/results/cifar10_thread_settings.{json,md}.
+"""
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+ROUNDS = 3
+RECIPE_STEP = {"widths": [32, 96, 256], "frozen_bias": True}
+SETTINGS: dict[str, dict[str, str]] = {
+    "torch's defaults": {},
+    "OMP_PROC_BIND=close OMP_PLACES=cores": {"OMP_PROC_BIND": "close", "OMP_PLACES": "cores"},
+    "OMP_WAIT_POLICY=PASSIVE": {"OMP_WAIT_POLICY": "PASSIVE"},
+    "torch.set_flush_denormal(True)": {"FLUSH_DENORMAL": "1"},
+}
+
+
+def one_process(environment: dict[str, str]) -> float:
+    """Training images/s of the recipe's step in a fresh process with `environment` added."""
+    code = (
+        "import json, os, sys, torch\n"
+        f"sys.path.insert(0, {str(ROOT / 'bench')!r})\n"
+        "if os.environ.get('FLUSH_DENORMAL'): torch.set_flush_denormal(True)\n"
+        "from cifar10_step_speed import images_per_second\n"
+        f"print(images_per_second({RECIPE_STEP!r}))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], env={**os.environ, **environment}, check=True, capture_output=True, text=True
+    )
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    rounds: dict[str, list[float]] = {name: [] for name in SETTINGS}
+    for index in range(ROUNDS):
+        names = list(SETTINGS) if index % 2 == 0 else list(reversed(SETTINGS))
+        for name in names:
+            rounds[name].append(one_process(SETTINGS[name]))
+    default = rounds["torch's defaults"]
+    results = {
+        name: {
+            "rounds": values,
+            "ratio_to_default_median": statistics.median(v / d for v, d in zip(values, default, strict=True)),
+        }
+        for name, values in rounds.items()
+    }
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "cifar10_thread_settings.json").write_text(json.dumps(results, indent=2) + "\n")
+    lines = [
+        f"Command: python bench/cifar10_thread_settings.py ({ROUNDS} rounds, a process per setting and round, "
+        "the settings taking turns; the CPU recipe's step: widths 32/96/256, stem bias frozen, batch 256, 32x32)",
+        "",
+        "| setting | training images/s, each round | relative to the defaults (median of the per-round ratios) |",
+        "|---|---|---|",
+    ]
+    for name, result in results.items():
+        per_round = " / ".join(f"{v:.0f}" for v in result["rounds"])
+        lines.append(f"| {name} | {per_round} | {result['ratio_to_default_median']:.2f} |")
+    table = "\n".join(lines) + "\n"
+    (RESULTS / "cifar10_thread_settings.md").write_text(table)
+    print(table)
+
+
+if __name__ == "__main__":
+    main()
