@@ -17,8 +17,9 @@ import json
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -29,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 from src.modules.nets import AirbenchNet  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
+Setting = TypeVar("Setting")
 ROUNDS = 5
 STEPS = 6
 RECIPE = {
@@ -81,26 +83,45 @@ def images_per_second(setting: dict[str, Any]) -> float:
     return STEPS * options["batch"] / seconds
 
 
+def rounds_taking_turns(
+    settings: dict[str, Setting], measure: Callable[[Setting], float], rounds: int
+) -> dict[str, list[float]]:
+    """`measure` of every setting, `rounds` times, the order reversed every other round, so a drift
+    of the machine's speed spreads over all settings."""
+    measured: dict[str, list[float]] = {name: [] for name in settings}
+    for index in range(rounds):
+        for name in list(settings) if index % 2 == 0 else list(reversed(settings)):
+            measured[name].append(measure(settings[name]))
+    return measured
+
+
+def median_ratio(values: list[float], reference: list[float]) -> float:
+    """The median over rounds of each round's value divided by the reference's value in that round."""
+    return statistics.median(v / r for v, r in zip(values, reference, strict=True))
+
+
+def write_results(stem: str, record: Any, table: str) -> None:
+    """bench/results/<stem>.json and .md; the table is printed too."""
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"{stem}.json").write_text(json.dumps(record, indent=2) + "\n")
+    (RESULTS / f"{stem}.md").write_text(table)
+    print(table)
+
+
 def main() -> None:
-    rounds: dict[str, list[float]] = {name: [] for name in SETTINGS}
-    for index in range(ROUNDS):
-        names = list(SETTINGS) if index % 2 == 0 else list(reversed(SETTINGS))
-        for name in names:
-            rounds[name].append(images_per_second(SETTINGS[name]))
+    rounds = rounds_taking_turns(SETTINGS, images_per_second, ROUNDS)
     recipe_name = next(iter(SETTINGS))
     # each round's ratio to the recipe's figure of the same round, then the median of those
     recipe_rounds = rounds[recipe_name]
     results = {
         name: {
             "images_per_s_median": statistics.median(values),
-            "ratio_to_recipe_median": statistics.median(v / r for v, r in zip(values, recipe_rounds, strict=True)),
+            "ratio_to_recipe_median": median_ratio(values, recipe_rounds),
             "rounds": values,
         }
         for name, values in rounds.items()
     }
-    RESULTS.mkdir(exist_ok=True)
     record = {"threads": RECIPE["threads"], "steps_per_round": STEPS, "settings": results}
-    (RESULTS / "cifar10_step_speed.json").write_text(json.dumps(record, indent=2) + "\n")
     lines = [
         f"Command: python bench/cifar10_step_speed.py ({RECIPE['threads']} torch threads; {ROUNDS} rounds of "
         f"{STEPS} timed steps per setting, the settings taking turns; medians)",
@@ -110,9 +131,7 @@ def main() -> None:
     ]
     for name, result in results.items():
         lines.append(f"| {name} | {result['images_per_s_median']:.0f} | {result['ratio_to_recipe_median']:.2f} |")
-    table = "\n".join(lines) + "\n"
-    (RESULTS / "cifar10_step_speed.md").write_text(table)
-    print(table)
+    write_results("cifar10_step_speed", record, "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

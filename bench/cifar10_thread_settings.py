@@ -10,15 +10,16 @@ images/s of every round and each setting's median ratio to the default in the sa
 Writes bench/results/cifar10_thread_settings.{json,md}.
 """
 
-import json
 import os
-import statistics
 import subprocess
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "bench" / "results"
+sys.path.insert(0, str(ROOT))
+
+from bench.cifar10_step_speed import median_ratio, rounds_taking_turns, write_results  # noqa: E402
+
 ROUNDS = 3
 RECIPE_STEP = {"widths": [32, 96, 256], "frozen_bias": True}
 SETTINGS: dict[str, dict[str, str]] = {
@@ -32,10 +33,10 @@ SETTINGS: dict[str, dict[str, str]] = {
 def one_process(environment: dict[str, str]) -> float:
     """Training images/s of the recipe's step in a fresh process with `environment` added."""
     code = (
-        "import json, os, sys, torch\n"
-        f"sys.path.insert(0, {str(ROOT / 'bench')!r})\n"
+        "import os, sys, torch\n"
+        f"sys.path.insert(0, {str(ROOT)!r})\n"
         "if os.environ.get('FLUSH_DENORMAL'): torch.set_flush_denormal(True)\n"
-        "from cifar10_step_speed import images_per_second\n"
+        "from bench.cifar10_step_speed import images_per_second\n"
         f"print(images_per_second({RECIPE_STEP!r}))\n"
     )
     out = subprocess.run(
@@ -45,21 +46,15 @@ def one_process(environment: dict[str, str]) -> float:
 
 
 def main() -> None:
-    rounds: dict[str, list[float]] = {name: [] for name in SETTINGS}
-    for index in range(ROUNDS):
-        names = list(SETTINGS) if index % 2 == 0 else list(reversed(SETTINGS))
-        for name in names:
-            rounds[name].append(one_process(SETTINGS[name]))
+    rounds = rounds_taking_turns(SETTINGS, one_process, ROUNDS)
     default = rounds["torch's defaults"]
     results = {
         name: {
             "rounds": values,
-            "ratio_to_default_median": statistics.median(v / d for v, d in zip(values, default, strict=True)),
+            "ratio_to_default_median": median_ratio(values, default),
         }
         for name, values in rounds.items()
     }
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "cifar10_thread_settings.json").write_text(json.dumps(results, indent=2) + "\n")
     lines = [
         f"Command: python bench/cifar10_thread_settings.py ({ROUNDS} rounds, a process per setting and round, "
         "the settings taking turns; the CPU recipe's step: widths 32/96/256, stem bias frozen, batch 256, 32x32)",
@@ -70,9 +65,7 @@ def main() -> None:
     for name, result in results.items():
         per_round = " / ".join(f"{v:.0f}" for v in result["rounds"])
         lines.append(f"| {name} | {per_round} | {result['ratio_to_default_median']:.2f} |")
-    table = "\n".join(lines) + "\n"
-    (RESULTS / "cifar10_thread_settings.md").write_text(table)
-    print(table)
+    write_results("cifar10_thread_settings", results, "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":
