@@ -3,9 +3,10 @@
     python bench/cifar10_thread_settings.py   # ~2 min; time it alone
 
 OpenMP reads its settings when torch loads, so each setting runs in its own process: the
-training step of `cifar10_step_speed.py` with the CPU recipe's net (widths 32/96/256, stem
-bias frozen, batch 256, 32x32), ROUNDS rounds with the settings taking turns. Prints the
-images/s of every round and each setting's median ratio to the default in the same round.
+training step of `cifar10_step_speed.py` at the CPU recipe's widths (32/96/256, stem bias
+frozen, batch 256, 32x32; that bench's net otherwise, e.g. BatchNorm scales learned), ROUNDS
+rounds with the settings taking turns. Prints the images/s of every round and each setting's
+median ratio to the default in the same round.
 
 Writes bench/results/cifar10_thread_settings.{json,md}.
 """
@@ -65,7 +66,8 @@ def main() -> None:
     for name, result in results.items():
         per_round = " / ".join(f"{v:.0f}" for v in result["rounds"])
         lines.append(f"| {name} | {per_round} | {result['ratio_to_default_median']:.2f} |")
-    write_results("cifar10_thread_settings", results, "\n".join(lines) + "\n")
+    record = {"rounds": ROUNDS, "step": RECIPE_STEP, "settings": results}
+    write_results("cifar10_thread_settings", record, "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

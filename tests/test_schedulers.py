@@ -103,16 +103,38 @@ def test_onecycle_steps_every_batch() -> None:
     assert max(lrs) > 0.08 and lrs[-1] < lrs[2]
 
 
+def onecycle_lrs_and_momenta(steps: int, **options: object) -> tuple[list[float], list[float]]:
+    """The LR and momentum that each of `steps` SGD steps (momentum 0.85) runs with under one-cycle."""
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1, momentum=0.85)
+    scheduler = build_scheduler(optimizer, SchedulerConfig(name="onecycle", **options), None, steps)
+    assert scheduler is not None
+    lrs, momenta = [], []
+    for _ in range(steps):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        momenta.append(optimizer.param_groups[0]["momentum"])
+        optimizer.step()
+        scheduler["scheduler"].step()
+    return lrs, momenta
+
+
 def test_onecycle_can_anneal_linearly_to_its_final_lr() -> None:
-    # After the warm-up (the first 20% of the steps) a linear anneal lowers the LR by the same
-    # amount every step, so epochs of equal length start at equally spaced LRs, unlike the cosine's.
-    config = {"name": "onecycle", "pct_start": 0.2, "div_factor": 5.0, "final_div_factor": 4.0}
-    linear = fit_recording_lrs(SchedulerConfig(**config, anneal_strategy="linear"), epochs=6)
-    steps = [later - earlier for earlier, later in zip(linear.lrs[2:], linear.lrs[3:], strict=False)]
-    assert steps == pytest.approx([steps[0]] * 3) and steps[0] < 0
-    assert linear.lrs[0] == pytest.approx(0.1 / 5) and min(linear.lrs) > 0.1 / 5 / 4
-    cosine = lrs_under(SchedulerConfig(**config), epochs=6)
-    assert cosine[3] - cosine[2] != pytest.approx(cosine[5] - cosine[4])
+    # 20 steps, the peak at the fifth (torch puts it at pct_start * steps - 1): from 0.1 / 5 up
+    # to 0.1, then down to 0.1 / 5 / 4 at the last step; a linear fall lowers the LR by the same
+    # amount every step.
+    options = {"pct_start": 0.25, "div_factor": 5.0, "final_div_factor": 4.0}
+    lrs, _ = onecycle_lrs_and_momenta(20, anneal_strategy="linear", **options)
+    assert lrs[0] == pytest.approx(0.02) and lrs[4] == pytest.approx(0.1) and lrs[-1] == pytest.approx(0.005)
+    falls = [later - earlier for earlier, later in zip(lrs[4:], lrs[5:], strict=False)]
+    assert falls == pytest.approx([(0.005 - 0.1) / 15] * 15)
+    cosine, _ = onecycle_lrs_and_momenta(20, **options)
+    assert cosine[-1] == pytest.approx(0.005) and cosine[8] > lrs[8] + 0.005  # a cosine stays higher longer
+
+
+def test_onecycle_keeps_the_optimizers_momentum_when_told_not_to_cycle_it() -> None:
+    _, cycled = onecycle_lrs_and_momenta(20)
+    assert cycled[0] == pytest.approx(0.95) and min(cycled) == pytest.approx(0.85)  # torch's default
+    _, kept = onecycle_lrs_and_momenta(20, cycle_momentum=False)
+    assert kept == pytest.approx([0.85] * 20)
 
 
 def test_plateau_reduces_by_factor_after_patience_epochs_without_improvement_of_its_monitor() -> None:

@@ -43,9 +43,11 @@ class SchedulerConfig(_PlainValues):
     - `exponential`: multiply it by `gamma` every epoch; or, with `final_lr` set, derive gamma
       so that the LR decays from the optimizer's `lr` to `final_lr` over the run's epochs.
     - `cosine`: cosine annealing to `final_lr` (default 0) at the last epoch.
-    - `onecycle`: rise to the optimizer's `lr` over `pct_start` of all steps, then anneal
-      (`anneal_strategy` "cos", or "linear" as airbench's schedule does) down to
-      lr / `div_factor` / `final_div_factor`.
+    - `onecycle`: rise from lr / `div_factor` to the optimizer's `lr` over `pct_start` of all
+      steps, then fall to lr / `div_factor` / `final_div_factor`; both along a cosine
+      (`anneal_strategy` "cos") or straight lines ("linear", as airbench's schedule). With
+      `cycle_momentum` (torch's default) the momentum moves the other way, between 0.95 and
+      0.85; without it, the optimizer's own momentum stays (airbench's choice).
     - `plateau`: multiply by `factor` when `monitor` has not improved for `patience` epochs.
     `warmup_epochs` > 0 ramps the LR up linearly before step, exponential or cosine.
     """
@@ -59,6 +61,7 @@ class SchedulerConfig(_PlainValues):
     div_factor: PositiveFloat = 25.0
     final_div_factor: PositiveFloat = 1e4
     anneal_strategy: Literal["cos", "linear"] = "cos"
+    cycle_momentum: bool = True
     monitor: str = "val/loss"
     mode: Literal["min", "max"] = "min"
     factor: PositiveFloat = 0.1
@@ -71,7 +74,7 @@ SCHEDULE_FIELDS: dict[str, tuple[str, ...]] = {
     "step": ("warmup_epochs", "step_size", "gamma"),
     "exponential": ("warmup_epochs", "gamma", "final_lr"),
     "cosine": ("warmup_epochs", "final_lr"),
-    "onecycle": ("pct_start", "div_factor", "final_div_factor", "anneal_strategy"),
+    "onecycle": ("pct_start", "div_factor", "final_div_factor", "anneal_strategy", "cycle_momentum"),
     "plateau": ("monitor", "mode", "factor", "patience"),
 }
 
@@ -110,6 +113,7 @@ def build_scheduler(
             div_factor=config.div_factor,
             final_div_factor=config.final_div_factor,
             anneal_strategy=config.anneal_strategy,
+            cycle_momentum=config.cycle_momentum,
         )
         return {"scheduler": scheduler, "interval": "step"}
     if config.name == "plateau":
