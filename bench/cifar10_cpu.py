@@ -245,10 +245,8 @@ def write_results(result: dict[str, Any], folder: Path) -> None:
     for name, run in (("cifar10_cpu.yaml", recipe), ("cifar10_blitz.yaml", blitz)):
         decode = run["decode"]["seconds"] if run["decode"] else 0.0
         # --recipe_only keeps the blitz row from an earlier run, whose cache the recipe did not build
-        cached = "0 (cache of the run above)"
-        if result.get("recipe_only"):
-            cached = "0 (cached, an earlier run of the bench)"
-        shown = f"{decode:.1f}" if run["decode"] else cached
+        cached = "cached, an earlier run of the bench" if result.get("recipe_only") else "cache of the run above"
+        shown = f"{decode:.1f}" if run["decode"] else f"0 ({cached})"
         lines.append(
             f"| {name} | {run['command_seconds']:.0f} | {shown} | {run['command_seconds'] - decode:.0f} "
             f"| {run['fit_seconds']} | {run['best_val_acc']:.4f} | {run['peak_rss_gib']:.2f} |"
