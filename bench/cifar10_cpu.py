@@ -28,6 +28,8 @@ Writes bench/results/cifar10_cpu.{json,md}. Time it alone: two jobs on 2 cores t
 import argparse
 import json
 import math
+import os
+import platform
 import re
 import statistics
 import subprocess
@@ -51,6 +53,17 @@ CIFAR10_BLITZ = "configs/cifar10_blitz.yaml"
 ROUNDS = 6  # even: as many rounds with each side first
 EPOCH_LINE = re.compile(r"^epoch (\d+)/(\d+) .*val/acc ([0-9.]+) .* (\d+)s$")
 DECODE_LINE = re.compile(r"^Decoded ([0-9,]+) images in ([0-9.]+) s")
+
+
+def host_cpu() -> str:
+    """The CPU this runs on, as `lscpu` names it: the same config's time differs by host."""
+    fields = {}
+    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    name = fields.get("model name") or platform.processor() or platform.machine()
+    family = f", family {fields['cpu family']} model {fields['model']}" if "cpu family" in fields else ""
+    return f"{name}{family}, {os.cpu_count()} cores"
 
 
 def config_args(config: str, data_dir: str, cache_dir: Path, logs: Path) -> list[str]:
@@ -95,6 +108,7 @@ def run_command(config: str, data_dir: str, cache_dir: Path, logs: Path, extra: 
         "command": " ".join(["python", *command[6:11], "<data_dir>"]),
         "command_seconds": seconds,
         "peak_rss_gib": int(rss_file.read_text().split()[-1]) / 2**20,
+        "host": host_cpu(),
         **fit_output(done.stdout),
     }
 
@@ -221,7 +235,19 @@ def data_path(data_dir: str, cache_dir: Path, logs: Path, round_count: int) -> d
         "batch_preparation_ms": 1000 * preparation,
         "step_ms_synthetic": 1000 * step_seconds,
         "batch_preparation_share": preparation / (step_seconds + preparation),
+        "host": host_cpu(),
     }
+
+
+def hosts_line(recipe: dict[str, Any], blitz: dict[str, Any], path: dict[str, Any]) -> str:
+    """Which CPU measured each part: a part kept from an earlier run may come from another host."""
+    hosts = {
+        part: run.get("host", "an earlier host, not recorded")
+        for part, run in (("the recipe", recipe), ("the blitz baseline", blitz), ("the data path", path))
+    }
+    if len(set(hosts.values())) == 1:
+        return f"Host: {next(iter(hosts.values()))}"
+    return "Hosts (times compare only on one host): " + "; ".join(f"{part} on {host}" for part, host in hosts.items())
 
 
 def write_results(result: dict[str, Any], folder: Path) -> None:
@@ -237,6 +263,8 @@ def write_results(result: dict[str, Any], folder: Path) -> None:
             if result.get("recipe_only")
             else ""
         ),
+        "",
+        hosts_line(recipe, blitz, path),
         "",
         "| config | command wall s (first-time decode included) | decode s | command s without the decode "
         "| fit s (first epoch start to last validation) | best val acc | peak RSS of the command (GiB) |",
