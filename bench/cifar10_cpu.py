@@ -56,14 +56,17 @@ DECODE_LINE = re.compile(r"^Decoded ([0-9,]+) images in ([0-9.]+) s")
 
 
 def host_cpu() -> str:
-    """The CPU this runs on, as `lscpu` names it: the same config's time differs by host."""
-    fields = {}
-    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
+    """The CPU this runs on (/proc/cpuinfo's model name, family and model, as lscpu shows them):
+    the same config's time differs by host."""
+    cpuinfo = Path("/proc/cpuinfo")
+    fields: dict[str, str] = {}
+    for line in (cpuinfo.read_text() if cpuinfo.exists() else "").splitlines():
         key, _, value = line.partition(":")
         fields.setdefault(key.strip(), value.strip())
     name = fields.get("model name") or platform.processor() or platform.machine()
     family = f", family {fields['cpu family']} model {fields['model']}" if "cpu family" in fields else ""
-    return f"{name}{family}, {os.cpu_count()} cores"
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()  # Linux only
+    return f"{name}{family}, {usable} CPUs usable"
 
 
 def config_args(config: str, data_dir: str, cache_dir: Path, logs: Path) -> list[str]:
@@ -241,13 +244,12 @@ def data_path(data_dir: str, cache_dir: Path, logs: Path, round_count: int) -> d
 
 def hosts_line(recipe: dict[str, Any], blitz: dict[str, Any], path: dict[str, Any]) -> str:
     """Which CPU measured each part: a part kept from an earlier run may come from another host."""
-    hosts = {
-        part: run.get("host", "an earlier host, not recorded")
-        for part, run in (("the recipe", recipe), ("the blitz baseline", blitz), ("the data path", path))
-    }
-    if len(set(hosts.values())) == 1:
-        return f"Host: {next(iter(hosts.values()))}"
-    return "Hosts (times compare only on one host): " + "; ".join(f"{part} on {host}" for part, host in hosts.items())
+    parts = (("the recipe", recipe), ("the blitz baseline", blitz), ("the data path", path))
+    recorded = [run.get("host") for _, run in parts]
+    if None not in recorded and len(set(recorded)) == 1:
+        return f"Host: {recorded[0]}"
+    named = (f"{part} on {host or 'a host not recorded'}" for (part, _), host in zip(parts, recorded, strict=True))
+    return "Hosts (compare times only between parts on the same host): " + "; ".join(named)
 
 
 def write_results(result: dict[str, Any], folder: Path) -> None:
