@@ -43,7 +43,11 @@ class ScriptedMetric(ClassificationModule):
 
 
 def fit_recording_lrs(
-    scheduler: SchedulerConfig, epochs: int = 6, optimizer: str = "sgd", scripted: list[float] | None = None
+    scheduler: SchedulerConfig,
+    epochs: int = 6,
+    optimizer: str = "sgd",
+    scripted: list[float] | None = None,
+    **trainer_options: object,
 ) -> LRRecorder:
     dm = ToyPointsDataModule(n_samples=100, batch_size=35)
     kwargs = {"net": partial(MLP, hidden_sizes=[4]), "optimizer": partial(OPTIMIZERS[optimizer], lr=0.1)}
@@ -60,6 +64,7 @@ def fit_recording_lrs(
         enable_model_summary=False,
         callbacks=[recorder],
         accelerator="cpu",
+        **trainer_options,  # type: ignore[arg-type]
     )
     trainer.fit(module, datamodule=dm)
     return recorder
@@ -159,6 +164,32 @@ def test_plateau_in_max_mode_waits_while_its_monitor_rises() -> None:
     assert run.lrs == pytest.approx([0.1] * 6) and run.final_lr == pytest.approx(0.01)
 
 
+def test_plateau_steps_only_on_the_epochs_that_validate() -> None:
+    # Validation every 2nd epoch (epochs 1, 3, 5, 7, 9): the monitor reads 1.0, 0.9, 0.95,
+    # 0.9, 0.9 there. With patience 1 the second validation in a row without a new low (epoch 7)
+    # halves the LR; the epochs between, with no fresh metric, neither stop the run nor count.
+    skipped = 5.0  # never logged: those epochs do not validate
+    scripted = [skipped, 1.0, skipped, 0.9, skipped, 0.95, skipped, 0.9, skipped, 0.9]
+    run = fit_recording_lrs(
+        SchedulerConfig(name="plateau", monitor="val/scripted", patience=1, factor=0.5),
+        epochs=10,
+        scripted=scripted,
+        check_val_every_n_epoch=2,
+    )
+    assert run.lrs == pytest.approx([0.1] * 8 + [0.05] * 2)
+    assert run.final_lr == pytest.approx(0.05)
+
+
+def test_a_run_without_an_end_trains_under_an_epoch_schedule() -> None:
+    # max_epochs -1 with a time limit: the Trainer cannot count the steps (inf); an epoch
+    # schedule does not need them.
+    run = fit_recording_lrs(
+        SchedulerConfig(name="step", step_size=1, gamma=0.5), epochs=-1, max_time={"seconds": 2}
+    )
+    assert len(run.lrs) >= 2
+    assert run.lrs[:2] == pytest.approx([0.1, 0.05])
+
+
 def test_impossible_combinations_are_user_errors() -> None:
     optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
     with pytest.raises(UserInputError, match="its own warm-up"):
@@ -167,3 +198,5 @@ def test_impossible_combinations_are_user_errors() -> None:
         build_scheduler(optimizer, SchedulerConfig(name="cosine", warmup_epochs=10), 10, 100)
     with pytest.raises(UserInputError, match="needs trainer.max_epochs"):
         build_scheduler(optimizer, SchedulerConfig(name="cosine"), None, 100)
+    with pytest.raises(UserInputError, match="one-cycle schedule needs a run with an end"):
+        build_scheduler(optimizer, SchedulerConfig(name="onecycle"), None, None)

@@ -83,12 +83,14 @@ def build_scheduler(
     optimizer: torch.optim.Optimizer,
     config: SchedulerConfig,
     max_epochs: int | None,
-    total_steps: int,
+    total_steps: int | None,
+    epochs_per_validation: int = 1,
 ) -> dict[str, Any] | None:
     """A Lightning `lr_scheduler` dict for `config`, or None for a constant LR.
 
-    `max_epochs` and `total_steps` come from the Trainer; schedules that end at the run's
-    last epoch need `max_epochs`.
+    `max_epochs`, `total_steps` (None for a run without an end) and `epochs_per_validation`
+    come from the Trainer; schedules that end at the run's last epoch or step need those,
+    and `plateau` steps only on the epochs that validate, where its metric is fresh.
     """
     if config.name == "none":
         if config.warmup_epochs:
@@ -97,6 +99,10 @@ def build_scheduler(
     if config.name == "onecycle":
         if config.warmup_epochs:
             raise UserInputError("scheduler onecycle has its own warm-up: set model.scheduler.warmup_epochs to 0")
+        if total_steps is None:
+            raise UserInputError(
+                "the one-cycle schedule needs a run with an end: set trainer.max_epochs or trainer.max_steps"
+            )
         # OneCycleLR divides by (warm-up steps - 1): exactly one warm-up step fails deep inside torch.
         if math.isclose(config.pct_start * total_steps, 1.0):
             raise UserInputError(
@@ -122,7 +128,16 @@ def build_scheduler(
         scheduler = lr_scheduler.ReduceLROnPlateau(
             optimizer, mode=config.mode, factor=config.factor, patience=config.patience
         )
-        return {"scheduler": scheduler, "interval": "epoch", "monitor": config.monitor}
+        # Stepped every `epochs_per_validation` epochs, at the ends of those that validate; a
+        # run that validates on other epochs (the last one, a step interval) skips a step with a
+        # warning instead of stopping.
+        return {
+            "scheduler": scheduler,
+            "interval": "epoch",
+            "frequency": epochs_per_validation,
+            "monitor": config.monitor,
+            "strict": False,
+        }
 
     decay_epochs = None
     if max_epochs is not None and max_epochs > 0:

@@ -1,5 +1,6 @@
 """What the classification and regression modules share: steps, metrics per stage, optimizers."""
 
+import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -220,8 +221,13 @@ class TaskModule(LightningModule):
         except (TypeError, ValueError) as error:
             raise UserInputError(f"model.optimizer could not be built: {error}") from error
         max_epochs = self.trainer.max_epochs if self.trainer.max_epochs not in (None, -1) else None
+        steps = self.trainer.estimated_stepping_batches  # inf for a run without an end (max_epochs -1)
         scheduler = build_scheduler(
-            optimizer, self.scheduler_config, max_epochs, int(self.trainer.estimated_stepping_batches)
+            optimizer,
+            self.scheduler_config,
+            max_epochs,
+            int(steps) if math.isfinite(steps) else None,
+            self.trainer.check_val_every_n_epoch or 1,
         )
         if scheduler is None:
             return optimizer
