@@ -183,9 +183,7 @@ def test_plateau_steps_only_on_the_epochs_that_validate() -> None:
 def test_a_run_without_an_end_trains_under_an_epoch_schedule() -> None:
     # max_epochs -1 with a time limit: the Trainer cannot count the steps (inf); an epoch
     # schedule does not need them.
-    run = fit_recording_lrs(
-        SchedulerConfig(name="step", step_size=1, gamma=0.5), epochs=-1, max_time={"seconds": 2}
-    )
+    run = fit_recording_lrs(SchedulerConfig(name="step", step_size=1, gamma=0.5), epochs=-1, max_time={"seconds": 2})
     assert len(run.lrs) >= 2
     assert run.lrs[:2] == pytest.approx([0.1, 0.05])
 
