@@ -11,6 +11,7 @@ from src.datamodules import RegressionDataModule, TabularDataModule, ToyPointsDa
 from src.datamodules.splits import split_indices
 from src.datamodules.standardisation import PixelMoments, fit_pixel_standardisation
 from src.errors import UserInputError
+from tests.conftest import config, run_cli
 
 
 def test_circles_splits_have_the_right_sizes_types_and_no_overlap() -> None:
@@ -150,3 +151,12 @@ def test_pixel_moments_summed_in_parts_give_the_whole_sets_mean_and_std() -> Non
     assert whole[0] == pytest.approx(pixels.mean(1).tolist(), abs=1e-12)
     assert whole[1][:2] == pytest.approx(pixels.std(1, correction=0)[:2].tolist(), abs=1e-12)
     assert whole[1][2] == 1.0
+
+
+@pytest.mark.parametrize("task", ["circles", "regression"])
+def test_a_fit_with_nothing_held_out_for_testing_ends_without_a_test(
+    task: str, in_tmp: Path, capsys: pytest.CaptureFixture
+) -> None:
+    assert run_cli("fit", "--config", config(task), "--trainer.max_epochs", "2", "--data.test_fraction", "0") == 0
+    out = capsys.readouterr().out
+    assert "no test split: skipping the test" in out and "Best checkpoint:" in out

@@ -86,6 +86,11 @@ class RegressionDataModule(InMemoryDataModule):
         spread = self.noise * (1 + x / 10)
         return x, wave_function(x) + spread * torch.randn(x.shape, generator=generator)
 
+    @property
+    def has_test_split(self) -> bool:
+        """False with `test_fraction` 0: the fit then ends without testing (nothing is held out)."""
+        return self.test_fraction > 0
+
     has_true_function = True  # the targets come from a known function (the figures draw it)
 
     def true_function(self, x: torch.Tensor) -> torch.Tensor:

@@ -83,6 +83,11 @@ class ToyPointsDataModule(InMemoryDataModule):
         return torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(y, dtype=torch.long)
 
     @property
+    def has_test_split(self) -> bool:
+        """False with `test_fraction` 0: the fit then ends without testing (nothing is held out)."""
+        return self.test_fraction > 0
+
+    @property
     def feature_names(self) -> list[str]:
         """Column names of the features in a CSV given to `train.py predict`: x1, x2, ..."""
         return [f"x{index + 1}" for index in range(self.n_features)]
