@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 
 from src.datamodules import ImageFolderDataModule, image_decoding
+from src.datamodules.batch_augment import random_translate
 from src.datamodules.image_decoding import SPLITS
 from src.datamodules.image_file_dataset import UNDECODABLE
 from src.errors import UserInputError
@@ -137,6 +138,14 @@ def food_tree(root: Path, per_class: int = 10, splits: tuple[str, ...] = ("train
 def folder_module(data_dir: Path, tmp_path: Path, **kwargs: object) -> ImageFolderDataModule:
     options = {"cache_dir": tmp_path / "cache", "val_size": 0.2, **kwargs}
     return ImageFolderDataModule(data_dir=data_dir, **options)  # type: ignore[arg-type]
+
+
+def test_a_shift_as_large_as_the_image_is_refused_before_any_decoding(tmp_path: Path) -> None:
+    with pytest.raises(UserInputError, match="data.translate must be below the image side"):
+        ImageFolderDataModule(data_dir=tmp_path / "none", image_size=[4, 6], translate=4)
+    shifted = folder_module(food_tree(tmp_path / "food", per_class=4), tmp_path, image_size=4, translate=3)
+    shifted.setup()
+    assert random_translate(shifted.splits["train"][0], 3).shape == shifted.splits["train"][0].shape
 
 
 def test_any_format_mode_and_size_becomes_one_uint8_tensor(tmp_path: Path) -> None:

@@ -162,6 +162,11 @@ class ImageFolderDataModule(InMemoryDataModule):
         if channels not in (1, 3):
             raise UserInputError(f"data.channels must be 1 (grayscale) or 3 (RGB), got {channels}")
         check_image_size((int(size[0]), int(size[1])), channels, batch_size)
+        if translate >= min(size):  # the shift reflects the borders, which needs a margin inside the image
+            raise UserInputError(
+                f"data.translate must be below the image side ({min(size)} pixels, image_size {image_size}), "
+                f"got {translate}: lower data.translate"
+            )
         if crop_epochs < 0 or (crop_epochs and not 0 < crop_size < min(size)):
             raise UserInputError(
                 f"data.crop_epochs must be >= 0 and data.crop_size between 1 and the image size - 1 "
