@@ -160,3 +160,18 @@ def test_a_fit_with_nothing_held_out_for_testing_ends_without_a_test(
     assert run_cli("fit", "--config", config(task), "--trainer.max_epochs", "2", "--data.test_fraction", "0") == 0
     out = capsys.readouterr().out
     assert "no test split: skipping the test" in out and "Best checkpoint:" in out
+
+
+def test_a_last_training_batch_of_one_sample_is_skipped_so_batchnorm_trains(
+    in_tmp: Path, capsys: pytest.CaptureFixture
+) -> None:
+    # 700 training points in batches of 699 leave one: BatchNorm cannot train on it.
+    args = ["--config", config("circles"), "--data.batch_size", "699", "--model.net.init_args.batch_norm", "true"]
+    assert run_cli("fit", *args, "--trainer.max_epochs", "2") == 0
+    assert "epoch=1-step=2.ckpt" in capsys.readouterr().out  # one step an epoch
+    dm = ToyPointsDataModule(batch_size=699)
+    dm.setup()
+    assert len(dm.train_dataloader()) == 1 and len(dm.test_dataloader()) == 1
+    two_left = ToyPointsDataModule(batch_size=698)
+    two_left.setup()
+    assert len(two_left.train_dataloader()) == 2  # a batch of two trains

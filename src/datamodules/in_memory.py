@@ -1,5 +1,7 @@
 """The part every data module here shares: tensors per split, served by InMemoryLoader."""
 
+import math
+
 import torch
 from lightning.pytorch import LightningDataModule, Trainer
 
@@ -27,13 +29,19 @@ def split_loader(
         raise UserInputError(
             f"the {split} split is empty: hold out more data for it (data.{split}_fraction or data.val_size)"
         )
+    world_size = trainer.world_size if trainer else 1
+    batch_size = batch_size or len(inputs)
+    per_rank = math.ceil(len(inputs) / world_size)
     return InMemoryLoader(
         (inputs, targets),
-        batch_size=batch_size or len(inputs),
+        batch_size=batch_size,
         shuffle=shuffle,
+        # A last training batch of one sample is skipped: BatchNorm cannot train on one (the
+        # shuffle leaves out another sample each epoch).
+        drop_last=split == "train" and per_rank > 1 and per_rank % batch_size == 1,
         seed=seed,
         rank=trainer.global_rank if trainer else 0,
-        world_size=trainer.world_size if trainer else 1,
+        world_size=world_size,
         position=training_position(trainer) if trainer is not None and split == "train" else None,
     )
 
