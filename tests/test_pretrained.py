@@ -299,6 +299,20 @@ def test_the_backbone_trains_only_from_the_unfreeze_epoch_and_resumes(in_tmp: Pa
     assert len(checkpoint["optimizer_states"][0]["param_groups"]) == 2
 
 
+def test_a_backbone_unfrozen_from_the_start_trains_at_its_lower_rate(in_tmp: Path, tmp_path: Path) -> None:
+    tree = class_tree(tmp_path / "tree", ["a", "b"], per_class=8)
+    log = tmp_path / "probe.jsonl"
+    callbacks = [
+        {"class_path": "src.callbacks.UnfreezeBackbone", "init_args": {"unfreeze_at_epoch": 0, "lr_factor": 0.1}},
+        {"class_path": "tests.test_pretrained.BackboneProbe", "init_args": {"path": str(log)}},
+    ]
+    run = tiny_run(tree, tmp_path, "--trainer.max_epochs", "1", "--data.batch_size", "8")
+    assert run_cli("fit", *run, "--trainer.callbacks", json.dumps(callbacks)) == 0
+    (line,) = probe_lines(log)
+    assert line["requires_grad"] and line["backbone_changed"] and len(line["groups"]) == 2
+    assert line["lrs"][1] == pytest.approx(line["lrs"][0] * 0.1)
+
+
 # --- init_from: a new task from a checkpoint's net ----------------------------------------------
 def test_a_three_class_task_starts_from_a_ten_class_checkpoint(
     in_tmp: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]

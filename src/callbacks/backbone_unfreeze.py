@@ -87,8 +87,10 @@ class UnfreezeBackbone(BaseFinetuning):
             parameter.requires_grad_(True)
         for module in self.backbone_bn:
             module.track_running_stats = True
-        held = {id(p) for group in groups for p in group["params"]}
-        if frozen <= held:  # resumed after the unfreeze: BaseFinetuning restored the groups
+        # Resumed after the unfreeze, BaseFinetuning restored the backbone's own group; at a fresh
+        # unfreeze (even at epoch 0) the backbone is still in, or was taken out of, the first.
+        held = {id(p) for group in groups[1:] for p in group["params"]}
+        if frozen <= held:
             self._fit_schedules(pl_module.trainer, optimizer, None)
             return
         groups[0]["params"] = [p for p in groups[0]["params"] if id(p) not in frozen]
