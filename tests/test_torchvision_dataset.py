@@ -1,6 +1,7 @@
 """torchvision data sets by name (TorchvisionDataModule): torchvision's real download, served here by a
 loopback server in FashionMNIST's own file format, then the image folder's in-memory path."""
 
+import collections
 import contextlib
 import functools
 import gzip
@@ -9,6 +10,7 @@ import http.server
 import re
 import struct
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -146,3 +148,35 @@ def test_offline_or_a_wrong_name_is_one_line(tmp_path: Path, monkeypatch: pytest
         refused.prepare_data()
     with pytest.raises(UserInputError, match="not a torchvision data set; one of: .*FashionMNIST"):
         TorchvisionDataModule(name="FashionMnist")
+
+
+def test_processes_that_each_build_the_module_download_the_set_once(
+    served_fashion: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Under DDP every process builds the data module and LightningCLI asks it for num_classes
+    # there, before any process group: here two threads, each as slow to download as a network.
+    original = FashionMNIST.download
+
+    def slow(self: FashionMNIST) -> None:
+        time.sleep(0.3)
+        original(self)
+
+    monkeypatch.setattr(FashionMNIST, "download", slow)
+    folder = tmp_path / "tv"
+    modules = [TorchvisionDataModule(data_dir=folder, cache_dir=tmp_path / f"cache{i}") for i in range(2)]
+    start = threading.Barrier(2)
+    classes: list[int] = []
+
+    def ask(module: TorchvisionDataModule) -> None:
+        start.wait()
+        classes.append(module.num_classes)
+
+    threads = [threading.Thread(target=ask, args=(module,)) for module in modules]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert classes == [10, 10]
+    asked = collections.Counter(served_fashion)
+    assert set(asked) == {f"/{name}" for name, _ in FashionMNIST.resources}
+    assert max(asked.values()) <= 2  # one download: torchvision opens each URL to follow redirects, then fetches it

@@ -23,11 +23,14 @@ from typing import Any, Literal
 import numpy as np
 import torch
 import torchvision
+from filelock import FileLock
 
 from src.datamodules.batch_augment import FlipMode
 from src.datamodules.image_decoding import Splits, fit_to_size, image_tensor, to_channels
 from src.datamodules.image_folder import ImageFolderDataModule
 from src.errors import UserInputError, first_line
+
+DOWNLOAD_LOCK = ".download.lock"  # held by the process that downloads; left in data_dir, not part of the set
 
 
 def dataset_class(name: str) -> type:
@@ -158,12 +161,18 @@ class TorchvisionDataModule(ImageFolderDataModule):
         except UserInputError:  # not there (yet)
             return "none", []
         if self._files is None:  # what names the cache: the set's files as they are now
-            self._files = sorted(p for p in self.data_dir.rglob("*") if p.is_file())
+            self._files = sorted(p for p in self.data_dir.rglob("*") if p.is_file() and p.name != DOWNLOAD_LOCK)
         return "torchvision", self._files
 
     def _missing_source(self) -> tuple[str, list[Path]]:
-        self._open("train", download=self.download)
-        self._open("test", download=self.download)
+        if not self.download:
+            self._open("train", download=False)  # the one-line "no files" error
+        # LightningCLI reads num_classes while it builds the model, in every process of a DDP run
+        # and before any process group: one process downloads, the others wait, then find the files.
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        with FileLock(self.data_dir / DOWNLOAD_LOCK):
+            self._open("train", download=True)
+            self._open("test", download=True)
         return self._source()
 
     def _read_classes(self) -> None:
