@@ -1,6 +1,7 @@
 """`train.py export` files load without Lightning and agree with PyTorch; `lr_find` saves its plot."""
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -51,6 +52,12 @@ def test_circles_export_loads_into_the_bare_net_and_all_formats_agree(in_tmp: Pa
     from_onnx = torch.from_numpy(session.run(None, {"input": points.numpy()})[0])  # batch 5: dynamic axis
     assert torch.allclose(from_onnx, logits, atol=1e-4, rtol=1e-4)
     assert max(record["max_abs_difference"].values()) <= 1e-4
+    # A checkpoint outside a run's checkpoints/ folder exports beside itself.
+    shipped = in_tmp / "shipped" / "model.ckpt"
+    shipped.parent.mkdir()
+    shutil.copy(next((in_tmp / "lightning_logs").rglob("last.ckpt")), shipped)
+    assert run_cli("export", "--ckpt_path", str(shipped), "--formats", "[state_dict]") == 0
+    assert (in_tmp / "shipped" / "export" / "model" / "net_state_dict.pt").is_file()
 
 
 def test_regression_exports_take_raw_inputs(in_tmp: Path) -> None:

@@ -103,14 +103,17 @@ class TemplateTrainer(Trainer):
         Args:
             ckpt_path: best, last or a checkpoint file.
             formats: which of state_dict, pt2, torchscript and onnx to write.
-            output_dir: where to write them (default: export/<checkpoint name>/ in the run's folder).
+            output_dir: where to write them (default: export/<checkpoint name>/ in the run's folder, or
+                beside a checkpoint that is not in a run's checkpoints/ folder).
         """
         if ckpt_path is None:
             raise UserInputError("export needs a trained model: add --ckpt_path best, last or a checkpoint file")
         if not formats:
             raise UserInputError(f"--formats is empty: choose from {', '.join(ALL_FORMATS)}")
         checkpoint = Path(ckpt_path)
-        folder = Path(output_dir) if output_dir is not None else checkpoint.parent.parent / "export" / checkpoint.stem
+        # A run's checkpoints/ folder: export/ beside it, in the run; any other file: export/ beside the file.
+        run = checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint.parent
+        folder = Path(output_dir) if output_dir is not None else run / "export" / checkpoint.stem
         record = export_checkpoint(model, datamodule, checkpoint, folder, tuple(formats))
         for kind, name in record["files"].items():
             difference = record["max_abs_difference"][kind]
