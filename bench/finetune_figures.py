@@ -47,8 +47,8 @@ CONFIG = "configs/image_folder.yaml"
 
 
 class InitFrom(Callback):
-    """`model.init_from` for modules whose signature does not offer it yet (ClassificationModule):
-    loads the checkpoint's net with the same function, before the first training step."""
+    """What `model.init_from` does, as a callback given on the command line: loads the checkpoint's
+    net with the same function, before the first training step."""
 
     def __init__(self, path: str) -> None:
         self.path = Path(path)

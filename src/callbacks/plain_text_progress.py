@@ -12,7 +12,7 @@ SHOWN = ("val/loss", "val/acc", "val/mse", "val/r2", "val/acc_best", "val/mse_be
 
 
 class PlainTextProgress(Callback):
-    """Prints `epoch 3/6  train/loss 1.2345  val/acc 0.6120 ...  81s` after each validation."""
+    """Prints `epoch 3/6  val/loss 1.2345  val/acc 0.6120 ...  81s` after each validation."""
 
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self.start = time.monotonic()

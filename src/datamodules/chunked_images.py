@@ -6,10 +6,11 @@ label, per split (`train/`, `val/`, `test/`), beside `dataset.json`: the class n
 and the training split's mean and std, the same state an ImageFolderDataModule keeps, so a
 checkpoint predicts, exports and serves alike. LitData's StreamingDataset shuffles per epoch,
 shards across DDP ranks and dataloader workers, and downloads chunks ahead into a local cache;
-its loader's position is saved in checkpoints, so a run resumed mid-epoch trains the batches
-that remained. Augmentation (flip, translate) and standardisation happen on whole batches where
-they land, as in the image-folder path. S3 credentials come from the usual AWS environment
-variables (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL, ...), never from configs.
+the Trainer's position (epoch and batches trained) is in every checkpoint, so a run resumed
+mid-epoch trains the batches that remained (ResumableChunks). Augmentation (flip, translate)
+and standardisation happen on whole batches where they land, as in the image-folder path. S3
+credentials come from the usual AWS environment variables (AWS_ACCESS_KEY_ID,
+AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL, ...), never from configs.
 """
 
 from collections.abc import Callable, Iterator

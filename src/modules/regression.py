@@ -11,7 +11,7 @@ from src.modules.task import NetFactory, TaskModule
 
 
 class RegressionModule(TaskModule):
-    """A regressor of one or more targets, trained on MSE.
+    """A regressor of one target, trained on MSE.
 
     Args:
         net: the network, built with (input shape, 1).
