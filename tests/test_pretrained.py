@@ -358,3 +358,16 @@ def test_a_three_class_task_starts_from_a_ten_class_checkpoint(
 def test_the_head_of_the_project_nets_is_their_last_linear_layer() -> None:
     assert head_name(AirbenchNet((3, 32, 32), 10)) == "head"
     assert head_name(TorchvisionNet((3, 32, 32), 10)) == "model.fc"
+
+
+def test_a_run_with_a_weight_average_is_started_from_that_average(in_tmp: Path, tmp_path: Path) -> None:
+    tree = class_tree(tmp_path / "tree", ["a", "b"], per_class=12)
+    run = tiny_run(tree, tmp_path, "--trainer.max_epochs", "3", "--model.init_args.ema_decay", "0.5")
+    assert run_cli("fit", *run) == 0
+    checkpoint = next((in_tmp / "lightning_logs").rglob("last.ckpt"))
+    trained = torch.load(checkpoint, weights_only=True)["state_dict"]
+    fresh = AirbenchNet((3, 16, 16), len(trained["net.head.weight"]), widths=[8, 8, 8])  # 1 output: two classes
+    assert "(its weight average, model.ema_decay)" in load_net_weights(fresh, checkpoint)
+    weight = "groups.2.conv1.weight"
+    assert not torch.equal(trained[f"net.{weight}"], trained[f"ema.module.{weight}"])  # the two differ
+    assert all(torch.equal(tensor, trained[f"ema.module.{name}"]) for name, tensor in fresh.state_dict().items())

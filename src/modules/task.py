@@ -277,7 +277,9 @@ def load_net_weights(net: nn.Module, path: Path) -> str:
         raise UserInputError(f"{where}: no such file (give the .ckpt file of a run to start from)")
     check_checkpoint(path)
     state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
-    theirs = {key[len("net.") :]: value for key, value in state.items() if key.startswith("net.")}
+    # A run with model.ema_decay evaluated (and exported) its averaged weights: start from those.
+    prefix = "ema.module." if any(key.startswith("ema.module.") for key in state) else "net."
+    theirs = {key[len(prefix) :]: value for key, value in state.items() if key.startswith(prefix)}
     ours = net.state_dict()
     head = head_name(net)
     skipped = [k for k, v in theirs.items() if k in ours and ours[k].shape != v.shape and in_head(k, head)]
@@ -293,4 +295,5 @@ def load_net_weights(net: nn.Module, path: Path) -> str:
         )
     net.load_state_dict(loaded, strict=False)
     detail = f"{len(skipped)} of another shape (the new head): {', '.join(skipped)}" if skipped else "none"
-    return f"{where}: loaded {len(loaded)} of the net's {len(ours)} tensors; skipped: {detail}"
+    averaged = " (its weight average, model.ema_decay)" if prefix == "ema.module." else ""
+    return f"{where}: loaded {len(loaded)} of the net's {len(ours)} tensors{averaged}; skipped: {detail}"
