@@ -371,3 +371,19 @@ def test_a_run_with_a_weight_average_is_started_from_that_average(in_tmp: Path, 
     weight = "groups.2.conv1.weight"
     assert not torch.equal(trained[f"net.{weight}"], trained[f"ema.module.{weight}"])  # the two differ
     assert all(torch.equal(tensor, trained[f"ema.module.{name}"]) for name, tensor in fresh.state_dict().items())
+
+
+def test_patch_whitening_keeps_the_stem_of_the_net_a_task_starts_from(
+    in_tmp: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    first = class_tree(tmp_path / "first", ["a", "b", "c"], per_class=8)
+    assert run_cli("fit", *tiny_run(first, tmp_path, "--trainer.max_epochs", "1")) == 0
+    start = next((in_tmp / "lightning_logs").rglob("last.ckpt"))
+    stem = torch.load(start, weights_only=True)["state_dict"]["net.stem.0.weight"]
+    # Other images (another seed, so other patch statistics), PatchWhitening in the config's callbacks.
+    second = class_tree(tmp_path / "second", ["x", "y", "z"], per_class=8, seed=1)
+    named = ["--trainer.logger.init_args.name", "second", "--model.init_from", str(start)]
+    assert run_cli("fit", *tiny_run(second, tmp_path, "--trainer.max_epochs", "1", *named)) == 0
+    assert "PatchWhitening: the stem keeps the filters of model.init_from's net" in capsys.readouterr().out
+    tuned = next((in_tmp / "lightning_logs" / "second").rglob("last.ckpt"))
+    assert torch.equal(torch.load(tuned, weights_only=True)["state_dict"]["net.stem.0.weight"], stem)

@@ -13,7 +13,8 @@ class PatchWhitening(Callback):
 
     Needs a net with `init_whitening` (AirbenchNet, whose stem filters are fixed from
     construction) and a data module with `sample_images` (CIFAR10DataModule). A resumed run
-    keeps the filters its checkpoint holds. Under DDP every rank takes rank 0's net (DDP
+    keeps the filters its checkpoint holds, and a net started from `model.init_from` those of
+    the net it starts from. Under DDP every rank takes rank 0's net (DDP
     copied it from rank 0 only when it wrapped the model, before this hook), so all ranks
     train the same model.
 
@@ -61,6 +62,10 @@ class PatchWhitening(Callback):
 
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if trainer.ckpt_path is not None:  # resumed: the checkpoint holds the filters
+            return
+        if getattr(pl_module, "init_from", None) is not None:
+            if trainer.is_global_zero:
+                print("PatchWhitening: the stem keeps the filters of model.init_from's net, trained with them")
             return
         net = getattr(pl_module, "net", None)
         datamodule = trainer.datamodule

@@ -57,6 +57,7 @@ class TaskModule(LightningModule):
             self.net = net(input_shape, num_outputs)
         except (TypeError, ValueError) as error:
             raise UserInputError(f"model.net could not be built: {error}") from error
+        self.init_from = init_from  # read by callbacks that would otherwise reset part of the net
         if init_from is not None:
             print(load_net_weights(self.net, Path(init_from)))
         # The compiled net shares the plain net's weights but is kept out of the module tree, so
