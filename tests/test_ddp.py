@@ -151,7 +151,8 @@ def test_an_image_config_trains_each_rank_on_its_own_shard(
     assert any(k.startswith("ema.") for k in state) == (ema is not None)
     if name != "cifar10_blitz":
         stem = state["net.stem.0.weight"]
-        assert stem.abs().sum() > 0 and torch.isfinite(stem).all()
+        half = len(stem) // 2  # whitened: each filter with its negative (a default init has no such pairs)
+        assert torch.isfinite(stem).all() and stem.abs().sum() > 0 and torch.equal(stem[half:], -stem[:half])
 
 
 # Tables: one full-batch step an epoch; a text-labelled classification and a regression.
