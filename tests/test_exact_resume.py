@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from src.checkpointing.rng_state import RngState
 from tests.conftest import JUMPY, QUIET, config, run_cli
 from tests.test_cli import scalars
 
@@ -140,3 +141,20 @@ def test_a_streaming_run_resumed_mid_epoch_trains_exactly_the_batches_that_remai
     for key, value in straight_state.items():
         assert torch.equal(resumed_state[key], value), key
     assert [s for s, _ in scalars(run)["train/loss_step"]] == list(range(12))  # 3 epochs of 4 steps, none again
+
+
+def test_each_process_restores_the_cuda_generator_of_its_own_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rank 0 writes the checkpoint: it keeps its own device's CUDA state, which every rank (each
+    on its own device, having drawn as many numbers) sets on its current device. Faked on a CPU."""
+    drawn = torch.tensor([7, 8, 9], dtype=torch.uint8)
+    set_on_current: list[torch.Tensor] = []
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "get_rng_state", lambda device="cuda": drawn.clone())
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda state, device="cuda": set_on_current.append(state))
+    monkeypatch.setattr(torch.cuda, "set_rng_state_all", lambda states: pytest.fail("set every device's state"))
+    state = RngState().state_dict()
+    assert len(state["cuda"]) == 1 and torch.equal(state["cuda"][0], drawn)
+    RngState().load_state_dict(state)
+    assert len(set_on_current) == 1 and torch.equal(set_on_current[0], drawn)

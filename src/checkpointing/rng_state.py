@@ -9,7 +9,7 @@ from lightning.pytorch import Callback
 
 
 class RngState(Callback):
-    """Puts the torch (CPU and CUDA), NumPy and Python RNG states into checkpoints.
+    """Puts the torch (CPU and this process's CUDA device), NumPy and Python RNG states into checkpoints.
 
     Lightning's checkpoints hold no RNG state, so dropout masks and random augmentation
     after a resume would differ from an uninterrupted run. States are stored as tensors
@@ -21,7 +21,9 @@ class RngState(Callback):
         version, python_state, gauss = random.getstate()
         return {
             "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else [],
+            # This process's device only: rank 0 writes the checkpoint, and every DDP rank restores
+            # it onto its own device, whose generator drew as many numbers as rank 0's.
+            "cuda": [torch.cuda.get_rng_state()] if torch.cuda.is_initialized() else [],
             "numpy": {
                 "kind": str(kind),
                 "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
@@ -34,8 +36,12 @@ class RngState(Callback):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         torch.set_rng_state(state_dict["torch"])
-        if state_dict["cuda"] and torch.cuda.is_available() and len(state_dict["cuda"]) == torch.cuda.device_count():
-            torch.cuda.set_rng_state_all(state_dict["cuda"])
+        cuda = state_dict["cuda"]
+        if cuda and torch.cuda.is_available():
+            if len(cuda) == 1:
+                torch.cuda.set_rng_state(cuda[0])  # onto this process's device
+            elif len(cuda) == torch.cuda.device_count():  # a checkpoint that kept every device's state
+                torch.cuda.set_rng_state_all(cuda)
         numpy_state = state_dict["numpy"]
         np.random.set_state(
             (
