@@ -196,5 +196,7 @@ def test_impossible_combinations_are_user_errors() -> None:
         build_scheduler(optimizer, SchedulerConfig(name="cosine", warmup_epochs=10), 10, 100)
     with pytest.raises(UserInputError, match="needs trainer.max_epochs"):
         build_scheduler(optimizer, SchedulerConfig(name="cosine"), None, 100)
+    with pytest.raises(UserInputError, match="set trainer.check_val_every_n_epoch"):
+        build_scheduler(optimizer, SchedulerConfig(name="plateau"), 10, 100, None)
     with pytest.raises(UserInputError, match="one-cycle schedule needs a run with an end"):
         build_scheduler(optimizer, SchedulerConfig(name="onecycle"), None, None)

@@ -63,10 +63,6 @@ class PatchWhitening(Callback):
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if trainer.ckpt_path is not None:  # resumed: the checkpoint holds the filters
             return
-        if getattr(pl_module, "init_from", None) is not None:
-            if trainer.is_global_zero:
-                print("PatchWhitening: the stem keeps the filters of model.init_from's net, trained with them")
-            return
         net = getattr(pl_module, "net", None)
         datamodule = trainer.datamodule
         if not hasattr(net, "init_whitening") or not hasattr(datamodule, "sample_images"):
@@ -74,6 +70,10 @@ class PatchWhitening(Callback):
                 "the PatchWhitening callback needs a net with init_whitening (AirbenchNet) and an image data "
                 "module: remove it from trainer.callbacks for this net or data"
             )
+        if getattr(pl_module, "init_from", None) is not None:
+            if trainer.is_global_zero:
+                print("PatchWhitening: the stem keeps the filters of model.init_from's net, trained with them")
+            return
         # Every rank computes the filters (from the same images, so a bad net raises on every rank,
         # not on one while the others wait), then takes rank 0's values bit for bit.
         net.init_whitening(datamodule.sample_images(self.count))

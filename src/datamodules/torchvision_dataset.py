@@ -169,10 +169,20 @@ class TorchvisionDataModule(ImageFolderDataModule):
             self._open("train", download=False)  # the one-line "no files" error
         # LightningCLI reads num_classes while it builds the model, in every process of a DDP run
         # and before any process group: one process downloads, the others wait, then find the files.
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        with FileLock(self.data_dir / DOWNLOAD_LOCK):
+        try:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            lock = FileLock(self.data_dir / DOWNLOAD_LOCK)
+            lock.acquire()
+        except OSError as error:
+            raise UserInputError(
+                f"cannot download {self.name} into {self.data_dir} ({first_line(error)}): give a writable "
+                "--data.data_dir, or copy the files there"
+            ) from None
+        try:
             self._open("train", download=True)
             self._open("test", download=True)
+        finally:
+            lock.release()
         return self._source()
 
     def _read_classes(self) -> None:

@@ -48,7 +48,8 @@ class SchedulerConfig(_PlainValues):
       (`anneal_strategy` "cos") or straight lines ("linear", as airbench's schedule). With
       `cycle_momentum` (torch's default) the momentum moves the other way, between 0.95 and
       0.85; without it, the optimizer's own momentum stays (airbench's choice).
-    - `plateau`: multiply by `factor` when `monitor` has not improved for `patience` epochs.
+    - `plateau`: multiply by `factor` when `monitor` has not improved for `patience` validations
+      (it steps at the end of each epoch that validates: trainer.check_val_every_n_epoch).
     `warmup_epochs` > 0 ramps the LR up linearly before step, exponential or cosine.
     """
 
@@ -84,7 +85,7 @@ def build_scheduler(
     config: SchedulerConfig,
     max_epochs: int | None,
     total_steps: int | None,
-    epochs_per_validation: int = 1,
+    epochs_per_validation: int | None = 1,
 ) -> dict[str, Any] | None:
     """A Lightning `lr_scheduler` dict for `config`, or None for a constant LR.
 
@@ -128,15 +129,18 @@ def build_scheduler(
         scheduler = lr_scheduler.ReduceLROnPlateau(
             optimizer, mode=config.mode, factor=config.factor, patience=config.patience
         )
-        # Stepped every `epochs_per_validation` epochs, at the ends of those that validate; a
-        # run that validates on other epochs (the last one, a step interval) skips a step with a
-        # warning instead of stopping.
+        if epochs_per_validation is None:
+            raise UserInputError(
+                "scheduler plateau steps at the end of the epochs that validate: set "
+                "trainer.check_val_every_n_epoch (not a val_check_interval in steps)"
+            )
+        # Stepped every `epochs_per_validation` epochs, at the ends of those that validate, where
+        # its metric is fresh (a misspelled monitor still stops the run in one line).
         return {
             "scheduler": scheduler,
             "interval": "epoch",
             "frequency": epochs_per_validation,
             "monitor": config.monitor,
-            "strict": False,
         }
 
     decay_epochs = None

@@ -228,7 +228,7 @@ class TaskModule(LightningModule):
             self.scheduler_config,
             max_epochs,
             int(steps) if math.isfinite(steps) else None,
-            self.trainer.check_val_every_n_epoch or 1,
+            self.trainer.check_val_every_n_epoch,
         )
         if scheduler is None:
             return optimizer
