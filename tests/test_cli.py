@@ -202,6 +202,60 @@ def test_resuming_an_older_checkpoint_of_a_run_starts_a_new_run_and_keeps_the_ne
     assert torch.load(run.parent / "version_1" / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 3
 
 
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(path.relative_to(folder)): path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+@pytest.mark.parametrize(
+    ("given", "names"),
+    [
+        ([], "--ckpt_path lightning_logs/circles/version_0/checkpoints/last.ckpt"),
+        (["--ckpt_path", "OLDER"], "--ckpt_path lightning_logs/circles/version_0/checkpoints/last.ckpt"),
+    ],
+    ids=["no-checkpoint", "older-checkpoint"],
+)
+def test_a_fit_into_an_existing_runs_version_is_refused_and_leaves_it_untouched(
+    in_tmp: Path, capsys: pytest.CaptureFixture, given: list[str], names: str
+) -> None:
+    args = ["--config", config("circles"), "--trainer.check_val_every_n_epoch", "1", *QUIET]
+    assert run_cli("fit", *args, "--trainer.max_epochs", "3", "--checkpoint.save_top_k", "-1") == 0
+    run = in_tmp / "lightning_logs" / "circles" / "version_0"
+    before = snapshot(run)
+    older = str(next((run / "checkpoints").glob("epoch=0-*.ckpt")))
+    given = [older if value == "OLDER" else value for value in given]
+    capsys.readouterr()
+    version = ["--trainer.logger.init_args.version", "0"]
+    assert run_cli("fit", *args, "--trainer.max_epochs", "2", *version, *given) == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "version_0 already holds a run" in lines[0] and names in lines[0], lines
+    assert snapshot(run) == before  # no checkpoint rewritten, no curve or config.resumed-1.yaml added
+    assert sorted(p.name for p in run.parent.iterdir()) == ["version_0"]
+    # Resuming that run into the same version is what the message offers, and it works.
+    assert run_cli("fit", *args, "--trainer.max_epochs", "4", *version, "--ckpt_path", "last") == 0
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 4
+
+
+def test_a_fit_without_a_logger_keeps_the_checkpoints_of_an_earlier_one(
+    in_tmp: Path, capsys: pytest.CaptureFixture
+) -> None:
+    args = ["--config", config("circles"), "--trainer.logger", "false", *QUIET]
+    assert run_cli("fit", *args, "--trainer.max_epochs", "3") == 0
+    checkpoints = in_tmp / "checkpoints"
+    before = snapshot(checkpoints)
+    assert "last.ckpt" in before
+    capsys.readouterr()
+    assert run_cli("fit", *args, "--trainer.max_epochs", "2") == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "already holds checkpoints of another run" in lines[0], lines
+    assert f"--ckpt_path {checkpoints / 'last.ckpt'}" in lines[0] and "--trainer.default_root_dir" in lines[0]
+    assert snapshot(checkpoints) == before
+    # The line's two ways out: resume that run there, or start a new one elsewhere.
+    assert run_cli("fit", *args, "--trainer.max_epochs", "4", "--ckpt_path", str(checkpoints / "last.ckpt")) == 0
+    assert torch.load(checkpoints / "last.ckpt", weights_only=True)["global_step"] == 4
+    assert run_cli("fit", *args, "--trainer.max_epochs", "2", "--trainer.default_root_dir", "other") == 0
+    assert (in_tmp / "other" / "checkpoints" / "last.ckpt").is_file()
+
+
 @pytest.mark.parametrize(
     ("data", "message"),
     [

@@ -11,6 +11,7 @@ from lightning.pytorch import Trainer
 
 from src.checkpointing.checkpoint_io import AtomicCheckpointIO
 from src.checkpointing.ckpt_path import checkpoint_file, log_into_the_checkpoint_run
+from src.checkpointing.occupied_run import check_not_occupied
 from src.checkpointing.rng_state import RngState
 from src.checkpointing.run_folder import share_run_folder
 
@@ -43,7 +44,9 @@ class RunSafety:
         return [*plugins, AtomicCheckpointIO()]
 
     def equip(self, trainer: Trainer) -> None:
-        """Checkpoints carry the RNG states; a fit keeps every logger and its checkpoints in one run folder."""
+        """Checkpoints carry the RNG states; a fit keeps every logger and its checkpoints in one run folder,
+        which holds no earlier run unless the fit resumes it."""
         if self.fitting:
             share_run_folder(trainer)
+            check_not_occupied(trainer, self.ckpt_path)
         trainer.callbacks.append(RngState())
