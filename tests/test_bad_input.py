@@ -76,6 +76,15 @@ CASES = [
     (["--model.scheduler.name", "onecycle", "--trainer.max_epochs", "4"], "OneCycleLR cannot divide"),
     (["--model.scheduler.name", "cosine", "--model.scheduler.warmup_epochs", "5"], "must be below trainer.max_epochs"),
     (["--model.scheduler.name", "exponential", "--model.scheduler.final_lr", "0"], "final_lr must be > 0"),
+    # Trainer values Lightning takes and then divides by, or runs with wrongly
+    (["--trainer.check_val_every_n_epoch", "0"], "--trainer.check_val_every_n_epoch must be >= 1"),
+    (["--trainer.accumulate_grad_batches", "0"], "--trainer.accumulate_grad_batches must be >= 1"),
+    (["--trainer.val_check_interval", "0"], "--trainer.val_check_interval must be a fraction of an epoch"),
+    (["--trainer.val_check_interval", "1.5"], "--trainer.val_check_interval must be a fraction of an epoch"),
+    (["--trainer.val_check_interval", "00:00:01:00"], "a time-based interval is not supported here"),
+    (["--trainer.val_check_interval", "5"], "--trainer.val_check_interval 5 is more than the 1 training batches"),
+    (["--trainer.num_nodes", "0"], "--trainer.num_nodes must be >= 1"),
+    (["--trainer.gradient_clip_val", "-1"], "a negative limit would reverse every gradient"),
     # checkpoints
     (["--ckpt_path", "last"], "nothing to resume"),
     (["--ckpt_path", "best"], "nothing to resume"),

@@ -25,6 +25,7 @@ from src.cli.checkpoint_fit import check_checkpoint_fits
 from src.cli.checkpoint_values import check_given_values
 from src.cli.run_settings import run_settings
 from src.cli.template_trainer import TemplateTrainer
+from src.cli.trainer_options import check_trainer_options
 from src.errors import UserInputError
 from src.loggers import describe_run, store_file
 from src.modules.nets.pretrained import weights_from_checkpoint
@@ -263,6 +264,7 @@ class TemplateCLI(LightningCLI):
         it prints rich's model summary (without zero FLOPs) and, in a terminal, rich's progress bar;
         a fit validates its last epoch."""
         config = (self.config_init[self.subcommand] if self.subcommand else self.config_init).get("trainer") or {}
+        check_trainer_options(config)
         kwargs.setdefault("plugins", self.run_safety.plugins(config.get("plugins")))
         callbacks = config.get("callbacks") or []
         callbacks = callbacks if isinstance(callbacks, list) else [callbacks]

@@ -19,6 +19,11 @@ _STRUCTURE = (
 )
 
 
+# Lightning's ValueError when an interval in batches is longer than an epoch.
+_INTERVAL_PAST_EPOCH = re.compile(
+    r"`val_check_interval` \((\d+)\) must be less than or equal to the number of the training batches \((\d+)\)"
+)
+
 _DISK_ERRORS = {errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EROFS, errno.ENOTDIR, errno.EEXIST, errno.EDQUOT}
 
 
@@ -65,6 +70,13 @@ def user_message(error: BaseException, subcommand: str = "fit") -> str | None:
                 f"cannot write {where}: {cause.strerror}. Existing checkpoints are untouched; free space or "
                 "choose another folder with --trainer.logger.init_args.save_dir"
             )
+    if isinstance(error, ValueError) and (found := _INTERVAL_PAST_EPOCH.search(str(error))):
+        interval, batches = found.groups()
+        return (
+            f"--trainer.val_check_interval {interval} is more than the {batches} training batches of an epoch: give "
+            f"at most {batches} (or a fraction of an epoch, such as 0.5), or count batches across epochs with "
+            "--trainer.check_val_every_n_epoch null"
+        )
     if isinstance(error, MisconfigurationException):
         message = first_line(error, 1000)
         if "backend" in message or ("accelerator" in message.lower() and "not available" in message):
