@@ -31,9 +31,10 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-@contextmanager
-def server(ckpt: Path, *flags: str, env: dict | None = None, start_within: float = 120) -> Iterator[str]:
-    """`train.py serve` as its own process; yields its base URL once /health answers 200; stopped by its pid."""
+def start_server(
+    ckpt: Path, *flags: str, env: dict | None = None, start_within: float = 120
+) -> tuple[subprocess.Popen, str]:
+    """`train.py serve` as its own process (its own process group), once /health answers 200; and its base URL."""
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, str(ROOT / "train.py"), "serve", "--ckpt_path", str(ckpt), "--port", str(port), *flags],
@@ -47,25 +48,42 @@ def server(ckpt: Path, *flags: str, env: dict | None = None, start_within: float
     url = f"http://{HOST}:{port}"
     key = (env or {}).get("LIT_SERVER_API_KEY")
     headers = {"X-API-Key": key} if key else {}
+    deadline = time.monotonic() + start_within
     try:
-        deadline = time.monotonic() + start_within
         while True:
             assert process.poll() is None, f"the server exited: {process.stdout.read()[-3000:]}"  # type: ignore[union-attr]
             try:
                 if httpx.get(f"{url}/health", headers=headers, timeout=2).status_code == 200:
-                    break
+                    return process, url
             except httpx.TransportError:
                 pass
             assert time.monotonic() < deadline, "the server did not become healthy in time"
             time.sleep(0.25)
+    except BaseException:
+        stop_group(process)
+        raise
+
+
+def stop_group(process: subprocess.Popen) -> None:
+    """SIGTERM to the server's whole process group, SIGKILL after 20 s."""
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    except ProcessLookupError:
+        pass
+
+
+@contextmanager
+def server(ckpt: Path, *flags: str, env: dict | None = None, start_within: float = 120) -> Iterator[str]:
+    """`train.py serve` as its own process; yields its base URL once /health answers 200; stopped by its pid."""
+    process, url = start_server(ckpt, *flags, env=env, start_within=start_within)
+    try:
         yield url
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        stop_group(process)
 
 
 def png_bytes(image: Image.Image) -> bytes:
@@ -226,3 +244,48 @@ def test_a_bad_checkpoint_or_option_is_one_line(tmp_path: Path) -> None:
     assert done.returncode == 2 and done.stderr.startswith("error: ") and done.stderr.count("\n") == 1, done.stderr
     done = run_train_py("serve", "--ckpt_path", str(tmp_path / "broken.ckpt"), "--max_batch_size", "0", cwd=tmp_path)
     assert done.returncode == 2 and "--max_batch_size" in done.stderr and done.stderr.count("\n") == 1, done.stderr
+
+
+def live_processes(group: int) -> list[str]:
+    """The processes of a process group that still run (not the zombies a container's init has yet to reap)."""
+    listing = subprocess.run(["ps", "-o", "stat=,pid=,args=", "-g", str(group)], capture_output=True, text=True)
+    return [line for line in listing.stdout.splitlines() if line.strip() and not line.strip().startswith("Z")]
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((HOST, port))
+        except OSError:
+            return False
+    return True
+
+
+@pytest.mark.parametrize(
+    ("signum", "whole_group", "status"),
+    [(signal.SIGTERM, False, 143), (signal.SIGINT, True, 130)],
+    ids=["kill-the-main-process", "ctrl-c-to-the-group"],
+)
+def test_a_stop_signal_ends_every_worker_and_frees_the_port(
+    table_model: tuple[Path, Path], signum: int, whole_group: bool, status: int
+) -> None:
+    """`kill PID` (Docker, Kubernetes, a scheduler) reaches the main process alone; Ctrl-C reaches the
+    whole group. Either way no worker is left serving the port and the command ends as a stopped one."""
+    process, url = start_server(table_model[0])
+    port = int(url.rsplit(":", 1)[1])
+    try:
+        assert len(live_processes(process.pid)) >= 3  # the main process, an HTTP server and an inference worker
+        (os.killpg if whole_group else os.kill)(process.pid, signum)
+        assert process.wait(timeout=30) == status
+        output = process.stdout.read()  # type: ignore[union-attr]
+        deadline = time.monotonic() + 10
+        while live_processes(process.pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert live_processes(process.pid) == [], output[-2000:]
+        assert port_is_free(port)
+        assert "Traceback" not in output, output[-3000:]
+        assert f"stopped: {signal.Signals(signum).name} received: the server stopped its workers" in output
+    finally:
+        if process.poll() is None or live_processes(process.pid):
+            os.killpg(process.pid, signal.SIGKILL)

@@ -7,6 +7,7 @@
     GET  /info      the task, classes, expected input, checkpoint file and sha256
     GET  /demo      a page to try the model by hand
 
+SIGTERM and Ctrl-C stop every worker and free the port (exit 143 or 130).
 Concurrent requests are run through the net together (up to --max_batch_size requests, waiting at
 most --batch_timeout seconds for more). With LIT_SERVER_API_KEY set in the environment, /predict,
 /info and /health need the header `X-API-Key: <that value>` (401 without it); /demo asks for it.
@@ -23,6 +24,7 @@ from jsonargparse import ArgumentParser
 from src.errors import UserInputError
 from src.serving.demo_page import PAGE
 from src.serving.request_limits import RequestLimits
+from src.serving.shutdown import stop_leftover_workers, stopped_by_signals
 from src.tools.predictor import ImageInputs, Predictor, load_predictor
 
 
@@ -76,7 +78,11 @@ def serve(
     print(
         f"Serving {ckpt_path} at http://{host}:{port}{key}: POST /predict, GET /health, GET /info, a demo page at /demo"
     )
-    server.run(host=host, port=port, generate_client_file=False, log_level="warning")
+    with stopped_by_signals(port):
+        try:
+            server.run(host=host, port=port, generate_client_file=False, log_level="warning")
+        finally:
+            stop_leftover_workers(server)
 
 
 def check_options(

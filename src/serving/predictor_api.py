@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 from PIL import Image, UnidentifiedImageError
 
 from src.errors import UserInputError, first_line
+from src.serving.shutdown import ignore_interrupts_in_worker
 from src.tools.predictor import ImageInputs, Predictor, load_predictor
 
 
@@ -43,6 +44,7 @@ class PredictorAPI(ls.LitAPI):
         self.predictor: Predictor | None = None
 
     def setup(self, device: str) -> None:
+        ignore_interrupts_in_worker()  # runs in the inference worker: Ctrl-C is the main process's to handle
         self.predictor = load_predictor(self.ckpt_path, device=device)
 
     def decode_request(self, request):  # noqa: ANN001 - unannotated: LitServe then hands over the parsed body

@@ -1,0 +1,65 @@
+"""Stopping `serve`: SIGTERM (kill, Docker, Kubernetes) and Ctrl-C shut down every worker and free the port.
+
+LitServe shuts its workers down on KeyboardInterrupt only; SIGTERM would end the main process
+alone and leave the workers serving the port. Here both signals take LitServe's path, once (a
+second signal during the shutdown is ignored), and the command then ends as a stopped one
+(exit 130 or 143, as for a stopped fit). The inference workers ignore SIGINT: Ctrl-C reaches the
+whole process group, and the main process stops them itself.
+"""
+
+import os
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
+from typing import Any
+
+from src.errors import StoppedBySignal
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextmanager
+def stopped_by_signals(port: int) -> Iterator[None]:
+    """Within the block, SIGINT and SIGTERM raise KeyboardInterrupt once; after it, a received
+    signal ends the command with StoppedBySignal. The handlers found are put back."""
+    received: list[int] = []
+    owner = os.getpid()
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        if os.getpid() != owner:  # a forked HTTP server process: end as the signal's default would
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        if not received:
+            received.append(signum)
+            raise KeyboardInterrupt
+
+    previous = {number: signal.signal(number, stop) for number in STOP_SIGNALS}
+    try:
+        yield
+    except KeyboardInterrupt:
+        if not received:
+            raise
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+    if received:
+        name = signal.Signals(received[0]).name
+        raise StoppedBySignal(received[0], f"{name} received: the server stopped its workers and freed port {port}")
+
+
+def stop_leftover_workers(server: Any) -> None:
+    """Terminate any inference worker still alive: a signal during start-up comes before LitServe's
+    own shutdown is in place."""
+    for worker in getattr(server, "inference_workers", None) or []:
+        if worker.is_alive():
+            worker.terminate()
+            worker.join(timeout=5)
+            if worker.is_alive():
+                worker.kill()
+
+
+def ignore_interrupts_in_worker() -> None:
+    """In an inference worker: leave Ctrl-C to the main process, which stops the workers in order."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
