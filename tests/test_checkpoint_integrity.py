@@ -112,3 +112,24 @@ def test_best_with_a_damaged_last_ckpt_and_no_other_intact_file_says_so(
     assert run_cli("test", *SMALL, "--ckpt_path", "best") == 2
     error = one_line(capsys)
     assert str((checkpoints / "last.ckpt").relative_to(in_tmp)) in error and "no other intact checkpoint" in error
+
+
+def test_the_previous_good_checkpoint_is_the_furthest_trained_lightning_checkpoint_that_verifies(
+    tmp_path: Path,
+) -> None:
+    """Not the newest file by time: a copy or a stray file can be newer than the state to go back to."""
+    io = AtomicCheckpointIO()
+    for name, step in (("epoch=1-step=20.ckpt", 20), ("epoch=2-step=30.ckpt", 30), ("epoch=0-step=10.ckpt", 10)):
+        io.save_checkpoint({"state_dict": {"w": torch.full((4,), float(step))}, "global_step": step}, tmp_path / name)
+    io.save_checkpoint({"state_dict": {"w": torch.zeros(4)}, "global_step": 40}, tmp_path / "last.ckpt")
+    flip_a_byte_in_the_first_tensor(tmp_path / "last.ckpt")
+    (tmp_path / "notes.ckpt").write_text("not a checkpoint")  # newest of all by time, and no zip
+    torch.save({"weights": torch.ones(2)}, tmp_path / "foreign.ckpt")  # a zip that verifies, without a state_dict
+    with pytest.raises(UserInputError) as refused:
+        AtomicCheckpointIO().load_checkpoint(tmp_path / "last.ckpt")
+    assert f"the previous good checkpoint is {tmp_path / 'epoch=2-step=30.ckpt'}" in str(refused.value)
+    # The furthest one damaged too: the next furthest that verifies.
+    flip_a_byte_in_the_first_tensor(tmp_path / "epoch=2-step=30.ckpt")
+    with pytest.raises(UserInputError) as refused:
+        AtomicCheckpointIO().load_checkpoint(tmp_path / "last.ckpt")
+    assert f"the previous good checkpoint is {tmp_path / 'epoch=1-step=20.ckpt'}" in str(refused.value)

@@ -122,11 +122,29 @@ def verify_checkpoint(path: Path) -> None:
         raise UserInputError(f"checkpoint {path} is damaged: {problem}; {previous_good(path)}")
 
 
+def _training_step(path: Path) -> int | None:
+    """The global step a Lightning checkpoint holds (read without its weights), or None for a file
+    that is not one: not a zip or legacy torch file, or one without a state_dict."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=is_zip_checkpoint(path))
+    except Exception:  # torch raises many types for a damaged or foreign file
+        return None
+    if not isinstance(state, dict) or "state_dict" not in state:
+        return None
+    step = state.get("global_step", 0)
+    return step if isinstance(step, int) else 0
+
+
 def previous_good(path: Path) -> str:
-    """Name other checkpoints beside `path` that still verify, newest first."""
-    others = sorted(path.parent.glob("*.ckpt"), key=lambda p: p.stat().st_mtime, reverse=True)
-    for other in others:
-        if other != path and integrity_problem(other) is None:
+    """Name the checkpoint beside `path` that a user can go back to: the furthest trained (global
+    step; the newer file on a tie) that is a Lightning checkpoint and whose bytes verify."""
+    candidates = []
+    for other in path.parent.glob("*.ckpt"):
+        step = _training_step(other) if other != path and other.is_file() else None
+        if step is not None:
+            candidates.append((step, other.stat().st_mtime, other))
+    for _, _, other in sorted(candidates, key=lambda found: found[:2], reverse=True):
+        if integrity_problem(other) is None:
             return f"the previous good checkpoint is {other}"
     return "no other good checkpoint is beside it"
 
