@@ -48,6 +48,8 @@ def write_files(folder: Path) -> None:
     unclosed = 'a,b,y\n1,2,"3\n' + "4,5,6\n" * 30_000  # one field of 180,000 characters
     (folder / "unclosed.csv").write_text(unclosed)
     (folder / "twice.csv").write_text("a,b,a,y\n1,2,3,4\n5,6,7,8\n")
+    (folder / "tiny.csv").write_text("a,b,y\n1,2,3\n4,5,6\n7,8,9\n")  # too few rows for a validation split
+    (folder / "unclosed.yaml").write_text("trainer:\n  max_epochs: [1\n")
 
 
 CASES = [
@@ -68,6 +70,10 @@ CASES = [
     (["--data.n_samples", "3"], "data.n_samples must be >= 10"),
     (["--data.dataset", "spirals"], "data.dataset"),
     (["--config", "missing.yaml"], "File does not exist"),
+    (
+        ["--config", "unclosed.yaml"],
+        "--config unclosed.yaml is not valid YAML: expected ',' or ']', but got '<stream end>' at line 3, column 1",
+    ),
     (["--trainer.precision", "8-bogus"], "precision"),
     # impossible flag combinations
     (["--trainer.accelerator", "gpu"], "Use --trainer.accelerator cpu"),
@@ -106,6 +112,10 @@ CASES = [
     (["TABULAR", "--data.csv_path", "sheet.xlsx"], "is a spreadsheet workbook (.xlsx) or another zip file, not a CSV"),
     (["TABULAR", "--data.csv_path", "unclosed.csv"], "line 2: a field runs past 131072 characters"),
     (["TABULAR", "--data.csv_path", "twice.csv"], "has the column name(s) ['a'] more than once"),
+    (
+        ["TABULAR", "--data.csv_path", "tiny.csv"],
+        "the val split is empty: change data.val_fraction and data.test_fraction so that every split gets data",
+    ),
 ]
 
 
@@ -310,3 +320,48 @@ def test_a_file_or_folder_that_cannot_be_read_is_reported_as_unreadable(in_tmp: 
     got = [(status, line[: len(start)]) for (status, line), start in zip(results, starts, strict=True)]
     assert got == [(2, start) for start in starts], results
     assert not list(in_tmp.glob("lightning_logs/*/version_*/checkpoints/*.ckpt"))
+
+
+# --- other commands: the line names the fix that command takes ------------------------------
+COMMAND_CASES = [
+    (
+        ["fitt", "--config", config("circles")],
+        "'fitt' is not a command: did you mean fit? choose from fit, validate, test, predict, lr_find, export, "
+        "compare_schedules, sweep, serve, optimize",
+    ),
+    (["serve", "--ckpt_path", "best"], "serve takes the checkpoint file itself"),
+    (
+        ["export", "--config", config("circles"), "--ckpt_path", LAST, "--output_dir", "notes.ckpt", *QUIET],
+        "--output_dir notes.ckpt is a file: give a folder",
+    ),
+    (
+        ["predict", "--ckpt_path", LAST, "--input", "a_folder", *QUIET],
+        "--input a_folder is a folder, but this model predicts from a CSV file with the columns ['x1', 'x2']",
+    ),
+]
+
+
+@pytest.mark.parametrize(("command", "message"), [pytest.param(*case, id=case[0][0]) for case in COMMAND_CASES])
+def test_other_commands_name_their_own_fix_and_touch_nothing(
+    trained_run: Path, in_tmp: Path, capsys: pytest.CaptureFixture, command: list[str], message: str
+) -> None:
+    write_files(in_tmp)
+    shutil.copytree(trained_run, in_tmp / "lightning_logs")
+    before = file_digests(in_tmp)
+    capsys.readouterr()
+    assert run_cli(*command) == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], lines
+    assert file_digests(in_tmp) == before
+
+
+def test_resuming_past_max_epochs_says_which_epoch_the_checkpoint_reached(
+    in_tmp: Path, capsys: pytest.CaptureFixture
+) -> None:
+    args = ["--config", config("circles"), *QUIET]
+    assert run_cli("fit", *args, "--trainer.max_epochs", "3") == 0
+    capsys.readouterr()
+    assert run_cli("fit", *args, "--trainer.max_epochs", "1", "--ckpt_path", "last") == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert lines[-1].startswith("error: this checkpoint is from epoch 3, past --trainer.max_epochs 1"), lines
+    assert "give --trainer.max_epochs above 3 to train on" in lines[-1]

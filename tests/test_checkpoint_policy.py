@@ -31,6 +31,7 @@ def test_fit_says_when_there_is_no_best_checkpoint_to_test(in_tmp: Path, capsys:
     assert run_cli("fit", *args, *QUIET) == 0
     out = capsys.readouterr().out
     assert "No best checkpoint" in out and "evaluates the weights of the last step" in out
+    assert "validation is off (--trainer.limit_val_batches 0)" in out and "check_val_every_n_epoch" not in out
     assert not list((in_tmp / RUN).glob("epoch=*.ckpt"))
 
 

@@ -23,6 +23,7 @@ from src.class_paths import class_from_path
 from src.cli.checkpoint_config import FROM_CHECKPOINT, with_checkpoint_config
 from src.cli.checkpoint_fit import check_checkpoint_fits
 from src.cli.checkpoint_values import check_given_values
+from src.cli.config_files import check_config_syntax
 from src.cli.run_settings import run_settings
 from src.cli.template_trainer import TemplateTrainer
 from src.cli.trainer_options import check_trainer_options
@@ -121,6 +122,7 @@ class TemplateCLI(LightningCLI):
         # predict/test/validate/export --ckpt_path FILE without --config: the checkpoint's own run config.
         given = kwargs.get("args")
         if isinstance(given, list):
+            check_config_syntax(given)
             kwargs["args"] = with_checkpoint_config(given)
             self._config_from_checkpoint = kwargs["args"] is not given
         super().__init__(**kwargs)
@@ -305,10 +307,14 @@ class TemplateCLI(LightningCLI):
             print("This data set has no test split: skipping the test of the best checkpoint.")
         else:
             if not best and self.trainer.is_global_zero:
+                fix = (
+                    "validation is off (--trainer.limit_val_batches 0)"
+                    if self.trainer.limit_val_batches == 0
+                    else "validate at least once: lower --trainer.check_val_every_n_epoch or raise --trainer.max_epochs"
+                )
                 print(
                     "No best checkpoint: no validation ran (or it never logged the monitored metric), so the test "
-                    "evaluates the weights of the last step. Validate at least once: lower "
-                    "--trainer.check_val_every_n_epoch or raise --trainer.max_epochs."
+                    f"evaluates the weights of the last step; {fix}"
                 )
             with stop_on_signal("the test after training", TEST_AFTER_FIT_STOPPED):
                 self.test_results = self.trainer.test(

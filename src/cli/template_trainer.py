@@ -25,6 +25,9 @@ NOTICES = (
     "The number of training batches .* is smaller than the logging interval",
     # Epoch values are logged from torchmetrics' compute(), which already reduces across DDP ranks.
     r"It is recommended to use `self.log\(.*sync_dist=True",
+    # A resumed run writes into its own checkpoints folder; a fit into another run's folder is refused
+    # before it starts (src/checkpointing/occupied_run.py), so this says nothing new.
+    "Checkpoint directory .* exists and is not empty",
     # Lightning 2.6 calls a torch.utils._pytree API that torch 2.9+ deprecates; nothing for users to do.
     r"`isinstance\(treespec, LeafSpec\)` is deprecated",
 )
@@ -114,6 +117,8 @@ class TemplateTrainer(Trainer):
         # A run's checkpoints/ folder: export/ beside it, in the run; any other file: export/ beside the file.
         run = checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint.parent
         folder = Path(output_dir) if output_dir is not None else run / "export" / checkpoint.stem
+        if folder.exists() and not folder.is_dir():
+            raise UserInputError(f"--output_dir {folder} is a file: give a folder (it is made if missing)")
         record = export_checkpoint(model, datamodule, checkpoint, folder, tuple(formats))
         for kind, name in record["files"].items():
             difference = record["max_abs_difference"][kind]

@@ -1,5 +1,6 @@
 """Turning the exceptions a user can cause into one line that names the problem."""
 
+import difflib
 import errno
 import re
 from argparse import ArgumentError
@@ -22,6 +23,14 @@ _STRUCTURE = (
 # Lightning's ValueError when an interval in batches is longer than an epoch.
 _INTERVAL_PAST_EPOCH = re.compile(
     r"`val_check_interval` \((\d+)\) must be less than or equal to the number of the training batches \((\d+)\)"
+)
+
+# Where each command writes, for a write that failed; fit and the others write into the run folder.
+_OUTPUT_OPTIONS = {"export": "--output_dir", "predict": "--output", "optimize": "--output_dir"}
+
+# Lightning's refusal to resume a checkpoint whose epoch is past max_epochs.
+_RESUMED_PAST_END = re.compile(
+    r"restored a checkpoint with current_epoch=(\d+), but you have set Trainer\(max_epochs=(\d+)\)"
 )
 
 _DISK_ERRORS = {errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EROFS, errno.ENOTDIR, errno.EEXIST, errno.EDQUOT}
@@ -57,6 +66,13 @@ def _own_message(text: str) -> str:
     return last.split("UserInputError: ", 1)[-1]
 
 
+def unknown_subcommand(word: str, subcommands: tuple[str, ...]) -> str:
+    """The line for `python train.py WORD ...` where WORD is no subcommand: every one, and the nearest."""
+    nearest = difflib.get_close_matches(word, subcommands, n=1)
+    guess = f"did you mean {nearest[0]}? " if nearest else ""
+    return f"{word!r} is not a command: {guess}choose from {', '.join(subcommands)} (see: python train.py --help)"
+
+
 def user_message(error: BaseException, subcommand: str = "fit") -> str | None:
     """The one-line message for a mistake the user can fix, or None for a real bug."""
     causes = _causes(error)
@@ -66,9 +82,10 @@ def user_message(error: BaseException, subcommand: str = "fit") -> str | None:
     for cause in causes:
         if isinstance(cause, OSError) and cause.errno in _DISK_ERRORS:
             where = cause.filename or "the log folder"
+            option = _OUTPUT_OPTIONS.get(subcommand, "--trainer.logger.init_args.save_dir")
             return (
                 f"cannot write {where}: {cause.strerror}. Existing checkpoints are untouched; free space or "
-                "choose another folder with --trainer.logger.init_args.save_dir"
+                f"choose another place with {option}"
             )
     if isinstance(error, ValueError) and (found := _INTERVAL_PAST_EPOCH.search(str(error))):
         interval, batches = found.groups()
@@ -76,6 +93,13 @@ def user_message(error: BaseException, subcommand: str = "fit") -> str | None:
             f"--trainer.val_check_interval {interval} is more than the {batches} training batches of an epoch: give "
             f"at most {batches} (or a fraction of an epoch, such as 0.5), or count batches across epochs with "
             "--trainer.check_val_every_n_epoch null"
+        )
+    if isinstance(error, MisconfigurationException) and (found := _RESUMED_PAST_END.search(str(error))):
+        epoch, max_epochs = int(found.group(1)) + 1, int(found.group(2))  # Lightning counts from 0
+        return (
+            f"this checkpoint is from epoch {epoch}, past --trainer.max_epochs {max_epochs}, which counts the epochs "
+            f"already trained too: give --trainer.max_epochs above {epoch} to train on, or evaluate it with "
+            "`python train.py test` and the same --ckpt_path"
         )
     if isinstance(error, MisconfigurationException):
         message = first_line(error, 1000)

@@ -209,6 +209,11 @@ def read_feature_rows(
     Also returns every column of the file as read (text), so the predictions can be written
     beside the user's own columns (ids, labels) in the same order.
     """
+    if path.is_dir():
+        raise UserInputError(
+            f"--input {path} is a folder, but this model predicts from a CSV file with the columns {features}: "
+            "give --input FILE.csv"
+        )
     table = read_rows(path, f"input file not found: {path} (give a CSV file with --input)")
     if any(name not in table.header for name in features):
         raise UserInputError(

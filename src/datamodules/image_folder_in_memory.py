@@ -55,7 +55,8 @@ class InMemoryImages:
         self.translate = translate
 
     def loader(self, split: str, batch_size: int | None, shuffle: bool, trainer: Trainer | None) -> InMemoryLoader:
-        return split_loader(self.splits, split, batch_size, shuffle, self.seed, trainer, "ImageFolderDataModule")
+        owner, options = "ImageFolderDataModule", "data.val_size"
+        return split_loader(self.splits, split, batch_size, shuffle, self.seed, trainer, owner, options)
 
     def sample(self, count: int) -> torch.Tensor:
         """The first `count` training images, uint8, as stored (unaugmented; with flip "alternate",

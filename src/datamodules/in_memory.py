@@ -20,15 +20,14 @@ def split_loader(
     seed: int,
     trainer: Trainer | None,
     owner: str,
+    split_options: str,
 ) -> InMemoryLoader:
     """An InMemoryLoader over one of `splits`, sharded by rank and resumable mid-epoch (training)."""
     if split not in splits:
         raise UserInputError(f"{owner} has no {split} split; call setup() first")
     inputs, targets = splits[split]
     if len(inputs) == 0:
-        raise UserInputError(
-            f"the {split} split is empty: hold out more data for it (data.{split}_fraction or data.val_size)"
-        )
+        raise UserInputError(f"the {split} split is empty: change {split_options} so that every split gets data")
     world_size = trainer.world_size if trainer else 1
     batch_size = batch_size or len(inputs)
     per_rank = math.ceil(len(inputs) / world_size)
@@ -74,7 +73,10 @@ class InMemoryDataModule(LightningDataModule):
         self.restored = False
 
     def _loader(self, split: str, batch_size: int | None, shuffle: bool) -> InMemoryLoader:
-        return split_loader(self.splits, split, batch_size, shuffle, self.seed, self.trainer, type(self).__name__)
+        options = "data.val_fraction and data.test_fraction"
+        return split_loader(
+            self.splits, split, batch_size, shuffle, self.seed, self.trainer, type(self).__name__, options
+        )
 
     def train_dataloader(self) -> InMemoryLoader:
         # `trainer.overfit_batches` trains the same first batches every epoch: no shuffling.

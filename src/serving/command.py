@@ -55,6 +55,11 @@ def serve(
         timeout: seconds a request may wait for its answer before a 504.
     """
     check_options(port, max_batch_size, batch_timeout, max_body_mb, workers_per_device, timeout)
+    if ckpt_path in ("last", "best") and not Path(ckpt_path).is_file():
+        raise UserInputError(
+            f"serve --ckpt_path {ckpt_path}: serve takes the checkpoint file itself (it has no --config to find a "
+            "run by), e.g. --ckpt_path lightning_logs/<name>/version_N/checkpoints/last.ckpt"
+        )
     predictor = load_predictor(ckpt_path)  # checked here first: a bad checkpoint ends in one line, not in a worker
     check_port_free(host, port)
     import litserve as ls  # reads LIT_SERVER_API_KEY when imported

@@ -271,6 +271,8 @@ def load_predictor(
     checkpoint's data state, for checkpoints that hold none, saved by plain Lightning (train.py passes
     its data module's)."""
     path = Path(ckpt_path)
+    if not path.is_file():  # `last` and `best` are found through a run's config, which this has not
+        raise UserInputError(f"checkpoint not found: {path} (give the .ckpt file of a run)")
     check_checkpoint(path)
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     hparams = checkpoint.get("hyper_parameters") or {}
