@@ -363,3 +363,19 @@ def test_ddp_with_two_cpu_processes(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
     curves = scalars(tmp_path / "lightning_logs" / "circles" / "version_0")
     assert curves["test/acc"][-1][1] > 0.9
+
+
+def test_a_run_without_max_epochs_validates_on_its_interval_and_counts_epochs_alone(
+    in_tmp: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """`--trainer.max_epochs -1` (ended here by max_steps; in use, by max_time or a signal) has no last
+    epoch: the epoch train metrics keep the validation interval instead of being computed every epoch,
+    and progress shows no '/-1'."""
+    args = ["--config", config("circles"), "--trainer.max_epochs", "-1", "--trainer.max_steps", "30"]
+    assert run_cli("fit", *args, "--trainer.check_val_every_n_epoch", "10", *QUIET) == 0
+    run = in_tmp / "lightning_logs" / "circles" / "version_0"
+    curves = scalars(run)
+    assert [step for step, _ in curves["val/acc"]] == [9, 19, 29]
+    assert [step for step, _ in curves["train/acc"]] == [9, 19, 29]  # epoch train metrics beside validation only
+    out = capsys.readouterr().out
+    assert re.search(r"^epoch 30  val/loss", out, re.MULTILINE) and "/-1" not in out, out[-2000:]

@@ -47,7 +47,8 @@ class EpochFigures(Callback):
 
     # The *_end hooks run after the module has logged the epoch's metrics, so titles can use them.
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        last = trainer.max_epochs is not None and trainer.current_epoch + 1 >= trainer.max_epochs
+        end = trainer.max_epochs
+        last = end is not None and end >= 0 and trainer.current_epoch + 1 >= end  # -1: no last epoch
         if not trainer.sanity_checking and ((trainer.current_epoch + 1) % self.every_n_epochs == 0 or last):
             self._write(trainer, pl_module, "val")
 

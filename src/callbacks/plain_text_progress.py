@@ -32,6 +32,6 @@ class PlainTextProgress(Callback):
         where = (
             f"validation of {trainer.ckpt_path}"
             if trainer.state.fn == TrainerFn.VALIDATING
-            else f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}"
+            else f"epoch {trainer.current_epoch + 1}" + (f"/{end}" if (end := trainer.max_epochs) and end > 0 else "")
         )
         print(f"{where}  {shown}  {elapsed:.0f}s", flush=True)

@@ -194,7 +194,8 @@ class TaskModule(LightningModule):
 
     def _validates_this_epoch(self) -> bool:
         every = self.trainer.check_val_every_n_epoch or 1
-        last = self.trainer.max_epochs is not None and self.current_epoch + 1 >= self.trainer.max_epochs
+        end = self.trainer.max_epochs
+        last = end is not None and end >= 0 and self.current_epoch + 1 >= end  # -1: no last epoch
         return (self.current_epoch + 1) % every == 0 or last
 
     def on_train_epoch_end(self) -> None:
