@@ -143,6 +143,7 @@ def test_bad_input_gives_one_clear_line(
     assert "Traceback" not in "\n".join(lines)
     assert lines[-1].startswith("error: ") and message in lines[-1], lines[-1]
     assert not list(in_tmp.glob("lightning_logs/*/version_*/checkpoints/*.ckpt"))
+    assert not list(in_tmp.glob("lightning_logs/*/version_*")), "a failed fit left a run folder behind"
 
 
 @pytest.mark.parametrize("base", ["CIRCLES", "REGRESSION", "TABULAR"])

@@ -7,6 +7,8 @@ TensorBoard and CSV keep a run there already; `RunFolder` gives MLflow and W&B t
 
 import json
 import os
+import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -95,3 +97,23 @@ def share_run_folder(trainer: Any) -> None:
     callback = trainer.checkpoint_callback
     if callback is not None and callback.dirpath is None:
         callback.dirpath = str(run_dir(first) / "checkpoints")
+
+
+# What loggers write into a new run folder before its first step: nothing a user made.
+_STARTUP_FILES = re.compile(
+    r"events\.out\.tfevents\..*|config(\.resumed-\d+)?\.yaml|hparams\.yaml|metrics\.csv|(mlflow|wandb)\.json"
+)
+
+
+def discard_unstarted_run(trainer: Any) -> None:
+    """After a fit failed before its first training step: remove its new `version_N` folder when it
+    holds only what the loggers wrote at start-up (no checkpoint), so a mistake leaves no empty run
+    behind in TensorBoard. Rank 0 only; a resumed run (global step > 0, checkpoints) is never touched."""
+    if not trainer.is_global_zero or trainer.global_step > 0:
+        return
+    for folder in dict.fromkeys(path for path in map(run_dir, trainer.loggers) if path is not None):
+        if not folder.is_dir() or not re.fullmatch(r"version_\d+", folder.name):
+            continue
+        files = [path for path in folder.rglob("*") if path.is_file()]
+        if all(path.parent == folder and _STARTUP_FILES.fullmatch(path.name) for path in files):
+            shutil.rmtree(folder, ignore_errors=True)

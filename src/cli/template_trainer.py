@@ -14,6 +14,7 @@ from typing import Any
 
 from lightning.pytorch import LightningDataModule, LightningModule, Trainer
 
+from src.checkpointing import discard_unstarted_run
 from src.errors import UserInputError
 from src.tools.export import ALL_FORMATS, ExportFormat, export_checkpoint
 from src.tools.learning_rate_finder import find_learning_rate
@@ -53,10 +54,24 @@ def quiet(method: Callable[..., Any]) -> Callable[..., Any]:
     return run
 
 
+def discarding_unstarted_runs(fit: Callable[..., Any]) -> Callable[..., Any]:
+    """`fit` (a Trainer's) that removes its new run folder when it fails before training a step."""
+
+    @functools.wraps(fit)
+    def run(self: Trainer, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fit(self, *args, **kwargs)
+        except Exception:
+            discard_unstarted_run(self)
+            raise
+
+    return run
+
+
 class TemplateTrainer(Trainer):
     """A Trainer with `lr_find` and `export`."""  # its fit, validate, test and predict hide NOTICES
 
-    fit = quiet(Trainer.fit)
+    fit = discarding_unstarted_runs(quiet(Trainer.fit))
     validate = quiet(Trainer.validate)
     test = quiet(Trainer.test)
     predict = quiet(Trainer.predict)

@@ -12,6 +12,11 @@ from src.errors import UserInputError
 Split = tuple[torch.Tensor, torch.Tensor]
 
 
+def empty_split(split: str, split_options: str) -> UserInputError:
+    """The error for a split with no samples, naming the options that size the splits."""
+    return UserInputError(f"the {split} split is empty: change {split_options} so that every split gets data")
+
+
 def split_loader(
     splits: dict[str, Split],
     split: str,
@@ -27,7 +32,7 @@ def split_loader(
         raise UserInputError(f"{owner} has no {split} split; call setup() first")
     inputs, targets = splits[split]
     if len(inputs) == 0:
-        raise UserInputError(f"the {split} split is empty: change {split_options} so that every split gets data")
+        raise empty_split(split, split_options)
     world_size = trainer.world_size if trainer else 1
     batch_size = batch_size or len(inputs)
     per_rank = math.ceil(len(inputs) / world_size)
@@ -72,13 +77,20 @@ class InMemoryDataModule(LightningDataModule):
         # then it is used as it is, never refitted on the files.
         self.restored = False
 
+    SPLIT_OPTIONS = "data.val_fraction and data.test_fraction"
+
     def _loader(self, split: str, batch_size: int | None, shuffle: bool) -> InMemoryLoader:
-        options = "data.val_fraction and data.test_fraction"
+        options = self.SPLIT_OPTIONS
         return split_loader(
             self.splits, split, batch_size, shuffle, self.seed, self.trainer, type(self).__name__, options
         )
 
     def train_dataloader(self) -> InMemoryLoader:
+        # Lightning asks for the validation loader only at the first validation: an empty split
+        # is refused here, when the fit starts, not after the epochs before it.
+        validating = self.trainer is None or self.trainer.limit_val_batches != 0
+        if validating and "val" in self.splits and len(self.splits["val"][0]) == 0:
+            raise empty_split("val", self.SPLIT_OPTIONS)
         # `trainer.overfit_batches` trains the same first batches every epoch: no shuffling.
         overfitting = self.trainer is not None and bool(self.trainer.overfit_batches)
         return self._loader("train", self.batch_size, shuffle=not overfitting)
