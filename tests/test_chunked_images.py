@@ -173,6 +173,15 @@ def test_a_run_stopped_mid_epoch_resumes_with_the_batches_that_remained(
     assert [step for step, _ in scalars(run)["train/loss_step"]] == list(range(12))  # 3 epochs of 4, none again
 
 
+def test_a_shift_as_large_as_the_chunks_images_is_one_line(chunks: tuple[Path, Path], tmp_path: Path) -> None:
+    done = run_train_py("fit", *chunk_run(str(chunks[1]), "--data.translate", "16"), cwd=tmp_path)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert done.stderr.strip().splitlines()[-1] == (
+        "error: data.translate must be below the image side of the chunks (16 pixels), got 16: lower data.translate"
+    )
+    assert not (tmp_path / "lightning_logs" / "image_chunks" / "version_0").exists()
+
+
 def test_a_folder_without_chunks_or_an_undecodable_image_is_one_line(tmp_path: Path) -> None:
     done = run_train_py("fit", *chunk_run(str(tmp_path)), cwd=tmp_path)
     assert done.returncode == 2

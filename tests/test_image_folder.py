@@ -415,6 +415,10 @@ def test_streaming_reads_the_same_images_and_says_which_path_runs(
         assert torch.equal(images, memory.splits[split][0])
     images, labels = next(iter(streaming.train_dataloader()))
     assert images.shape == (4, 3, 12, 12) and images.dtype == torch.uint8 and labels.dtype == torch.long
+    assert len(streaming.train_dataloader()) == 4  # 14 images in batches of 4: the last batch, of two, trains
+    one_left = folder_module(tree, tmp_path, image_size=12, streaming=True, num_workers=0, batch_size=13)
+    one_left.setup()
+    assert len(one_left.train_dataloader()) == 1  # 13 + 1: a batch of one is skipped (BatchNorm cannot train on it)
     auto = folder_module(tree, tmp_path, image_size=12)
     auto.setup()
     assert "Data path: in memory (36 images x 3x12x12 uint8 = 0.0 MiB, less than half of the" in capsys.readouterr().out

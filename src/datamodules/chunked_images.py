@@ -208,6 +208,12 @@ class ChunkedImageDataModule(LightningDataModule):
                 )
 
     def train_dataloader(self) -> Any:
+        side = min(self.input_shape[1:])
+        if self.translate >= side:  # the shift reflects the borders, which needs a margin inside the image
+            raise UserInputError(
+                f"data.translate must be below the image side of the chunks ({side} pixels), got {self.translate}: "
+                "lower data.translate"
+            )
         position = training_position(self.trainer) if self.trainer is not None else None
         return ResumableChunks(self._loader("train", self.batch_size, shuffle=True), position)
 

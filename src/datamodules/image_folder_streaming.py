@@ -123,10 +123,13 @@ class StreamingImages:
         if shuffle:
             ranks = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
             sampler = EpochSampler(dataset, num_replicas=ranks[0], rank=ranks[1], seed=self.seed)
+        batch_size = batch_size or len(dataset)
         loader = DataLoader(
             dataset,
-            batch_size=batch_size or len(dataset),
+            batch_size=batch_size,
             sampler=sampler,
+            # As in memory: a last training batch of one sample is skipped (BatchNorm cannot train on one).
+            drop_last=sampler is not None and len(sampler) > 1 and len(sampler) % batch_size == 1,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             pin_memory=trainer is not None and trainer.strategy.root_device.type == "cuda",
