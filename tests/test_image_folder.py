@@ -424,6 +424,21 @@ def test_streaming_reads_the_same_images_and_says_which_path_runs(
     assert "Data path: in memory (36 images x 3x12x12 uint8 = 0.0 MiB, less than half of the" in capsys.readouterr().out
 
 
+def test_the_streaming_mean_std_is_measured_once_in_prepare_data_and_read_by_every_setup(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """prepare_data runs on one process per machine: there the one pass over the files, not on every DDP rank."""
+    tree = food_tree(tmp_path / "food", per_class=6)
+    first = folder_module(tree, tmp_path, image_size=12, streaming=True, num_workers=0)
+    first.prepare_data()
+    assert "Mean/std of the 14 training images ready in" in capsys.readouterr().out
+    for _ in range(2):  # each rank's own data module
+        rank = folder_module(tree, tmp_path, image_size=12, streaming=True, num_workers=0)
+        rank.setup("fit")
+        assert "mean/std" not in capsys.readouterr().out.lower()
+        assert rank.mean == first.mean and rank.std == first.std
+
+
 def test_the_streaming_order_follows_seed_and_epoch_so_a_resume_sees_the_same(tmp_path: Path) -> None:
     tree = food_tree(tmp_path / "food", per_class=6)
 

@@ -308,7 +308,10 @@ class ImageFolderDataModule(InMemoryDataModule):
         if kind == "none":
             kind, files = self._missing_source()
         if self._chooses_streaming(kind):
-            return  # nothing to decode ahead: the workers read the files
+            # Nothing to decode ahead (the workers read the files), but the mean/std of the training
+            # images is measured here, once per machine, and kept: every rank's setup reads it.
+            self._setup_streaming(kind, files)
+            return
         cache = self._cache_file(kind, files)
         if cache.is_file():
             return
@@ -405,6 +408,8 @@ class ImageFolderDataModule(InMemoryDataModule):
             # ranks run the same number of batches.
             streaming = bool(self.trainer.strategy.broadcast(streaming, src=0))
             self.data_path = "streaming" if streaming else "in memory"
+        if streaming and self.flip == "alternate":
+            self._announce("data.flip alternate: the streaming path's workers flip each image at random instead")
         self.images = self._setup_streaming(kind, files) if streaming else self._setup_in_memory()
 
     def _check_net_takes_crops(self) -> None:
@@ -485,8 +490,6 @@ class ImageFolderDataModule(InMemoryDataModule):
             train_items = [train_items[i] for i in chosen.tolist()]
         items["train"] = train_items
         self.has_test_split = "test" in items
-        if self.flip == "alternate":
-            self._announce("data.flip alternate: the streaming path's workers flip each image at random instead")
         images = StreamingImages(
             root,  # type: ignore[arg-type]
             items,
