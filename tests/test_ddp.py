@@ -217,3 +217,17 @@ def test_a_nan_loss_on_one_rank_stops_every_rank_and_saves_nothing_non_finite(tm
         state = torch.load(checkpoint, weights_only=True)
         assert state["global_step"] <= 3
         assert all(torch.isfinite(t).all() for t in state["state_dict"].values()), checkpoint
+
+
+def test_a_failed_save_on_rank_0_stops_every_rank_with_one_line_each(tmp_path: Path) -> None:
+    """Only rank 0 writes checkpoints: when its save fails (here the folder lies under a file), rank 1
+    must not wait for it at the save's barrier; each rank ends with one line, no traceback, no hang."""
+    (tmp_path / "a_file").write_text("not a folder")
+    args = [*STOP_ARGS, "--trainer.max_epochs", "3", "--checkpoint.dirpath", str(tmp_path / "a_file" / "checkpoints")]
+    rc, output = run_ddp(*args, cwd=tmp_path, timeout=STOP_TIMEOUT)
+    assert rc == 2, output[-4000:]
+    errors = [line for line in output.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 2, output[-4000:]
+    assert any(line.startswith(f"error: cannot write {tmp_path / 'a_file'}") for line in errors), errors
+    assert any(line.startswith("error: rank 1 stopped because another rank of this DDP run ended") for line in errors)
+    assert "Traceback" not in output, output[-4000:]

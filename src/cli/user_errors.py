@@ -2,6 +2,7 @@
 
 import difflib
 import errno
+import os
 import re
 from argparse import ArgumentError
 
@@ -19,6 +20,9 @@ _STRUCTURE = (
     "Expected a <class 'NoneType'>",
 )
 
+
+# What gloo and NCCL raise on the ranks still waiting when another rank of a DDP run has exited.
+_PEER_GONE = ("Connection closed by peer", "Connection reset by peer", "remote worker crashing")
 
 # Lightning's ValueError when an interval in batches is longer than an epoch.
 _INTERVAL_PAST_EPOCH = re.compile(
@@ -87,6 +91,9 @@ def user_message(error: BaseException, subcommand: str = "fit") -> str | None:
                 f"cannot write {where}: {cause.strerror}. Existing checkpoints are untouched; free space or "
                 f"choose another place with {option}"
             )
+    if isinstance(error, RuntimeError) and any(sign in str(error) for sign in _PEER_GONE):
+        rank = os.environ.get("RANK") or os.environ.get("LOCAL_RANK") or "?"
+        return f"rank {rank} stopped because another rank of this DDP run ended first: that rank's message says why"
     if isinstance(error, ValueError) and (found := _INTERVAL_PAST_EPOCH.search(str(error))):
         interval, batches = found.groups()
         return (
