@@ -50,6 +50,7 @@ def write_files(folder: Path) -> None:
     (folder / "twice.csv").write_text("a,b,a,y\n1,2,3,4\n5,6,7,8\n")
     (folder / "tiny.csv").write_text("a,b,y\n1,2,3\n4,5,6\n7,8,9\n")  # too few rows for a validation split
     (folder / "unclosed.yaml").write_text("trainer:\n  max_epochs: [1\n")
+    (folder / "two.yaml").write_text("trainer:\n  max_epochs: 1\n---\nseed_everything: 3\n")
 
 
 CASES = [
@@ -71,8 +72,14 @@ CASES = [
     (["--data.dataset", "spirals"], "data.dataset"),
     (["--config", "missing.yaml"], "File does not exist"),
     (
+        ["--config", "two.yaml"],
+        "--config two.yaml is not valid YAML: expected a single document in the stream (line 1), but found another "
+        "document at line 3, column 1",
+    ),
+    (
         ["--config", "unclosed.yaml"],
-        "--config unclosed.yaml is not valid YAML: expected ',' or ']', but got '<stream end>' at line 3, column 1",
+        "--config unclosed.yaml is not valid YAML: while parsing a flow sequence (line 2), expected ',' or ']', "
+        "but got '<stream end>' at line 3, column 1",
     ),
     (["--trainer.precision", "8-bogus"], "precision"),
     # impossible flag combinations

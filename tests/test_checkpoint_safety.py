@@ -4,10 +4,13 @@ import errno
 import os
 import re
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
+from lightning.pytorch.loggers import TensorBoardLogger
 
+from src.checkpointing import discard_unstarted_run
 from src.checkpointing.checkpoint_io import AtomicCheckpointIO, record_path, sha256_of
 from tests.conftest import QUIET, ROOT, config, run_cli
 
@@ -129,3 +132,21 @@ def test_stale_temp_files_are_removed_when_training_starts(in_tmp: Path) -> None
     stale.write_bytes(b"half a checkpoint")
     assert run_cli("fit", *SMALL, "--trainer.max_epochs", "5", "--ckpt_path", "last") == 0
     assert not stale.exists()
+
+
+def test_a_fit_from_a_checkpoint_that_fails_before_its_state_is_restored_keeps_its_run_folder(tmp_path: Path) -> None:
+    """Lightning restores the global step late in a fit: a resume that fails in setup still reads
+    step 0, and its run folder (curves, configs; checkpoints elsewhere) must stay."""
+    run = tmp_path / "version_3"
+    run.mkdir()
+    for name in ("events.out.tfevents.1.host.1.0", "config.yaml", "hparams.yaml"):
+        (run / name).write_text("kept")
+
+    def failed_fit(ckpt_path: str | None) -> SimpleNamespace:
+        logger = TensorBoardLogger(save_dir=str(tmp_path.parent), name=tmp_path.name, version=3)
+        return SimpleNamespace(is_global_zero=True, global_step=0, ckpt_path=ckpt_path, loggers=[logger])
+
+    discard_unstarted_run(failed_fit("elsewhere/last.ckpt"))
+    assert sorted(p.name for p in run.iterdir()) == ["config.yaml", "events.out.tfevents.1.host.1.0", "hparams.yaml"]
+    discard_unstarted_run(failed_fit(None))  # a new run that failed before its first step: nothing to keep
+    assert not run.exists()

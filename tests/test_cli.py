@@ -249,6 +249,9 @@ def test_a_fit_without_a_logger_keeps_the_checkpoints_of_an_earlier_one(
     assert len(lines) == 1 and "already holds checkpoints of another run" in lines[0], lines
     assert f"--ckpt_path {checkpoints / 'last.ckpt'}" in lines[0] and "--trainer.default_root_dir" in lines[0]
     assert snapshot(checkpoints) == before
+    # A fast_dev_run writes no checkpoint: nothing to refuse.
+    assert run_cli("fit", *args, "--trainer.fast_dev_run", "true") == 0
+    assert snapshot(checkpoints) == before
     # The line's two ways out: resume that run there, or start a new one elsewhere.
     assert run_cli("fit", *args, "--trainer.max_epochs", "4", "--ckpt_path", str(checkpoints / "last.ckpt")) == 0
     assert torch.load(checkpoints / "last.ckpt", weights_only=True)["global_step"] == 4

@@ -645,3 +645,10 @@ def test_an_image_size_no_run_can_take_is_refused_in_one_line(
     )
     assert error.count("\n") == 1 and "--data.image_size" in error.split(message)[1]
     assert not (tmp_path / "cache").exists()  # refused before anything was decoded
+
+
+def test_an_empty_validation_split_names_the_image_folders_own_option(tmp_path: Path) -> None:
+    module = folder_module(food_tree(tmp_path / "food", per_class=4), tmp_path, image_size=8, val_size=0)
+    module.setup("fit")
+    with pytest.raises(UserInputError, match=r"the val split is empty: change data.val_size so that every split"):
+        module.train_dataloader()

@@ -17,10 +17,11 @@ import torch
 import yaml
 
 from src.cli.template_cli import TemplateCLI
+from src.errors import UserInputError
 from src.sweeps.objective import Objective, ValidationHistory, optimize
 from src.sweeps.options import SweepOptions, parse_options
 from src.sweeps.space import Param
-from src.sweeps.study_storage import open_storage
+from src.sweeps.study_storage import check_trial_folders_free, next_study_name, open_storage
 from tests.conftest import QUIET, config, run_cli
 
 # Circles in a few full-batch epochs, validated twice; no figures.
@@ -243,3 +244,15 @@ def test_two_workers_share_one_postgresql_study(tmp_path: Path) -> None:
         as_server_user(str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop")
         if as_root:
             shutil.rmtree(data_root, ignore_errors=True)
+
+
+def test_a_new_study_never_runs_its_trials_in_the_folders_of_one_whose_storage_is_gone(tmp_path: Path) -> None:
+    """After optuna.db is deleted (or another --sweep.storage is given) the trial folders of the old
+    study_0 remain: a new study takes the next free name, and one named like them is refused."""
+    (tmp_path / "study_0" / "trial_0").mkdir(parents=True)
+    storage = optuna.storages.InMemoryStorage()
+    assert next_study_name(storage, tmp_path) == "study_1"
+    reused = optuna.create_study(storage=storage, study_name="study_0")
+    with pytest.raises(UserInputError, match=r"study_0 holds the trial runs of a study that 'study_0' in this storage"):
+        check_trial_folders_free(reused, tmp_path / "study_0")
+    check_trial_folders_free(optuna.create_study(storage=storage, study_name="study_1"), tmp_path / "study_1")

@@ -8,16 +8,19 @@ where a new run goes.
 """
 
 from pathlib import Path
-from typing import Any
 
+from lightning.pytorch import Trainer
+
+from src.checkpointing.checkpoint_io import integrity_problem
 from src.checkpointing.run_folder import run_dir
 from src.checkpointing.runs import is_newest_state
 from src.errors import UserInputError
 
 
-def checkpoint_folder(trainer: Any) -> Path | None:
-    """Where the fit's checkpoint callback writes: its dirpath, or Lightning's fallback when a fit
-    has no logger (`<default_root_dir>/checkpoints`); None without a checkpoint callback."""
+def checkpoint_folder(trainer: Trainer) -> Path | None:
+    """Where the fit's checkpoint callback writes: its dirpath (share_run_folder sets it for this
+    project's loggers), else Lightning's own choice: `<default_root_dir>/checkpoints` without a
+    logger, `<save_dir>/<name>/<version>/checkpoints` of the first logger; None without a callback."""
     callback = trainer.checkpoint_callback
     if callback is None:
         return None
@@ -25,7 +28,9 @@ def checkpoint_folder(trainer: Any) -> Path | None:
         return Path(callback.dirpath)
     if not trainer.loggers:
         return Path(trainer.default_root_dir) / "checkpoints"
-    return None  # Lightning puts it in the logger's run folder, which is checked as a whole
+    logger = trainer.loggers[0]
+    version = logger.version if isinstance(logger.version, str) else f"version_{logger.version}"
+    return Path(logger.save_dir or trainer.default_root_dir) / str(logger.name) / version / "checkpoints"
 
 
 def resumes(folder: Path, ckpt_path: Path | None) -> bool:
@@ -34,17 +39,25 @@ def resumes(folder: Path, ckpt_path: Path | None) -> bool:
 
 
 def _holds_files(folder: Path) -> bool:
+    """Whether any file lies in `folder`, at any depth."""
     return folder.is_dir() and any(path.is_file() for path in folder.rglob("*"))
 
 
-def check_not_occupied(trainer: Any, ckpt_path: Path | None) -> None:
-    """Refuse a fit whose run folder or checkpoint folder holds an earlier run it does not resume."""
+def _intact(path: Path) -> bool:
+    return path.is_file() and integrity_problem(path) is None
+
+
+def check_not_occupied(trainer: Trainer, ckpt_path: Path | None) -> None:
+    """Refuse a fit whose run folder or checkpoint folder holds an earlier run it does not resume.
+    A `fast_dev_run` writes no checkpoint and logs nowhere (Lightning swaps in a dummy logger)."""
+    if trainer.fast_dev_run:
+        return
     checkpoints = checkpoint_folder(trainer)
     folders = [run_dir(logger) for logger in trainer.loggers]
     for run in dict.fromkeys(folder for folder in folders if folder is not None):
         own = checkpoints if checkpoints is not None else run / "checkpoints"
         if _holds_files(run) and not resumes(own, ckpt_path):
-            resume = own / "last.ckpt" if (own / "last.ckpt").is_file() else None
+            resume = own / "last.ckpt" if _intact(own / "last.ckpt") else None
             how = f"continue it with --ckpt_path {resume}" if resume else "choose another version"
             raise UserInputError(
                 f"{run} already holds a run, and a new fit there would overwrite its checkpoints and add to its "
@@ -53,10 +66,11 @@ def check_not_occupied(trainer: Any, ckpt_path: Path | None) -> None:
     if checkpoints is not None and not resumes(checkpoints, ckpt_path):
         earlier = sorted(path.name for path in checkpoints.glob("*.ckpt"))
         if earlier:
-            resume = checkpoints / "last.ckpt" if "last.ckpt" in earlier else checkpoints / earlier[-1]
+            intact = next((name for name in ("last.ckpt", *reversed(earlier)) if _intact(checkpoints / name)), None)
+            resume = f"--ckpt_path {checkpoints / intact}" if intact else "the checkpoint to resume from as --ckpt_path"
             elsewhere = "--checkpoint.dirpath DIR" if trainer.loggers else "--trainer.default_root_dir DIR"
             raise UserInputError(
                 f"{checkpoints} already holds checkpoints of another run ({', '.join(earlier[:3])}"
                 f"{', ...' if len(earlier) > 3 else ''}), which a new fit would overwrite: continue that run with "
-                f"--ckpt_path {resume}, or write the new run elsewhere with {elsewhere}"
+                f"{resume}, or write the new run elsewhere with {elsewhere}"
             )

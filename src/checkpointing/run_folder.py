@@ -108,8 +108,9 @@ _STARTUP_FILES = re.compile(
 def discard_unstarted_run(trainer: Any) -> None:
     """After a fit failed before its first training step: remove its new `version_N` folder when it
     holds only what the loggers wrote at start-up (no checkpoint), so a mistake leaves no empty run
-    behind in TensorBoard. Rank 0 only; a resumed run (global step > 0, checkpoints) is never touched."""
-    if not trainer.is_global_zero or trainer.global_step > 0:
+    behind in TensorBoard. Rank 0 only; a fit from a checkpoint (a resumed run, whose step is still 0
+    until its state is restored) is never touched."""
+    if not trainer.is_global_zero or trainer.global_step > 0 or trainer.ckpt_path is not None:
         return
     for folder in dict.fromkeys(path for path in map(run_dir, trainer.loggers) if path is not None):
         if not folder.is_dir() or not re.fullmatch(r"version_\d+", folder.name):

@@ -26,9 +26,12 @@ def check_config_syntax(args: list[str]) -> None:
             continue
         try:
             yaml.safe_load(text)
-        except (yaml.scanner.ScannerError, yaml.parser.ParserError) as error:
-            where = f"line {error.problem_mark.line + 1}, column {error.problem_mark.column + 1}"
-            context = ""
-            if error.context and error.context_mark is not None:
-                context = f" ({error.context} that starts on line {error.context_mark.line + 1})"
-            raise UserInputError(f"--config {name} is not valid YAML: {error.problem} at {where}{context}") from None
+        except yaml.MarkedYAMLError as error:
+            if error.problem_mark is None:
+                continue  # the parser reports it
+            found = f"{error.problem} at line {error.problem_mark.line + 1}, column {error.problem_mark.column + 1}"
+            if error.context and error.context_mark is not None:  # what the parser was reading, and from where
+                found = f"{error.context} (line {error.context_mark.line + 1}), {found}"
+            raise UserInputError(f"--config {name} is not valid YAML: {found}") from None
+        except yaml.YAMLError:
+            continue  # no position to name: the parser reports it

@@ -266,7 +266,8 @@ class TemplateCLI(LightningCLI):
         it prints rich's model summary (without zero FLOPs) and, in a terminal, rich's progress bar;
         a fit validates its last epoch."""
         config = (self.config_init[self.subcommand] if self.subcommand else self.config_init).get("trainer") or {}
-        check_trainer_options(config)
+        if self.subcommand in (None, "fit", "lr_find"):  # the commands that train
+            check_trainer_options(config)
         kwargs.setdefault("plugins", self.run_safety.plugins(config.get("plugins")))
         callbacks = config.get("callbacks") or []
         callbacks = callbacks if isinstance(callbacks, list) else [callbacks]

@@ -6,6 +6,7 @@ import os
 import re
 from argparse import ArgumentError
 
+import torch.distributed as dist
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 
 from src.errors import UserInputError, first_line
@@ -91,9 +92,10 @@ def user_message(error: BaseException, subcommand: str = "fit") -> str | None:
                 f"cannot write {where}: {cause.strerror}. Existing checkpoints are untouched; free space or "
                 f"choose another place with {option}"
             )
-    if isinstance(error, RuntimeError) and any(sign in str(error) for sign in _PEER_GONE):
-        rank = os.environ.get("RANK") or os.environ.get("LOCAL_RANK") or "?"
-        return f"rank {rank} stopped because another rank of this DDP run ended first: that rank's message says why"
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    if distributed and isinstance(error, RuntimeError) and any(sign in str(error) for sign in _PEER_GONE):
+        rank = f"rank {dist.get_rank()}" if dist.is_available() and dist.is_initialized() else "this rank"
+        return f"{rank} stopped because another rank of this DDP run ended first: that rank's message says why"
     if isinstance(error, ValueError) and (found := _INTERVAL_PAST_EPOCH.search(str(error))):
         interval, batches = found.groups()
         return (

@@ -123,6 +123,7 @@ class ImageFolderDataModule(InMemoryDataModule):
     """
 
     cache_prefix = "images"
+    SPLIT_OPTIONS = "data.val_size"
     fixed_classes: tuple[str, ...] | None = None  # a data set with known classes (CIFAR-10) names them
     stratified_validation = True
 

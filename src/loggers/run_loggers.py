@@ -131,7 +131,8 @@ class MLflow(RunFolder, MLFlowLogger):
         name: the MLflow experiment (and the run folder's experiment: `<save_dir>/<name>/version_N`).
         save_dir: where the run folders (checkpoints, config.yaml) and the default local store go.
         version: the run folder's N (or its whole name, as a sweep's trial_3); a folder that
-            already holds an MLflow run (mlflow.json) continues it.
+            already holds an MLflow run (mlflow.json) continues it (a fit there must resume its newest
+            checkpoint: `--ckpt_path last`).
         tracking_uri: any MLflow tracking URI (http://127.0.0.1:5000, sqlite:///path.db, a folder);
             default: $MLFLOW_TRACKING_URI, else the local SQLite store above.
         artifact_location: where a newly created experiment keeps artifacts (default: beside a local
@@ -233,7 +234,8 @@ class Wandb(RunFolder, WandbLogger):
         name: the W&B project (and the run folder's experiment: `<save_dir>/<name>/version_N`).
         save_dir: where the run folders go.
         version: the run folder's N (or its whole name, as a sweep's trial_3); a folder that
-            already holds a W&B run (wandb.json) continues it.
+            already holds a W&B run (wandb.json) continues it (a fit there must resume its newest
+            checkpoint: `--ckpt_path last`).
         offline: log to local files only, whatever WANDB_MODE says.
         entity: the W&B user or team (default: yours).
         group, tags: W&B's run group and tags.

@@ -1,6 +1,7 @@
 """Where a study lives: an Optuna database (SQLite or a server) that every worker of a study shares."""
 
 import importlib.util
+import itertools
 import re
 import time
 from pathlib import Path
@@ -61,10 +62,22 @@ def postgres_driver(url: str) -> str:
     return url
 
 
-def next_study_name(storage: optuna.storages.BaseStorage) -> str:
-    """study_0, study_1, ...: the first name this storage does not hold yet."""
+def next_study_name(storage: optuna.storages.BaseStorage, parent: Path) -> str:
+    """study_0, study_1, ...: the first name this storage does not hold yet and that has no folder of
+    trial runs in `parent` (left by a study whose storage is gone)."""
     taken = {study.study_name for study in storage.get_all_studies()}
-    return next(f"study_{k}" for k in range(len(taken) + 1) if f"study_{k}" not in taken)
+    return next(
+        f"study_{k}" for k in itertools.count() if f"study_{k}" not in taken and not (parent / f"study_{k}").exists()
+    )
+
+
+def check_trial_folders_free(study: optuna.Study, folder: Path) -> None:
+    """A study new to its storage must not write its trials into another study's trial folders."""
+    if not study.trials and folder.is_dir() and any(folder.glob("trial_*")):
+        raise UserInputError(
+            f"{folder} holds the trial runs of a study that {study.study_name!r} in this storage is not (was its "
+            "storage deleted or changed?): give another --sweep.study_name, or move that folder away"
+        )
 
 
 def open_study(
