@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from src.cli.user_errors import user_message
 from tests.conftest import QUIET, ROOT, config, run_cli
 from tests.test_image_folder import food_run, small_food
 
@@ -373,3 +374,9 @@ def test_resuming_past_max_epochs_says_which_epoch_the_checkpoint_reached(
     lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert lines[-1].startswith("error: this checkpoint is from epoch 3, past --trainer.max_epochs 1"), lines
     assert "give --trainer.max_epochs above 3 to train on" in lines[-1]
+
+
+def test_a_lost_connection_outside_ddp_is_not_blamed_on_another_rank() -> None:
+    """The 'another rank ended first' line is for DDP only: in one process a reset connection (a remote
+    data read) is a real error, kept with its traceback."""
+    assert user_message(RuntimeError("recv failed: Connection reset by peer")) is None

@@ -2,7 +2,6 @@
 
 import difflib
 import errno
-import os
 import re
 from argparse import ArgumentError
 
@@ -92,9 +91,9 @@ def user_message(error: BaseException, subcommand: str = "fit") -> str | None:
                 f"cannot write {where}: {cause.strerror}. Existing checkpoints are untouched; free space or "
                 f"choose another place with {option}"
             )
-    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    distributed = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
     if distributed and isinstance(error, RuntimeError) and any(sign in str(error) for sign in _PEER_GONE):
-        rank = f"rank {dist.get_rank()}" if dist.is_available() and dist.is_initialized() else "this rank"
+        rank = f"rank {dist.get_rank()}"
         return f"{rank} stopped because another rank of this DDP run ended first: that rank's message says why"
     if isinstance(error, ValueError) and (found := _INTERVAL_PAST_EPOCH.search(str(error))):
         interval, batches = found.groups()
