@@ -229,5 +229,6 @@ def test_a_failed_save_on_rank_0_stops_every_rank_with_one_line_each(tmp_path: P
     errors = [line for line in output.splitlines() if line.startswith("error: ")]
     assert len(errors) == 2, output[-4000:]
     assert any(line.startswith(f"error: cannot write {tmp_path / 'a_file'}") for line in errors), errors
+    assert any("--checkpoint.dirpath" in line for line in errors), errors  # the setting that chose this folder
     assert any(line.startswith("error: rank 1 stopped because another rank of this DDP run ended") for line in errors)
     assert "Traceback" not in output, output[-4000:]

@@ -86,7 +86,9 @@ def user_message(error: BaseException, subcommand: str = "fit") -> str | None:
     for cause in causes:
         if isinstance(cause, OSError) and cause.errno in _DISK_ERRORS:
             where = cause.filename or "the log folder"
-            option = _OUTPUT_OPTIONS.get(subcommand, "--trainer.logger.init_args.save_dir")
+            option = _OUTPUT_OPTIONS.get(
+                subcommand, "--trainer.logger.init_args.save_dir (or --checkpoint.dirpath, where you set it)"
+            )
             return (
                 f"cannot write {where}: {cause.strerror}. Existing checkpoints are untouched; free space or "
                 f"choose another place with {option}"
