@@ -24,8 +24,8 @@ def check_trainer_options(trainer: dict[str, Any]) -> None:
     if interval is not None and not numeric:
         raise UserInputError(
             f"--trainer.val_check_interval {interval}: a time-based interval is not supported here (Lightning "
-            "2.6's early stopping fails on one); give a fraction of an "
-            "epoch, such as 0.5, or a number of training batches"
+            "2.6's early stopping fails on one); give a fraction of an epoch, such as 0.5, or a number of "
+            "training batches"
         )
     if numeric and (interval <= 0 or (isinstance(interval, float) and interval > 1)):
         raise UserInputError(
