@@ -466,7 +466,9 @@ class ImageFolderDataModule(InMemoryDataModule):
 
     def _in_memory(self, splits: Splits) -> InMemoryImages:
         device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
-        images = InMemoryImages(splits, device, self.seed, self.flip, self.translate)
+        images = InMemoryImages(
+            splits, device, self.seed, self.flip, self.translate, type(self).__name__, self.SPLIT_OPTIONS
+        )
         self.splits = images.splits
         return images
 

@@ -43,9 +43,20 @@ class InMemoryImages:
             flips (a seeded random half of the training images stored mirrored, in place in the
             given tensor, and every image mirrored on odd epochs).
         translate: random shift of training images, in pixels (0 turns it off).
+        owner: the data module's class name, for the message of a split asked before setup().
+        split_options: the data module's options that size the splits, for an empty split's message.
     """
 
-    def __init__(self, splits: Splits, device: torch.device, seed: int, flip: FlipMode, translate: int) -> None:
+    def __init__(
+        self,
+        splits: Splits,
+        device: torch.device,
+        seed: int,
+        flip: FlipMode,
+        translate: int,
+        owner: str,
+        split_options: str,
+    ) -> None:
         self.splits = {name: (x.to(device), y.to(device)) for name, (x, y) in splits.items()}
         if flip == "alternate" and "train" in self.splits:
             images, labels = self.splits["train"]
@@ -53,10 +64,11 @@ class InMemoryImages:
         self.seed = seed
         self.flip = flip
         self.translate = translate
+        self.owner = owner
+        self.split_options = split_options
 
     def loader(self, split: str, batch_size: int | None, shuffle: bool, trainer: Trainer | None) -> InMemoryLoader:
-        owner, options = "ImageFolderDataModule", "data.val_size"
-        return split_loader(self.splits, split, batch_size, shuffle, self.seed, trainer, owner, options)
+        return split_loader(self.splits, split, batch_size, shuffle, self.seed, trainer, self.owner, self.split_options)
 
     def sample(self, count: int) -> torch.Tensor:
         """The first `count` training images, uint8, as stored (unaugmented; with flip "alternate",
