@@ -4,14 +4,13 @@ import errno
 import os
 import re
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import torch
-from lightning.pytorch.loggers import TensorBoardLogger
 
-from src.checkpointing import discard_unstarted_run
 from src.checkpointing.checkpoint_io import AtomicCheckpointIO, record_path, sha256_of
+from src.datamodules.toy_points import ToyPointsDataModule
+from src.errors import UserInputError
 from tests.conftest import QUIET, ROOT, config, run_cli
 
 SMALL = [
@@ -134,19 +133,26 @@ def test_stale_temp_files_are_removed_when_training_starts(in_tmp: Path) -> None
     assert not stale.exists()
 
 
-def test_a_fit_from_a_checkpoint_that_fails_before_its_state_is_restored_keeps_its_run_folder(tmp_path: Path) -> None:
-    """Lightning restores the global step late in a fit: a resume that fails in setup still reads
-    step 0, and its run folder (curves, configs; checkpoints elsewhere) must stay."""
-    run = tmp_path / "version_3"
-    run.mkdir()
-    for name in ("events.out.tfevents.1.host.1.0", "config.yaml", "hparams.yaml"):
-        (run / name).write_text("kept")
+def test_a_fit_that_fails_before_its_first_step_removes_only_the_run_folder_it_made(
+    in_tmp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Lightning restores a resumed run's step late in a fit: a resume that fails in setup still reads
+    step 0 and no ckpt_path. The run folder it goes on in (curves, configs; checkpoints elsewhere)
+    held files before it started and must stay; a new fit's own empty version_N goes."""
+    args = [*SMALL, "--checkpoint.dirpath", "ckpts"]
+    assert run_cli("fit", *args) == 0
+    runs = in_tmp / "lightning_logs" / "circles"
+    kept = {path.name: path.read_bytes() for path in (runs / "version_0").iterdir()}
+    assert any(name.startswith("events.out.tfevents") for name in kept) and "config.yaml" in kept
 
-    def failed_fit(ckpt_path: str | None) -> SimpleNamespace:
-        logger = TensorBoardLogger(save_dir=str(tmp_path.parent), name=tmp_path.name, version=3)
-        return SimpleNamespace(is_global_zero=True, global_step=0, ckpt_path=ckpt_path, loggers=[logger])
+    def broken_setup(self: ToyPointsDataModule, stage: str | None = None) -> None:
+        raise UserInputError("the data could not be read")
 
-    discard_unstarted_run(failed_fit("elsewhere/last.ckpt"))
-    assert sorted(p.name for p in run.iterdir()) == ["config.yaml", "events.out.tfevents.1.host.1.0", "hparams.yaml"]
-    discard_unstarted_run(failed_fit(None))  # a new run that failed before its first step: nothing to keep
-    assert not run.exists()
+    monkeypatch.setattr(ToyPointsDataModule, "setup", broken_setup)
+    resume = ["--ckpt_path", "ckpts/last.ckpt", "--trainer.logger.init_args.version", "0", "--trainer.max_epochs", "6"]
+    assert run_cli("fit", *args, *resume) == 2
+    now = {path.name: path.read_bytes() for path in (runs / "version_0").iterdir()}
+    assert all(now.get(name) == data for name, data in kept.items())  # the run's curves and configs stay
+    assert run_cli("fit", *SMALL) == 2  # a new run that failed before its first step: nothing to keep
+    assert sorted(path.name for path in runs.iterdir()) == ["version_0"]
+    assert sorted(path.name for path in (in_tmp / "ckpts").glob("*.ckpt"))[-1] == "last.ckpt"

@@ -259,6 +259,42 @@ def test_a_fit_without_a_logger_keeps_the_checkpoints_of_an_earlier_one(
     assert (in_tmp / "other" / "checkpoints" / "last.ckpt").is_file()
 
 
+def test_a_refused_fit_beside_a_damaged_last_checkpoint_offers_a_way_out_that_works(
+    in_tmp: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """With last.ckpt damaged the folder's run cannot be continued there (its newest state is
+    unknown): the line offers its furthest intact checkpoint in a new folder, and that works."""
+    args = ["--config", config("circles"), "--trainer.logger", "false", *QUIET]
+    assert run_cli("fit", *args, "--trainer.max_epochs", "3", "--checkpoint.save_top_k", "-1") == 0
+    checkpoints = in_tmp / "checkpoints"
+    last = checkpoints / "last.ckpt"
+    last.write_bytes(last.read_bytes()[:1000])
+    furthest = next(checkpoints.glob("epoch=2-*.ckpt"))
+    capsys.readouterr()
+    assert run_cli("fit", *args, "--trainer.max_epochs", "4", "--ckpt_path", str(furthest)) == 2
+    line = capsys.readouterr().err.strip()
+    assert "\n" not in line and "already holds checkpoints" in line, line
+    assert f"--trainer.default_root_dir DIR (adding --ckpt_path {furthest}" in line, line
+    more = ["--trainer.max_epochs", "4", "--trainer.default_root_dir", "other", "--ckpt_path", str(furthest)]
+    assert run_cli("fit", *args, *more) == 0
+    assert torch.load(in_tmp / "other" / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 4
+    assert last.stat().st_size == 1000  # the damaged file is left for the user
+
+
+def test_a_resumed_run_can_write_its_checkpoints_to_a_new_folder(in_tmp: Path) -> None:
+    """`--ckpt_path last --checkpoint.dirpath DIR`: the run goes on in its version_N, its new
+    checkpoints in DIR (e.g. after its disk filled up); nothing is overwritten, so nothing is refused."""
+    args = ["--config", config("circles"), "--trainer.check_val_every_n_epoch", "1", *QUIET]
+    assert run_cli("fit", *args, "--trainer.max_epochs", "3") == 0
+    run = in_tmp / "lightning_logs" / "circles" / "version_0"
+    before = snapshot(run / "checkpoints")
+    more = ["--trainer.max_epochs", "4", "--ckpt_path", "last", "--checkpoint.dirpath", "elsewhere"]
+    assert run_cli("fit", *args, *more) == 0
+    assert torch.load(in_tmp / "elsewhere" / "last.ckpt", weights_only=True)["global_step"] == 4
+    assert snapshot(run / "checkpoints") == before
+    assert sorted(p.name for p in run.parent.iterdir()) == ["version_0"]
+
+
 @pytest.mark.parametrize(
     ("data", "message"),
     [

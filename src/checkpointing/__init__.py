@@ -4,12 +4,12 @@ and the resume position inside an epoch. See docs/run-safety.md.
 
 The command line enters through `RunSafety` (its checkpoint and Trainer parts), `RunCheckpoint`
 (the checkpoint callback), `stop_on_signal` (evaluations stopped in one line) and
-`discard_unstarted_run` (the Trainer's fit, when it fails before its first step).
+`empty_run_folders` and `discard_unstarted_run` (the Trainer's fit, when it fails before its first step).
 """
 
 from src.checkpointing.rng_state import RngState
 from src.checkpointing.run_checkpoint import RunCheckpoint, TrainingInterrupted
-from src.checkpointing.run_folder import RunFolder, discard_unstarted_run, share_run_folder
+from src.checkpointing.run_folder import RunFolder, discard_unstarted_run, empty_run_folders, share_run_folder
 from src.checkpointing.run_safety import RunSafety
 from src.checkpointing.signal_stops import stop_on_signal
 
@@ -20,6 +20,7 @@ __all__ = [
     "RunSafety",
     "TrainingInterrupted",
     "discard_unstarted_run",
+    "empty_run_folders",
     "share_run_folder",
     "stop_on_signal",
 ]

@@ -122,11 +122,17 @@ def verify_checkpoint(path: Path) -> None:
         raise UserInputError(f"checkpoint {path} is damaged: {problem}; {previous_good(path)}")
 
 
+def load_structure(path: Path) -> object:
+    """A checkpoint's contents without reading its weights: a zip checkpoint is memory-mapped,
+    so only its small pickle is read (check it first: the integrity check reads every byte once)."""
+    return torch.load(path, map_location="cpu", weights_only=True, mmap=is_zip_checkpoint(path))
+
+
 def _training_step(path: Path) -> int | None:
     """The global step a Lightning checkpoint holds (read without its weights), or None for a file
     that is not one: not a zip or legacy torch file, or one without a state_dict."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True, mmap=is_zip_checkpoint(path))
+        state = load_structure(path)
     except Exception:  # torch raises many types for a damaged or foreign file
         return None
     if not isinstance(state, dict) or "state_dict" not in state:
@@ -135,18 +141,24 @@ def _training_step(path: Path) -> int | None:
     return step if isinstance(step, int) else 0
 
 
-def previous_good(path: Path) -> str:
-    """Name the checkpoint beside `path` that a user can go back to: the furthest trained (global
-    step; the newer file on a tie) that is a Lightning checkpoint and whose bytes verify."""
+def furthest_good(folder: Path, excluding: Path | None = None) -> Path | None:
+    """The checkpoint in `folder` a run can go on from: the furthest trained (global step; the newer
+    file on a tie) that is a Lightning checkpoint and whose bytes verify; None if there is none."""
     candidates = []
-    for other in path.parent.glob("*.ckpt"):
-        step = _training_step(other) if other != path and other.is_file() else None
+    for path in folder.glob("*.ckpt"):
+        step = _training_step(path) if path != excluding and path.is_file() else None
         if step is not None:
-            candidates.append((step, other.stat().st_mtime, other))
-    for _, _, other in sorted(candidates, key=lambda found: found[:2], reverse=True):
-        if integrity_problem(other) is None:
-            return f"the previous good checkpoint is {other}"
-    return "no other good checkpoint is beside it"
+            candidates.append((step, path.stat().st_mtime, path))
+    for _, _, path in sorted(candidates, key=lambda found: found[:2], reverse=True):
+        if integrity_problem(path) is None:
+            return path
+    return None
+
+
+def previous_good(path: Path) -> str:
+    """Name the checkpoint beside `path` that a user can go back to (`furthest_good`)."""
+    good = furthest_good(path.parent, excluding=path)
+    return f"the previous good checkpoint is {good}" if good is not None else "no other good checkpoint is beside it"
 
 
 def _check_finite(checkpoint: dict[str, Any]) -> None:

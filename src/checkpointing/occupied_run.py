@@ -11,8 +11,8 @@ from pathlib import Path
 
 from lightning.pytorch import Trainer
 
-from src.checkpointing.checkpoint_io import integrity_problem
-from src.checkpointing.run_folder import run_dir
+from src.checkpointing.checkpoint_io import furthest_good
+from src.checkpointing.run_folder import holds_files, run_dir
 from src.checkpointing.runs import is_newest_state
 from src.errors import UserInputError
 
@@ -38,13 +38,16 @@ def resumes(folder: Path, ckpt_path: Path | None) -> bool:
     return ckpt_path is not None and ckpt_path.resolve().parent == folder.resolve() and is_newest_state(ckpt_path)
 
 
-def _holds_files(folder: Path) -> bool:
-    """Whether any file lies in `folder`, at any depth."""
-    return folder.is_dir() and any(path.is_file() for path in folder.rglob("*"))
-
-
-def _intact(path: Path) -> bool:
-    return path.is_file() and integrity_problem(path) is None
+def _ways_out(folder: Path, elsewhere: str) -> str:
+    """How to go on from a folder of checkpoints: continue its run from the checkpoint that run would
+    accept (its newest state, intact), or start elsewhere, from its furthest intact checkpoint if the
+    newest is damaged."""
+    good = furthest_good(folder)
+    if good is not None and is_newest_state(good):
+        return f"continue that run with --ckpt_path {good}, or {elsewhere}"
+    if good is not None:
+        return f"{elsewhere} (adding --ckpt_path {good}, its furthest intact checkpoint, to go on from it)"
+    return elsewhere
 
 
 def check_not_occupied(trainer: Trainer, ckpt_path: Path | None) -> None:
@@ -56,21 +59,20 @@ def check_not_occupied(trainer: Trainer, ckpt_path: Path | None) -> None:
     folders = [run_dir(logger) for logger in trainer.loggers]
     for run in dict.fromkeys(folder for folder in folders if folder is not None):
         own = checkpoints if checkpoints is not None else run / "checkpoints"
-        if _holds_files(run) and not resumes(own, ckpt_path):
-            resume = own / "last.ckpt" if _intact(own / "last.ckpt") else None
-            how = f"continue it with --ckpt_path {resume}" if resume else "choose another version"
+        # A run is continued from its newest state, whether its checkpoints go on in the same folder
+        # or, with --checkpoint.dirpath, in a new one.
+        if holds_files(run) and not (resumes(own, ckpt_path) or resumes(run / "checkpoints", ckpt_path)):
+            elsewhere = "leave out --trainer.logger.init_args.version to start a new version_N"
             raise UserInputError(
                 f"{run} already holds a run, and a new fit there would overwrite its checkpoints and add to its "
-                f"curves: {how}, or leave out --trainer.logger.init_args.version to start a new version_N"
+                f"curves: {_ways_out(run / 'checkpoints', elsewhere)}"
             )
     if checkpoints is not None and not resumes(checkpoints, ckpt_path):
         earlier = sorted(path.name for path in checkpoints.glob("*.ckpt"))
         if earlier:
-            intact = next((name for name in ("last.ckpt", *reversed(earlier)) if _intact(checkpoints / name)), None)
-            resume = f"--ckpt_path {checkpoints / intact}" if intact else "the checkpoint to resume from as --ckpt_path"
-            elsewhere = "--checkpoint.dirpath DIR" if trainer.loggers else "--trainer.default_root_dir DIR"
+            flag = "--checkpoint.dirpath DIR" if trainer.loggers else "--trainer.default_root_dir DIR"
             raise UserInputError(
                 f"{checkpoints} already holds checkpoints of another run ({', '.join(earlier[:3])}"
-                f"{', ...' if len(earlier) > 3 else ''}), which a new fit would overwrite: continue that run with "
-                f"{resume}, or write the new run elsewhere with {elsewhere}"
+                f"{', ...' if len(earlier) > 3 else ''}), which a new fit would overwrite: "
+                f"{_ways_out(checkpoints, f'write the new run elsewhere with {flag}')}"
             )

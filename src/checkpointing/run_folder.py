@@ -99,20 +99,31 @@ def share_run_folder(trainer: Any) -> None:
         callback.dirpath = str(run_dir(first) / "checkpoints")
 
 
+def holds_files(folder: Path) -> bool:
+    """Whether any file lies in `folder`, at any depth."""
+    return folder.is_dir() and any(path.is_file() for path in folder.rglob("*"))
+
+
+def empty_run_folders(trainer: Any) -> list[Path]:
+    """The trainer's run folders that hold no file yet (absent or empty): the only ones that
+    `discard_unstarted_run` may remove, so an earlier run's folder is never touched."""
+    folders = dict.fromkeys(path for path in map(run_dir, trainer.loggers) if path is not None)
+    return [folder for folder in folders if not holds_files(folder)]
+
+
 # What loggers write into a new run folder before its first step: nothing a user made.
 _STARTUP_FILES = re.compile(
     r"events\.out\.tfevents\..*|config(\.resumed-\d+)?\.yaml|hparams\.yaml|metrics\.csv|(mlflow|wandb)\.json"
 )
 
 
-def discard_unstarted_run(trainer: Any) -> None:
-    """After a fit failed before its first training step: remove its new `version_N` folder when it
-    holds only what the loggers wrote at start-up (no checkpoint), so a mistake leaves no empty run
-    behind in TensorBoard. Rank 0 only; a fit from a checkpoint (a resumed run, whose step is still 0
-    until its state is restored) is never touched."""
-    if not trainer.is_global_zero or trainer.global_step > 0 or trainer.ckpt_path is not None:
+def discard_unstarted_run(trainer: Any, new_folders: list[Path]) -> None:
+    """After a fit failed before its first training step: remove those of `new_folders` (its run
+    folders that held no file when it started: `empty_run_folders`) that hold only what the loggers
+    wrote at start-up, so a mistake leaves no empty run behind in TensorBoard. Rank 0 only."""
+    if not trainer.is_global_zero or trainer.global_step > 0:
         return
-    for folder in dict.fromkeys(path for path in map(run_dir, trainer.loggers) if path is not None):
+    for folder in new_folders:
         if not folder.is_dir() or not re.fullmatch(r"version_\d+", folder.name):
             continue
         files = [path for path in folder.rglob("*") if path.is_file()]

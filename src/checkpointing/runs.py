@@ -13,9 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from src.checkpointing.checkpoint_io import integrity_problem, is_zip_checkpoint, previous_good, verify_checkpoint
+from src.checkpointing.checkpoint_io import integrity_problem, load_structure, previous_good, verify_checkpoint
 from src.errors import UserInputError, first_line
 
 _VERSION = re.compile(r"version_(\d+)$")
@@ -195,12 +193,6 @@ def _best_by_name(folder: Path) -> str:
     if best is not None and best.resolve() in {path.resolve() for path in intact}:
         return f"give the best checkpoint explicitly: --ckpt_path {best}"
     return "give one of its checkpoints explicitly: " + ", ".join(f"--ckpt_path {path}" for path in intact)
-
-
-def load_structure(path: Path) -> object:
-    """A checkpoint's contents without reading its weights: a zip checkpoint is memory-mapped,
-    so only its small pickle is read (check it first: the integrity check reads every byte once)."""
-    return torch.load(path, map_location="cpu", weights_only=True, mmap=is_zip_checkpoint(path))
 
 
 def is_newest_state(checkpoint: Path) -> bool:

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import yaml
 
-from src.checkpointing.runs import check_checkpoint, load_structure
+from src.checkpointing.checkpoint_io import load_structure
+from src.checkpointing.runs import check_checkpoint
 from src.checkpointing.stored_run import stored_config
 from src.errors import UserInputError
 

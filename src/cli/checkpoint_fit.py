@@ -11,7 +11,7 @@ from typing import Any
 
 from lightning.pytorch import LightningDataModule, LightningModule
 
-from src.checkpointing.runs import load_structure
+from src.checkpointing.checkpoint_io import load_structure
 from src.datamodules.class_names import class_names
 from src.errors import UserInputError
 

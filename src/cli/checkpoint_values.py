@@ -12,7 +12,7 @@ from typing import Any
 
 from jsonargparse import Namespace
 
-from src.checkpointing.runs import load_structure
+from src.checkpointing.checkpoint_io import load_structure
 from src.errors import UserInputError
 
 

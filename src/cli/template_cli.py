@@ -17,7 +17,8 @@ from src.callbacks import (
     PlainTextProgress,
 )
 from src.checkpointing import RunCheckpoint, RunSafety, stop_on_signal
-from src.checkpointing.runs import load_structure, logger_entries
+from src.checkpointing.checkpoint_io import load_structure
+from src.checkpointing.runs import logger_entries
 from src.checkpointing.stored_run import RUN_CONFIG_KEY
 from src.class_paths import class_from_path
 from src.cli.checkpoint_config import FROM_CHECKPOINT, with_checkpoint_config

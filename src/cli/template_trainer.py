@@ -14,7 +14,7 @@ from typing import Any
 
 from lightning.pytorch import LightningDataModule, LightningModule, Trainer
 
-from src.checkpointing import discard_unstarted_run
+from src.checkpointing import discard_unstarted_run, empty_run_folders
 from src.errors import UserInputError
 from src.tools.export import ALL_FORMATS, ExportFormat, export_checkpoint
 from src.tools.learning_rate_finder import find_learning_rate
@@ -59,10 +59,11 @@ def discarding_unstarted_runs(fit: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(fit)
     def run(self: Trainer, *args: Any, **kwargs: Any) -> Any:
+        new_folders = empty_run_folders(self)
         try:
             return fit(self, *args, **kwargs)
         except Exception:
-            discard_unstarted_run(self)
+            discard_unstarted_run(self, new_folders)
             raise
 
     return run
