@@ -204,6 +204,14 @@ def test_the_checkpoint_state_keeps_classes_size_and_standardisation(tmp_path: P
     assert fresh.mean == dm.mean and not fresh.splits  # prediction needs no training split
     with pytest.raises(UserInputError, match="trained on 3 x 12 x 12 images"):
         folder_module(tree, tmp_path, image_size=16).load_state_dict(state)
+    # Either path, on other images, evaluates with the standardisation the model was trained with.
+    other = food_tree(tmp_path / "other", per_class=3)
+    for streaming in (False, True):
+        restored = folder_module(other, tmp_path, image_size=12, streaming=streaming, num_workers=0)
+        restored.load_state_dict(state)
+        restored.prepare_data()
+        restored.setup("validate")
+        assert (restored.mean, restored.std) == (dm.mean, dm.std), streaming
 
 
 # --- the command line: fit, predict, export ------------------------------------------------
@@ -422,6 +430,22 @@ def test_streaming_reads_the_same_images_and_says_which_path_runs(
     auto = folder_module(tree, tmp_path, image_size=12)
     auto.setup()
     assert "Data path: in memory (36 images x 3x12x12 uint8 = 0.0 MiB, less than half of the" in capsys.readouterr().out
+
+
+def test_an_empty_validation_split_is_refused_before_training_on_either_path(
+    in_tmp: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """Without a val/ folder, `--data.val_size 0` leaves nothing to validate on: Lightning would skip
+    validation silently and the run would end with no best checkpoint."""
+    tree = small_food(tmp_path)
+    for streaming in ("false", "true"):
+        args = food_run(
+            tree, tmp_path, "--data.val_size", "0", "--data.streaming", streaming, "--data.num_workers", "0"
+        )
+        fails_with(args, capsys, "the val split is empty: change data.val_size so that every split gets data")
+    assert not (in_tmp / "lightning_logs" / "image_folder").exists() or not any(
+        (in_tmp / "lightning_logs" / "image_folder").iterdir()
+    )
 
 
 def test_the_streaming_mean_std_is_measured_once_in_prepare_data_and_read_by_every_setup(

@@ -310,8 +310,10 @@ class ImageFolderDataModule(InMemoryDataModule):
             kind, files = self._missing_source()
         if self._chooses_streaming(kind):
             # Nothing to decode ahead (the workers read the files), but the mean/std of the training
-            # images is measured here, once per machine, and kept: every rank's setup reads it.
-            self._setup_streaming(kind, files)
+            # images is measured here, once per machine, and kept: every rank's setup reads it. A
+            # trained model's data state brings its own.
+            if not self.restored:
+                self._setup_streaming(kind, files)
             return
         cache = self._cache_file(kind, files)
         if cache.is_file():
@@ -504,9 +506,10 @@ class ImageFolderDataModule(InMemoryDataModule):
             num_workers=self.num_workers,
             seed=self.seed,
         )
-        self.mean, self.std = self.published_normalization() or images.normalization(
-            self._cache_file(kind, files), self._announce
-        )
+        if not self.restored:  # a trained model keeps the standardisation it was trained with
+            self.mean, self.std = self.published_normalization() or images.normalization(
+                self._cache_file(kind, files), self._announce
+            )
         return images
 
     def _setup_restored_test(self) -> None:
@@ -589,6 +592,11 @@ class ImageFolderDataModule(InMemoryDataModule):
         if self.images is None:
             self.setup("fit")
         return normalize(self.images.sample(count), *self._normalization())  # type: ignore[union-attr]
+
+    def _split_length(self, split: str) -> int | None:
+        if isinstance(self.images, StreamingImages):  # streamed splits are lists of files, not self.splits
+            return len(self.images.streams[split]) if split in self.images.streams else None
+        return super()._split_length(split)
 
     def _loader(self, split: str, batch_size: int | None, shuffle: bool):  # type: ignore[override]
         if self.images is None:

@@ -85,11 +85,15 @@ class InMemoryDataModule(LightningDataModule):
             self.splits, split, batch_size, shuffle, self.seed, self.trainer, type(self).__name__, options
         )
 
+    def _split_length(self, split: str) -> int | None:
+        """How many samples `split` holds; None when it is not set up."""
+        return len(self.splits[split][0]) if split in self.splits else None
+
     def train_dataloader(self) -> InMemoryLoader:
         # Lightning asks for the validation loader only at the first validation: an empty split
         # is refused here, when the fit starts, not after the epochs before it.
         validating = self.trainer is None or self.trainer.limit_val_batches != 0
-        if validating and "val" in self.splits and len(self.splits["val"][0]) == 0:
+        if validating and self._split_length("val") == 0:
             raise empty_split("val", self.SPLIT_OPTIONS)
         # `trainer.overfit_batches` trains the same first batches every epoch: no shuffling.
         overfitting = self.trainer is not None and bool(self.trainer.overfit_batches)
