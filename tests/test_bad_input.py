@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from src.cli.user_errors import user_message
+from src.modules.nets import MLP
 from tests.conftest import QUIET, ROOT, config, run_cli
 from tests.test_image_folder import food_run, small_food
 
@@ -380,3 +381,17 @@ def test_a_lost_connection_outside_ddp_is_not_blamed_on_another_rank() -> None:
     """The 'another rank ended first' line is for DDP only: in one process a reset connection (a remote
     data read) is a real error, kept with its traceback."""
     assert user_message(RuntimeError("recv failed: Connection reset by peer")) is None
+
+
+def test_a_trainer_value_that_cannot_work_is_refused_before_the_model_is_built(
+    in_tmp: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Building a model can be slow or need the network (a pretrained net's weights): a bad Trainer
+    value is the first thing said."""
+
+    def not_to_be_built(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the net was built before the Trainer's values were checked")
+
+    monkeypatch.setattr(MLP, "__init__", not_to_be_built)
+    assert run_cli("fit", "--config", config("circles"), "--trainer.accumulate_grad_batches", "0") == 2
+    assert "--trainer.accumulate_grad_batches must be >= 1" in capsys.readouterr().err

@@ -232,8 +232,12 @@ class TemplateCLI(LightningCLI):
             self._restore_from = path
 
     def before_instantiate_classes(self) -> None:
-        """The checkpoint and early stopping watch the model's own best metric unless the config names another."""
+        """Trainer values that cannot work are refused before anything is built (a pretrained net would
+        download its weights first); the checkpoint and early stopping watch the model's own best
+        metric unless the config names another."""
         config = self.config[self.subcommand] if self.subcommand else self.config
+        if self.subcommand in (None, "fit", "lr_find"):  # the commands that train
+            check_trainer_options(config.get("trainer") or {})
         model_class = class_from_path(config.model.class_path)
         for key in ("checkpoint", "early_stopping"):
             group = config.get(key)
@@ -267,8 +271,6 @@ class TemplateCLI(LightningCLI):
         it prints rich's model summary (without zero FLOPs) and, in a terminal, rich's progress bar;
         a fit validates its last epoch."""
         config = (self.config_init[self.subcommand] if self.subcommand else self.config_init).get("trainer") or {}
-        if self.subcommand in (None, "fit", "lr_find"):  # the commands that train
-            check_trainer_options(config)
         kwargs.setdefault("plugins", self.run_safety.plugins(config.get("plugins")))
         callbacks = config.get("callbacks") or []
         callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
