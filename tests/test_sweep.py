@@ -252,7 +252,14 @@ def test_a_new_study_never_runs_its_trials_in_the_folders_of_one_whose_storage_i
     (tmp_path / "study_0" / "trial_0").mkdir(parents=True)
     storage = optuna.storages.InMemoryStorage()
     assert next_study_name(storage, tmp_path) == "study_1"
-    reused = optuna.create_study(storage=storage, study_name="study_0")
     with pytest.raises(UserInputError, match=r"study_0 holds the trial runs of a study that 'study_0' in this storage"):
-        check_trial_folders_free(reused, tmp_path / "study_0")
-    check_trial_folders_free(optuna.create_study(storage=storage, study_name="study_1"), tmp_path / "study_1")
+        check_trial_folders_free(storage, "study_0", tmp_path / "study_0")
+    assert storage.get_all_studies() == []  # refused before the study was created in the storage
+    optuna.create_study(storage=storage, study_name="study_0")  # created, but it never ran a trial
+    with pytest.raises(UserInputError, match="holds the trial runs"):
+        check_trial_folders_free(storage, "study_0", tmp_path / "study_0")
+    check_trial_folders_free(storage, "study_1", tmp_path / "study_1")
+    ran = optuna.create_study(storage=storage, study_name="study_2")
+    ran.optimize(lambda trial: trial.suggest_float("x", 0, 1), n_trials=1)
+    (tmp_path / "study_2" / "trial_0").mkdir(parents=True)
+    check_trial_folders_free(storage, "study_2", tmp_path / "study_2")  # its own trials: it goes on

@@ -53,8 +53,8 @@ def sweep(args: list[str], cli_class: type[TemplateCLI] = TemplateCLI) -> optuna
     storage = open_storage(options.storage or f"sqlite:///{parent / 'optuna.db'}")
     study_name = options.study_name or next_study_name(storage, parent)
     direction = "maximize" if mode == "max" else "minimize"
+    check_trial_folders_free(storage, study_name, parent / study_name)
     study = open_study(storage, study_name, sampler, make_pruner(options.pruner), f"val/{metric}", direction)
-    check_trial_folders_free(study, parent / study_name)
     seeds: list[int | None] = [None] if options.seeds == 1 else [first_seed(config) + k for k in range(options.seeds)]
 
     def run_folder(trial: optuna.Trial, seed: int | None) -> tuple[Path, str, str]:

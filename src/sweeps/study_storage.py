@@ -71,11 +71,15 @@ def next_study_name(storage: optuna.storages.BaseStorage, parent: Path) -> str:
     )
 
 
-def check_trial_folders_free(study: optuna.Study, folder: Path) -> None:
-    """A study new to its storage must not write its trials into another study's trial folders."""
-    if not study.trials and folder.is_dir() and any(folder.glob("trial_*")):
+def check_trial_folders_free(storage: optuna.storages.BaseStorage, name: str, folder: Path) -> None:
+    """A study with no trial in `storage` (new to it, or never run) must not write its trials into
+    another study's trial folders; checked before the study is created, so a refusal adds nothing."""
+    known = {study.study_name for study in storage.get_all_studies()}
+    if name in known and storage.get_n_trials(storage.get_study_id_from_name(name)) > 0:
+        return
+    if folder.is_dir() and any(folder.glob("trial_*")):
         raise UserInputError(
-            f"{folder} holds the trial runs of a study that {study.study_name!r} in this storage is not (was its "
+            f"{folder} holds the trial runs of a study that {name!r} in this storage is not (was its "
             "storage deleted or changed?): give another --sweep.study_name, or move that folder away"
         )
 
