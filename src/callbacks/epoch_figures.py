@@ -6,6 +6,7 @@ matplotlib.use("Agg")  # figures are rendered to images for the loggers, never s
 import matplotlib.pyplot as plt  # noqa: E402
 from lightning.pytorch import Callback, LightningModule, Trainer  # noqa: E402
 
+from src.epochs import is_last_epoch  # noqa: E402
 from src.errors import UserInputError  # noqa: E402
 from src.loggers.figures import log_figures, logs_images  # noqa: E402
 
@@ -47,8 +48,7 @@ class EpochFigures(Callback):
 
     # The *_end hooks run after the module has logged the epoch's metrics, so titles can use them.
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        end = trainer.max_epochs
-        last = end is not None and end >= 0 and trainer.current_epoch + 1 >= end  # -1: no last epoch
+        last = is_last_epoch(trainer, trainer.current_epoch)
         if not trainer.sanity_checking and ((trainer.current_epoch + 1) % self.every_n_epochs == 0 or last):
             self._write(trainer, pl_module, "val")
 

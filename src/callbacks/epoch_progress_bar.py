@@ -2,6 +2,8 @@
 
 from lightning.pytorch.callbacks import RichProgressBar
 
+from src.epochs import last_epoch
+
 
 class EpochProgressBar(RichProgressBar):
     """Lightning's bar shows `Epoch 0/99` for the first of 100 epochs; this one `Epoch 1/100`, as
@@ -9,6 +11,6 @@ class EpochProgressBar(RichProgressBar):
 
     def _get_train_description(self, current_epoch: int) -> str:  # Lightning's one place for the label
         description = f"Epoch {current_epoch + 1}"
-        if self.trainer.max_epochs is not None and self.trainer.max_epochs >= 0:
-            description += f"/{self.trainer.max_epochs}"
+        if (end := last_epoch(self.trainer)) is not None:
+            description += f"/{end}"
         return f"{description:{len(self.validation_description)}}"  # as wide as the validation label: no jumping

@@ -2,6 +2,8 @@
 
 from lightning.pytorch import Callback, LightningModule, Trainer
 
+from src.epochs import last_epoch
+
 
 class LastEpochValidation(Callback):
     """Validates the fit's last epoch (`max_epochs`) also when `check_val_every_n_epoch` does not
@@ -14,7 +16,7 @@ class LastEpochValidation(Callback):
 
     def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         every = trainer.check_val_every_n_epoch
-        last = trainer.max_epochs is not None and trainer.current_epoch + 1 == trainer.max_epochs
+        last = trainer.current_epoch + 1 == last_epoch(trainer)
         if last and every is not None and every > 1:
             self.every = every
             trainer.check_val_every_n_epoch = 1

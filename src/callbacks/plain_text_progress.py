@@ -6,6 +6,8 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_only
 
+from src.epochs import last_epoch
+
 # Validation values only: train/loss is logged at the epoch end, after this line is printed,
 # so it would show the previous validated epoch's value.
 SHOWN = ("val/loss", "val/acc", "val/mse", "val/r2", "val/acc_best", "val/mse_best")
@@ -32,6 +34,6 @@ class PlainTextProgress(Callback):
         where = (
             f"validation of {trainer.ckpt_path}"
             if trainer.state.fn == TrainerFn.VALIDATING
-            else f"epoch {trainer.current_epoch + 1}" + (f"/{end}" if (end := trainer.max_epochs) and end > 0 else "")
+            else f"epoch {trainer.current_epoch + 1}" + (f"/{end}" if (end := last_epoch(trainer)) else "")
         )
         print(f"{where}  {shown}  {elapsed:.0f}s", flush=True)

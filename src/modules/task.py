@@ -13,6 +13,7 @@ from torch import nn
 from torchmetrics import MaxMetric, MeanMetric, MetricCollection, MinMetric
 
 from src.checkpointing.runs import check_checkpoint
+from src.epochs import is_last_epoch
 from src.errors import TrainingDivergedError, UserInputError
 from src.modules.nets.pretrained import head_name, in_head
 from src.modules.optimization import SchedulerConfig, build_scheduler
@@ -194,9 +195,7 @@ class TaskModule(LightningModule):
 
     def _validates_this_epoch(self) -> bool:
         every = self.trainer.check_val_every_n_epoch or 1
-        end = self.trainer.max_epochs
-        last = end is not None and end >= 0 and self.current_epoch + 1 >= end  # -1: no last epoch
-        return (self.current_epoch + 1) % every == 0 or last
+        return (self.current_epoch + 1) % every == 0 or is_last_epoch(self.trainer, self.current_epoch)
 
     def on_train_epoch_end(self) -> None:
         # Logged on the epochs that validate, so train and val curves share their points and
