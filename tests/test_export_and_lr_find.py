@@ -155,6 +155,34 @@ def test_export_without_a_checkpoint_fails_clearly(in_tmp: Path, capsys: pytest.
     assert "export needs a trained model: add --ckpt_path" in capsys.readouterr().err
 
 
+def test_export_never_replaces_files_it_did_not_write(in_tmp: Path, capsys: pytest.CaptureFixture) -> None:
+    """The user's own files, another checkpoint's export and a checkpoints folder are refused before
+    anything is written; exporting the same checkpoint again replaces its own files."""
+    args = ["--config", config("circles"), "--trainer.max_epochs", "4", "--trainer.check_val_every_n_epoch", "1"]
+    args += ["--checkpoint.save_top_k", "-1", *QUIET]
+    assert run_cli("fit", *args) == 0
+    checkpoints = in_tmp / "lightning_logs" / "circles" / "version_0" / "checkpoints"
+    last, first = checkpoints / "last.ckpt", next(checkpoints.glob("epoch=0-*.ckpt"))
+    mine = in_tmp / "mine"
+    mine.mkdir()
+    (mine / "model.onnx").write_text("my own model")
+    (mine / "model.json").write_text("precious")
+    capsys.readouterr()
+    formats = ["--formats", "[onnx]"]
+    assert run_cli("export", "--ckpt_path", str(last), "--output_dir", "mine", *formats) == 2
+    line = capsys.readouterr().err.strip()
+    assert "--output_dir mine already holds model.onnx, model.json" in line and "--overwrite" in line, line
+    assert (mine / "model.onnx").read_text() == "my own model" and (mine / "model.json").read_text() == "precious"
+    assert run_cli("export", "--ckpt_path", str(last), "--output_dir", str(checkpoints), *formats) == 2
+    assert "is a checkpoints folder, which export never writes to" in capsys.readouterr().err
+    assert run_cli("export", "--ckpt_path", str(last), "--output_dir", "shipped", *formats) == 0
+    assert run_cli("export", "--ckpt_path", str(last), "--output_dir", "shipped", *formats) == 0  # its own files
+    assert run_cli("export", "--ckpt_path", str(first), "--output_dir", "shipped", *formats) == 2  # another's
+    assert json.loads((in_tmp / "shipped" / "model.json").read_text())["checkpoint"] == str(last)
+    assert run_cli("export", "--ckpt_path", str(first), "--output_dir", "mine", *formats, "--overwrite", "true") == 0
+    assert json.loads((mine / "model.json").read_text())["checkpoint"] == str(first)
+
+
 def test_lr_find_saves_plot_and_losses_and_suggests_a_rate(in_tmp: Path, capsys: pytest.CaptureFixture) -> None:
     assert run_cli("lr_find", "--config", config("circles"), "--num_training", "60", *QUIET) == 0
     folder = in_tmp / "lightning_logs" / "circles"

@@ -16,7 +16,7 @@ from lightning.pytorch import LightningDataModule, LightningModule, Trainer
 
 from src.checkpointing import discard_unstarted_run, empty_run_folders
 from src.errors import UserInputError
-from src.tools.export import ALL_FORMATS, ExportFormat, export_checkpoint
+from src.tools.export import ALL_FORMATS, ExportFormat, check_export_folder, export_checkpoint
 from src.tools.learning_rate_finder import find_learning_rate
 
 # Lightning warnings that say nothing to a user of this template, silenced only while the Trainer runs.
@@ -115,6 +115,7 @@ class TemplateTrainer(Trainer):
         ckpt_path: str | None = None,
         formats: list[ExportFormat] = list(ALL_FORMATS),  # noqa: B006 - read only
         output_dir: Path | None = None,
+        overwrite: bool = False,
     ) -> None:
         """Export a checkpoint: plain state_dict, torch.export (.pt2), TorchScript and ONNX, each checked
         against PyTorch.
@@ -124,6 +125,7 @@ class TemplateTrainer(Trainer):
             formats: which of state_dict, pt2, torchscript and onnx to write.
             output_dir: where to write them (default: export/<checkpoint name>/ in the run's folder, or
                 beside a checkpoint that is not in a run's checkpoints/ folder).
+            overwrite: replace files in output_dir that an export of this checkpoint did not write.
         """
         if ckpt_path is None:
             raise UserInputError("export needs a trained model: add --ckpt_path best, last or a checkpoint file")
@@ -133,8 +135,10 @@ class TemplateTrainer(Trainer):
         # A run's checkpoints/ folder: export/ beside it, in the run; any other file: export/ beside the file.
         run = checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint.parent
         folder = Path(output_dir) if output_dir is not None else run / "export" / checkpoint.stem
-        if folder.exists() and not folder.is_dir():
-            raise UserInputError(f"--output_dir {folder} is a file: give a folder (it is made if missing)")
+        checkpoint_dir = getattr(self.checkpoint_callback, "dirpath", None)  # when the config names one
+        check_export_folder(
+            folder, checkpoint, tuple(formats), overwrite, Path(checkpoint_dir) if checkpoint_dir else None
+        )
         record = export_checkpoint(model, datamodule, checkpoint, folder, tuple(formats))
         for kind, name in record["files"].items():
             difference = record["max_abs_difference"][kind]

@@ -26,9 +26,51 @@ from src.datamodules.class_names import class_names
 from src.errors import UserInputError, first_line
 from src.modules.nets.pretrained import rebuild_init_args
 from src.modules.task import TaskModule
+from src.tools.prediction_output import in_checkpoint_folder
 
 ExportFormat = Literal["state_dict", "pt2", "torchscript", "onnx"]
 ALL_FORMATS: tuple[ExportFormat, ...] = ("state_dict", "pt2", "torchscript", "onnx")
+# The file each format writes into --output_dir, and the description beside them.
+FILE_NAMES = {
+    "state_dict": "net_state_dict.pt",
+    "pt2": "model.pt2",
+    "torchscript": "model.torchscript.pt",
+    "onnx": "model.onnx",
+}
+DESCRIPTION = "model.json"
+
+
+def _exported_from(folder: Path) -> Path | None:
+    """The checkpoint an earlier export in `folder` was made from (its model.json), resolved; None
+    when the folder holds no description written by export."""
+    try:
+        record = json.loads((folder / DESCRIPTION).read_text())
+        return Path(record["checkpoint"]).resolve() if "exporters" in record else None
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+
+
+def check_export_folder(
+    folder: Path, checkpoint: Path, formats: tuple[str, ...], overwrite: bool, checkpoint_dir: Path | None = None
+) -> None:
+    """Refuse, before anything is exported, a `--output_dir` that would lose something: a file, a
+    checkpoints folder (even with --overwrite), or files of the same names that an export of this
+    checkpoint did not write (unless --overwrite): the user's own, or another checkpoint's export."""
+    if folder.exists() and not folder.is_dir():
+        raise UserInputError(f"--output_dir {folder} is a file: give a folder (it is made if missing)")
+    if in_checkpoint_folder(folder.resolve() / DESCRIPTION, checkpoint, checkpoint_dir):
+        raise UserInputError(
+            f"--output_dir {folder} is a checkpoints folder, which export never writes to; choose another folder"
+        )
+    names = [*(FILE_NAMES[kind] for kind in formats), DESCRIPTION]
+    existing = [name for name in names if (folder / name).exists()]
+    if existing and not overwrite and _exported_from(folder) != checkpoint.resolve():
+        raise UserInputError(
+            f"--output_dir {folder} already holds {', '.join(existing)}, not written by an export of {checkpoint}: "
+            "give another --output_dir, or add --overwrite to replace them"
+        )
+
+
 # How each program file is made, written into model.json.
 EXPORTERS = {
     "pt2": "torch.export.export, saved with torch.export.save (batch dimension dynamic)",
@@ -218,7 +260,7 @@ def export_checkpoint(
         "max_abs_difference": {},
     }
     if "state_dict" in formats:
-        path = output_dir / "net_state_dict.pt"
+        path = output_dir / FILE_NAMES["state_dict"]
         torch.save(net.state_dict(), path)
         rebuilt = build_net(description)
         rebuilt.load_state_dict(torch.load(path, weights_only=True))
@@ -227,12 +269,12 @@ def export_checkpoint(
         record["files"]["state_dict"] = path.name
         record["max_abs_difference"]["state_dict"] = checked_difference(expected, actual, path, "state_dict")
     if "pt2" in formats:
-        path = output_dir / "model.pt2"
+        path = output_dir / FILE_NAMES["pt2"]
         export_program(model, inputs[:2], path)
         record["files"]["pt2"] = path.name
         record["max_abs_difference"]["pt2"] = checked_difference(expected, run_program(path, inputs), path, "pt2")
     if "torchscript" in formats:
-        path = output_dir / "model.torchscript.pt"
+        path = output_dir / FILE_NAMES["torchscript"]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch.jit's deprecation notice; the file format stays loadable
             torch.jit.save(torch.jit.trace(model, inputs[:2]), str(path))
@@ -242,9 +284,9 @@ def export_checkpoint(
         record["files"]["torchscript"] = path.name
         record["max_abs_difference"]["torchscript"] = checked_difference(expected, actual, path, "TorchScript")
     if "onnx" in formats:
-        path = output_dir / "model.onnx"
+        path = output_dir / FILE_NAMES["onnx"]
         export_onnx(model, inputs[:2], path)
         record["files"]["onnx"] = path.name
         record["max_abs_difference"]["onnx"] = checked_difference(expected, run_onnx(path, inputs), path, "ONNX")
-    (output_dir / "model.json").write_text(json.dumps(record, indent=2) + "\n")
+    (output_dir / DESCRIPTION).write_text(json.dumps(record, indent=2) + "\n")
     return record
