@@ -2,6 +2,7 @@
 starting a new task from a checkpoint's net (`init_from`). Offline: no test touches the network."""
 
 import json
+import shutil
 import urllib.error
 from functools import partial
 from pathlib import Path
@@ -259,6 +260,19 @@ class BackboneProbe(Callback):
 
 def probe_lines(path: Path) -> list[dict[str, object]]:
     return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_a_fit_that_ends_before_the_unfreeze_epoch_still_tests_its_best_checkpoint(
+    in_tmp: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """A short run (a debug preset, an early stop) ends with the backbone still frozen; the test of
+    its best checkpoint that follows trains nothing and must not try to freeze it again."""
+    tree = class_tree(tmp_path / "tree", ["a", "b", "c"], per_class=8)
+    shutil.copytree(tree / "train", tree / "test")
+    later = '[{"class_path": "src.callbacks.UnfreezeBackbone", "init_args": {"unfreeze_at_epoch": 2}}]'
+    run = tiny_run(tree, tmp_path, "--trainer.max_epochs", "1", "--trainer.callbacks", later)
+    assert run_cli("fit", *run) == 0
+    assert "test/acc" in capsys.readouterr().out
 
 
 def test_the_backbone_trains_only_from_the_unfreeze_epoch_and_resumes(in_tmp: Path, tmp_path: Path) -> None:

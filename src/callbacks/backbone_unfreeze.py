@@ -47,6 +47,12 @@ class UnfreezeBackbone(BaseFinetuning):
         self.backbone: list[nn.Parameter] = []
         self.backbone_bn: list[_BatchNorm] = []
 
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        """Freeze for a fit only: validate, test and predict train nothing, and the test after a fit
+        that ended before `unfreeze_at_epoch` finds the backbone still frozen."""
+        if stage == "fit":
+            super().setup(trainer, pl_module, stage)
+
     def freeze_before_training(self, pl_module: LightningModule) -> None:
         if pl_module.trainer.world_size > 1:
             raise UserInputError(
