@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from sklearn.datasets import load_breast_cancer, load_iris
+from sklearn.datasets import load_breast_cancer, load_diabetes, load_iris
 
 from src.datamodules import TabularDataModule
 from src.datamodules.csv_table import read_feature_rows
@@ -220,6 +220,12 @@ def test_the_wrong_config_for_the_target_says_which_to_use(in_tmp: Path, capsys:
     iris = ["--data.csv_path", "iris.csv", "--data.target_column", "species", "--data.task", "auto"]
     assert run_cli("fit", "--config", config("tabular_classification"), *iris, *QUIET) == 2
     assert "configs/tabular_regression.yaml" in capsys.readouterr().err.strip().splitlines()[-1]
+    # The classification config says task: classification; a measured quantity is still refused.
+    load_diabetes(as_frame=True).frame.to_csv(in_tmp / "diabetes.csv", index=False)
+    diabetes = ["--data.csv_path", "diabetes.csv", "--data.target_column", "target"]
+    assert run_cli("fit", "--config", config("tabular_classification"), *diabetes, *QUIET) == 2
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "holds 214 different numbers in 442 rows" in line and "configs/tabular_regression.yaml" in line, line
 
 
 # --- fit, predict and export: one trained model, checked three ways ---------------------------

@@ -215,6 +215,8 @@ class TabularDataModule(InMemoryDataModule):
             names = list(known_classes)
         else:
             names = [_number_name(value) for value in sorted(set(numbers))] if all_numbers else sorted(set(labels))
+            if all_numbers:
+                self._check_numbers_are_classes(table, numbers)  # type: ignore[arg-type]
         if len(names) < 2:
             raise UserInputError(
                 f"{table.path}: the target column {target!r} holds one class only ({names[0]!r}); a classifier "
@@ -222,6 +224,18 @@ class TabularDataModule(InMemoryDataModule):
             )
         index = {name: position for position, name in enumerate(names)}
         return task, names, torch.tensor([index[label] for label in labels], dtype=torch.long)
+
+    def _check_numbers_are_classes(self, table: CsvRows, numbers: list[float]) -> None:
+        """Numbers used as class labels repeat (0/1, grades 1 to 5, many rows each); a column of more
+        than 10 different numbers with under 5 rows each is a quantity, which a classifier would learn
+        as hundreds of classes."""
+        distinct = len(set(numbers))
+        if distinct > 10 and len(numbers) < 5 * distinct:
+            raise UserInputError(
+                f"{table.path}: the target column {self.target_name!r} holds {distinct} different numbers in "
+                f"{len(numbers)} rows (under 5 rows each): a quantity to predict, not class labels; train a "
+                "regression with --config configs/tabular_regression.yaml"
+            )
 
     def _not_classification(self) -> UserInputError:
         return UserInputError(
