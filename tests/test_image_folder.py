@@ -676,3 +676,16 @@ def test_an_empty_validation_split_names_the_image_folders_own_option(tmp_path: 
     module.setup("fit")
     with pytest.raises(UserInputError, match=r"the val split is empty: change data.val_size so that every split"):
         module.train_dataloader()
+
+
+@pytest.mark.parametrize("net", ["TinyVGG", "BlitzCNN"])
+def test_the_image_folder_config_trains_the_other_nets_as_documented(
+    in_tmp: Path, tmp_path: Path, capsys: pytest.CaptureFixture, net: str
+) -> None:
+    """docs/own-data.md: `--model.net src.modules.nets.TinyVGG` on configs/image_folder.yaml, whose
+    PatchWhitening callback is for AirbenchNet's stem: it says so and leaves the other net alone."""
+    tree = small_food(tmp_path)
+    args = [arg for arg in food_run(tree, tmp_path, "--trainer.max_epochs", "1") if arg != "[8, 8, 8]"]
+    args.remove("--model.net.init_args.widths")
+    assert run_cli("fit", *args, "--model.net", f"src.modules.nets.{net}") == 0
+    assert f"PatchWhitening: {net} has no whitened stem; nothing to set up" in capsys.readouterr().out

@@ -7,12 +7,18 @@ from lightning.pytorch.strategies import SingleDeviceStrategy
 from src.errors import UserInputError
 
 
+def _whitens(pl_module: LightningModule) -> bool:
+    """Whether the module's net has a whitened stem (AirbenchNet); other nets are left alone."""
+    return hasattr(getattr(pl_module, "net", None), "init_whitening")
+
+
 class PatchWhitening(Callback):
     """Calls `net.init_whitening(images)` with `count` training images at the start of a fresh fit,
     and freezes the stem's bias after `bias_epochs` epochs (airbench's warm-up of that bias).
 
-    Needs a net with `init_whitening` (AirbenchNet, whose stem filters are fixed from
-    construction) and a data module with `sample_images` (CIFAR10DataModule). A resumed run
+    Acts on a net with `init_whitening` (AirbenchNet, whose stem filters are fixed from
+    construction; any other net is left alone, with a printed line) and needs a data module
+    with `sample_images` (the image-folder ones). A resumed run
     keeps the filters its checkpoint holds, and a net started from `model.init_from` those of
     the net it starts from. Under DDP every rank takes rank 0's net (DDP
     copied it from rank 0 only when it wrapped the model, before this hook), so all ranks
@@ -46,7 +52,7 @@ class PatchWhitening(Callback):
 
     def _freeze_when_due(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Freezes the stem's bias once `bias_epochs` epochs have been trained (one process only)."""
-        if self.bias_epochs is None or trainer.current_epoch < self.bias_epochs:
+        if self.bias_epochs is None or trainer.current_epoch < self.bias_epochs or not _whitens(pl_module):
             return
         if not isinstance(trainer.strategy, SingleDeviceStrategy):  # DDP wraps the model even on one device
             if not self._said_kept and trainer.is_global_zero:
@@ -65,10 +71,14 @@ class PatchWhitening(Callback):
             return
         net = getattr(pl_module, "net", None)
         datamodule = trainer.datamodule
-        if not hasattr(net, "init_whitening") or not hasattr(datamodule, "sample_images"):
+        if not _whitens(pl_module):  # another net on a config made for AirbenchNet (--model.net TinyVGG)
+            if trainer.is_global_zero:
+                print(f"PatchWhitening: {type(net).__name__} has no whitened stem; nothing to set up", flush=True)
+            return
+        if not hasattr(datamodule, "sample_images"):
             raise UserInputError(
-                "the PatchWhitening callback needs a net with init_whitening (AirbenchNet) and an image data "
-                "module: remove it from trainer.callbacks for this net or data"
+                "the PatchWhitening callback needs an image data module (one with sample_images) to whiten "
+                "from: remove it from trainer.callbacks for this data"
             )
         if getattr(pl_module, "init_from", None) is not None:
             if trainer.is_global_zero:
