@@ -41,6 +41,7 @@ def write_files(folder: Path) -> None:
     (folder / "text.csv").write_text("a,b\n1,2\n3,four\n")
     (folder / "notes.ckpt").write_text("not a checkpoint")
     torch.save({"weights": torch.ones(2)}, folder / "foreign.ckpt")
+    torch.save({"state_dict": {"net.weight": torch.ones(2)}}, folder / "weights.ckpt")  # saved by hand
     (folder / "a_folder").mkdir()
     # Files a spreadsheet or another system may hand over instead of a UTF-8 CSV.
     (folder / "latin1.csv").write_bytes("a,b,y\n1,2,3\n4,5,6\ncafé,7,8\n".encode("latin-1"))
@@ -106,6 +107,7 @@ CASES = [
     (["--ckpt_path", "nowhere.ckpt"], "no such file"),
     (["--ckpt_path", "notes.ckpt"], "is not a readable checkpoint"),
     (["--ckpt_path", "foreign.ckpt"], "is not a Lightning checkpoint"),
+    (["--ckpt_path", "weights.ckpt"], "holds weights but no training state (optimizer, epoch), so a fit cannot"),
     # data files
     (
         ["REGRESSION", "--data.source", "csv"],

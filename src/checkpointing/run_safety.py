@@ -14,6 +14,7 @@ from src.checkpointing.ckpt_path import checkpoint_file, log_into_the_checkpoint
 from src.checkpointing.occupied_run import check_not_occupied
 from src.checkpointing.rng_state import RngState
 from src.checkpointing.run_folder import share_run_folder
+from src.checkpointing.runs import check_resumable
 
 
 class RunSafety:
@@ -33,6 +34,8 @@ class RunSafety:
         given = config.get("ckpt_path") if subcommand is not None else None
         if given is not None:
             self.ckpt_path = checkpoint_file(str(given), config.trainer.logger)
+            if self.fitting:
+                check_resumable(self.ckpt_path)
             log_into_the_checkpoint_run(subcommand, config.trainer, self.ckpt_path)
             config.ckpt_path = str(self.ckpt_path)
 

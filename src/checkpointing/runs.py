@@ -224,3 +224,14 @@ def check_checkpoint(path: Path) -> None:
         raise UserInputError(f"{path} is not a readable checkpoint ({_reason(error)}); {previous_good(path)}") from None
     if not isinstance(state, dict) or "state_dict" not in state:
         raise UserInputError(f"{path} is not a Lightning checkpoint (it has no state_dict); {previous_good(path)}")
+
+
+def check_resumable(path: Path) -> None:
+    """A fit from a checkpoint resumes its whole training state: refuse, in one line, a file that
+    holds weights only (a state_dict saved by hand, or `checkpoint.save_weights_only`)."""
+    state = load_structure(path)
+    if not isinstance(state, dict) or not {"pytorch-lightning_version", "optimizer_states"} <= state.keys():
+        raise UserInputError(
+            f"{path} holds weights but no training state (optimizer, epoch), so a fit cannot resume it: start a "
+            f"new run from its weights with --model.init_from {path} instead of --ckpt_path"
+        )
