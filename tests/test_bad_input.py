@@ -397,3 +397,21 @@ def test_a_trainer_value_that_cannot_work_is_refused_before_the_model_is_built(
     monkeypatch.setattr(MLP, "__init__", not_to_be_built)
     assert run_cli("fit", "--config", config("circles"), "--trainer.accumulate_grad_batches", "0") == 2
     assert "--trainer.accumulate_grad_batches must be >= 1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--early_stopping.patience", "3", "--early_stopping.monitor", "val/los"], "--early_stopping.monitor val/los"),
+        (["--checkpoint.monitor", "val/accc"], "--checkpoint.monitor val/accc"),
+    ],
+    ids=["early-stopping", "checkpoint"],
+)
+def test_a_monitor_the_model_does_not_log_is_one_line_naming_those_it_does(
+    in_tmp: Path, capsys: pytest.CaptureFixture, flags: list[str], message: str
+) -> None:
+    args = ["--config", config("circles"), "--trainer.max_epochs", "2", "--trainer.check_val_every_n_epoch", "1"]
+    assert run_cli("fit", *args, *QUIET, *flags) == 2
+    error = capsys.readouterr().err.strip()
+    assert "\n" not in error and "Traceback" not in error, error
+    assert f"{message} is not a metric this model logs; choose one of: val/acc, val/f1, val/loss" in error, error

@@ -4,6 +4,7 @@ from typing import Any
 
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import EarlyStopping
+from torch import Tensor
 
 from src.errors import UserInputError
 
@@ -53,3 +54,12 @@ class EarlyStoppingOnBest(EarlyStopping):
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if self.active:
             super().on_train_epoch_end(trainer, pl_module)
+
+    def _validate_condition_metric(self, logs: dict[str, Tensor]) -> bool:
+        """A monitor the model does not log is a typo: one line naming the metrics it does log."""
+        if self.monitor not in logs and self.strict:
+            logged = ", ".join(name for name in logs if name.startswith("val/")) or ", ".join(logs)
+            raise UserInputError(
+                f"--early_stopping.monitor {self.monitor} is not a metric this model logs; choose one of: {logged}"
+            )
+        return super()._validate_condition_metric(logs)

@@ -37,6 +37,11 @@ _RESUMED_PAST_END = re.compile(
     r"restored a checkpoint with current_epoch=(\d+), but you have set Trainer\(max_epochs=(\d+)\)"
 )
 
+# Lightning's refusal of a checkpoint monitor that the model never logged (at the first validation).
+_UNKNOWN_CHECKPOINT_MONITOR = re.compile(
+    r"`ModelCheckpoint\(monitor='([^']*)'\)` could not find the monitored key in the returned metrics: \[([^\]]*)\]"
+)
+
 _DISK_ERRORS = {errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EROFS, errno.ENOTDIR, errno.EEXIST, errno.EDQUOT}
 
 
@@ -111,6 +116,10 @@ def user_message(error: BaseException, subcommand: str = "fit") -> str | None:
             f"already trained too: give --trainer.max_epochs above {epoch} to train on, or evaluate it with "
             "`python train.py test` and the same --ckpt_path"
         )
+    if isinstance(error, MisconfigurationException) and (found := _UNKNOWN_CHECKPOINT_MONITOR.search(str(error))):
+        monitor, names = found.group(1), re.findall(r"'([^']*)'", found.group(2))
+        logged = ", ".join(name for name in names if name.startswith("val/")) or ", ".join(names)
+        return f"--checkpoint.monitor {monitor} is not a metric this model logs; choose one of: {logged}"
     if isinstance(error, MisconfigurationException):
         message = first_line(error, 1000)
         if "backend" in message or ("accelerator" in message.lower() and "not available" in message):
