@@ -17,10 +17,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from torchvision.datasets import FashionMNIST
 from torchvision.io import write_png
 
 from src.datamodules import TorchvisionDataModule
+from src.datamodules.torchvision_dataset import as_uint8_images
 from src.errors import UserInputError
 from tests.conftest import QUIET, config, run_cli
 
@@ -146,8 +148,19 @@ def test_offline_or_a_wrong_name_is_one_line(tmp_path: Path, monkeypatch: pytest
     refused = TorchvisionDataModule(data_dir=tmp_path / "tv", download=False)
     with pytest.raises(UserInputError, match="no FashionMNIST files"):
         refused.prepare_data()
-    with pytest.raises(UserInputError, match="not a torchvision data set; one of: .*FashionMNIST"):
+    with pytest.raises(UserInputError, match="not a torchvision data set name .*; one of: .*FashionMNIST"):
         TorchvisionDataModule(name="FashionMnist")
+    for other in ("FlyingChairs", "Cityscapes"):  # optical flow and segmentation: no download= or no train/test
+        with pytest.raises(UserInputError, match="not a torchvision data set that downloads itself") as error:
+            TorchvisionDataModule(name=other)
+        assert other not in str(error.value).split("one of: ")[1].split(", ")
+
+
+def test_a_set_whose_samples_are_not_image_and_class_is_one_line() -> None:
+    with pytest.raises(UserInputError, match="gives samples that are not \\(image, class index\\)"):  # image pairs
+        as_uint8_images([(Image.new("L", (4, 4)), Image.new("L", (4, 4)), 1)])
+    with pytest.raises(UserInputError, match="labels its images with tuple, not a class index"):
+        as_uint8_images([(Image.new("L", (4, 4)), (1, 2))])
 
 
 def test_processes_that_each_build_the_module_download_the_set_once(

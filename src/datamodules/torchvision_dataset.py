@@ -33,13 +33,28 @@ from src.errors import UserInputError, first_line
 DOWNLOAD_LOCK = ".download.lock"  # held by the process that downloads; left in data_dir, not part of the set
 
 
+def _usable(cls: object) -> bool:
+    """Whether torchvision's `cls` is a set this module can ask for: it downloads itself and has a
+    train/test split (train=... or split=...); detection, stereo or captioning sets do not fit."""
+    if not isinstance(cls, type):
+        return False
+    try:
+        parameters = inspect.signature(cls).parameters
+    except (TypeError, ValueError):
+        return False
+    return "download" in parameters and ("train" in parameters or "split" in parameters)
+
+
 def dataset_class(name: str) -> type:
-    """torchvision.datasets.<name>, or one line listing what the name could be."""
+    """torchvision.datasets.<name>, or one line listing the names this module can use."""
     found = getattr(torchvision.datasets, name, None)
-    if not isinstance(found, type):
-        known = ", ".join(sorted(n for n in torchvision.datasets.__all__ if n[0].isupper()))
-        raise UserInputError(f"data.name {name!r} is not a torchvision data set; one of: {known}")
-    return found
+    if not _usable(found):
+        known = ", ".join(sorted(n for n in torchvision.datasets.__all__ if _usable(getattr(torchvision.datasets, n))))
+        what = "a torchvision data set" if isinstance(found, type) else "a torchvision data set name"
+        raise UserInputError(
+            f"data.name {name!r} is not {what} that downloads itself with a train/test split; one of: {known}"
+        )
+    return found  # type: ignore[return-value]
 
 
 def split_arguments(cls: type, split: str) -> dict[str, Any]:
@@ -67,7 +82,18 @@ def as_uint8_images(dataset: Any) -> tuple[torch.Tensor, torch.Tensor]:
                 images = images.permute(0, 3, 1, 2)
             return images.contiguous(), torch.as_tensor(np.asarray(labels), dtype=torch.long)
     pictures, targets = [], []
-    for picture, label in dataset:  # PIL images
+    for sample in dataset:  # (PIL image, class index) for a classification set
+        if not (isinstance(sample, tuple) and len(sample) == 2 and hasattr(sample[0], "mode")):
+            raise UserInputError(
+                f"torchvision's {type(dataset).__name__} gives samples that are not (image, class index): this "
+                "module trains image classifiers; choose a classification set such as MNIST, CIFAR10 or SVHN"
+            )
+        picture, label = sample
+        if not isinstance(label, (int, np.integer)):
+            raise UserInputError(
+                f"torchvision's {type(dataset).__name__} labels its images with {type(label).__name__}, not a class "
+                "index: choose a classification set such as MNIST, CIFAR10 or SVHN"
+            )
         pictures.append(image_tensor(picture, 1 if picture.mode in ("L", "1", "I", "F") else 3))
         targets.append(int(label))
     if len({tuple(p.shape) for p in pictures}) > 1:
