@@ -102,8 +102,8 @@ CASES = [
     (["--trainer.num_nodes", "0"], "--trainer.num_nodes must be >= 1"),
     (["--trainer.gradient_clip_val", "-1"], "a negative limit would reverse every gradient"),
     # checkpoints
-    (["--ckpt_path", "last"], "nothing to resume"),
-    (["--ckpt_path", "best"], "nothing to resume"),
+    (["--ckpt_path", "last"], "no trained run to take a checkpoint from"),
+    (["--ckpt_path", "best"], "no trained run to take a checkpoint from"),
     (["--ckpt_path", "nowhere.ckpt"], "no such file"),
     (["--ckpt_path", "notes.ckpt"], "is not a readable checkpoint"),
     (["--ckpt_path", "foreign.ckpt"], "is not a Lightning checkpoint"),

@@ -321,7 +321,7 @@ def test_a_checkpoint_that_does_not_fit_the_data_is_one_line(
 def test_resuming_with_nothing_to_resume_fails_clearly(in_tmp: Path, capsys: pytest.CaptureFixture) -> None:
     assert run_cli("fit", "--config", config("circles"), "--ckpt_path", "last", *QUIET) == 2
     error = capsys.readouterr().err
-    assert "nothing to resume" in error and "Traceback" not in error
+    assert "no trained run to take a checkpoint from" in error and "Traceback" not in error
     assert not (in_tmp / "lightning_logs" / "circles").exists()
 
 

@@ -19,6 +19,8 @@ import httpx
 import pytest
 from PIL import Image
 
+from src.errors import UserInputError
+from src.serving.command import check_port_free
 from tests.conftest import QUIET, ROOT, config, run_train_py
 from tests.test_image_folder import food_tree
 
@@ -289,3 +291,9 @@ def test_a_stop_signal_ends_every_worker_and_frees_the_port(
     finally:
         if process.poll() is None or live_processes(process.pid):
             os.killpg(process.pid, signal.SIGKILL)
+
+
+@pytest.mark.parametrize("host", ["256.1.1.1", "192.0.2.1"])  # not an address; an address of no interface here
+def test_a_host_that_cannot_be_listened_on_names_the_host_not_the_port(host: str) -> None:
+    with pytest.raises(UserInputError, match=r"give --host an address of this machine: 127\.0\.0\.1"):
+        check_port_free(host, 8000)

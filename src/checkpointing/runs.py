@@ -109,7 +109,7 @@ def latest_resumable_run(experiment_dir: Path) -> Path:
         if (version_dir / "checkpoints" / "last.ckpt").is_file():
             return version_dir
     raise UserInputError(
-        f"nothing to resume: no {experiment_dir}/version_*/checkpoints/last.ckpt exists. "
+        f"no trained run to take a checkpoint from: no {experiment_dir}/version_*/checkpoints/last.ckpt exists. "
         "Train first without --ckpt_path, or give the path of a checkpoint file"
     )
 

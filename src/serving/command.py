@@ -13,6 +13,7 @@ most --batch_timeout seconds for more). With LIT_SERVER_API_KEY set in the envir
 /info and /health need the header `X-API-Key: <that value>` (401 without it); /demo asks for it.
 """
 
+import errno
 import hashlib
 import os
 import socket
@@ -115,9 +116,11 @@ def check_port_free(host: str, port: int) -> None:
         try:
             probe.bind((host, port))
         except OSError as error:
-            raise UserInputError(
-                f"cannot listen on {host}:{port} ({error.strerror}): choose another --port, or stop what uses it"
-            ) from None
+            if error.errno == errno.EADDRINUSE:
+                fix = "choose another --port, or stop what uses it"
+            else:  # not an address of this machine, or not an address at all
+                fix = "give --host an address of this machine: 127.0.0.1 (this machine only) or 0.0.0.0 (all)"
+            raise UserInputError(f"cannot listen on {host}:{port} ({error.strerror or error}): {fix}") from None
 
 
 def model_description(predictor: Predictor, checkpoint: Path) -> dict[str, Any]:
