@@ -41,6 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 import train  # noqa: E402
 from examples.make_examples import write_digits  # noqa: E402
+from src.cli import TemplateCLI  # noqa: E402
 from src.datamodules import ChunkedImageDataModule, ImageFolderDataModule  # noqa: E402
 from src.datamodules.chunk_writer import optimize  # noqa: E402
 
@@ -92,6 +93,9 @@ def cli(command: str, data_dir: Path, work: Path, name: str, flags: list[str]) -
         *flags,
     ]
     start = time.perf_counter()
+    if command == "test":  # an evaluation logs nowhere (its table is the result): read the Trainer's metrics
+        trainer = TemplateCLI(args=args).trainer
+        return {key: [float(value)] for key, value in trainer.callback_metrics.items()}, time.perf_counter() - start
     train.main(args)
     seconds = time.perf_counter() - start
     (run,) = (work / "logs" / name).iterdir()

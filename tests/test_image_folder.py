@@ -689,3 +689,18 @@ def test_the_image_folder_config_trains_the_other_nets_as_documented(
     args.remove("--model.net.init_args.widths")
     assert run_cli("fit", *args, "--model.net", f"src.modules.nets.{net}") == 0
     assert f"PatchWhitening: {net} has no whitened stem; nothing to set up" in capsys.readouterr().out
+
+
+def test_a_checkpoint_of_other_channels_names_data_channels(
+    in_tmp: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    tree = small_food(tmp_path)
+    assert run_cli("fit", *food_run(tree, tmp_path, "--trainer.max_epochs", "1", "--data.channels", "1")) == 0
+    checkpoint = next((in_tmp / "lightning_logs").rglob("last.ckpt"))
+    capsys.readouterr()
+    fails_with(
+        [*food_run(tree, tmp_path), "--ckpt_path", str(checkpoint)],
+        capsys,
+        "was trained on 1-channel images, and --data.channels is 3 here",
+        command="validate",
+    )

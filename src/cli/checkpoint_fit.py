@@ -68,6 +68,13 @@ def check_checkpoint_fits(model: LightningModule, datamodule: LightningDataModul
     misfit = _first_misfit(model.state_dict(), state.get("state_dict") or {})
     if not other_classes and misfit is None:
         return
+    saved_data = state.get(type(datamodule).__qualname__) if datamodule is not None else None
+    channels = saved_data.get("channels") if isinstance(saved_data, dict) else None
+    if misfit is not None and channels is not None and channels != getattr(datamodule, "channels", channels):
+        raise UserInputError(
+            f"{path} was trained on {channels}-channel images, and --data.channels is {datamodule.channels} here "  # type: ignore[union-attr]
+            f"({misfit}): give --data.channels {channels}, or --ckpt_path alone (its own config is stored in it)"
+        )
     source, flag = _data_source(datamodule)
     problem = (
         f"{path} was trained on the classes {_listed(saved)}, but {source} has {_listed(here)}"

@@ -61,7 +61,8 @@ def check_given_values(model_config: Namespace, checkpoint: Path, ignored: set[s
         key, mine, theirs = shape[0]
         raise UserInputError(
             f"model.{key} is {mine!r} here but {theirs!r} in {checkpoint}: a different net cannot load its weights. "
-            "Drop the flag to use the checkpoint's net, or train a new run without --ckpt_path"
+            "Give the config the checkpoint was trained with, or --ckpt_path alone (its own config is stored in it), "
+            "or drop a --model flag that changed the net"
         )
     if differences:
         listed = "; ".join(f"model.{key} {theirs!r} (given {mine!r})" for key, mine, theirs in differences)
