@@ -68,6 +68,20 @@ def test_other_values_the_checkpoint_overrides_are_reported(in_tmp: Path, capsys
     assert "Using the checkpoint's values, not the given ones: model.optimizer.init_args.lr 0.01 (given 0.5)" in out
     assert run_cli("test", *args, "--ckpt_path", "last") == 0
     assert "not the given ones" not in capsys.readouterr().out  # nothing to report when nothing differs
+    assert "other data settings" not in out  # the same data
+
+
+def test_a_fit_resumed_on_other_data_settings_says_so(in_tmp: Path, capsys: pytest.CaptureFixture) -> None:
+    """The data are this run's to choose (going on with new data is allowed), but never silently."""
+    args = ["--config", config("circles"), "--trainer.max_epochs", "2", *QUIET]
+    assert run_cli("fit", *args) == 0
+    capsys.readouterr()
+    more = ["--trainer.max_epochs", "3", "--ckpt_path", "last", "--data.dataset", "moons"]
+    assert run_cli("fit", *args, *more) == 0
+    out = capsys.readouterr().out
+    assert (
+        "Resuming on other data settings than the checkpoint's run: data.dataset 'moons' (the run had 'circles')" in out
+    )
 
 
 def test_shapes_linked_from_the_data_are_not_reported_as_given(in_tmp: Path, capsys: pytest.CaptureFixture) -> None:

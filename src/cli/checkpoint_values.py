@@ -3,16 +3,19 @@
 With `--ckpt_path`, LightningCLI rebuilds the model from the hyperparameters stored in the
 checkpoint, so a value the user gave (`--model.net.init_args.hidden_sizes '[8]'`, a new
 learning rate) would be dropped without a word. Here a different net fails (its weights could
-not load anyway) and every other difference is reported in one line before the run starts.
+not load anyway) and every other difference is reported in one line before the run starts. A
+resumed fit uses the data settings it is given; where they differ from its run's, that is printed too.
 """
 
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import yaml
 from jsonargparse import Namespace
 
 from src.checkpointing.checkpoint_io import load_structure
+from src.checkpointing.stored_run import stored_config
 from src.errors import UserInputError
 
 
@@ -67,3 +70,19 @@ def check_given_values(model_config: Namespace, checkpoint: Path, ignored: set[s
     if differences:
         listed = "; ".join(f"model.{key} {theirs!r} (given {mine!r})" for key, mine, theirs in differences)
         print(f"Using the checkpoint's values, not the given ones: {listed}")
+
+
+def report_data_changes(data_config: Namespace, checkpoint: Path) -> None:
+    """A resumed fit trains on the data it is given now: print where that differs from the data
+    settings of the checkpoint's run (`--data.dataset moons` on a circles run), so it is never silent."""
+    try:
+        saved = _flat(stored_config(load_structure(checkpoint), checkpoint)["data"])
+    except (UserInputError, yaml.YAMLError):  # a checkpoint without its run's config: nothing to compare
+        return
+    given = _flat(data_config)
+    changed = [key for key in sorted(given.keys() & saved.keys()) if given[key] != saved[key]]
+    if changed:
+        listed = "; ".join(
+            f"data.{key.removeprefix('init_args.')} {given[key]!r} (the run had {saved[key]!r})" for key in changed
+        )
+        print(f"Resuming on other data settings than the checkpoint's run: {listed}")

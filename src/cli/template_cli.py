@@ -23,7 +23,7 @@ from src.checkpointing.stored_run import RUN_CONFIG_KEY
 from src.class_paths import class_from_path
 from src.cli.checkpoint_config import FROM_CHECKPOINT, with_checkpoint_config
 from src.cli.checkpoint_fit import check_checkpoint_fits
-from src.cli.checkpoint_values import check_given_values
+from src.cli.checkpoint_values import check_given_values, report_data_changes
 from src.cli.config_files import check_config_syntax
 from src.cli.run_settings import run_settings
 from src.cli.template_trainer import TemplateTrainer
@@ -228,6 +228,8 @@ class TemplateCLI(LightningCLI):
         if path is None:
             return
         check_given_values(config.model, path, ignored={*LINKED_FROM_DATA, *RUN_OPTIONS})
+        if self.run_safety.fitting:
+            report_data_changes(config.data, path)
         if subcommand in FROM_CHECKPOINT and self._config_from_checkpoint:
             self._restore_from = path
 
