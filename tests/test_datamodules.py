@@ -5,9 +5,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from sklearn.model_selection import train_test_split
 
 from src.datamodules import RegressionDataModule, TabularDataModule, ToyPointsDataModule
+from src.datamodules.image_decoding import read_images_to_predict
 from src.datamodules.splits import split_indices
 from src.datamodules.standardisation import PixelMoments, fit_pixel_standardisation
 from src.errors import UserInputError
@@ -175,3 +177,15 @@ def test_a_last_training_batch_of_one_sample_is_skipped_so_batchnorm_trains(
     two_left = ToyPointsDataModule(batch_size=698)
     two_left.setup()
     assert len(two_left.train_dataloader()) == 2  # a batch of two trains
+
+
+def test_images_to_predict_skip_hidden_folders_and_a_bad_one_says_what_to_do(tmp_path: Path) -> None:
+    photos = tmp_path / "photos"
+    (photos / ".ipynb_checkpoints").mkdir(parents=True)
+    Image.new("RGB", (5, 7), "red").save(photos / "a.png")
+    Image.new("RGB", (5, 7), "blue").save(photos / ".ipynb_checkpoints" / "a-checkpoint.png")
+    images, names = read_images_to_predict(photos, (4, 4))
+    assert names == [str(photos / "a.png")] and images.shape == (1, 3, 4, 4)
+    (photos / "broken.png").write_bytes(b"not an image")
+    with pytest.raises(UserInputError, match="broken.png.*nothing was predicted: fix or remove that file"):
+        read_images_to_predict(photos, (4, 4))

@@ -319,7 +319,12 @@ def read_torchvision_batches(root: Path, download: bool) -> Splits:
 def image_files(path: Path) -> list[Path]:
     """One image file, or every image in a folder and its subfolders (sorted)."""
     if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.is_file() and is_image(p.name))
+        # Hidden folders (.ipynb_checkpoints, .git) hold no images to predict, as training skips them.
+        files = sorted(
+            p
+            for p in path.rglob("*")
+            if p.is_file() and is_image(p.name) and not any(part.startswith(".") for part in p.relative_to(path).parts)
+        )
         if not files:
             raise UserInputError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {path} or its subfolders")
         return files
@@ -335,7 +340,10 @@ def read_images_to_predict(path: Path, size: Size = (32, 32), channels: int = 3)
     files = image_files(path)
     images = torch.empty(len(files), channels, *size, dtype=torch.uint8)
     for index, file in enumerate(files):
-        images[index] = fit_to_size(decode(read_file(file), str(file), channels), size)
+        try:
+            images[index] = fit_to_size(decode(read_file(file), str(file), channels), size)
+        except UserInputError as error:
+            raise UserInputError(f"{error}; nothing was predicted: fix or remove that file and run again") from None
     return images, [str(file) for file in files]
 
 
