@@ -129,6 +129,11 @@ def test_missing_values_are_refused_by_line_and_column_or_filled_with_the_traini
         ("a,b,y\n1,2,u\n3,inf,v\n", {}, "line 3: column 'b' is 'inf'"),
         ("a;b;y\n1;2;u\n3;4,5;v\n", {"feature_columns": ["b"]}, "('4,5'); numbers need a decimal point (1.5, not"),
         ("a,b,y\n1,2,3\n3,4,text\n", {"task": "regression"}, "which a regression cannot predict"),
+        (
+            'a,b,y\n1,2,u\n3,"4,v\n5,6,u\n7,8,v\n',
+            {},
+            'data.csv, line 3: a quote (") opened there is not closed, so the row runs on to line 5',
+        ),
     ],
 )
 def test_bad_tables_are_refused_in_one_line(tmp_path: Path, content: str | None, kwargs: dict, message: str) -> None:

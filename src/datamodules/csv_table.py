@@ -66,7 +66,7 @@ def read_rows(path: Path, if_missing: str) -> CsvRows:
         raise UserInputError(if_missing)
     text = read_text(path)
     delimiter = detect_delimiter(text)
-    rows, lines = [], []
+    rows, lines, starts = [], [], []  # each row, its last line and its first (a quoted field can span lines)
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     while True:
         first_line = reader.line_num + 1  # a quoted field can span lines: the row's first one
@@ -79,6 +79,7 @@ def read_rows(path: Path, if_missing: str) -> CsvRows:
         if any(cell.strip() for cell in row):
             rows.append(row)
             lines.append(reader.line_num)
+            starts.append(first_line)
     if len(rows) < 2:
         raise UserInputError(f"{path} has no data rows: it needs a header line and at least one row")
     header = [name.strip() for name in rows[0]]
@@ -87,7 +88,12 @@ def read_rows(path: Path, if_missing: str) -> CsvRows:
         raise UserInputError(
             f"{path} has the column name(s) {repeated} more than once: rename them so that each column has its own name"
         )
-    for line_number, row in zip(lines[1:], rows[1:], strict=True):
+    for first, line_number, row in zip(starts[1:], lines[1:], rows[1:], strict=True):
+        if len(row) != len(header) and first != line_number:
+            raise UserInputError(
+                f'{path}, line {first}: a quote (") opened there is not closed, so the row runs on to line '
+                f"{line_number}: close or remove that quote"
+            )
         if len(row) != len(header):
             raise UserInputError(f"{path}, line {line_number}: {len(row)} fields, expected {len(header)}")
     return CsvRows(path, header, rows[1:], lines[1:])
