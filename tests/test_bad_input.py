@@ -54,6 +54,8 @@ def write_files(folder: Path) -> None:
     (folder / "tiny.csv").write_text("a,b,y\n1,2,3\n4,5,6\n7,8,9\n")  # too few rows for a validation split
     (folder / "unclosed.yaml").write_text("trainer:\n  max_epochs: [1\n")
     (folder / "two.yaml").write_text("trainer:\n  max_epochs: 1\n---\nseed_everything: 3\n")
+    (folder / "empty.yaml").write_text("# nothing set yet\n")
+    (folder / "list.yaml").write_text("- model\n- data\n")
 
 
 CASES = [
@@ -84,6 +86,8 @@ CASES = [
         "--config unclosed.yaml is not valid YAML: while parsing a flow sequence (line 2), expected ',' or ']', "
         "but got '<stream end>' at line 3, column 1",
     ),
+    (["--config", "empty.yaml"], "--config empty.yaml is empty: a config maps sections to settings (model:, data:"),
+    (["--config", "list.yaml"], "--config list.yaml is a YAML list, not a mapping: a config maps sections"),
     (["--trainer.precision", "8-bogus"], "precision"),
     # impossible flag combinations
     (["--trainer.accelerator", "gpu"], "Use --trainer.accelerator cpu"),
@@ -415,3 +419,9 @@ def test_a_monitor_the_model_does_not_log_is_one_line_naming_those_it_does(
     error = capsys.readouterr().err.strip()
     assert "\n" not in error and "Traceback" not in error, error
     assert f"{message} is not a metric this model logs; choose one of: val/acc, val/f1, val/loss" in error, error
+
+
+def test_a_command_without_a_config_suggests_one(in_tmp: Path, capsys: pytest.CaptureFixture) -> None:
+    assert run_cli("fit") == 2
+    error = capsys.readouterr().err.strip()
+    assert "required: --model; start from a config, e.g. python train.py fit --config configs/circles.yaml" in error

@@ -1,5 +1,5 @@
 """`--config FILE` read as YAML before the parser reads it, so a syntax error names its file, line and column
-(jsonargparse reports it `in "<unicode string>"`)."""
+(jsonargparse reports it `in "<unicode string>"`), and a file that holds no mapping of settings says so."""
 
 from pathlib import Path
 
@@ -15,8 +15,9 @@ def config_files(args: list[str]) -> list[str]:
 
 
 def check_config_syntax(args: list[str]) -> None:
-    """One line naming the file, line and column of the first YAML syntax error in a `--config` file.
-    A value that is YAML text itself (a checkpoint's config) or a missing file is left to the parser."""
+    """One line naming the file, line and column of the first YAML syntax error in a `--config` file,
+    or a file that is empty or not a mapping. A value that is YAML text itself (a checkpoint's
+    config) or a missing file is left to the parser."""
     for name in config_files(args):
         try:
             text = Path(name).read_text(encoding="utf-8") if "\n" not in name and Path(name).is_file() else None
@@ -25,7 +26,7 @@ def check_config_syntax(args: list[str]) -> None:
         if text is None:
             continue
         try:
-            yaml.safe_load(text)
+            content = yaml.safe_load(text)
         except yaml.MarkedYAMLError as error:
             if error.problem_mark is None:
                 continue  # the parser reports it
@@ -35,3 +36,9 @@ def check_config_syntax(args: list[str]) -> None:
             raise UserInputError(f"--config {name} is not valid YAML: {found}") from None
         except yaml.YAMLError:
             continue  # no position to name: the parser reports it
+        if not isinstance(content, dict):
+            what = "empty" if content is None else f"a YAML {type(content).__name__}, not a mapping"
+            raise UserInputError(
+                f"--config {name} is {what}: a config maps sections to settings (model:, data:, trainer:), as "
+                "configs/circles.yaml does"
+            )

@@ -129,5 +129,7 @@ def user_message(error: BaseException, subcommand: str = "fit") -> str | None:
         message = summarize_argument_error(str(error))
         # jsonargparse names a missing option by its key ('predict.input'); users type '--input'.
         message = message.replace(f"required: {subcommand}.", "required: --")
+        if re.search(r"required: .*--model\b", message):  # no --config at all: the model comes from one
+            message += f"; start from a config, e.g. python train.py {subcommand} --config configs/circles.yaml"
         return f"{message} (see: python train.py {subcommand} --help)"
     return None
