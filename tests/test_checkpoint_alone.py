@@ -229,3 +229,9 @@ def test_a_checkpoint_without_its_run_config_says_so_in_one_line(
     assert not (in_tmp / "predictions.csv").exists()
     # with the config it was trained with, it still predicts
     assert run_cli("predict", "--config", config("circles"), "--ckpt_path", "old.ckpt", "--input", "points.csv") == 0
+    checkpoint["run_config"] = "model: [unclosed\n"  # edited by hand
+    torch.save(checkpoint, in_tmp / "edited.ckpt")
+    capsys.readouterr()
+    assert run_cli("predict", "--ckpt_path", "edited.ckpt", "--input", "points.csv", "--output", "e.csv") == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "edited.ckpt holds no readable record of its run's config" in error[0], error

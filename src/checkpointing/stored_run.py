@@ -29,8 +29,12 @@ def stored_config(checkpoint: dict[str, Any], path: Path) -> dict[str, Any]:
     text = checkpoint.get(RUN_CONFIG_KEY)
     if not isinstance(text, str):
         raise missing_record(path, "record of its run's config")
-    config = yaml.safe_load(text) or {}
-    if not isinstance(config.get("model"), dict) or not isinstance(config.get("data"), dict):
+    try:
+        config = yaml.safe_load(text) or {}
+    except yaml.YAMLError:  # edited or damaged by hand: as good as absent
+        raise missing_record(path, "readable record of its run's config") from None
+    sections = config if isinstance(config, dict) else {}
+    if not isinstance(sections.get("model"), dict) or not isinstance(sections.get("data"), dict):
         raise missing_record(path, "model and data config")
     return {"model": config["model"], "data": config["data"]}
 
