@@ -425,3 +425,11 @@ def test_a_command_without_a_config_suggests_one(in_tmp: Path, capsys: pytest.Ca
     assert run_cli("fit") == 2
     error = capsys.readouterr().err.strip()
     assert "required: --model; start from a config, e.g. python train.py fit --config configs/circles.yaml" in error
+
+
+def test_a_value_of_the_wrong_type_is_named_without_the_parsers_internals(
+    in_tmp: Path, capsys: pytest.CaptureFixture
+) -> None:
+    assert run_cli("fit", "--config", config("circles"), "--model.net.init_args.hidden_sizes", "64") == 2
+    error = capsys.readouterr().err.strip()
+    assert "model.net: Expected a <class 'list'>. Got value: 64 (see:" in error and "Namespace(" not in error, error

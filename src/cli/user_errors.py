@@ -62,6 +62,9 @@ def summarize_argument_error(text: str) -> str:
     lines = [re.sub(r'^Parser key "[^"]+":\s*', "", line) for line in lines]
     problems = [line for line in lines if line and not line.startswith(_STRUCTURE)]
     problem = problems[-1] if problems else lines[-1]
+    # jsonargparse adds the whole parsed group after the value (". Got value: Namespace(class_path=...)"),
+    # which repeats the value in its own syntax.
+    problem = re.sub(r"\.? Got value: Namespace\(.*$", "", problem)
     # Keys nest (model -> optimizer -> lr); a class path in between is not a key.
     path = ".".join(dict.fromkeys(keys))
     return f"{path}: {problem}" if path and not problem.startswith(path) else problem
