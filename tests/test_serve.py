@@ -18,9 +18,11 @@ from pathlib import Path
 import httpx
 import pytest
 from PIL import Image
+from starlette.datastructures import FormData, UploadFile
 
 from src.errors import UserInputError
 from src.serving.command import check_port_free
+from src.serving.predictor_api import PredictorAPI
 from tests.conftest import QUIET, ROOT, config, run_train_py
 from tests.test_image_folder import food_tree
 
@@ -297,3 +299,9 @@ def test_a_stop_signal_ends_every_worker_and_frees_the_port(
 def test_a_host_that_cannot_be_listened_on_names_the_host_not_the_port(host: str) -> None:
     with pytest.raises(UserInputError, match=r"give --host an address of this machine: 127\.0\.0\.1"):
         check_port_free(host, 8000)
+
+
+def test_a_request_with_two_images_is_refused_not_half_answered() -> None:
+    form = FormData([("file", UploadFile(io.BytesIO(b"a"), filename=name)) for name in ("a.png", "b.png")])
+    with pytest.raises(UserInputError, match="send one image per request: this one has 2 'file' fields"):
+        PredictorAPI("unused.ckpt", max_batch_size=2)._image(form)

@@ -72,6 +72,8 @@ class PredictorAPI(ls.LitAPI):
         upload = request.get("file") if hasattr(request, "getlist") else None
         if upload is None or not hasattr(upload, "file"):
             raise UserInputError("this model takes an image: send it as multipart form field 'file'")
+        if (count := len(request.getlist("file"))) > 1:  # answering the first alone would drop the others silently
+            raise UserInputError(f"send one image per request: this one has {count} 'file' fields")
         data = upload.file.read()
         name = getattr(upload, "filename", None) or "the upload"
         if not data:
