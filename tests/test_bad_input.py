@@ -432,4 +432,5 @@ def test_a_value_of_the_wrong_type_is_named_without_the_parsers_internals(
 ) -> None:
     assert run_cli("fit", "--config", config("circles"), "--model.net.init_args.hidden_sizes", "64") == 2
     error = capsys.readouterr().err.strip()
-    assert "model.net: Expected a <class 'list'>. Got value: 64 (see:" in error and "Namespace(" not in error, error
+    assert "model.net.init_args.hidden_sizes: Expected a <class 'list'>. Got value: 64 (see:" in error, error
+    assert "Namespace(" not in error

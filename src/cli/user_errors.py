@@ -62,11 +62,17 @@ def summarize_argument_error(text: str) -> str:
     lines = [re.sub(r'^Parser key "[^"]+":\s*', "", line) for line in lines]
     problems = [line for line in lines if line and not line.startswith(_STRUCTURE)]
     problem = problems[-1] if problems else lines[-1]
-    # jsonargparse adds the whole parsed group after the value (". Got value: Namespace(class_path=...)"),
-    # which repeats the value in its own syntax.
-    problem = re.sub(r"\.? Got value: Namespace\(.*$", "", problem)
+    # jsonargparse adds the whole parsed group after the value (". Got value: Namespace(class_path=...,
+    # init_args=Namespace(activation='swish'))"): name the argument that holds the value instead.
+    argument = None
+    if group := re.search(r"\.? Got value: Namespace\((.*)$", problem):
+        value = re.search(r"Got value: (.*?)\.? Got value: Namespace", problem)
+        pairs = re.findall(r"(\w+)='?([^',()]*)'?", group.group(1))
+        named = [key for key, given in pairs if key not in ("class_path", "init_args") and value and given == value[1]]
+        argument = named[0] if len(named) == 1 else None
+        problem = problem[: group.start()]
     # Keys nest (model -> optimizer -> lr); a class path in between is not a key.
-    path = ".".join(dict.fromkeys(keys))
+    path = ".".join(dict.fromkeys(keys)) + (f".init_args.{argument}" if argument and keys else "")
     return f"{path}: {problem}" if path and not problem.startswith(path) else problem
 
 
