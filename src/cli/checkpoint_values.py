@@ -11,7 +11,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
 from jsonargparse import Namespace
 
 from src.checkpointing.checkpoint_io import load_structure
@@ -77,7 +76,7 @@ def report_data_changes(data_config: Namespace, checkpoint: Path) -> None:
     settings of the checkpoint's run (`--data.dataset moons` on a circles run), so it is never silent."""
     try:
         saved = _flat(stored_config(load_structure(checkpoint), checkpoint)["data"])
-    except (UserInputError, yaml.YAMLError):  # a checkpoint without its run's config: nothing to compare
+    except UserInputError:  # a checkpoint without a readable record of its run's config: nothing to compare
         return
     given = _flat(data_config)
     changed = [key for key in sorted(given.keys() & saved.keys()) if given[key] != saved[key]]
