@@ -235,6 +235,46 @@ def test_a_fit_into_an_existing_runs_version_is_refused_and_leaves_it_untouched(
     assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 4
 
 
+def test_fits_started_side_by_side_each_claim_their_own_run_folder(
+    in_tmp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A shell loop of fits started with `&` builds every Trainer before any of them writes (a first
+    decode can take minutes): each must still get its own version_N, or their checkpoints overwrite
+    each other. Other ranks of a DDP run claim nothing (rank 0's folder reaches them)."""
+    from lightning.pytorch import Trainer
+
+    from src.checkpointing import share_run_folder
+
+    trainers = [Trainer(logger=True, enable_progress_bar=False, enable_model_summary=False) for _ in range(3)]
+    for trainer in trainers:
+        share_run_folder(trainer)
+    runs = [Path(trainer.log_dir) for trainer in trainers]
+    assert [run.name for run in runs] == ["version_0", "version_1", "version_2"]
+    assert [Path(trainer.checkpoint_callback.dirpath) for trainer in trainers] == [run / "checkpoints" for run in runs]
+    assert all(run.is_dir() and not any(run.iterdir()) for run in runs)  # claimed, still empty
+    from lightning.pytorch.utilities.rank_zero import rank_zero_only
+
+    monkeypatch.setenv("LOCAL_RANK", "1")  # a second process of one DDP run, as Lightning launches it
+    monkeypatch.setattr(rank_zero_only, "rank", rank_zero_only.rank)  # restored after: that Trainer sets it
+    other_rank = Trainer(accelerator="cpu", devices=2, strategy="ddp", logger=True, enable_progress_bar=False)
+    share_run_folder(other_rank)
+    assert sorted(path.name for path in runs[0].parent.iterdir()) == ["version_0", "version_1", "version_2"]
+
+
+def test_a_refused_checkpoint_leaves_no_run_folder(in_tmp: Path, capsys: pytest.CaptureFixture) -> None:
+    """A fit from a checkpoint trained on other classes stops before it claims a run folder."""
+    args = ["--config", config("blobs"), *QUIET, "--trainer.max_epochs", "1"]
+    assert run_cli("fit", *args) == 0
+    outside = in_tmp / "four_blobs.ckpt"
+    shutil.copy(in_tmp / "lightning_logs" / "blobs" / "version_0" / "checkpoints" / "last.ckpt", outside)
+    capsys.readouterr()
+    other = ["--data.centers", "3", "--trainer.logger.init_args.name", "three_blobs"]
+    assert run_cli("fit", *args, *other, "--ckpt_path", str(outside)) == 2
+    err = capsys.readouterr().err
+    assert "four_blobs.ckpt was trained on the classes" in err, err
+    assert not (in_tmp / "lightning_logs" / "three_blobs").exists()
+
+
 def test_a_fit_without_a_logger_keeps_the_checkpoints_of_an_earlier_one(
     in_tmp: Path, capsys: pytest.CaptureFixture
 ) -> None:

@@ -401,6 +401,7 @@ def test_one_figure_reaches_every_logger_at_its_size(
 
     class Holder:  # what share_run_folder reads of a Trainer
         checkpoint_callback = type("Checkpoint", (), {"dirpath": None})()
+        is_global_zero = True
 
     holder = Holder()
     holder.loggers = loggers

@@ -15,7 +15,7 @@ from typing import Any
 from lightning.pytorch.loggers import CSVLogger
 
 from src.checkpointing.atomic_files import write_atomically
-from src.checkpointing.runs import next_version
+from src.checkpointing.runs import claim_next_version, next_version
 
 
 class RunFolder:
@@ -69,11 +69,15 @@ class RunFolder:
         write_atomically(path, (json.dumps(record, indent=2) + "\n").encode())
 
 
+def keeps_a_run_folder(logger: Any) -> bool:
+    """Whether `logger` is a TensorBoard, CSV, MLflow or W&B logger of this project (one whose run
+    folder is `<save_dir>/<name>/version_N`)."""
+    return isinstance(logger, (RunFolder, CSVLogger)) or type(logger).__name__ == "TensorBoardLogger"
+
+
 def run_dir(logger: Any) -> Path | None:
-    """The run folder of a TensorBoard, CSV, MLflow or W&B logger of this project; None for others."""
-    if isinstance(logger, (RunFolder, CSVLogger)) or type(logger).__name__ == "TensorBoardLogger":
-        return Path(logger.log_dir)
-    return None
+    """The run folder of a logger that keeps one (numbering it now if it has no number yet); None for others."""
+    return Path(logger.log_dir) if keeps_a_run_folder(logger) else None
 
 
 def share_run_folder(trainer: Any) -> None:
@@ -82,16 +86,19 @@ def share_run_folder(trainer: Any) -> None:
     Loggers that pick the next free version_N each pick it when they first write, so a second
     logger would pick N+1 once the first has made version_N; here the ones left unnumbered
     take the first one's N (rank 0's choice reaches the other ranks: ModelCheckpoint broadcasts
-    its folder, and only rank 0 logs). The checkpoints go to `version_N/checkpoints` unless
-    `checkpoint.dirpath` names a folder.
+    its folder, and only rank 0 logs). A new N is claimed by making its folder at once
+    (`claim_next_version`), so fits started together each get their own. The checkpoints go to
+    `version_N/checkpoints` unless `checkpoint.dirpath` names a folder.
     """
-    folders = [logger for logger in trainer.loggers if run_dir(logger) is not None]
+    folders = [logger for logger in trainer.loggers if keeps_a_run_folder(logger)]
     if not folders:
         return
-    first = folders[0]
+    # TensorBoard's and CSV's number is `_version` (None until first asked), as is ours.
+    first, *others = folders
+    if first._version is None and trainer.is_global_zero and "://" not in str(first.root_dir):
+        first._version = claim_next_version(Path(first.root_dir))
     version = first.run_version if isinstance(first, RunFolder) else first.version
-    for logger in folders[1:]:
-        # TensorBoard's and CSV's number is `_version` (None until first asked), as is ours.
+    for logger in others:
         if logger._version is None and Path(logger.root_dir) == Path(first.root_dir):
             logger._version = version
     callback = trainer.checkpoint_callback

@@ -33,6 +33,21 @@ def next_version(experiment_dir: Path) -> int:
     return int(_VERSION.match(found[0].name).group(1)) + 1 if found else 0
 
 
+def claim_next_version(experiment_dir: Path) -> int:
+    """N for a new run, its empty `version_N` folder made here and now: fits started side by side (a
+    shell loop with `&`) each list the folders before any of them writes one (a dataset's first
+    decode can take minutes), so without the claim they would all pick the same N and overwrite
+    each other's checkpoints."""
+    experiment_dir.mkdir(parents=True, exist_ok=True)
+    version = next_version(experiment_dir)
+    while True:
+        try:
+            (experiment_dir / f"version_{version}").mkdir()  # fails if another run made it first
+            return version
+        except FileExistsError:
+            version += 1
+
+
 # Logger classes whose config has save_dir, name and version: the run folder <save_dir>/<name>/version_N.
 RUN_FOLDER_LOGGERS = ("TensorBoardLogger", "CSVLogger", "src.loggers.CSV", "src.loggers.MLflow", "src.loggers.Wandb")
 

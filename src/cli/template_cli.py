@@ -260,18 +260,17 @@ class TemplateCLI(LightningCLI):
             super().instantiate_classes()
 
     def after_instantiate_classes(self) -> None:
-        """A checkpoint of other classes (or another input shape) is refused before Lightning loads it;
-        the model is told the run's settings, which TensorBoard's HPARAMS tab compares runs by."""
+        """The model is told the run's settings, which TensorBoard's HPARAMS tab compares runs by."""
         self.model.settings_to_compare = run_settings(self.config[self.subcommand] if self.subcommand else self.config)
-        config = self.config_init.get(self.subcommand) if self.subcommand else None
-        ckpt_path = config.get("ckpt_path") if config is not None else None
-        if ckpt_path:
-            check_checkpoint_fits(self.model, self.datamodule, Path(ckpt_path))
 
     def instantiate_trainer(self, **kwargs: Any) -> Any:
-        """Every Trainer writes checkpoints atomically with sha256 records and carries RNG states;
-        it prints rich's model summary (without zero FLOPs) and, in a terminal, rich's progress bar;
-        a fit validates its last epoch."""
+        """A checkpoint of other classes (or another input shape) is refused before Lightning loads it
+        and before the fit claims a run folder. Every Trainer writes checkpoints atomically with sha256
+        records and carries RNG states; it prints rich's model summary (without zero FLOPs) and, in a
+        terminal, rich's progress bar; a fit validates its last epoch."""
+        ckpt_path = self.config_init[self.subcommand].get("ckpt_path") if self.subcommand else None
+        if ckpt_path:
+            check_checkpoint_fits(self.model, self.datamodule, Path(ckpt_path))
         config = (self.config_init[self.subcommand] if self.subcommand else self.config_init).get("trainer") or {}
         kwargs.setdefault("plugins", self.run_safety.plugins(config.get("plugins")))
         callbacks = config.get("callbacks") or []
