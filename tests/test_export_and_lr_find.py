@@ -155,7 +155,9 @@ def test_export_without_a_checkpoint_fails_clearly(in_tmp: Path, capsys: pytest.
     assert "export needs a trained model: add --ckpt_path" in capsys.readouterr().err
 
 
-def test_export_never_replaces_files_it_did_not_write(in_tmp: Path, capsys: pytest.CaptureFixture) -> None:
+def test_export_never_replaces_files_it_did_not_write(
+    in_tmp: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The user's own files, another checkpoint's export and a checkpoints folder are refused before
     anything is written; exporting the same checkpoint again replaces its own files."""
     args = ["--config", config("circles"), "--trainer.max_epochs", "4", "--trainer.check_val_every_n_epoch", "1"]
@@ -181,6 +183,21 @@ def test_export_never_replaces_files_it_did_not_write(in_tmp: Path, capsys: pyte
     assert json.loads((in_tmp / "shipped" / "model.json").read_text())["checkpoint"] == str(last)
     assert run_cli("export", "--ckpt_path", str(first), "--output_dir", "mine", *formats, "--overwrite", "true") == 0
     assert json.loads((mine / "model.json").read_text())["checkpoint"] == str(first)
+    # The same checkpoint named from another folder is still the export's own: it replaces its files.
+    relative = ["--ckpt_path", str(last.relative_to(in_tmp)), "--output_dir", "again", *formats]
+    assert run_cli("export", *relative) == 0
+    monkeypatch.chdir(in_tmp / "lightning_logs")
+    assert (
+        run_cli(
+            "export",
+            "--ckpt_path",
+            str(last.relative_to(in_tmp / "lightning_logs")),
+            "--output_dir",
+            "../again",
+            *formats,
+        )
+        == 0
+    )
 
 
 def test_lr_find_saves_plot_and_losses_and_suggests_a_rate(in_tmp: Path, capsys: pytest.CaptureFixture) -> None:

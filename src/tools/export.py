@@ -237,7 +237,7 @@ def export_checkpoint(
     output_dir.mkdir(parents=True, exist_ok=True)
     description = net_description(module)
     record: dict[str, Any] = {
-        "checkpoint": str(ckpt_path),
+        "checkpoint": str(ckpt_path.resolve()),  # absolute: a later export from another folder knows its own files
         "net": description,
         "input": {
             "shape": ["batch", *input_shape],
