@@ -62,6 +62,8 @@ CASES = [
     # configs and CLI values
     (["--trainer.max_epochz", "3"], "unrecognized arguments: --trainer.max_epochz"),
     (["--trainer.max_epochs", "ten"], "trainer.max_epochs"),
+    (["--model.optimizer.lr", "abc"], "model.optimizer.lr: Expected a <class 'float'>. Got value: abc (see:"),
+    (["--model.optimizer.init_args.lr", "abc"], "model.optimizer.lr: Expected a <class 'float'>. Got value: abc (see:"),
     (["--model.optimizer.lr", "-0.1"], "model.optimizer could not be built: Invalid learning rate: -0.1"),
     (["--model.optimizer", "torch.optim.Nope"], "has no attribute 'Nope'"),
     (["--model.optimizer.name", "adagrad"], "model.optimizer: Type"),

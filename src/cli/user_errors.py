@@ -57,11 +57,19 @@ def _causes(error: BaseException) -> list[BaseException]:
 def summarize_argument_error(text: str) -> str:
     """'model.optimizer.lr: Not of type PositiveFloat: ...' from jsonargparse's nested report."""
     lines = [line.strip().lstrip("- ") for line in text.splitlines() if line.strip()]
-    keys = [m.group(1) for line in lines if (m := re.match(r'Parser key "([^"]+)"', line))]
+    # A key can close another line too: '... expects a function or a callable class: Parser key "lr":'.
+    keys = [key for line in lines for key in re.findall(r'Parser key "([^"]+)"', line)]
     # A problem can follow its key on the same line: 'Parser key "config": File does not exist'.
     lines = [re.sub(r'^Parser key "[^"]+":\s*', "", line) for line in lines]
     problems = [line for line in lines if line and not line.startswith(_STRUCTURE)]
     problem = problems[-1] if problems else lines[-1]
+    # A union (float or Tensor, say) lists what each member expected; the first is the type to give.
+    expected = [line for line in problems if re.fullmatch(r"Expected a <class '[\w.]+'>", line)]
+    given = [
+        m.group(1) for line in lines if (m := re.match(r"Given value: (.*?)(?:\. Got value: Namespace\(.*)?$", line))
+    ]
+    if expected and given:
+        problem = f"{expected[0]}. Got value: {given[0]}"
     # jsonargparse adds the whole parsed group after the value (". Got value: Namespace(class_path=...,
     # init_args=Namespace(activation='swish'))"): name the argument that holds the value instead.
     argument = None
@@ -72,7 +80,10 @@ def summarize_argument_error(text: str) -> str:
         argument = named[0] if len(named) == 1 else None
         problem = problem[: group.start()]
     # Keys nest (model -> optimizer -> lr); a class path in between is not a key.
-    path = ".".join(dict.fromkeys(keys)) + (f".init_args.{argument}" if argument and keys else "")
+    keys = list(dict.fromkeys(keys))
+    if argument and keys:
+        keys = [*(keys[:-1] if keys[-1] == argument else keys), "init_args", argument]
+    path = ".".join(keys)
     return f"{path}: {problem}" if path and not problem.startswith(path) else problem
 
 
