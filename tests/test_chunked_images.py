@@ -95,6 +95,7 @@ def chunks(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     done = run_train_py("optimize", "--data_dir", str(tree), "--output_dir", str(out), "--image_size", "16", cwd=root)
     assert done.returncode == 0, done.stderr[-2000:]
     assert f"Wrote 42 images of 3 classes as LitData chunks to {out} (train 32, val 4, test 6)" in done.stdout
+    assert "Data path" not in done.stdout  # a fit's line about how it reads its data: not optimize's
     return tree, out
 
 

@@ -38,6 +38,14 @@ class UnmeasuredImageFolder(ImageFolderDataModule):
         """Placeholders that skip the measuring pass; `optimize` records the summed ones."""
         return [0.0] * self.channels, [1.0] * self.channels
 
+    def _chooses_streaming(self, kind: str) -> bool:
+        """The files, read once by the chunk writers, without the line a fit prints about its data path
+        (workers that decode and augment each batch), which is not what `optimize` does."""
+        if kind not in ("tree", "zip"):
+            return super()._chooses_streaming(kind)
+        self.data_path = "streaming"
+        return True
+
 
 class ChunkShard:
     """The images of one shard of a split as chunk items, {"image": uint8 C x H x W, "label": int},
