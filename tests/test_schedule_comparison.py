@@ -48,6 +48,23 @@ def test_every_schedule_trains_and_the_table_reports_each(in_tmp: Path, capsys: 
 
 def test_unknown_schedule_or_a_checkpoint_is_refused(in_tmp: Path, capsys: pytest.CaptureFixture) -> None:
     assert run_cli("compare_schedules", "--config", config("circles"), "--schedules", "linear") == 2
-    assert "invalid choice: 'linear'" in capsys.readouterr().err
+    assert "--schedules: invalid choice: 'linear'; choose from constant, step, exponential" in capsys.readouterr().err
     assert run_cli("compare_schedules", "--config", config("circles"), "--ckpt_path", "last") == 2
     assert "drop --ckpt_path" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "given",
+    [
+        ["constant", "cosine"],
+        ["constant,cosine"],
+        ["[constant,", "cosine]"],
+        ["[constant,cosine]"],
+        ["constant", "cosine,"],
+    ],
+)
+def test_the_schedules_are_taken_as_any_list_a_user_writes(given: list[str]) -> None:
+    from src.sweeps.schedule_comparison import parse_options
+
+    options, fit_args = parse_options(["--schedules", *given, "--trainer.max_epochs", "3"])
+    assert options.schedules == ["constant", "cosine"] and fit_args == ["--trainer.max_epochs", "3"]

@@ -46,16 +46,32 @@ def parse_options(args: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument(
         "--schedules",
         nargs="+",
-        choices=SCHEDULES,
         default=list(SCHEDULES),
-        help="which schedules to compare (default: all five)",
+        metavar="SCHEDULE",
+        help=f"which schedules to compare, of {', '.join(SCHEDULES)}: `constant cosine`, `constant,cosine` "
+        "or `[constant, cosine]` (default: all five)",
     )
     try:
         options, fit_args = parser.parse_known_args(args)
     except argparse.ArgumentError as error:
         raise UserInputError(f"{error} (see: python train.py compare_schedules --help)") from None
+    options.schedules = schedule_names(options.schedules)
     refuse_checkpoint(fit_args, "compare_schedules")
     return options, fit_args
+
+
+def schedule_names(given: list[str]) -> list[str]:
+    """The schedules asked for, however the list is written: space- or comma-separated, or in brackets
+    as a YAML list (as other list options of the CLI take it); each once, in the order given."""
+    names = [name for token in given for name in token.replace(",", " ").strip("[] ").split()]
+    names = [name.strip("[]'\"") for name in names]
+    unknown = [name for name in names if name not in SCHEDULES]
+    if unknown or not names:
+        raise UserInputError(
+            f"--schedules: {'invalid choice: ' + repr(unknown[0]) if unknown else 'no schedule given'}; choose "
+            f"from {', '.join(SCHEDULES)} (see: python train.py compare_schedules --help)"
+        )
+    return list(dict.fromkeys(names))
 
 
 def comparison_folder(config: Any) -> Path:
