@@ -189,3 +189,9 @@ def test_images_to_predict_skip_hidden_folders_and_a_bad_one_says_what_to_do(tmp
     (photos / "broken.png").write_bytes(b"not an image")
     with pytest.raises(UserInputError, match="broken.png.*nothing was predicted: fix or remove that file"):
         read_images_to_predict(photos, (4, 4))
+    images, names = read_images_to_predict(photos, (4, 4), skip_bad=True)
+    assert names == [str(photos / "a.png")] and images.shape == (1, 3, 4, 4)
+    assert images[0, 0].eq(255).all() and images[0, 2].eq(0).all()  # the red one, not an empty slot
+    (photos / "a.png").unlink()
+    with pytest.raises(UserInputError, match="none of the 1 image file"):
+        read_images_to_predict(photos, (4, 4), skip_bad=True)

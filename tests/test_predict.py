@@ -82,6 +82,9 @@ def test_predict_refuses_missing_columns_and_a_missing_checkpoint(
     assert run_cli("predict", *args, "--ckpt_path", "last", "--input", "latin1.csv") == 2
     error = capsys.readouterr().err
     assert error.startswith("error: latin1.csv is not UTF-8 (byte 0xe9 on line 2") and error.count("\n") == 1, error
+    (in_tmp / "good.csv").write_text("x1,x2\n0.1,0.2\n")
+    assert run_cli("predict", *args, "--ckpt_path", "last", "--input", "good.csv", "--skip_bad_images") == 2
+    assert "--skip_bad_images is for image inputs; this model predicts from the rows of a CSV" in capsys.readouterr().err
     assert not (in_tmp / "predictions.csv").exists()
 
 
@@ -104,7 +107,9 @@ def test_regression_predictions_use_the_checkpoints_standardisation(in_tmp: Path
     assert (expected - truth.flatten()).abs().max() < 1.5  # a trained fit of y = x + 2 sin(x)
 
 
-def test_cifar_predicts_a_folder_of_images_and_a_single_file(in_tmp: Path, tmp_path: Path) -> None:
+def test_cifar_predicts_a_folder_of_images_and_a_single_file(
+    in_tmp: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     tree = image_tree(tmp_path / "tree", per_class=4)
     assert run_cli("fit", *tiny_cifar_run(tree, tmp_path), "--trainer.max_epochs", "1") == 0
     photos = in_tmp / "photos"
@@ -126,6 +131,13 @@ def test_cifar_predicts_a_folder_of_images_and_a_single_file(in_tmp: Path, tmp_p
     assert run_cli("predict", *args, "--input", str(photos / "1.png"), "--output", "one.csv") == 0
     single = read_rows(in_tmp / "one.csv")
     assert len(single) == 1 and single[0]["probability"] == rows[1]["probability"]
+    (photos / "1a.png").write_bytes(b"half a download")  # sorted between 1.png and 2.png
+    assert run_cli("predict", *args, "--input", "photos", "--output", "skipped.csv") == 2
+    assert not (in_tmp / "skipped.csv").exists()
+    capsys.readouterr()
+    assert run_cli("predict", *args, "--input", "photos", "--output", "skipped.csv", "--skip_bad_images") == 0
+    assert "Skipped 1 image(s) that could not be decoded (--skip_bad_images): photos/1a.png" in capsys.readouterr().out
+    assert read_rows(in_tmp / "skipped.csv") == rows  # the others, each with its own prediction
 
 
 @pytest.mark.parametrize(

@@ -155,6 +155,11 @@ class TemplateCLI(LightningCLI):
                 action="store_true",
                 help="let --output replace an existing file that predict did not write (never a checkpoint)",
             )
+            parser.add_argument(
+                "--skip_bad_images",
+                action="store_true",
+                help="leave out image files that cannot be decoded (named in a printed line) instead of stopping",
+            )
         return parser
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
@@ -368,7 +373,7 @@ class TemplateCLI(LightningCLI):
             for name in ("tta_flip", "tta_translate"):
                 if hasattr(model, name):
                     setattr(predictor, name, getattr(model, name))
-            inputs, predictions = predictor.predict_file(source)
+            inputs, predictions = predictor.predict_file(source, config.skip_bad_images)
             check_same_predictions(output, list(predictions), config.overwrite)
             rows = write_prediction_csv(output, inputs, predictions)
         print(f"Wrote {rows} predictions to {output}")

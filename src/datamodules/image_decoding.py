@@ -333,18 +333,33 @@ def image_files(path: Path) -> list[Path]:
     raise UserInputError(f"input not found: {path} (give an image file or a folder of images with --input)")
 
 
-def read_images_to_predict(path: Path, size: Size = (32, 32), channels: int = 3) -> tuple[torch.Tensor, list[str]]:
+def read_images_to_predict(
+    path: Path, size: Size = (32, 32), channels: int = 3, skip_bad: bool = False
+) -> tuple[torch.Tensor, list[str]]:
     """One image file, or every image in a folder and its subfolders (sorted), as uint8
     N x C x H x W, brought to `size` as the training images were (any size, any mode);
-    returns the images and their paths."""
+    returns the images and their paths. A file that cannot be decoded stops it, or with
+    `skip_bad` is left out and named in a printed line."""
     files = image_files(path)
-    images = torch.empty(len(files), channels, *size, dtype=torch.uint8)
-    for index, file in enumerate(files):
+    images, kept, skipped = torch.empty(len(files), channels, *size, dtype=torch.uint8), [], []
+    for file in files:
         try:
-            images[index] = fit_to_size(decode(read_file(file), str(file), channels), size)
+            images[len(kept)] = fit_to_size(decode(read_file(file), str(file), channels), size)
         except UserInputError as error:
-            raise UserInputError(f"{error}; nothing was predicted: fix or remove that file and run again") from None
-    return images, [str(file) for file in files]
+            if not skip_bad:
+                raise UserInputError(
+                    f"{error}; nothing was predicted: fix or remove that file and run again, or add "
+                    "--skip_bad_images to predict the others"
+                ) from None
+            skipped.append(str(file))
+            continue
+        kept.append(str(file))
+    if skipped:
+        shown = ", ".join(skipped[:5]) + (f" and {len(skipped) - 5} more" if len(skipped) > 5 else "")
+        print(f"Skipped {len(skipped)} image(s) that could not be decoded (--skip_bad_images): {shown}", flush=True)
+    if not kept:
+        raise UserInputError(f"none of the {len(files)} image file(s) in {path} could be decoded: nothing to predict")
+    return images[: len(kept)], kept
 
 
 __all__ = [

@@ -76,9 +76,10 @@ class ImageInputs:
             tensors.append(fit_to_size(image, self.image_size))
         return torch.stack(tensors) if tensors else torch.empty(0, self.channels, *self.image_size, dtype=torch.uint8)
 
-    def read_inputs(self, path: Path) -> tuple[torch.Tensor, dict[str, list[str]]]:
-        """An image file or every image under a folder (sorted), and their paths to echo."""
-        images, files = read_images_to_predict(path, self.image_size, self.channels)
+    def read_inputs(self, path: Path, skip_bad_images: bool = False) -> tuple[torch.Tensor, dict[str, list[str]]]:
+        """An image file or every image under a folder (sorted), and their paths to echo; files that
+        cannot be decoded are left out (and named) with `skip_bad_images`, else they stop it."""
+        images, files = read_images_to_predict(path, self.image_size, self.channels, skip_bad_images)
         return images, {"file": files}
 
     def model_inputs(self, raw: torch.Tensor) -> torch.Tensor:
@@ -137,8 +138,10 @@ class FeatureInputs:
             )
         return torch.where(missing, self.fill_values.to(x.dtype).expand_as(x), x)
 
-    def read_inputs(self, path: Path) -> tuple[torch.Tensor, dict[str, list[str]]]:
+    def read_inputs(self, path: Path, skip_bad_images: bool = False) -> tuple[torch.Tensor, dict[str, list[str]]]:
         """The feature columns of a CSV file, and its columns to echo (`id_columns`, or all)."""
+        if skip_bad_images:
+            raise UserInputError("--skip_bad_images is for image inputs; this model predicts from the rows of a CSV")
         inputs, columns = read_feature_rows(path, self.feature_names, fill=self.fill_values)
         if self.id_columns is not None:
             absent = [name for name in self.id_columns if name not in columns]
@@ -251,10 +254,13 @@ class Predictor:
             results.append({"class": self.classes[best], "probability": row[best], "probabilities": probabilities})
         return results
 
-    def predict_file(self, path: str | Path) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    def predict_file(
+        self, path: str | Path, skip_bad_images: bool = False
+    ) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
         """For a CSV file or an image file/folder: the input columns to echo (file names, or the CSV's
-        columns) and the prediction columns (`class`, `probability`, `p_<class>`; or `predicted_<target>`)."""
-        raw, columns = self.inputs.read_inputs(Path(path))
+        columns) and the prediction columns (`class`, `probability`, `p_<class>`; or `predicted_<target>`).
+        `skip_bad_images` leaves out (and names) image files that cannot be decoded."""
+        raw, columns = self.inputs.read_inputs(Path(path), skip_bad_images)
         if len(raw) == 0:
             raise UserInputError(f"{path} holds no inputs to predict")
         return columns, prediction_columns(self.run(raw), self.classes, self.target_name)
