@@ -84,7 +84,9 @@ def test_predict_refuses_missing_columns_and_a_missing_checkpoint(
     assert error.startswith("error: latin1.csv is not UTF-8 (byte 0xe9 on line 2") and error.count("\n") == 1, error
     (in_tmp / "good.csv").write_text("x1,x2\n0.1,0.2\n")
     assert run_cli("predict", *args, "--ckpt_path", "last", "--input", "good.csv", "--skip_bad_images") == 2
-    assert "--skip_bad_images is for image inputs; this model predicts from the rows of a CSV" in capsys.readouterr().err
+    assert (
+        "--skip_bad_images is for image inputs; this model predicts from the rows of a CSV" in capsys.readouterr().err
+    )
     assert not (in_tmp / "predictions.csv").exists()
 
 

@@ -68,3 +68,12 @@ def test_the_schedules_are_taken_as_any_list_a_user_writes(given: list[str]) -> 
 
     options, fit_args = parse_options(["--schedules", *given, "--trainer.max_epochs", "3"])
     assert options.schedules == ["constant", "cosine"] and fit_args == ["--trainer.max_epochs", "3"]
+
+
+def test_comparisons_started_side_by_side_get_their_own_folders(in_tmp: Path) -> None:
+    from src.sweeps.fit_config import read_config
+    from src.sweeps.schedule_comparison import comparison_folder
+
+    circles = read_config(["--config", config("circles")])
+    folders = [comparison_folder(circles) for _ in range(2)]  # both chosen before either has trained
+    assert [folder.name for folder in folders] == ["version_0", "version_1"] and all(f.is_dir() for f in folders)

@@ -13,6 +13,7 @@ from typing import Any
 
 import optuna
 
+from src.checkpointing.runs import claim_next_version
 from src.cli.template_cli import TemplateCLI
 from src.errors import UserInputError
 from src.sweeps.fit_config import logger_settings, model_metric, read_config, refuse_checkpoint
@@ -75,11 +76,11 @@ def schedule_names(given: list[str]) -> list[str]:
 
 
 def comparison_folder(config: Any) -> Path:
-    """lightning_logs/<name>_schedules/version_K: a new K for every comparison."""
+    """lightning_logs/<name>_schedules/version_K: a new K for every comparison, claimed at once (made
+    empty here), so comparisons started side by side never share one."""
     logger = logger_settings(config, "compare_schedules")
     parent = Path(logger["save_dir"]) / f"{logger['name']}_schedules"
-    taken = [int(p.name.split("_")[1]) for p in parent.glob("version_*") if p.name.split("_")[1].isdigit()]
-    return parent / f"version_{max(taken) + 1 if taken else 0}"
+    return parent / f"version_{claim_next_version(parent)}"
 
 
 def compare_schedules(args: list[str]) -> list[dict[str, Any]]:
