@@ -52,6 +52,10 @@ def write_files(folder: Path) -> None:
     (folder / "unclosed.csv").write_text(unclosed)
     (folder / "twice.csv").write_text("a,b,a,y\n1,2,3,4\n5,6,7,8\n")
     (folder / "tiny.csv").write_text("a,b,y\n1,2,3\n4,5,6\n7,8,9\n")  # too few rows for a validation split
+    # Values float32 cannot train on: one past its range, one whose square (variance, squared error) overflows.
+    rows = [f"{i},{i % 5},{2 * i - i % 5}" for i in range(40)]
+    (folder / "huge.csv").write_text("a,b,y\n" + "\n".join(rows[:2] + ["2,1e300,3"] + rows[3:]) + "\n")
+    (folder / "hugey.csv").write_text("a,b,y\n" + "\n".join(rows[:5] + ["5,0,1e30"] + rows[6:]) + "\n")
     (folder / "unclosed.yaml").write_text("trainer:\n  max_epochs: [1\n")
     (folder / "two.yaml").write_text("trainer:\n  max_epochs: 1\n---\nseed_everything: 3\n")
     (folder / "empty.yaml").write_text("# nothing set yet\n")
@@ -129,6 +133,8 @@ CASES = [
     (["TABULAR", "--data.csv_path", "sheet.xlsx"], "is a spreadsheet workbook (.xlsx) or another zip file, not a CSV"),
     (["TABULAR", "--data.csv_path", "unclosed.csv"], "line 2: a field runs past 131072 characters"),
     (["TABULAR", "--data.csv_path", "twice.csv"], "has the column name(s) ['a'] more than once"),
+    (["TABULAR", "--data.csv_path", "huge.csv"], "huge.csv, line 4: column 'b' is '1e300', beyond the +-1.8e+19"),
+    (["TABULAR", "--data.csv_path", "hugey.csv"], "hugey.csv, line 7: column 'y' is '1e30', beyond the +-1.8e+19"),
     (
         ["TABULAR", "--data.csv_path", "tiny.csv"],
         "the val split is empty: change data.val_fraction and data.test_fraction so that every split gets data",

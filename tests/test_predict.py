@@ -82,6 +82,11 @@ def test_predict_refuses_missing_columns_and_a_missing_checkpoint(
     assert run_cli("predict", *args, "--ckpt_path", "last", "--input", "latin1.csv") == 2
     error = capsys.readouterr().err
     assert error.startswith("error: latin1.csv is not UTF-8 (byte 0xe9 on line 2") and error.count("\n") == 1, error
+    (in_tmp / "big.csv").write_text("x1,x2\n0.1,0.2\n1e39,0.2\n")  # past float32: it would predict NaN
+    assert run_cli("predict", *args, "--ckpt_path", "last", "--input", "big.csv") == 2
+    assert (
+        "big.csv, line 3: column 'x1' is '1e39', beyond the +-3.4e+38 of the model's float32" in capsys.readouterr().err
+    )
     (in_tmp / "good.csv").write_text("x1,x2\n0.1,0.2\n")
     assert run_cli("predict", *args, "--ckpt_path", "last", "--input", "good.csv", "--skip_bad_images") == 2
     assert (

@@ -21,6 +21,10 @@ import torch
 from src.errors import UserInputError
 
 # Cells that mean "no value" (compared lower-cased, after stripping spaces).
+FLOAT32_MAX = float(torch.finfo(torch.float32).max)  # about 3.4e38: a larger value becomes inf in the model
+# Training squares values in float32 (a column's variance for its standardisation, a regression's error),
+# which overflows beyond about 1.8e19.
+TRAINABLE_MAX = math.sqrt(FLOAT32_MAX)
 MISSING_MARKERS = frozenset({"", "na", "n/a", "nan", "null", "none", "?"})
 DELIMITERS = ",;\t|"  # what a spreadsheet's "save as" writes; a comma unless the file says otherwise
 SNIFF_CHARACTERS = 16_384  # how much of the file the delimiter is guessed from
@@ -162,10 +166,15 @@ def _unreadable_row(path: Path, line: int, error: csv.Error) -> UserInputError:
 
 
 def numeric_columns(
-    table: CsvRows, columns: list[str], allow_missing: bool = False, missing_hint: str = "fill it in or drop the row"
+    table: CsvRows,
+    columns: list[str],
+    allow_missing: bool = False,
+    missing_hint: str = "fill it in or drop the row",
+    largest: float = FLOAT32_MAX,
 ) -> torch.Tensor:
-    """The `columns` of `table` as float32 (N x len(columns)), finite; a missing cell (see
-    MISSING_MARKERS) is NaN with `allow_missing`, else refused with its line and column."""
+    """The `columns` of `table` as float32 (N x len(columns)), finite and within +-`largest` (FLOAT32_MAX
+    to predict, TRAINABLE_MAX to train); a missing cell (see MISSING_MARKERS) is NaN with
+    `allow_missing`, else refused with its line and column."""
     table.require(columns, "asked for as numbers")
     wanted = [table.header.index(name) for name in columns]
     values = []
@@ -191,6 +200,12 @@ def numeric_columns(
             if not math.isfinite(number):
                 raise UserInputError(
                     f"{table.path}, line {line_number}: column {table.header[index]!r} is {cell!r}; use finite numbers"
+                )
+            if abs(number) > largest:
+                reason = "the model's float32" if largest == FLOAT32_MAX else "float32 training (its square overflows)"
+                raise UserInputError(
+                    f"{table.path}, line {line_number}: column {table.header[index]!r} is {cell!r}, beyond the "
+                    f"+-{largest:.1e} of {reason}; rescale the column (other units, or its logarithm)"
                 )
             numbers.append(number)
         values.append(numbers)

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from src.datamodules.csv_table import (
+    TRAINABLE_MAX,
     CsvRows,
     decimal_comma_hint,
     is_missing,
@@ -134,6 +135,7 @@ class TabularDataModule(InMemoryDataModule):
             self.feature_names,
             allow_missing=self.fill_missing == "mean",
             missing_hint="fill it in, drop the row, or set --data.fill_missing mean (the training split's mean)",
+            largest=TRAINABLE_MAX,
         )
         self._describe()
 
@@ -200,7 +202,7 @@ class TabularDataModule(InMemoryDataModule):
                     f"{table.path}: the target column {target!r} holds text ({cell!r} on line {line}), which a "
                     "regression cannot predict: train a classifier with --config configs/tabular_classification.yaml"
                 )
-            targets = numeric_columns(table, [target])
+            targets = numeric_columns(table, [target], largest=TRAINABLE_MAX)
             if not torch.isfinite(targets).all():
                 raise UserInputError(f"{table.path}: the target column {target!r} must hold finite numbers")
             return task, [], targets

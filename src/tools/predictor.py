@@ -40,7 +40,7 @@ from src.checkpointing.runs import check_checkpoint
 from src.checkpointing.stored_run import missing_record, stored_data_state
 from src.class_paths import class_from_path
 from src.datamodules.batch_augment import normalize
-from src.datamodules.csv_table import read_feature_rows
+from src.datamodules.csv_table import FLOAT32_MAX, read_feature_rows
 from src.datamodules.image_decoding import decode, fit_to_size, image_tensor, read_file, read_images_to_predict
 from src.datamodules.standardisation import standardise
 from src.errors import UserInputError, first_line
@@ -48,7 +48,6 @@ from src.modules.nets.pretrained import weights_from_checkpoint
 from src.modules.test_time_augmentation import augmented_logits
 from src.tools.prediction_table import prediction_columns
 
-FLOAT32_MAX = float(torch.finfo(torch.float32).max)  # feature rows are float32: a larger value becomes inf
 BATCH_SIZE = 256  # inputs per forward pass
 
 
