@@ -261,6 +261,27 @@ def test_fits_started_side_by_side_each_claim_their_own_run_folder(
     assert sorted(path.name for path in runs[0].parent.iterdir()) == ["version_0", "version_1", "version_2"]
 
 
+def test_a_fit_refused_or_stopped_before_its_first_step_leaves_no_run_folder(
+    in_tmp: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The version_N claimed for a fit is given back when the fit is refused (checkpoints aimed at an
+    earlier run) or stopped by Ctrl-C while it still reads its data."""
+    args = ["--config", config("circles"), *QUIET, "--trainer.max_epochs", "1"]
+    assert run_cli("fit", *args) == 0
+    runs = in_tmp / "lightning_logs" / "circles"
+    earlier = ["--checkpoint.dirpath", str(runs / "version_0" / "checkpoints")]
+    assert run_cli("fit", *args, *earlier) == 2
+    assert "already holds checkpoints of another run" in capsys.readouterr().err
+    assert sorted(path.name for path in runs.iterdir()) == ["version_0"]
+
+    def interrupted(*_: object, **__: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("src.datamodules.ToyPointsDataModule.setup", interrupted)
+    assert run_cli("fit", *args) != 0
+    assert sorted(path.name for path in runs.iterdir()) == ["version_0"]
+
+
 def test_a_refused_checkpoint_leaves_no_run_folder(in_tmp: Path, capsys: pytest.CaptureFixture) -> None:
     """A fit from a checkpoint trained on other classes stops before it claims a run folder."""
     args = ["--config", config("blobs"), *QUIET, "--trainer.max_epochs", "1"]

@@ -69,7 +69,7 @@ class RunFolder:
         write_atomically(path, (json.dumps(record, indent=2) + "\n").encode())
 
 
-def keeps_a_run_folder(logger: Any) -> bool:
+def logger_keeps_run_folder(logger: Any) -> bool:
     """Whether `logger` is a TensorBoard, CSV, MLflow or W&B logger of this project (one whose run
     folder is `<save_dir>/<name>/version_N`)."""
     return isinstance(logger, (RunFolder, CSVLogger)) or type(logger).__name__ == "TensorBoardLogger"
@@ -77,10 +77,10 @@ def keeps_a_run_folder(logger: Any) -> bool:
 
 def run_dir(logger: Any) -> Path | None:
     """The run folder of a logger that keeps one (numbering it now if it has no number yet); None for others."""
-    return Path(logger.log_dir) if keeps_a_run_folder(logger) else None
+    return Path(logger.log_dir) if logger_keeps_run_folder(logger) else None
 
 
-def share_run_folder(trainer: Any) -> None:
+def share_run_folder(trainer: Any) -> Path | None:
     """Put every logger of a fit, and its checkpoints, in the first logger's run folder.
 
     Loggers that pick the next free version_N each pick it when they first write, so a second
@@ -88,15 +88,18 @@ def share_run_folder(trainer: Any) -> None:
     take the first one's N (rank 0's choice reaches the other ranks: ModelCheckpoint broadcasts
     its folder, and only rank 0 logs). A new N is claimed by making its folder at once
     (`claim_next_version`), so fits started together each get their own. The checkpoints go to
-    `version_N/checkpoints` unless `checkpoint.dirpath` names a folder.
+    `version_N/checkpoints` unless `checkpoint.dirpath` names a folder. Returns the folder claimed,
+    if any (`release_claim` removes it while it is still empty).
     """
-    folders = [logger for logger in trainer.loggers if keeps_a_run_folder(logger)]
+    folders = [logger for logger in trainer.loggers if logger_keeps_run_folder(logger)]
     if not folders:
-        return
+        return None
     # TensorBoard's and CSV's number is `_version` (None until first asked), as is ours.
     first, *others = folders
+    claimed = None
     if first._version is None and trainer.is_global_zero and "://" not in str(first.root_dir):
         first._version = claim_next_version(Path(first.root_dir))
+        claimed = Path(first.root_dir) / f"version_{first._version}"
     version = first.run_version if isinstance(first, RunFolder) else first.version
     for logger in others:
         if logger._version is None and Path(logger.root_dir) == Path(first.root_dir):
@@ -104,6 +107,13 @@ def share_run_folder(trainer: Any) -> None:
     callback = trainer.checkpoint_callback
     if callback is not None and callback.dirpath is None:
         callback.dirpath = str(run_dir(first) / "checkpoints")
+    return claimed
+
+
+def release_claim(claimed: Path | None) -> None:
+    """Give back a run folder that `share_run_folder` claimed for a fit that stopped before writing into it."""
+    if claimed is not None and claimed.is_dir() and not any(claimed.iterdir()):
+        claimed.rmdir()
 
 
 def holds_files(folder: Path) -> bool:

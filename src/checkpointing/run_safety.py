@@ -13,8 +13,9 @@ from src.checkpointing.checkpoint_io import AtomicCheckpointIO
 from src.checkpointing.ckpt_path import checkpoint_file, log_into_the_checkpoint_run
 from src.checkpointing.occupied_run import check_not_occupied
 from src.checkpointing.rng_state import RngState
-from src.checkpointing.run_folder import share_run_folder
+from src.checkpointing.run_folder import release_claim, share_run_folder
 from src.checkpointing.runs import check_resumable
+from src.errors import UserInputError
 
 
 class RunSafety:
@@ -50,6 +51,10 @@ class RunSafety:
         """Checkpoints carry the RNG states; a fit keeps every logger and its checkpoints in one run folder,
         which holds no earlier run unless the fit resumes it."""
         if self.fitting:
-            share_run_folder(trainer)
-            check_not_occupied(trainer, self.ckpt_path)
+            claimed = share_run_folder(trainer)
+            try:
+                check_not_occupied(trainer, self.ckpt_path)
+            except UserInputError:
+                release_claim(claimed)  # refused before writing: no empty version_N left behind
+                raise
         trainer.callbacks.append(RngState())

@@ -55,14 +55,15 @@ def quiet(method: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def discarding_unstarted_runs(fit: Callable[..., Any]) -> Callable[..., Any]:
-    """`fit` (a Trainer's) that removes its new run folder when it fails before training a step."""
+    """`fit` (a Trainer's) that removes its new run folder when it fails, or is stopped (Ctrl-C, SIGTERM:
+    exceptions that are not `Exception`s), before training a step."""
 
     @functools.wraps(fit)
     def run(self: Trainer, *args: Any, **kwargs: Any) -> Any:
         new_folders = empty_run_folders(self)
         try:
             return fit(self, *args, **kwargs)
-        except Exception:
+        except BaseException:
             discard_unstarted_run(self, new_folders)
             raise
 
