@@ -68,6 +68,7 @@ CASES = [
     (["--trainer.max_epochs", "ten"], "trainer.max_epochs"),
     (["--model.optimizer.lr", "abc"], "model.optimizer.lr: Expected a <class 'float'>. Got value: abc (see:"),
     (["--model.optimizer.init_args.lr", "abc"], "model.optimizer.lr: Expected a <class 'float'>. Got value: abc (see:"),
+    (["--seed_everything", "abc"], "seed_everything: Expected a <class 'bool'> or <class 'int'>. Got value: abc (see:"),
     (["--model.optimizer.lr", "-0.1"], "model.optimizer could not be built: Invalid learning rate: -0.1"),
     (["--model.optimizer", "torch.optim.Nope"], "has no attribute 'Nope'"),
     (["--model.optimizer.name", "adagrad"], "model.optimizer: Type"),

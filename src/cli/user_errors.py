@@ -63,13 +63,13 @@ def summarize_argument_error(text: str) -> str:
     lines = [re.sub(r'^Parser key "[^"]+":\s*', "", line) for line in lines]
     problems = [line for line in lines if line and not line.startswith(_STRUCTURE)]
     problem = problems[-1] if problems else lines[-1]
-    # A union (float or Tensor, say) lists what each member expected; the first is the type to give.
-    expected = [line for line in problems if re.fullmatch(r"Expected a <class '[\w.]+'>", line)]
+    # A union (float or Tensor, bool or int) lists what each member expected: name the plain types it takes.
+    expected = [m.group(1) for line in problems if (m := re.fullmatch(r"Expected a (<class '[\w.]+'>)", line))]
     given = [
         m.group(1) for line in lines if (m := re.match(r"Given value: (.*?)(?:\. Got value: Namespace\(.*)?$", line))
     ]
     if expected and given:
-        problem = f"{expected[0]}. Got value: {given[0]}"
+        problem = f"Expected a {' or '.join(dict.fromkeys(expected))}. Got value: {given[0]}"
     # jsonargparse adds the whole parsed group after the value (". Got value: Namespace(class_path=...,
     # init_args=Namespace(activation='swish'))"): name the argument that holds the value instead.
     argument = None
