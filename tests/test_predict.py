@@ -143,7 +143,9 @@ def test_cifar_predicts_a_folder_of_images_and_a_single_file(
     assert not (in_tmp / "skipped.csv").exists()
     capsys.readouterr()
     assert run_cli("predict", *args, "--input", "photos", "--output", "skipped.csv", "--skip_bad_images") == 0
-    assert "Skipped 1 image(s) that could not be decoded (--skip_bad_images): photos/1a.png" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "Skipped 1 image(s) that could not be read or decoded (--skip_bad_images): photos/1a.png (the first: " in out
+    assert "(the first: cannot decode image photos/1a.png: not an image format PIL reads" in out, out
     assert read_rows(in_tmp / "skipped.csv") == rows  # the others, each with its own prediction
 
 
