@@ -13,6 +13,7 @@ a torch.export program, TorchScript and ONNX, each checked against the PyTorch m
 """
 
 import json
+import os
 import warnings
 from pathlib import Path
 from typing import Any, Literal
@@ -45,7 +46,7 @@ def _exported_from(folder: Path) -> Path | None:
     when the folder holds no description written by export."""
     try:
         record = json.loads((folder / DESCRIPTION).read_text())
-        return Path(record["checkpoint"]).resolve() if "exporters" in record else None
+        return (folder / record["checkpoint"]).resolve() if "exporters" in record else None
     except (OSError, ValueError, TypeError, KeyError):
         return None
 
@@ -237,7 +238,9 @@ def export_checkpoint(
     output_dir.mkdir(parents=True, exist_ok=True)
     description = net_description(module)
     record: dict[str, Any] = {
-        "checkpoint": str(ckpt_path.resolve()),  # absolute: a later export from another folder knows its own files
+        # From the export folder (as it was: it travels without the checkpoint), so an export of the same
+        # checkpoint named from another folder knows its own files, and no home folder is written down.
+        "checkpoint": os.path.relpath(ckpt_path.resolve(), output_dir.resolve()),
         "net": description,
         "input": {
             "shape": ["batch", *input_shape],
