@@ -195,3 +195,22 @@ def test_images_to_predict_skip_hidden_folders_and_a_bad_one_says_what_to_do(tmp
     (photos / "a.png").unlink()
     with pytest.raises(UserInputError, match="none of the 1 image file"):
         read_images_to_predict(photos, (4, 4), skip_bad=True)
+
+
+def test_the_exported_resize_record_is_what_pil_reproduces() -> None:
+    """model.json's `resize` says how to prepare a photo without this project: following it with PIL
+    (bilinear, covering size, center crop) gives what training and predict feed the net."""
+    from src.datamodules.image_decoding import fit_to_size, preprocessing_record
+
+    rows, columns = torch.meshgrid(torch.linspace(0, 6, 97), torch.linspace(0, 9, 131), indexing="ij")
+    channels = [torch.sin(rows), torch.cos(columns), torch.sin(rows + columns)]
+    photo = (torch.stack(channels) * 100 + 128).round().to(torch.uint8)  # a smooth 131 x 97 photo
+    assert "bilinear" in preprocessing_record(3, (32, 32))["resize"]
+    covering = (43, 32)  # 131 x 97 scaled by 32 / 97, each side rounded
+    resized = np.asarray(Image.fromarray(photo.permute(1, 2, 0).numpy()).resize(covering, Image.BILINEAR))
+    left = round((43 - 32) / 2)  # 6: half to even
+    by_pil = torch.from_numpy(resized[:, left : left + 32].copy()).permute(2, 0, 1).int()
+    ours = fit_to_size(photo.unsqueeze(0), (32, 32))[0].int()
+    assert (by_pil - ours).abs().max() <= 1
+    bicubic = np.asarray(Image.fromarray(photo.permute(1, 2, 0).numpy()).resize(covering, Image.BICUBIC))
+    assert (torch.from_numpy(bicubic[:, left : left + 32].copy()).permute(2, 0, 1).int() - ours).abs().max() > 1

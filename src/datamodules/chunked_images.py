@@ -23,6 +23,7 @@ from lightning.pytorch import LightningDataModule
 from src.checkpointing.resume_position import training_position
 from src.datamodules.batch_augment import normalize, random_flip, random_translate
 from src.datamodules.chunk_storage import import_litdata, join, read_record
+from src.datamodules.image_decoding import preprocessing_record
 from src.errors import UserInputError
 
 
@@ -166,12 +167,7 @@ class ChunkedImageDataModule(LightningDataModule):
     def preprocessing(self) -> dict[str, object]:
         """How a user's image becomes the model's input (written into exported model.json)."""
         channels, height, width = self.input_shape
-        return {
-            "image_size": [height, width],
-            "channels": channels,
-            "resize": "resize so the image covers image_size (aspect ratio kept, antialiased), then center crop",
-            "color": "RGB" if channels == 3 else "grayscale (ITU-R 601-2 luma, PIL's 'L')",
-        }
+        return preprocessing_record(channels, (height, width))
 
     # --- batches ------------------------------------------------------------------------------
     def _loader(self, split: str, batch_size: int, shuffle: bool) -> Any:

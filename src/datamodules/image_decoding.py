@@ -84,12 +84,20 @@ def fit_to_size(images: torch.Tensor, size: Size) -> torch.Tensor:
     return center_crop(resize(images, covering, antialias=True), list(size))
 
 
+# What `fit_to_size` does, in words a user of an exported model can follow with PIL alone.
+RESIZE_METHOD = (
+    "bilinear resize, antialiased (PIL's Image.resize(..., Image.BILINEAR) gives the same within 1 level of 255), "
+    "to the smallest size that covers image_size with the aspect ratio kept (each side rounded); then a center "
+    "crop to image_size (its offsets rounded half to even)"
+)
+
+
 def preprocessing_record(channels: int, size: Size) -> dict[str, object]:
     """How a user's image becomes the model's input, as exported model.json records it."""
     return {
         "image_size": list(size),
         "channels": channels,
-        "resize": "resize so the image covers image_size (aspect ratio kept, antialiased), then center crop",
+        "resize": RESIZE_METHOD,
         "color": "RGB" if channels == 3 else "grayscale (ITU-R 601-2 luma, PIL's 'L')",
     }
 
