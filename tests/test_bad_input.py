@@ -385,11 +385,13 @@ def test_resuming_past_max_epochs_says_which_epoch_the_checkpoint_reached(
 ) -> None:
     args = ["--config", config("circles"), *QUIET]
     assert run_cli("fit", *args, "--trainer.max_epochs", "3") == 0
+    before = file_digests(in_tmp)
     capsys.readouterr()
     assert run_cli("fit", *args, "--trainer.max_epochs", "1", "--ckpt_path", "last") == 2
     lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert lines[-1].startswith("error: this checkpoint is from epoch 3, past --trainer.max_epochs 1"), lines
     assert "give --trainer.max_epochs above 3 to train on" in lines[-1]
+    assert file_digests(in_tmp) == before  # refused before the run folder got a resumed config or curves
 
 
 def test_a_lost_connection_outside_ddp_is_not_blamed_on_another_rank() -> None:

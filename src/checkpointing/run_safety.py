@@ -36,7 +36,7 @@ class RunSafety:
         if given is not None:
             self.ckpt_path = checkpoint_file(str(given), config.trainer.logger)
             if self.fitting:
-                check_resumable(self.ckpt_path)
+                check_resumable(self.ckpt_path, (config.get("trainer") or {}).get("max_epochs"))
             log_into_the_checkpoint_run(subcommand, config.trainer, self.ckpt_path)
             config.ckpt_path = str(self.ckpt_path)
 

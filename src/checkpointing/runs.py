@@ -241,12 +241,26 @@ def check_checkpoint(path: Path) -> None:
         raise UserInputError(f"{path} is not a Lightning checkpoint (it has no state_dict); {previous_good(path)}")
 
 
-def check_resumable(path: Path) -> None:
+def resumed_past_the_end(epoch: int, max_epochs: int) -> str:
+    """The line for a fit resumed from a checkpoint of (1-based) `epoch` when max_epochs is not above it."""
+    return (
+        f"this checkpoint is from epoch {epoch}, past --trainer.max_epochs {max_epochs}, which counts the epochs "
+        f"already trained too: give --trainer.max_epochs above {epoch} to train on, or evaluate it with "
+        "`python train.py test` and the same --ckpt_path"
+    )
+
+
+def check_resumable(path: Path, max_epochs: int | None = None) -> None:
     """A fit from a checkpoint resumes its whole training state: refuse, in one line, a file that
-    holds weights only (a state_dict saved by hand, or `checkpoint.save_weights_only`)."""
+    holds weights only (a state_dict saved by hand, or `checkpoint.save_weights_only`), or one
+    trained past `max_epochs` (which Lightning refuses only once the run folder has its resumed
+    config and curves file), before anything is written."""
     state = load_structure(path)
     if not isinstance(state, dict) or not {"pytorch-lightning_version", "optimizer_states"} <= state.keys():
         raise UserInputError(
             f"{path} holds weights but no training state (optimizer, epoch), so a fit cannot resume it: start a "
             f"new run from its weights with --model.init_from {path} instead of --ckpt_path"
         )
+    epoch = state.get("epoch")  # 0-based, as Lightning's current_epoch after the restore
+    if isinstance(max_epochs, int) and max_epochs >= 0 and isinstance(epoch, int) and epoch > max_epochs:
+        raise UserInputError(resumed_past_the_end(epoch + 1, max_epochs))

@@ -8,6 +8,7 @@ from argparse import ArgumentError
 import torch.distributed as dist
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 
+from src.checkpointing.runs import resumed_past_the_end
 from src.errors import UserInputError, first_line
 
 _STRUCTURE = (
@@ -130,12 +131,7 @@ def user_message(error: BaseException, subcommand: str = "fit") -> str | None:
             "--trainer.check_val_every_n_epoch null"
         )
     if isinstance(error, MisconfigurationException) and (found := _RESUMED_PAST_END.search(str(error))):
-        epoch, max_epochs = int(found.group(1)) + 1, int(found.group(2))  # Lightning counts from 0
-        return (
-            f"this checkpoint is from epoch {epoch}, past --trainer.max_epochs {max_epochs}, which counts the epochs "
-            f"already trained too: give --trainer.max_epochs above {epoch} to train on, or evaluate it with "
-            "`python train.py test` and the same --ckpt_path"
-        )
+        return resumed_past_the_end(int(found.group(1)) + 1, int(found.group(2)))  # Lightning counts from 0
     if isinstance(error, MisconfigurationException) and (found := _UNKNOWN_CHECKPOINT_MONITOR.search(str(error))):
         monitor, names = found.group(1), re.findall(r"'([^']*)'", found.group(2))
         logged = ", ".join(name for name in names if name.startswith("val/")) or ", ".join(names)
