@@ -65,6 +65,35 @@ def test_circles_predictions_match_the_inputs_and_the_trained_net(trained_circle
     assert not (in_tmp / "lightning_logs" / "circles" / "version_1").exists()  # predicting makes no run
 
 
+def test_a_labelled_files_own_class_column_is_kept_beside_the_predictions(
+    trained_circles: Path, in_tmp: Path, capsys: pytest.CaptureFixture
+) -> None:
+    (in_tmp / "labelled.csv").write_text("x1,x2,class,probability\n0,0,truth1,sure\n1,0,truth0,unsure\n")
+    args = ["--config", config("circles"), "--ckpt_path", "best", *QUIET]
+    assert run_cli("predict", *args, "--input", "labelled.csv", "--output", "out.csv") == 0
+    assert "kept under other names: class as input_class, probability as input_probability" in capsys.readouterr().out
+    header = (in_tmp / "out.csv").read_text().splitlines()[0]
+    assert header == "x1,x2,input_class,input_probability,class,probability,p_0,p_1"
+    rows = read_rows(in_tmp / "out.csv")
+    assert [(row["input_class"], row["input_probability"]) for row in rows] == [
+        ("truth1", "sure"),
+        ("truth0", "unsure"),
+    ]
+    assert [row["class"] for row in rows] == ["1", "0"]  # the inner circle is class 1
+    # Predicting that output again keeps every earlier column too.
+    assert run_cli("predict", *args, "--input", "out.csv", "--output", "again.csv") == 0
+    again = (in_tmp / "again.csv").read_text().splitlines()[0].split(",")
+    earlier = [
+        "input_class",
+        "input_probability",
+        "input_input_class",
+        "input_input_probability",
+        "input_p_0",
+        "input_p_1",
+    ]
+    assert again == ["x1", "x2", *earlier, "class", "probability", "p_0", "p_1"], again
+
+
 def test_predict_refuses_missing_columns_and_a_missing_checkpoint(
     trained_circles: Path, in_tmp: Path, capsys: pytest.CaptureFixture
 ) -> None:

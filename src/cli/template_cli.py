@@ -32,7 +32,7 @@ from src.errors import UserInputError
 from src.loggers import describe_run, store_file
 from src.modules.nets.pretrained import weights_from_checkpoint
 from src.tools.prediction_output import check_prediction_output, check_same_predictions
-from src.tools.prediction_table import write_prediction_csv
+from src.tools.prediction_table import input_column_names, write_prediction_csv
 from src.tools.predictor import load_predictor
 
 BASE_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "base.yaml"
@@ -376,4 +376,8 @@ class TemplateCLI(LightningCLI):
             inputs, predictions = predictor.predict_file(source, config.skip_bad_images)
             check_same_predictions(output, list(predictions), config.overwrite)
             rows = write_prediction_csv(output, inputs, predictions)
+        renamed = {old: new for old, new in input_column_names(list(inputs), list(predictions)).items() if old != new}
+        if renamed:
+            kept = ", ".join(f"{old} as {new}" for old, new in renamed.items())
+            print(f"The input's columns named like the predictions are kept under other names: {kept}")
         print(f"Wrote {rows} predictions to {output}")

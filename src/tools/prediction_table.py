@@ -42,11 +42,25 @@ def is_prediction_header(header: list[str]) -> bool:
     )
 
 
+def input_column_names(inputs: list[str], predictions: list[str]) -> dict[str, str]:
+    """The name each input column is written under: its own, or `input_<name>` for one named like a
+    prediction column (a labelled file's own `class`, or an earlier predictions CSV predicted again),
+    so no input value is lost and the predictions stay the last columns."""
+    names: dict[str, str] = {}
+    for name in inputs:
+        written = name
+        while written in predictions or written in names.values() or (written != name and written in inputs):
+            written = f"input_{written}"
+        names[name] = written
+    return names
+
+
 def write_prediction_csv(path: Path, inputs: dict[str, list[str]], predictions: dict[str, list[str]]) -> int:
     """Write input columns then prediction columns, one row per input; returns the row count.
-    A prediction column whose name clashes with an input column replaces it (the predictions
-    stay the last columns, which `is_prediction_header` recognises)."""
-    columns = {**{name: values for name, values in inputs.items() if name not in predictions}, **predictions}
+    An input column named like a prediction column is written as `input_<name>` (`input_column_names`);
+    the predictions stay the last columns, which `is_prediction_header` recognises."""
+    names = input_column_names(list(inputs), list(predictions))
+    columns = {**{names[name]: values for name, values in inputs.items()}, **predictions}
     rows = len(next(iter(predictions.values())))
     if any(len(values) != rows for values in columns.values()):
         raise ValueError("every column needs one value per input row")
