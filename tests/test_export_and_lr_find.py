@@ -173,7 +173,7 @@ def test_export_never_replaces_files_it_did_not_write(
     formats = ["--formats", "[onnx]"]
     assert run_cli("export", "--ckpt_path", str(last), "--output_dir", "mine", *formats) == 2
     line = capsys.readouterr().err.strip()
-    assert "--output_dir mine already holds model.onnx, model.json" in line and "--overwrite" in line, line
+    assert "--output_dir mine already holds model.onnx, model.json" in line and "add --overwrite true to" in line, line
     assert (mine / "model.onnx").read_text() == "my own model" and (mine / "model.json").read_text() == "precious"
     assert run_cli("export", "--ckpt_path", str(last), "--output_dir", str(checkpoints), *formats) == 2
     assert "is a checkpoints folder, which export never writes to" in capsys.readouterr().err

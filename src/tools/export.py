@@ -68,7 +68,7 @@ def check_export_folder(
     if existing and not overwrite and _exported_from(folder) != checkpoint.resolve():
         raise UserInputError(
             f"--output_dir {folder} already holds {', '.join(existing)}, not written by an export of {checkpoint}: "
-            "give another --output_dir, or add --overwrite to replace them"
+            "give another --output_dir, or add --overwrite true to replace them"
         )
 
 
