@@ -1,5 +1,6 @@
 """Bad input, as a table: each ends with one line that says what to fix, exit 2, no traceback."""
 
+import datetime
 import hashlib
 import json
 import os
@@ -40,6 +41,7 @@ def write_files(folder: Path) -> None:
     (folder / "cols.csv").write_text("a,b\n1,2\n3,4\n")
     (folder / "text.csv").write_text("a,b\n1,2\n3,four\n")
     (folder / "notes.ckpt").write_text("not a checkpoint")
+    torch.save({"saved_on": datetime.date(2026, 1, 2)}, folder / "dated.ckpt")  # an object torch.load will not run
     torch.save({"weights": torch.ones(2)}, folder / "foreign.ckpt")
     torch.save({"state_dict": {"net.weight": torch.ones(2)}}, folder / "weights.ckpt")  # saved by hand
     (folder / "a_folder").mkdir()
@@ -116,7 +118,8 @@ CASES = [
     (["--ckpt_path", "last"], "no trained run to take a checkpoint from"),
     (["--ckpt_path", "best"], "no trained run to take a checkpoint from"),
     (["--ckpt_path", "nowhere.ckpt"], "no such file"),
-    (["--ckpt_path", "notes.ckpt"], "is not a readable checkpoint"),
+    (["--ckpt_path", "notes.ckpt"], "notes.ckpt is not a readable checkpoint (it is not a file torch.save wrote)"),
+    (["--ckpt_path", "dated.ckpt"], "(it holds a datetime.date object, which a weights-only load does not run)"),
     (["--ckpt_path", "foreign.ckpt"], "is not a Lightning checkpoint"),
     (["--ckpt_path", "weights.ckpt"], "holds weights but no training state (optimizer, epoch), so a fit cannot"),
     # data files

@@ -13,7 +13,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from src.checkpointing.checkpoint_io import integrity_problem, load_structure, previous_good, verify_checkpoint
+from src.checkpointing.checkpoint_io import (
+    integrity_problem,
+    is_zip_checkpoint,
+    load_structure,
+    previous_good,
+    verify_checkpoint,
+)
 from src.errors import UserInputError, first_line
 
 _VERSION = re.compile(r"version_(\d+)$")
@@ -160,7 +166,7 @@ def best_checkpoint(version_dir: Path) -> Path:
         try:
             state = load_structure(last)
         except Exception as error:  # torch raises many types for a damaged or foreign file
-            problem = f"it is not a readable checkpoint ({_reason(error)})"
+            problem = f"it is not a readable checkpoint ({_reason(last, error)})"
     if state is None:
         raise UserInputError(
             f"--ckpt_path best reads the best checkpoint's name from {last}, which is damaged: {problem}; "
@@ -223,8 +229,16 @@ def is_newest_state(checkpoint: Path) -> bool:
         return False  # a damaged last.ckpt: keep it for the user, start a new run folder
 
 
-def _reason(error: Exception) -> str:
-    detail = first_line(error, 100)
+def _reason(path: Path, error: Exception) -> str:
+    """Why torch.load could not read `path`: a file torch.save never wrote (a text file, an image),
+    or the error's first sentence (torch's run on for lines)."""
+    with path.open("rb") as handle:
+        start = handle.read(2)
+    if not is_zip_checkpoint(path) and not start.startswith(b"\x80"):  # neither a zip nor a pickle
+        return "it is not a file torch.save wrote"
+    if found := re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(error)):
+        return f"it holds a {found.group(1)} object, which a weights-only load does not run"
+    detail = first_line(error, 200).split(". ")[0]
     return detail if detail == type(error).__name__ else f"{type(error).__name__}: {detail}"
 
 
@@ -236,7 +250,9 @@ def check_checkpoint(path: Path) -> None:
     try:
         state = load_structure(path)
     except Exception as error:  # torch raises many types for a damaged or foreign file
-        raise UserInputError(f"{path} is not a readable checkpoint ({_reason(error)}); {previous_good(path)}") from None
+        raise UserInputError(
+            f"{path} is not a readable checkpoint ({_reason(path, error)}); {previous_good(path)}"
+        ) from None
     if not isinstance(state, dict) or "state_dict" not in state:
         raise UserInputError(f"{path} is not a Lightning checkpoint (it has no state_dict); {previous_good(path)}")
 
