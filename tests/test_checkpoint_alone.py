@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 from sklearn.datasets import load_iris
 
+from src.errors import UserInputError
 from src.tools.predictor import load_predictor
 from tests.conftest import QUIET, config, run_cli
 from tests.test_cifar10 import image_tree, tiny_cifar_run
@@ -196,6 +197,8 @@ def test_the_predictor_takes_rows_columns_and_arrays_alike(trained_circles: Path
     assert rows == columns and predictor.classes == ["0", "1"]
     assert [row["probabilities"]["1"] for row in rows] == pytest.approx(array[:, 1].tolist(), abs=TOLERANCE)
     assert sum(rows[0]["probabilities"].values()) == pytest.approx(1.0, abs=TOLERANCE)
+    with pytest.raises(UserInputError, match="input row 1: 'x2' is true, not a number"):
+        predictor.predict([{"x1": 0.0, "x2": 0.0}, {"x1": 1.0, "x2": True}])  # JSON's true, as a server gets it
 
 
 def test_pt2_export_from_the_checkpoint_alone_has_a_dynamic_batch(trained_circles: Path, in_tmp: Path) -> None:

@@ -117,6 +117,8 @@ class FeatureInputs:
         value = row[name]
         if value is None or value == "":
             return math.nan  # missing: filled as in training, or refused
+        if isinstance(value, bool):  # JSON's true is no measurement, though Python's float() takes it as 1.0
+            raise UserInputError(f"input row {index}: {name!r} is {str(value).lower()}, not a number")
         try:
             number = float(value)
         except (TypeError, ValueError, OverflowError):
