@@ -4,6 +4,7 @@ prediction and export round trips."""
 import csv
 import json
 import math
+import shutil
 import zipfile
 from pathlib import Path
 
@@ -234,6 +235,22 @@ def food_run(tree: Path, tmp_path: Path, *extra: str) -> list[str]:
         *QUIET,
         *extra,
     ]
+
+
+def test_testing_on_a_folder_of_some_classes_scores_only_those(in_tmp: Path, tmp_path: Path) -> None:
+    """`test` of a checkpoint on new labelled images that hold only some of its classes: the classes
+    without images get no per-class accuracy (0 of 0 is no score), the others theirs."""
+    from src.cli import TemplateCLI
+
+    tree = food_tree(tmp_path / "food", per_class=10)
+    assert run_cli("fit", *food_run(tree, tmp_path, "--trainer.max_epochs", "1")) == 0
+    new = tmp_path / "new"
+    shutil.copytree(tree / "test" / "sushi", new / "test" / "sushi")
+    last = in_tmp / "lightning_logs" / "image_folder" / "version_0" / "checkpoints" / "last.ckpt"
+    cli = TemplateCLI(args=["test", "--ckpt_path", str(last), "--data.data_dir", str(new), *QUIET])
+    scores = {name: float(value) for name, value in cli.trainer.callback_metrics.items()}
+    assert {name for name in scores if name.startswith("test/acc_class_")} == {"test/acc_class_sushi"}
+    assert scores["test/acc_class_sushi"] == pytest.approx(scores["test/acc"])  # its images are the whole split
 
 
 def test_fit_predict_and_export_round_trip_with_the_folder_names(in_tmp: Path, tmp_path: Path) -> None:

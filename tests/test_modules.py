@@ -76,12 +76,17 @@ def test_classification_metrics_are_right_on_known_predictions() -> None:
     module = ClassificationModule(net=partial(FixedOutputs, table=logits), input_shape=(1,), num_classes=3)
     batch = (torch.arange(6).unsqueeze(1), targets)
     module._update_metrics("test", torch.tensor(0.0), module(batch[0]), targets)
-    module.test_class_acc.update(module.labels(module(batch[0])), targets)
+    module.test_class_stats.update(module.labels(module(batch[0])), targets)
     values = module.test_metrics.compute()
     assert values["test/acc"].item() == pytest.approx(4 / 6)
-    assert module.test_class_acc.compute().tolist() == pytest.approx([1.0, 0.5, 0.5])
+    accuracy = module.class_accuracy("test")
+    assert list(accuracy) == [0, 1, 2] and [v.item() for v in accuracy.values()] == pytest.approx([1.0, 0.5, 0.5])
     # macro F1: class 0 precision 2/3 recall 1 -> 0.8; class 1 1/2,1/2 -> 0.5; class 2 1,1/2 -> 2/3
     assert values["test/f1"].item() == pytest.approx((0.8 + 0.5 + 2 / 3) / 3)
+    # A split without class 1 (a test folder of some classes): class 1 has no accuracy, not 0.
+    module.test_class_stats.update(torch.tensor([0, 1, 2, 0]), torch.tensor([0, 0, 2, 2]))
+    accuracy = module.class_accuracy("test")
+    assert list(accuracy) == [0, 2] and [v.item() for v in accuracy.values()] == pytest.approx([0.5, 0.5])
 
 
 def test_binary_head_has_one_logit_and_gives_two_class_probabilities() -> None:

@@ -9,7 +9,7 @@ from lightning.pytorch.cli import OptimizerCallable
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torchmetrics import Accuracy, F1Score, MetricCollection
-from torchmetrics.classification import MulticlassAccuracy
+from torchmetrics.classification import MulticlassStatScores
 
 from src.errors import UserInputError
 from src.modules.nets import MLP
@@ -82,8 +82,9 @@ class ClassificationModule(TaskModule):
             self.ema = AveragedModel(self.net, multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True)
             # The average is not trained: without gradients DDP leaves it alone, no optimizer sees it.
             self.ema.requires_grad_(False)
-        self.val_class_acc = MulticlassAccuracy(num_classes, average=None, validate_args=False)
-        self.test_class_acc = MulticlassAccuracy(num_classes, average=None, validate_args=False)
+        # Per class: true positives, false positives, true negatives, false negatives, support.
+        self.val_class_stats = MulticlassStatScores(num_classes, average=None, validate_args=False)
+        self.test_class_stats = MulticlassStatScores(num_classes, average=None, validate_args=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """As TaskModule's; evaluation of images averages the views that `tta_flip` and `tta_translate` ask for."""
@@ -137,7 +138,7 @@ class ClassificationModule(TaskModule):
         classes, for callbacks such as ClassificationFigures."""
         predictions = self.labels(self._step(batch, stage)[1].detach())
         if len(predictions):  # an empty batch (every image skipped as undecodable) counts for nothing
-            getattr(self, f"{stage}_class_acc").update(predictions, batch[1])
+            getattr(self, f"{stage}_class_stats").update(predictions, batch[1])
         return predictions
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
@@ -146,20 +147,29 @@ class ClassificationModule(TaskModule):
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         return self._evaluation_step(batch, "test")
 
-    def _log_class_accuracy(self, stage: str) -> None:
-        """Logs `<stage>/acc_class_<name>` per class, named by the data's classes ("0", "1", ... without names)."""
-        metric = getattr(self, f"{stage}_class_acc")
-        values = metric.compute()
+    def class_accuracy(self, stage: str) -> dict[int, torch.Tensor]:
+        """The accuracy on each class's own samples of the split (its recall), by class index, for the
+        classes the split holds: a class with no samples in it (a test folder of some classes only)
+        has no accuracy, not 0. Resets the counts."""
+        metric = getattr(self, f"{stage}_class_stats")
+        stats = metric.compute()  # classes x (tp, fp, tn, fn, support), summed over the ranks
         metric.reset()
+        return {index: row[0] / row[4] for index, row in enumerate(stats) if row[4] > 0}
+
+    def _log_class_accuracy(self, stage: str) -> None:
+        """Logs `<stage>/acc_class_<name>` per class the split holds, named by the data's classes ("0", "1", ... without
+        names)."""
         names = getattr(self.trainer.datamodule, "class_names", None) or range(self.num_classes)
         # A class name as part of a metric's name: letters, digits, '.', '-' and '_', the rest as '_'.
         tags = [re.sub(r"[^\w.-]", "_", str(name)) for name in names]
-        self.log_dict({f"{stage}/acc_class_{tag}": value for tag, value in zip(tags, values, strict=True)})
+        self.log_dict(
+            {f"{stage}/acc_class_{tags[index]}": value for index, value in self.class_accuracy(stage).items()}
+        )
 
     def on_validation_epoch_end(self) -> None:
         super().on_validation_epoch_end()
         if self.trainer.sanity_checking:
-            self.val_class_acc.reset()
+            self.val_class_stats.reset()
             return
         self._log_class_accuracy("val")
 
