@@ -47,6 +47,56 @@ def test_sigterm_during_validation_says_the_current_step_was_not_saved(
     assert run_cli("fit", *RUN, "--ckpt_path", "last") == 0  # and it resumes from there
 
 
+def signal_after_the_save_point(monkeypatch: pytest.MonkeyPatch, step: int, signum: int) -> None:
+    """Send `signum` just after training step `step` passed RunCheckpoint's save point (the module's
+    batch-end hook runs after every callback's): a signal between two batches."""
+    from src.modules import ClassificationModule
+
+    original = ClassificationModule.on_train_batch_end
+
+    def batch_end(self: ClassificationModule, *args: object) -> None:
+        original(self, *args)
+        if self.trainer.global_step == step:
+            os.kill(os.getpid(), signum)
+
+    monkeypatch.setattr(ClassificationModule, "on_train_batch_end", batch_end)
+
+
+@pytest.mark.parametrize(
+    ("extra", "signum", "step", "saved"),
+    [
+        ([], signal.SIGINT, 10, 11),  # mid-epoch: the next batch trains, then its step is saved
+        ([], signal.SIGTERM, 10, 11),
+        (["--data.batch_size", "1000"], signal.SIGTERM, 5, 5),  # full batch: the epoch's end saves its step
+        (["--data.batch_size", "1000"], signal.SIGINT, 5, 5),
+    ],
+    ids=["sigint-mid-epoch", "sigterm-mid-epoch", "sigterm-full-batch", "sigint-full-batch"],
+)
+def test_a_signal_between_two_batches_loses_no_step(
+    in_tmp: Path,
+    capsys: pytest.CaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+    extra: list[str],
+    signum: int,
+    step: int,
+    saved: int,
+) -> None:
+    signal_after_the_save_point(monkeypatch, step, signum)
+    assert run_cli("fit", *RUN, "--trainer.max_epochs", "10", *extra) == 128 + signum
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    last = in_tmp / CHECKPOINTS / "last.ckpt"
+    assert f"received: saved the current step ({saved}) to {CHECKPOINTS / 'last.ckpt'}" in error, error
+    assert torch.load(last, weights_only=True)["global_step"] == saved
+
+
+def test_a_new_run_stopped_before_any_save_is_told_to_start_again() -> None:
+    from src.checkpointing.run_checkpoint import TrainingInterrupted
+
+    fresh = str(TrainingInterrupted(signal.SIGTERM, None, None, 0, resumed=False))
+    assert fresh.endswith("before this run saved anything: start it again") and "--ckpt_path last" not in fresh
+    assert "resume with --ckpt_path last" in str(TrainingInterrupted(signal.SIGTERM, None, None, 0, resumed=True))
+
+
 def test_a_second_ctrl_c_stops_at_once_and_names_the_newest_checkpoint(
     in_tmp: Path, capsys: pytest.CaptureFixture
 ) -> None:

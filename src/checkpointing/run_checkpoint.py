@@ -25,7 +25,9 @@ class TrainingInterrupted(StoppedBySignal):
         step: the global step at which training stopped.
     """
 
-    def __init__(self, signum: int, checkpoint: str | None, saved_step: int | None, step: int) -> None:
+    def __init__(
+        self, signum: int, checkpoint: str | None, saved_step: int | None, step: int, resumed: bool = True
+    ) -> None:
         self.checkpoint = checkpoint
         name = signal.Signals(signum).name
         if checkpoint is not None and saved_step == step:
@@ -35,8 +37,11 @@ class TrainingInterrupted(StoppedBySignal):
                 f"{name} received during validation or a save: the current step ({step}) was not saved; "
                 f"the newest checkpoint is {checkpoint} (step {saved_step})"
             )
-        else:
+        elif resumed:
             message = f"{name} received before this run saved anything: the checkpoint it started from is unchanged"
+        else:  # a new run with nothing saved: `--ckpt_path last` would find another run
+            super().__init__(signum, f"{name} received before this run saved anything: start it again")
+            return
         super().__init__(signum, f"{message}; resume with --ckpt_path last")
 
 
@@ -121,14 +126,13 @@ class RunCheckpoint(ModelCheckpoint):
         previous = self._previous_handlers.get(signum)
         if signum == signal.SIGTERM and callable(previous):
             trainer = self._trainer
-            accumulating = trainer is not None and trainer.training and trainer.accumulate_grad_batches > 1
-            if accumulating or self._window_open:
-                # Lightning would stop mid-window (in training, or in a validation inside a window):
-                # its handler waits for the window's step. Between two windows the next batch start
-                # stops first, and Lightning's handler is not needed.
+            if (trainer is not None and trainer.training) or self._window_open:
+                # In training (in a batch, or between two: after this callback's save at a batch's end,
+                # before Lightning's check at the loop's end) or inside an accumulation window, Lightning's
+                # handler would stop the loops before the step is saved: it waits for the save.
                 self._sigterm_deferred = True
             else:
-                previous(signum, frame)  # Lightning's: marks the trainer so every loop stops
+                previous(signum, frame)  # in a validation: Lightning's handler stops it at its next batch
 
     def _restore_signal_handlers(self) -> None:
         for signum, handler in self._previous_handlers.items():
@@ -145,7 +149,7 @@ class RunCheckpoint(ModelCheckpoint):
         """What a stop by signal leaves: the newest checkpoint and the step it holds."""
         signum = self.stop_signal if self.stop_signal is not None else signal.SIGINT
         saved = self.last_model_path if self._last_written_step is not None and self.last_model_path else None
-        return TrainingInterrupted(signum, saved, self._last_written_step, trainer.global_step)
+        return TrainingInterrupted(signum, saved, self._last_written_step, trainer.global_step, bool(trainer.ckpt_path))
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """ModelCheckpoint's, without its warning that a checkpoint from another run folder keeps only
@@ -176,10 +180,19 @@ class RunCheckpoint(ModelCheckpoint):
             self._sigterm_deferred = False
             self._previous_handlers[signal.SIGTERM](signal.SIGTERM, None)
 
-    # Stop at the first hook after the signal's step was saved and its metrics logged.
+    # Stop at the first hook after the signal's step was saved and its metrics logged. A signal that
+    # came after a batch's save point (between two batches) lets the next batch train and save first,
+    # or the epoch's end save, so a stop never loses the steps since the last checkpoint.
     def _stop_if_requested(self) -> None:
-        if self.stop_signal is not None and self._trainer is not None:
-            raise self.interruption(self._trainer)
+        trainer = self._trainer
+        if self.stop_signal is None or trainer is None:
+            return
+        if self._last_written_step != trainer.global_step and self._can_save(trainer):
+            return
+        raise self.interruption(trainer)
+
+    def _can_save(self, trainer: Trainer) -> bool:
+        return self.keep_last and self.dirpath is not None and not trainer.fast_dev_run
 
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
         self._restore_signal_handlers()
@@ -207,6 +220,8 @@ class RunCheckpoint(ModelCheckpoint):
             self._refresh_last(trainer)
 
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if self.stop_signal is not None and not self._window_open and self._last_written_step != trainer.global_step:
+            self._refresh_last(trainer)  # a signal after the epoch's last batch was checked: save, then stop
         self._stop_if_requested()
         super().on_train_epoch_end(trainer, pl_module)
         behind = self._last_written_step != trainer.global_step
