@@ -285,14 +285,17 @@ def load_net_weights(net: nn.Module, path: Path) -> str:
     head = head_name(net)
     skipped = [k for k, v in theirs.items() if k in ours and ours[k].shape != v.shape and in_head(k, head)]
     loaded = {k: v for k, v in theirs.items() if k in ours and ours[k].shape == v.shape}
-    differ = [k for k in {*ours, *theirs} if k not in loaded and k not in skipped]
-    if differ or not loaded:
-        first = sorted(differ)[0] if differ else "no net.* tensors"
+    unmatched = [k for k in ours if k not in loaded and k not in skipped]  # absent there, or of another shape
+    extra = [k for k in theirs if k not in ours]
+    if unmatched or extra or not loaded:
+        first = sorted([*unmatched, *extra])[0] if unmatched or extra else "no net.* tensors"
         shapes = [tuple(d[first].shape) if first in d else "absent" for d in (theirs, ours)]
+        also = f", and it holds {len(extra)} that this net has not" if extra else ""
         raise UserInputError(
-            f"{where}: its net does not fit this config's net outside the head ({len(differ)} of {len(ours)} "
-            f"tensors differ; first: {first}, {shapes[0]} in the checkpoint, {shapes[1]} here); give model.net "
-            "the class and init_args the checkpoint was trained with (only the number of outputs may differ)"
+            f"{where}: its net does not fit this config's net outside the head ({len(unmatched)} of this net's "
+            f"{len(ours)} tensors have no match in the checkpoint{also}; first: {first}, {shapes[0]} in the "
+            f"checkpoint, {shapes[1]} here); give model.net the class and init_args the checkpoint was trained "
+            "with (only the number of outputs may differ)"
         )
     net.load_state_dict(loaded, strict=False)
     detail = f"{len(skipped)} of another shape (the new head): {', '.join(skipped)}" if skipped else "none"
