@@ -361,7 +361,7 @@ def test_a_three_class_task_starts_from_a_ten_class_checkpoint(
     with pytest.raises(UserInputError, match="does not fit this config's net outside the head") as error:
         load_net_weights(module.net, checkpoint)
     assert "\n" not in str(error.value)
-    # The wider groups' tensors are of another shape (not their BatchNorm step counts nor the stem; the head is skipped).
+    # The wider groups' tensors are of another shape (not their BatchNorm step counts, not the stem; the head: skipped)
     ours = module.net.state_dict()
     unmatched = sum(1 for k, v in ours.items() if k != "head.weight" and trained[f"net.{k}"].shape != v.shape)
     assert 0 < unmatched < len(ours)
