@@ -422,8 +422,12 @@ def test_a_trainer_value_that_cannot_work_is_refused_before_the_model_is_built(
     [
         (["--early_stopping.patience", "3", "--early_stopping.monitor", "val/los"], "--early_stopping.monitor val/los"),
         (["--checkpoint.monitor", "val/accc"], "--checkpoint.monitor val/accc"),
+        (
+            ["--model.scheduler.name", "plateau", "--model.scheduler.monitor", "val/nope"],
+            "--model.scheduler.monitor val/nope",
+        ),
     ],
-    ids=["early-stopping", "checkpoint"],
+    ids=["early-stopping", "checkpoint", "plateau-scheduler"],
 )
 def test_a_monitor_the_model_does_not_log_is_one_line_naming_those_it_does(
     in_tmp: Path, capsys: pytest.CaptureFixture, flags: list[str], message: str

@@ -43,6 +43,11 @@ _UNKNOWN_CHECKPOINT_MONITOR = re.compile(
     r"`ModelCheckpoint\(monitor='([^']*)'\)` could not find the monitored key in the returned metrics: \[([^\]]*)\]"
 )
 
+# Lightning's refusal of a plateau schedule's monitor that the model never logged (when it first steps).
+_UNKNOWN_PLATEAU_MONITOR = re.compile(
+    r"ReduceLROnPlateau conditioned on metric (\S+) which is not available\. Available metrics are: \[([^\]]*)\]"
+)
+
 _DISK_ERRORS = {errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EROFS, errno.ENOTDIR, errno.EEXIST, errno.EDQUOT}
 
 
@@ -132,10 +137,15 @@ def user_message(error: BaseException, subcommand: str = "fit") -> str | None:
         )
     if isinstance(error, MisconfigurationException) and (found := _RESUMED_PAST_END.search(str(error))):
         return resumed_past_the_end(int(found.group(1)) + 1, int(found.group(2)))  # Lightning counts from 0
-    if isinstance(error, MisconfigurationException) and (found := _UNKNOWN_CHECKPOINT_MONITOR.search(str(error))):
-        monitor, names = found.group(1), re.findall(r"'([^']*)'", found.group(2))
-        logged = ", ".join(name for name in names if name.startswith("val/")) or ", ".join(names)
-        return f"--checkpoint.monitor {monitor} is not a metric this model logs; choose one of: {logged}"
+    monitors = (
+        (_UNKNOWN_CHECKPOINT_MONITOR, "--checkpoint.monitor"),
+        (_UNKNOWN_PLATEAU_MONITOR, "--model.scheduler.monitor"),
+    )
+    for pattern, flag in monitors:
+        if isinstance(error, MisconfigurationException) and (found := pattern.search(str(error))):
+            monitor, names = found.group(1), re.findall(r"'([^']*)'", found.group(2))
+            logged = ", ".join(name for name in names if name.startswith("val/")) or ", ".join(names)
+            return f"{flag} {monitor} is not a metric this model logs; choose one of: {logged}"
     if isinstance(error, MisconfigurationException):
         message = first_line(error, 1000)
         if "backend" in message or ("accelerator" in message.lower() and "not available" in message):
