@@ -39,10 +39,12 @@ class TrainingInterrupted(StoppedBySignal):
             )
         elif resumed:
             message = f"{name} received before this run saved anything: the checkpoint it started from is unchanged"
-        else:  # a new run with nothing saved: `--ckpt_path last` would find another run
-            super().__init__(signum, f"{name} received before this run saved anything: start it again")
-            return
-        super().__init__(signum, f"{message}; resume with --ckpt_path last")
+        else:
+            message = f"{name} received before this run saved anything"
+        if checkpoint is None and not resumed:  # a new run: `--ckpt_path last` would find another run
+            super().__init__(signum, f"{message}: start it again")
+        else:
+            super().__init__(signum, f"{message}; resume with --ckpt_path last")
 
 
 class RunCheckpoint(ModelCheckpoint):

@@ -82,7 +82,7 @@ def summarize_argument_error(text: str) -> str:
     if group := re.search(r"\.? Got value: Namespace\((.*)$", problem):
         value = re.search(r"Got value: (.*?)\.? Got value: Namespace", problem)
         pairs = re.findall(r"(\w+)='?([^',()]*)'?", group.group(1))
-        named = [key for key, given in pairs if key not in ("class_path", "init_args") and value and given == value[1]]
+        named = [key for key, held in pairs if key not in ("class_path", "init_args") and value and held == value[1]]
         argument = named[0] if len(named) == 1 else None
         problem = problem[: group.start()]
     # Keys nest (model -> optimizer -> lr); a class path in between is not a key.

@@ -20,11 +20,11 @@ import torch
 
 from src.errors import UserInputError
 
-# Cells that mean "no value" (compared lower-cased, after stripping spaces).
 FLOAT32_MAX = float(torch.finfo(torch.float32).max)  # about 3.4e38: a larger value becomes inf in the model
 # Training squares values in float32 (a column's variance for its standardisation, a regression's error),
 # which overflows beyond about 1.8e19.
 TRAINABLE_MAX = math.sqrt(FLOAT32_MAX)
+# Cells that mean "no value" (compared lower-cased, after stripping spaces).
 MISSING_MARKERS = frozenset({"", "na", "n/a", "nan", "null", "none", "?"})
 DELIMITERS = ",;\t|"  # what a spreadsheet's "save as" writes; a comma unless the file says otherwise
 SNIFF_CHARACTERS = 16_384  # how much of the file the delimiter is guessed from

@@ -350,7 +350,7 @@ def read_images_to_predict(
     `skip_bad` is left out and named in a printed line."""
     files = image_files(path)
     images, kept, skipped = torch.empty(len(files), channels, *size, dtype=torch.uint8), [], []
-    reason = ""
+    reasons: list[str] = []
     for file in files:
         try:
             images[len(kept)] = fit_to_size(decode(read_file(file), str(file), channels), size)
@@ -361,14 +361,14 @@ def read_images_to_predict(
                     "--skip_bad_images to predict the others"
                 ) from None
             skipped.append(str(file))
-            reason = reason if skipped[1:] else str(error)
+            reasons.append(str(error))
             continue
         kept.append(str(file))
     if skipped:
         shown = ", ".join(skipped[:5]) + (f" and {len(skipped) - 5} more" if len(skipped) > 5 else "")
         print(
             f"Skipped {len(skipped)} image(s) that could not be read or decoded (--skip_bad_images): {shown} "
-            f"(the first: {reason})",
+            f"(the first: {reasons[0]})",
             flush=True,
         )
     if not kept:

@@ -157,8 +157,8 @@ class ClassificationModule(TaskModule):
         return {index: row[0] / row[4] for index, row in enumerate(stats) if row[4] > 0}
 
     def _log_class_accuracy(self, stage: str) -> None:
-        """Logs `<stage>/acc_class_<name>` per class the split holds, named by the data's classes ("0", "1", ... without
-        names)."""
+        """Logs `<stage>/acc_class_<name>` per class the split holds, named by the data's classes
+        ("0", "1", ... without names)."""
         names = getattr(self.trainer.datamodule, "class_names", None) or range(self.num_classes)
         # A class name as part of a metric's name: letters, digits, '.', '-' and '_', the rest as '_'.
         tags = [re.sub(r"[^\w.-]", "_", str(name)) for name in names]
