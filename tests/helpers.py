@@ -177,3 +177,14 @@ class SaveStemBias(Callback):
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         torch.save(pl_module.net.stem[0].bias.detach().clone(), self.folder / f"{trainer.current_epoch}.pt")
+
+
+class SignalAtFirstBatch(Callback):
+    """Sends `signum` to this process as the first training batch starts, before its step."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+
+    def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, *args: object) -> None:
+        if trainer.global_step == 0:
+            os.kill(os.getpid(), self.signum)

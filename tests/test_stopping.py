@@ -97,6 +97,42 @@ def test_a_new_run_stopped_before_any_save_is_told_to_start_again() -> None:
     assert "resume with --ckpt_path last" in str(TrainingInterrupted(signal.SIGTERM, None, None, 0, resumed=True))
 
 
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_before_the_first_step_trains_nothing_and_leaves_no_run(
+    in_tmp: Path, capsys: pytest.CaptureFixture, signum: int
+) -> None:
+    assert run_cli("fit", *RUN, *callbacks("SignalAtFirstBatch", signum=signum)) == 128 + signum
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.endswith("received before this run saved anything: start it again"), error
+    assert not (in_tmp / "lightning_logs" / "circles" / "version_0").exists()
+
+
+def test_a_stop_without_last_ckpt_names_the_newest_kept_checkpoint(in_tmp: Path, capsys: pytest.CaptureFixture) -> None:
+    """With --checkpoint.save_last false, a stop names the newest top-k checkpoint to resume from."""
+    stopper = callbacks("SignalAtStep", step=17, signum=signal.SIGTERM)
+    top3 = ["--checkpoint.save_last", "false", "--checkpoint.save_top_k", "3", "--trainer.max_epochs", "5"]
+    assert run_cli("fit", *RUN, *top3, *stopper) == 143
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    newest = CHECKPOINTS / "epoch=1-step=14.ckpt"
+    assert "before this run saved anything" not in error, error
+    assert "the current step (17) was not saved" in error and f"--ckpt_path {newest}" in error, error
+    assert not (in_tmp / CHECKPOINTS / "last.ckpt").exists()
+    assert run_cli("fit", *RUN, *top3, "--ckpt_path", str(newest)) == 0
+
+
+def test_a_signal_after_the_last_batch_keeps_that_epochs_top_k_save(
+    in_tmp: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run without validation saves its top k at each epoch's end; a stop there keeps that save."""
+    signal_after_the_save_point(monkeypatch, 14, signal.SIGTERM)  # step 14 is epoch 2's last batch
+    no_val = ["--trainer.limit_val_batches", "0", "--trainer.max_epochs", "10", "--checkpoint.monitor", "train/loss"]
+    assert run_cli("fit", *RUN, *no_val) == 143
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "saved the current step (14)" in error, error
+    assert (in_tmp / CHECKPOINTS / "epoch=1-step=14.ckpt").is_file()
+    assert torch.load(in_tmp / CHECKPOINTS / "last.ckpt", weights_only=True)["global_step"] == 14
+
+
 def test_a_second_ctrl_c_stops_at_once_and_names_the_newest_checkpoint(
     in_tmp: Path, capsys: pytest.CaptureFixture
 ) -> None:

@@ -21,8 +21,10 @@ class TrainingInterrupted(StoppedBySignal):
     Args:
         signum: the signal that stopped the run.
         checkpoint: the newest checkpoint written by this run, or None.
-        saved_step: the global step that checkpoint holds.
+        saved_step: the global step that checkpoint holds; None when it is not last.ckpt (with
+            `--checkpoint.save_last false`, the newest top-k checkpoint is named instead).
         step: the global step at which training stopped.
+        resumed: the run started from a checkpoint (so one exists even if this run saved nothing).
     """
 
     def __init__(
@@ -30,6 +32,13 @@ class TrainingInterrupted(StoppedBySignal):
     ) -> None:
         self.checkpoint = checkpoint
         name = signal.Signals(signum).name
+        if checkpoint is not None and saved_step is None:
+            message = (
+                f"{name} received: last.ckpt is off (--checkpoint.save_last false), so the current step ({step}) "
+                f"was not saved; the newest checkpoint is {checkpoint}: resume with --ckpt_path {checkpoint}"
+            )
+            super().__init__(signum, message)
+            return
         if checkpoint is not None and saved_step == step:
             message = f"{name} received: saved the current step ({step}) to {checkpoint}"
         elif checkpoint is not None:
@@ -62,7 +71,10 @@ class RunCheckpoint(ModelCheckpoint):
     - SIGTERM and Ctrl-C (SIGINT) let the current optimizer step finish (with gradient
       accumulation, the rest of its window of batches: gradients are not in a checkpoint),
       save last.ckpt at that step and stop training with `TrainingInterrupted` at the next
-      hook (after that step's metrics are logged); a second Ctrl-C stops at once.
+      hook (after that step's metrics are logged). A signal between two batches lets the next
+      batch train and save first (or the epoch's end save, after its top-k save), so the steps
+      since the last checkpoint are never lost; one before the first step stops at once, with
+      nothing trained. A second Ctrl-C stops at once.
 
     Args:
         save_last: keep last.ckpt (written by this class, not by ModelCheckpoint).
@@ -150,8 +162,18 @@ class RunCheckpoint(ModelCheckpoint):
     def interruption(self, trainer: Trainer) -> TrainingInterrupted:
         """What a stop by signal leaves: the newest checkpoint and the step it holds."""
         signum = self.stop_signal if self.stop_signal is not None else signal.SIGINT
+        resumed = bool(trainer.ckpt_path)
+        if not self.keep_last:  # no last.ckpt: the newest top-k checkpoint, if any, is what a resume can use
+            newest = self._newest_kept()
+            if newest is not None:
+                return TrainingInterrupted(signum, newest, None, trainer.global_step, resumed)
         saved = self.last_model_path if self._last_written_step is not None and self.last_model_path else None
-        return TrainingInterrupted(signum, saved, self._last_written_step, trainer.global_step, bool(trainer.ckpt_path))
+        return TrainingInterrupted(signum, saved, self._last_written_step, trainer.global_step, resumed)
+
+    def _newest_kept(self) -> str | None:
+        """The most recently written checkpoint of this callback's top k, or None."""
+        kept = [Path(path) for path in self.best_k_models if Path(path).is_file()]
+        return str(max(kept, key=lambda path: path.stat().st_mtime_ns)) if kept else None
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """ModelCheckpoint's, without its warning that a checkpoint from another run folder keeps only
@@ -189,7 +211,8 @@ class RunCheckpoint(ModelCheckpoint):
         trainer = self._trainer
         if self.stop_signal is None or trainer is None:
             return
-        if self._last_written_step != trainer.global_step and self._can_save(trainer):
+        nothing_trained = self._last_written_step is None and trainer.global_step == 0
+        if self._last_written_step != trainer.global_step and self._can_save(trainer) and not nothing_trained:
             return
         raise self.interruption(trainer)
 
@@ -222,13 +245,14 @@ class RunCheckpoint(ModelCheckpoint):
             self._refresh_last(trainer)
 
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if self.stop_signal is not None and not self._window_open and self._last_written_step != trainer.global_step:
-            self._refresh_last(trainer)  # a signal after the epoch's last batch was checked: save, then stop
-        self._stop_if_requested()
-        super().on_train_epoch_end(trainer, pl_module)
+        super().on_train_epoch_end(trainer, pl_module)  # a top-k save when the run does not validate
         behind = self._last_written_step != trainer.global_step
-        if self._saved_since_last or (behind and (self._validated_since_last or not trainer.enable_validation)):
+        stopping = self.stop_signal is not None and not self._window_open  # a signal after the last batch's check
+        if self._saved_since_last or (
+            behind and (stopping or self._validated_since_last or not trainer.enable_validation)
+        ):
             self._refresh_last(trainer)
+        self._stop_if_requested()
 
     def on_save_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]) -> None:
         """Called for every checkpoint the Trainer writes: notes the ones that are not last.ckpt."""
