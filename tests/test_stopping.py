@@ -107,6 +107,27 @@ def test_a_signal_before_the_first_step_trains_nothing_and_leaves_no_run(
     assert not (in_tmp / "lightning_logs" / "circles" / "version_0").exists()
 
 
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_while_the_data_is_read_stops_as_in_training(
+    in_tmp: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch, signum: int
+) -> None:
+    """A signal before training starts (a long first decode) ends in one line and 130 or 143, as in
+    training, and leaves no run folder (Lightning alone exits 1 on Ctrl-C; a SIGTERM before its
+    handler is in place killed the process and left the folder)."""
+    from src.datamodules import ToyPointsDataModule
+
+    def setup(self: ToyPointsDataModule, stage: str) -> None:
+        if stage == "fit":
+            os.kill(os.getpid(), signum)
+
+    monkeypatch.setattr(ToyPointsDataModule, "setup", setup)
+    assert run_cli("fit", *RUN) == 128 + signum
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    name = signal.Signals(signum).name
+    assert error == f"stopped: {name} received before this run saved anything: start it again", error
+    assert not (in_tmp / "lightning_logs" / "circles" / "version_0").exists()
+
+
 def test_a_stop_without_last_ckpt_names_the_newest_kept_checkpoint(in_tmp: Path, capsys: pytest.CaptureFixture) -> None:
     """With --checkpoint.save_last false, a stop names the newest top-k checkpoint to resume from."""
     stopper = callbacks("SignalAtStep", step=17, signum=signal.SIGTERM)

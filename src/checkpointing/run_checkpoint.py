@@ -103,6 +103,7 @@ class RunCheckpoint(ModelCheckpoint):
         self._step_at_batch_start = 0
         self._window_open = False  # the last batch accumulated gradients without an optimizer step
         self._sigterm_deferred = False  # Lightning's SIGTERM handler is called at the window's end
+        self.in_training = False  # between on_train_start and the end of training: signals are handled here
 
     # --- signals ----------------------------------------------------------------------
     # Installed when training starts, after Lightning's own SIGTERM handler (which this one
@@ -116,6 +117,7 @@ class RunCheckpoint(ModelCheckpoint):
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         super().on_train_start(trainer, pl_module)
         self._trainer = trainer
+        self.in_training = True
         self.stop_signal = self.received_signal = None  # a fresh fit, a fresh start
         self._sigterm_deferred = False
         self._step_at_batch_start, self._window_open = trainer.global_step, False
@@ -154,15 +156,21 @@ class RunCheckpoint(ModelCheckpoint):
         self._previous_handlers = {}
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self.in_training = False
         self._restore_signal_handlers()
         super().on_train_end(trainer, pl_module)
         if self._last_written_step != trainer.global_step:  # e.g. a run too short to validate
             self._refresh_last(trainer)
 
-    def interruption(self, trainer: Trainer) -> TrainingInterrupted:
-        """What a stop by signal leaves: the newest checkpoint and the step it holds."""
-        signum = self.stop_signal if self.stop_signal is not None else signal.SIGINT
-        resumed = bool(trainer.ckpt_path)
+    def interruption(
+        self, trainer: Trainer, resumed: bool | None = None, signum: int | None = None
+    ) -> TrainingInterrupted:
+        """What a stop by signal leaves: the newest checkpoint and the step it holds. `resumed`: whether
+        the fit started from a checkpoint (default: the Trainer's, known once it has restored one);
+        `signum`: the signal (default: the one this callback received, else SIGINT)."""
+        if signum is None:
+            signum = self.stop_signal if self.stop_signal is not None else signal.SIGINT
+        resumed = bool(trainer.ckpt_path) if resumed is None else resumed
         if not self.keep_last:  # no last.ckpt: the newest top-k checkpoint, if any, is what a resume can use
             newest = self._newest_kept()
             if newest is not None:
@@ -220,6 +228,7 @@ class RunCheckpoint(ModelCheckpoint):
         return self.keep_last and self.dirpath is not None and not trainer.fast_dev_run
 
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
+        self.in_training = False
         self._restore_signal_handlers()
         # Lightning's own SIGTERM stop (a SystemExit with status 0) comes right after the step
         # saved above, or at the next validation batch before any save: tell train.py which.

@@ -6,6 +6,7 @@ subcommand whose options are the method's arguments, so these read like `fit`:
 """
 
 import functools
+import signal
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -14,7 +15,7 @@ from typing import Any
 
 from lightning.pytorch import LightningDataModule, LightningModule, Trainer
 
-from src.checkpointing import discard_unstarted_run, empty_run_folders
+from src.checkpointing import RunCheckpoint, discard_unstarted_run, empty_run_folders
 from src.errors import UserInputError
 from src.tools.export import ALL_FORMATS, ExportFormat, check_export_folder, export_checkpoint
 from src.tools.learning_rate_finder import find_learning_rate
@@ -70,10 +71,43 @@ def discarding_unstarted_runs(fit: Callable[..., Any]) -> Callable[..., Any]:
     return run
 
 
+def stopping_before_training(fit: Callable[..., Any]) -> Callable[..., Any]:
+    """`fit` (a Trainer's) where Ctrl-C or SIGTERM outside training (while the data is read or decoded,
+    in the sanity check, before the first step) stops at once, as a stop in training does:
+    `StoppedBySignal` saying what the run holds, exit 130 or 143, a new run's folder removed. Without
+    it Lightning's handling exits 1 on Ctrl-C, and a SIGTERM before Lightning's own handler is in place
+    kills the process and leaves the folder. In training, RunCheckpoint handles both."""
+
+    @functools.wraps(fit)
+    def run(self: Trainer, *args: Any, **kwargs: Any) -> Any:
+        callback = self.checkpoint_callback
+        if not isinstance(callback, RunCheckpoint):
+            return fit(self, *args, **kwargs)
+
+        def stop(signum: int, frame: Any) -> None:
+            if callback.in_training:  # reached through Lightning's SIGTERM handler, which RunCheckpoint calls
+                return
+            signal.signal(signum, signal.SIG_IGN)  # a second signal while stopping is ignored
+            resumed = bool(self.ckpt_path or kwargs.get("ckpt_path"))  # a resumed checkpoint is restored only later
+            raise callback.interruption(self, resumed=resumed, signum=signum)
+
+        try:
+            previous = {signum: signal.signal(signum, stop) for signum in (signal.SIGINT, signal.SIGTERM)}
+        except ValueError:  # not the main thread: signals are not ours to handle
+            return fit(self, *args, **kwargs)
+        try:
+            return fit(self, *args, **kwargs)
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+
+    return run
+
+
 class TemplateTrainer(Trainer):
     """A Trainer with `lr_find` and `export`."""  # its fit, validate, test and predict hide NOTICES
 
-    fit = discarding_unstarted_runs(quiet(Trainer.fit))
+    fit = stopping_before_training(discarding_unstarted_runs(quiet(Trainer.fit)))
     validate = quiet(Trainer.validate)
     test = quiet(Trainer.test)
     predict = quiet(Trainer.predict)
