@@ -282,6 +282,16 @@ def test_a_fit_refused_or_stopped_before_its_first_step_leaves_no_run_folder(
     assert sorted(path.name for path in runs.iterdir()) == ["version_0"]
 
 
+def test_a_trainer_built_without_a_subcommand_claims_no_run_folder(in_tmp: Path) -> None:
+    """`TemplateCLI(run=False)` (a script that may only read the config or the data) leaves no empty version_N."""
+    from src.cli import TemplateCLI
+
+    cli = TemplateCLI(args=["--config", config("circles"), *QUIET], run=False)
+    assert not (in_tmp / "lightning_logs" / "circles" / "version_0").exists()
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule)  # and a fit from it still gets its run folder
+    assert (in_tmp / "lightning_logs" / "circles" / "version_0" / "checkpoints" / "last.ckpt").is_file()
+
+
 def test_a_refused_checkpoint_leaves_no_run_folder(in_tmp: Path, capsys: pytest.CaptureFixture) -> None:
     """A fit from a checkpoint trained on other classes stops before it claims a run folder."""
     args = ["--config", config("blobs"), *QUIET, "--trainer.max_epochs", "1"]

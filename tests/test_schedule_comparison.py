@@ -77,3 +77,17 @@ def test_comparisons_started_side_by_side_get_their_own_folders(in_tmp: Path) ->
     circles = read_config(["--config", config("circles")])
     folders = [comparison_folder(circles) for _ in range(2)]  # both chosen before either has trained
     assert [folder.name for folder in folders] == ["version_0", "version_1"] and all(f.is_dir() for f in folders)
+
+
+def test_a_comparison_stopped_before_its_first_trial_leaves_no_folder(
+    in_tmp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The version_K claimed for a comparison is given back when it stops before any trial wrote."""
+
+    def interrupted(*_: object, **__: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("src.sweeps.schedule_comparison.optimize", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_cli("compare_schedules", "--config", config("circles"), *QUIET)
+    assert list((in_tmp / "lightning_logs" / "circles_schedules").iterdir()) == []

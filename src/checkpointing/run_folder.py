@@ -80,7 +80,7 @@ def run_dir(logger: Any) -> Path | None:
     return Path(logger.log_dir) if logger_keeps_run_folder(logger) else None
 
 
-def share_run_folder(trainer: Any) -> Path | None:
+def share_run_folder(trainer: Any, claim: bool = True) -> Path | None:
     """Put every logger of a fit, and its checkpoints, in the first logger's run folder.
 
     Loggers that pick the next free version_N each pick it when they first write, so a second
@@ -89,7 +89,8 @@ def share_run_folder(trainer: Any) -> Path | None:
     its folder, and only rank 0 logs). A new N is claimed by making its folder at once
     (`claim_next_version`), so fits started together each get their own. The checkpoints go to
     `version_N/checkpoints` unless `checkpoint.dirpath` names a folder. Returns the folder claimed,
-    if any (`release_claim` removes it while it is still empty).
+    if any (`release_claim` removes it while it is still empty); `claim=False` claims none (the first
+    logger picks its N when it first writes).
     """
     folders = [logger for logger in trainer.loggers if logger_keeps_run_folder(logger)]
     if not folders:
@@ -97,7 +98,7 @@ def share_run_folder(trainer: Any) -> Path | None:
     # TensorBoard's and CSV's number is `_version` (None until first asked), as is ours.
     first, *others = folders
     claimed = None
-    if first._version is None and trainer.is_global_zero and "://" not in str(first.root_dir):
+    if claim and first._version is None and trainer.is_global_zero and "://" not in str(first.root_dir):
         first._version = claim_next_version(Path(first.root_dir))
         claimed = Path(first.root_dir) / f"version_{first._version}"
     version = first.run_version if isinstance(first, RunFolder) else first.version

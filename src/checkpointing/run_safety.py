@@ -15,7 +15,6 @@ from src.checkpointing.occupied_run import check_not_occupied
 from src.checkpointing.rng_state import RngState
 from src.checkpointing.run_folder import release_claim, share_run_folder
 from src.checkpointing.runs import check_resumable
-from src.errors import UserInputError
 
 
 class RunSafety:
@@ -31,6 +30,9 @@ class RunSafety:
 
     def __init__(self, subcommand: str | None, config: Any) -> None:
         self.fitting = subcommand in ("fit", None)
+        # `fit` claims its run folder as its Trainer is built; a script's Trainer (no subcommand, as
+        # `TemplateCLI(run=False)` builds) may never fit, so its loggers pick their folder when they write.
+        self.claims_folder = subcommand == "fit"
         self.ckpt_path: Path | None = None
         given = config.get("ckpt_path") if subcommand is not None else None
         if given is not None:
@@ -51,10 +53,10 @@ class RunSafety:
         """Checkpoints carry the RNG states; a fit keeps every logger and its checkpoints in one run folder,
         which holds no earlier run unless the fit resumes it."""
         if self.fitting:
-            claimed = share_run_folder(trainer)
+            claimed = share_run_folder(trainer, claim=self.claims_folder)
             try:
                 check_not_occupied(trainer, self.ckpt_path)
-            except UserInputError:
-                release_claim(claimed)  # refused before writing: no empty version_N left behind
+            except BaseException:
+                release_claim(claimed)  # refused (or stopped) before writing: no empty version_N left behind
                 raise
         trainer.callbacks.append(RngState())

@@ -13,6 +13,7 @@ from typing import Any
 
 import optuna
 
+from src.checkpointing.run_folder import release_claim
 from src.checkpointing.runs import claim_next_version
 from src.cli.template_cli import TemplateCLI
 from src.errors import UserInputError
@@ -79,7 +80,13 @@ def comparison_folder(config: Any) -> Path:
     """lightning_logs/<name>_schedules/version_K: a new K for every comparison, claimed at once (made
     empty here), so comparisons started side by side never share one."""
     logger = logger_settings(config, "compare_schedules")
-    parent = Path(logger["save_dir"]) / f"{logger['name']}_schedules"
+    save_dir = str(logger["save_dir"])
+    if "://" in save_dir:
+        raise UserInputError(
+            f"compare_schedules writes its table and trials to a local folder; --trainer.logger.init_args.save_dir "
+            f"{save_dir} is remote: give a local folder"
+        )
+    parent = Path(save_dir) / f"{logger['name']}_schedules"
     return parent / f"version_{claim_next_version(parent)}"
 
 
@@ -109,7 +116,11 @@ def compare_schedules(args: list[str]) -> list[dict[str, Any]]:
         flags_for=lambda values: schedule_flags(values["schedule"], max_epochs, lr),
         prune=False,  # every schedule runs to its end: the point is to compare them whole
     )
-    optimize(study, objective, len(options.schedules), None)
+    try:
+        optimize(study, objective, len(options.schedules), None)
+    except BaseException:
+        release_claim(folder)  # stopped or failed before any trial wrote: no empty version_K left behind
+        raise
     rows = []
     for trial in sorted(study.trials, key=lambda t: options.schedules.index(t.params["schedule"])):
         run = (trial.user_attrs.get("runs") or [{}])[0]
