@@ -1,10 +1,13 @@
 """Regression with a mean-squared-error loss and MSE, MAE and R2 metrics."""
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.cli import OptimizerCallable
 from torchmetrics import MeanAbsoluteError, MeanSquaredError, MetricCollection, R2Score
 
+from src.errors import UserInputError
 from src.modules.nets import MLP
 from src.modules.optimization import SchedulerConfig
 from src.modules.task import NetFactory, TaskModule
@@ -12,6 +15,12 @@ from src.modules.task import NetFactory, TaskModule
 
 class RegressionModule(TaskModule):
     """A regressor of one target, trained on MSE.
+
+    With `standardize_target`, the net learns the target standardised by its training split's mean
+    and std (set when a new fit starts, kept in every checkpoint as `target_mean`/`target_std`) and
+    the module's outputs are `net(x) * std + mean`: predictions and metrics stay in the data's units,
+    while the loss is the MSE of the standardised target, so a target in the millions trains with
+    the same learning rate as one near 1.
 
     Args:
         net: the network, built with (input shape, 1).
@@ -21,6 +30,7 @@ class RegressionModule(TaskModule):
         scheduler: learning-rate schedule.
         init_from: a checkpoint (.ckpt) of any run here whose net this one starts from.
         compile: train with `torch.compile` of the net (the plain net is what is saved).
+        standardize_target: learn the standardised target (see above); off: the target's own units.
     """
 
     best_metric = "mse"
@@ -34,15 +44,48 @@ class RegressionModule(TaskModule):
         scheduler: SchedulerConfig = SchedulerConfig(),
         init_from: str | None = None,
         compile: bool = False,
+        standardize_target: bool = False,
     ) -> None:
         super().__init__(net, input_shape, 1, optimizer, scheduler, init_from, compile)
         self.save_hyperparameters()
+        self.standardize_target = standardize_target
+        self.register_buffer("target_mean", torch.zeros(1))  # 0 and 1: the target's own units
+        self.register_buffer("target_std", torch.ones(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Predictions in the target's units: the net's output scaled back by the training target's std and mean."""
+        return super().forward(x) * self.target_std + self.target_mean
+
+    def on_fit_start(self) -> None:
+        super().on_fit_start()
+        if self.standardize_target and self.trainer.ckpt_path is None:  # a resumed run keeps its checkpoint's
+            targets = training_targets(self.trainer.datamodule).to(self.target_mean)
+            std = targets.std() if len(targets) > 1 else torch.ones(())
+            self.target_mean.fill_(targets.mean())
+            self.target_std.fill_(std if torch.isfinite(std) and std > 0 else 1.0)  # a constant target: its units
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
+        """Checkpoints from before the target scale existed load as unscaled (mean 0, std 1)."""
+        state_dict.setdefault(f"{prefix}target_mean", torch.zeros(1))
+        state_dict.setdefault(f"{prefix}target_std", torch.ones(1))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def make_metrics(self) -> MetricCollection:
         return MetricCollection({"mse": MeanSquaredError(), "mae": MeanAbsoluteError(), "r2": R2Score()})
 
     def compute_loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        return F.mse_loss(outputs, targets)
+        return F.mse_loss(outputs / self.target_std, targets / self.target_std)  # MSE of the standardised target
 
     def metric_inputs(self, outputs: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return outputs.flatten().float(), targets.flatten().float()
+
+
+def training_targets(datamodule: Any) -> torch.Tensor:
+    """The training split's targets of a data module that holds its splits in memory (`splits["train"]`)."""
+    split = getattr(datamodule, "splits", {}).get("train")
+    if split is None:
+        raise UserInputError(
+            f"model.standardize_target needs the training targets in memory, which {type(datamodule).__name__} "
+            "does not hold (splits['train']): set --model.standardize_target false"
+        )
+    return split[1].float().flatten()

@@ -6,8 +6,9 @@ a torch.export program, TorchScript and ONNX, each checked against the PyTorch m
 - `model.pt2`, `model.torchscript.pt` and `model.onnx`: the net with the input standardisation in front,
   so they take raw inputs (features in the data's units; images as float32 RGB or grayscale in
   [0, 1], at the size training used: `model.json` names it and how photos were resized)
-  and return the net's outputs (logits for classifiers, the prediction for regression), for
-  any batch size. `model.pt2` is a torch.export `ExportedProgram` (TorchScript's successor):
+  and return the net's outputs (logits for classifiers, the prediction for regression, in the
+  target's units: a regressor that learnt its target standardised has the scale-back behind its
+  net), for any batch size. `model.pt2` is a torch.export `ExportedProgram` (TorchScript's successor):
   `torch.export.load("model.pt2").module()(inputs)`. ONNX is written by the torch.export-based
   exporter (`torch.onnx.export(..., dynamo=True)`), as model.json records.
 """
@@ -95,6 +96,18 @@ class Standardize(nn.Module):
         return (x - self.mean) / self.std
 
 
+class Unstandardize(nn.Module):
+    """y * std + mean: a regressor's standardised output back in the target's units (buffers, as above)."""
+
+    def __init__(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("mean", mean.float().clone())
+        self.register_buffer("std", std.float().clone())
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        return y * self.std + self.mean
+
+
 Normalization = tuple[torch.Tensor, torch.Tensor] | None
 
 
@@ -103,10 +116,22 @@ def input_normalization(datamodule: LightningDataModule) -> Normalization:
     return getattr(datamodule, "input_normalization", lambda: None)()
 
 
-def raw_input_model(net: nn.Module, normalization: Normalization) -> nn.Module:
-    """The net behind the input standardisation (if there is one), in eval mode."""
-    model = net if normalization is None else nn.Sequential(Standardize(*normalization), net)
-    return model.eval()
+def raw_input_model(net: nn.Module, normalization: Normalization, target_scale: Normalization = None) -> nn.Module:
+    """The net behind the input standardisation and before the target's scale (where there are any), in eval mode."""
+    layers = [
+        *([Standardize(*normalization)] if normalization is not None else []),
+        net,
+        *([Unstandardize(*target_scale)] if target_scale is not None else []),
+    ]
+    return (layers[0] if len(layers) == 1 else nn.Sequential(*layers)).eval()
+
+
+def target_scale_of(module: TaskModule) -> Normalization:
+    """A regressor's (mean, std) of its training target when it learnt the target standardised, else None."""
+    mean, std = getattr(module, "target_mean", None), getattr(module, "target_std", None)
+    if mean is None or std is None or (float(mean) == 0.0 and float(std) == 1.0):
+        return None
+    return mean.detach().cpu(), std.detach().cpu()
 
 
 def example_inputs(input_shape: tuple[int, ...], normalization: Normalization, count: int) -> torch.Tensor:
@@ -230,7 +255,8 @@ def export_checkpoint(
     module = module.cpu().eval()
     net = module.evaluation_net()
     normalization = input_normalization(datamodule)  # after loading: the checkpoint's standardisation
-    model = raw_input_model(net, normalization)
+    target_scale = target_scale_of(module)
+    model = raw_input_model(net, normalization, target_scale)
     input_shape = tuple(module.hparams.get("input_shape", ()))
     inputs = example_inputs(input_shape, normalization, CHECK_SAMPLES)
     with torch.no_grad():
@@ -256,6 +282,13 @@ def export_checkpoint(
             },
         },
         "output": "logits" if hasattr(module, "probabilities") else "prediction",
+        "target_standardization": None
+        if target_scale is None
+        else {
+            "mean": float(target_scale[0]),
+            "std": float(target_scale[1]),
+            "note": "net_state_dict.pt predicts (target - mean) / std; TorchScript and ONNX give the target itself",
+        },
         "classes": class_names(datamodule, module.num_classes) if hasattr(module, "probabilities") else None,
         "tolerance": TOLERANCE,
         "exporters": {kind: how for kind, how in EXPORTERS.items() if kind in formats},
@@ -268,7 +301,7 @@ def export_checkpoint(
         rebuilt = build_net(description)
         rebuilt.load_state_dict(torch.load(path, weights_only=True))
         with torch.no_grad():
-            actual = raw_input_model(rebuilt, normalization)(inputs)
+            actual = raw_input_model(rebuilt, normalization, target_scale)(inputs)
         record["files"]["state_dict"] = path.name
         record["max_abs_difference"]["state_dict"] = checked_difference(expected, actual, path, "state_dict")
     if "pt2" in formats:

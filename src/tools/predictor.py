@@ -203,8 +203,10 @@ class Predictor:
         tta_translate: int = 0,
         device: str | torch.device = "cpu",
         dtype: torch.dtype = torch.float32,
+        target_scale: tuple[float, float] = (0.0, 1.0),
     ) -> None:
         self.device = torch.device(device)
+        self.target_mean, self.target_std = target_scale  # a regressor's net predicts (target - mean) / std
         self.dtype = dtype
         self.net = net.to(self.device, dtype).eval()
         self.inputs = inputs
@@ -220,7 +222,7 @@ class Predictor:
         views = x.dim() == 4
         logits = augmented_logits(self.net, x, self.tta_flip, self.tta_translate) if views else self.net(x)
         if self.classes is None:
-            return logits.float()
+            return (logits * self.target_std + self.target_mean).float()
         if len(self.classes) == 2 and logits.shape[1] == 1:  # one logit for two classes
             p = torch.sigmoid(logits.float())
             return torch.cat([1 - p, p], dim=1)
@@ -299,6 +301,8 @@ def load_predictor(
             raise UserInputError(f"{path}: the model has {num_classes} classes but its data names {len(classes)}")
     if dtype is None:
         dtype = next((value.dtype for value in weights.values() if value.is_floating_point()), torch.float32)
+    scale = {name: checkpoint["state_dict"].get(name) for name in ("target_mean", "target_std")}  # a regressor's
+    target_scale = (0.0, 1.0) if None in scale.values() else (float(scale["target_mean"]), float(scale["target_std"]))
     return Predictor(
         net,
         input_preparation(state, path),
@@ -308,4 +312,5 @@ def load_predictor(
         tta_translate=int(hparams.get("tta_translate", 0)),
         device=device,
         dtype=dtype,
+        target_scale=target_scale,
     )
