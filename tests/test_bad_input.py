@@ -125,7 +125,7 @@ CASES = [
     # data files
     (
         ["REGRESSION", "--data.source", "csv"],
-        "data.source: Expected a typing.Literal['linear', 'wave']",
+        "data.source: Expected one of 'linear', 'wave'",
     ),  # CSV: TabularDataModule
     (["TABULAR", "--data.csv_path", "missing.csv"], "CSV file not found"),
     (["TABULAR", "--data.csv_path", "a_folder"], "CSV file not found"),

@@ -37,6 +37,30 @@ def test_early_stopping_keeps_counting_after_a_resume(in_tmp: Path) -> None:
     assert last["epoch"] == 6  # 0-based: the run stopped after epoch 7, as the uninterrupted one does
 
 
+def test_a_monitor_named_without_a_mode_is_watched_the_way_it_improves(
+    in_tmp: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """`--checkpoint.monitor val/f1` keeps the highest F1 and early stopping on it stops 3 validations
+    after its highest (both used to take `min` for any monitor named); a metric the model does not
+    know needs its mode."""
+    watch = ["--checkpoint.monitor", "val/f1", "--early_stopping.monitor", "val/f1", "--early_stopping.patience", "3"]
+    assert run_cli("fit", *JUMPY, "--trainer.max_epochs", "30", *watch) == 0
+    curves = scalars(in_tmp / EXPERIMENT / "version_0")
+    f1 = {step: value for step, value in curves["val/f1"] if step > 0}
+    best = torch.load(in_tmp / EXPERIMENT / "version_0" / "checkpoints" / "last.ckpt", weights_only=True)
+    kept = next(state for name, state in best["callbacks"].items() if name.startswith("RunCheckpoint"))
+    assert float(kept["best_model_score"]) == pytest.approx(max(f1.values())) and max(f1.values()) > min(f1.values())
+    scores = list(f1.values())
+    assert scores.index(max(scores)) == len(scores) - 4  # the best, then 3 validations without a gain
+    capsys.readouterr()
+    assert run_cli("fit", *JUMPY, "--checkpoint.monitor", "train/lr_step") == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "--checkpoint.monitor train/lr_step is not a metric this model logs; choose one of: val/acc" in error
+    assert "needs --checkpoint.mode max or min" in error and not (in_tmp / EXPERIMENT / "version_1").exists()
+    assert run_cli("fit", *JUMPY, "--early_stopping.mode", "up") == 2
+    assert "early_stopping.mode: Expected one of 'min', 'max'" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("preset", ["fast_dev_run", "overfit", "profile", "limit_batches"])
 def test_debug_presets_stack_on_a_task_config(in_tmp: Path, preset: str, capsys: pytest.CaptureFixture) -> None:
     args = ["--config", config("circles"), "--config", str(ROOT / "configs" / "debug" / f"{preset}.yaml")]

@@ -1,6 +1,6 @@
 """Early stopping on the model's own best metric, off until a patience is given."""
 
-from typing import Any
+from typing import Any, Literal
 
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import EarlyStopping
@@ -21,7 +21,7 @@ class EarlyStoppingOnBest(EarlyStopping):
     Args:
         patience: validations without improvement before stopping; None: never stop early.
         monitor: metric to watch; None: the model's best metric (set by the CLI).
-        mode: `min` or `max`; None: the model's (set by the CLI).
+        mode: `min` or `max`; None: the way the monitored metric improves (set by the CLI).
         min_delta: smallest change that counts as an improvement.
         **kwargs: the other arguments of Lightning's EarlyStopping.
     """
@@ -30,7 +30,7 @@ class EarlyStoppingOnBest(EarlyStopping):
         self,
         patience: int | None = None,
         monitor: str | None = None,
-        mode: str | None = None,
+        mode: Literal["min", "max"] | None = None,
         min_delta: float = 0.0,
         **kwargs: Any,
     ) -> None:

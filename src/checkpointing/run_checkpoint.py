@@ -4,7 +4,7 @@ import signal
 import warnings
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from lightning.pytorch import LightningModule, Trainer
@@ -79,14 +79,21 @@ class RunCheckpoint(ModelCheckpoint):
     Args:
         save_last: keep last.ckpt (written by this class, not by ModelCheckpoint).
         last_every_n_steps: also save last.ckpt every this many training steps (None: off).
-        *args, **kwargs: those of ModelCheckpoint. `monitor` and `mode` default to the
-            model's own best metric (set by the CLI).
+        mode: `min` or `max`; None: the way the monitored metric improves (set by the CLI; `min`
+            without it, as ModelCheckpoint has).
+        *args, **kwargs: those of ModelCheckpoint. `monitor` defaults to the model's own best
+            metric (set by the CLI).
     """
 
     def __init__(
-        self, *args: Any, save_last: bool = True, last_every_n_steps: int | None = None, **kwargs: Any
+        self,
+        *args: Any,
+        save_last: bool = True,
+        last_every_n_steps: int | None = None,
+        mode: Literal["min", "max"] | None = None,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(*args, save_last=False, **kwargs)
+        super().__init__(*args, save_last=False, mode=mode or "min", **kwargs)
         if last_every_n_steps is not None and last_every_n_steps < 1:
             raise UserInputError(f"checkpoint.last_every_n_steps must be >= 1 (or null: off), got {last_every_n_steps}")
         self.keep_last = bool(save_last)

@@ -54,6 +54,21 @@ def restore_data_state(datamodule: Any, checkpoint: Path) -> None:
         datamodule.load_state_dict(state)
 
 
+def monitored_mode(model_class: type, monitor: str, key: str) -> str:
+    """Which way `monitor` improves, for a `--<key>.monitor` given without `--<key>.mode`: the model's
+    own metrics are known (`val/acc` max, `val/loss` min); another (a typo, before any training)
+    is refused, naming the model's metrics and the mode a metric of the user's own code needs."""
+    mode_of = getattr(model_class, "mode_of", None)
+    mode = mode_of(monitor) if mode_of is not None else None
+    if mode is None:
+        logged = ", ".join(f"val/{name}" for name in sorted(getattr(model_class, "metric_modes", {})))
+        raise UserInputError(
+            f"--{key}.monitor {monitor} is not a metric this model logs; choose one of: {logged} (a metric "
+            f"your own code logs needs --{key}.mode max or min: which way it improves)"
+        )
+    return mode
+
+
 class SaveRunConfig(SaveConfigCallback):
     """Saves the resolved config in the run folder (a resumed run adds config.resumed-K.yaml) and
     stores it with the run in MLflow (an artifact) and W&B (a run file) too."""
@@ -248,9 +263,12 @@ class TemplateCLI(LightningCLI):
         model_class = class_from_path(config.model.class_path)
         for key in ("checkpoint", "early_stopping"):
             group = config.get(key)
-            if group is not None and group.get("monitor") is None:
+            if group is None:
+                continue
+            if group.get("monitor") is None:
                 group.monitor = f"val/{model_class.best_metric}"
-                group.mode = model_class.best_mode
+            if group.get("mode") is None:
+                group.mode = monitored_mode(model_class, group.monitor, key)
         if config.get("ckpt_path") and config.model.get("init_args") is not None:
             # LightningCLI put the checkpoint's hyperparameters in: its weights replace init_from's,
             # and compiling or not is this run's choice.

@@ -76,6 +76,8 @@ def summarize_argument_error(text: str) -> str:
     ]
     if expected and given:
         problem = f"Expected a {' or '.join(dict.fromkeys(expected))}. Got value: {given[0]}"
+    # A choice ('Expected a typing.Literal['min', 'max']'): name the choices.
+    problem = re.sub(r"Expected a typing\.Literal\[(.*?)\]", r"Expected one of \1", problem)
     # jsonargparse adds the whole parsed group after the value (". Got value: Namespace(class_path=...,
     # init_args=Namespace(activation='swish'))"): name the argument that holds the value instead.
     argument = None

@@ -42,6 +42,7 @@ class ClassificationModule(TaskModule):
 
     best_metric = "acc"
     best_mode = "max"
+    metric_modes = {"loss": "min", "acc": "max", "f1": "max"}
 
     def __init__(
         self,

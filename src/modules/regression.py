@@ -35,6 +35,7 @@ class RegressionModule(TaskModule):
 
     best_metric = "mse"
     best_mode = "min"
+    metric_modes = {"loss": "min", "mse": "min", "mae": "min", "r2": "max"}
 
     def __init__(
         self,

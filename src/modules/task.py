@@ -40,6 +40,15 @@ class TaskModule(LightningModule):
 
     best_metric: str = "loss"
     best_mode: str = "min"
+    # Which way each metric the module logs improves: a monitor named without a mode is watched that way.
+    metric_modes: dict[str, str] = {"loss": "min"}
+
+    @classmethod
+    def mode_of(cls, metric: str) -> str | None:
+        """`min` or `max` for a metric this module logs (`val/acc`, `train/loss`, `val/mse_best`,
+        `val/acc_class_cat`), None for one it does not know."""
+        name = metric.rsplit("/", 1)[-1].removesuffix("_best")
+        return cls.metric_modes.get("acc" if name.startswith("acc_class_") else name)
 
     def __init__(
         self,
