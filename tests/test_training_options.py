@@ -95,6 +95,23 @@ def test_debug_presets_stack_on_a_task_config(in_tmp: Path, preset: str, capsys:
     )
 
 
+def test_a_resume_that_would_end_a_one_cycle_schedule_early_is_refused(
+    in_tmp: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """Resumed with a larger batch (fewer steps than planned), the run would stop at a high LR; refused."""
+    args = ["--config", config("circles"), "--data.batch_size", "50", "--trainer.max_epochs", "4", *QUIET]
+    args += ["--model.scheduler.name", "onecycle"]
+    stop = json.dumps([{"class_path": "tests.helpers.SignalAtStep", "init_args": {"step": 20, "signum": 15}}])
+    assert run_cli("fit", *args, "--trainer.callbacks", stop) == 143
+    capsys.readouterr()
+    assert run_cli("fit", *args, "--data.batch_size", "100", "--ckpt_path", "last") == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "planned for 56 steps but this run has 28 (it would end before the schedule does" in error, error
+    assert run_cli("fit", *args, "--ckpt_path", "last") == 0
+    last = torch.load(in_tmp / EXPERIMENT / "version_0" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert last["global_step"] == 56
+
+
 def test_gradient_accumulation_with_one_cycle_ends_the_schedule_exactly(in_tmp: Path) -> None:
     # 14 batches an epoch, 4 accumulated per step: 4 optimizer steps an epoch (the last one partial),
     # and the one-cycle schedule must be planned for those 20 steps: peak lr 0.01 at step 5 (25%),

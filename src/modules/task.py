@@ -254,14 +254,17 @@ class TaskModule(LightningModule):
             self.val_best.update(torch.tensor(checkpoint["val_best"]))
 
     def on_train_start(self) -> None:
-        # A resumed one-cycle schedule keeps the length it was planned for; training past it fails.
+        # A resumed one-cycle schedule keeps the length it was planned for: training past it fails, and
+        # a run that ends before it stops at a high learning rate, never annealed.
+        steps = int(self.trainer.estimated_stepping_batches)
         for config in self.trainer.lr_scheduler_configs:
             planned = getattr(config.scheduler, "total_steps", None)
-            if planned is not None and planned < self.trainer.estimated_stepping_batches:
+            if planned is not None and planned != steps:
+                ending = "" if planned < steps else " (it would end before the schedule does, its LR never annealed)"
                 raise UserInputError(
                     f"the checkpoint's one-cycle schedule was planned for {planned} steps but this run has "
-                    f"{int(self.trainer.estimated_stepping_batches)}: resume with the run's original "
-                    "trainer.max_epochs, or start a new run"
+                    f"{steps}{ending}: resume with the run's original trainer.max_epochs and data.batch_size "
+                    "(and any other setting that sizes an epoch), or start a new run"
                 )
 
     # What TensorBoard's HPARAMS tab shows of this run: the CLI gives the run's settings (model,
