@@ -84,6 +84,27 @@ def test_a_fit_resumed_on_other_data_settings_says_so(in_tmp: Path, capsys: pyte
     )
 
 
+def test_a_resume_on_the_same_files_reports_no_data_change(in_tmp: Path, capsys: pytest.CaptureFixture) -> None:
+    """Paths are compared as text with the run's stored config (a parsed Path never equals the stored text)."""
+    from sklearn.datasets import load_iris
+
+    data = load_iris(as_frame=True).frame
+    data.to_csv(in_tmp / "iris.csv", index=False)
+    data.to_csv(in_tmp / "iris_copy.csv", index=False)
+    args = ["--config", config("tabular_classification"), "--data.csv_path", "iris.csv", *QUIET]
+    args += ["--data.target_column", "target", "--trainer.max_epochs", "2"]
+    assert run_cli("fit", *args) == 0
+    capsys.readouterr()
+    assert run_cli("fit", *args, "--trainer.max_epochs", "3", "--ckpt_path", "last") == 0
+    assert "other data settings" not in capsys.readouterr().out
+    moved = [*args, "--data.csv_path", "iris_copy.csv", "--trainer.max_epochs", "4", "--ckpt_path", "last"]
+    assert run_cli("fit", *moved) == 0
+    out = capsys.readouterr().out
+    assert "other data settings than the checkpoint's run: data.csv_path 'iris_copy.csv' (the run had 'iris.csv')" in (
+        out
+    )
+
+
 def test_shapes_linked_from_the_data_are_not_reported_as_given(in_tmp: Path, capsys: pytest.CaptureFixture) -> None:
     # 3-D blobs: the model's input_shape (3,) comes from the data module; the config only holds
     # the argument's default (2,), which nobody gave.

@@ -7,6 +7,7 @@ not load anyway) and every other difference is reported in one line before the r
 resumed fit uses the data settings it is given; where they differ from its run's, that is printed too.
 """
 
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -79,9 +80,16 @@ def report_data_changes(data_config: Namespace, checkpoint: Path) -> None:
     except UserInputError:  # a checkpoint without a readable record of its run's config: nothing to compare
         return
     given = _flat(data_config)
-    changed = [key for key in sorted(given.keys() & saved.keys()) if given[key] != saved[key]]
+    # A path is a Path when parsed and text when stored: compare what they say.
+    changed = [key for key in sorted(given.keys() & saved.keys()) if _as_stored(given[key]) != _as_stored(saved[key])]
     if changed:
         listed = "; ".join(
-            f"data.{key.removeprefix('init_args.')} {given[key]!r} (the run had {saved[key]!r})" for key in changed
+            f"data.{key.removeprefix('init_args.')} {_as_stored(given[key])!r} (the run had {saved[key]!r})"
+            for key in changed
         )
         print(f"Resuming on other data settings than the checkpoint's run: {listed}")
+
+
+def _as_stored(value: Any) -> Any:
+    """A parsed value as a run's stored config writes it (paths as text)."""
+    return os.fspath(value) if isinstance(value, os.PathLike) else value
