@@ -57,7 +57,8 @@ def test_a_copied_checkpoint_without_record_and_a_flipped_weight_byte_is_refused
     assert run_cli("test", *SMALL, "--ckpt_path", str(damaged)) == 2
     error = one_line(capsys)
     assert str(damaged) in error and "damaged" in error and "CRC-32" in error
-    assert f"previous good checkpoint is {intact}" in error
+    # A folder of the user's own: the file beside it could be another model, so none is named.
+    assert "intact" not in error and "go back to an earlier checkpoint of its run" in error
 
     assert run_cli("test", *SMALL, "--ckpt_path", str(intact)) == 0
 
@@ -133,3 +134,15 @@ def test_the_previous_good_checkpoint_is_the_furthest_trained_lightning_checkpoi
     with pytest.raises(UserInputError) as refused:
         AtomicCheckpointIO().load_checkpoint(tmp_path / "last.ckpt")
     assert f"the previous good checkpoint is {tmp_path / 'epoch=1-step=20.ckpt'}" in str(refused.value)
+
+
+def test_a_damaged_checkpoint_among_gathered_ones_names_no_other_model(tmp_path: Path) -> None:
+    """In a folder a user filled with checkpoints of several models, the one beside it may be another
+    model: only a run's own folder (or Lightning's names) gets a previous checkpoint named."""
+    io = AtomicCheckpointIO()
+    io.save_checkpoint({"state_dict": {"w": torch.ones(4)}, "global_step": 50}, tmp_path / "diabetes.ckpt")
+    io.save_checkpoint({"state_dict": {"w": torch.zeros(4)}, "global_step": 10}, tmp_path / "wine.ckpt")
+    flip_a_byte_in_the_first_tensor(tmp_path / "wine.ckpt")
+    with pytest.raises(UserInputError) as refused:
+        io.load_checkpoint(tmp_path / "wine.ckpt")
+    assert "diabetes" not in str(refused.value) and "an earlier checkpoint of its run" in str(refused.value)

@@ -15,6 +15,7 @@ every byte, so then the CRC pass is skipped: one read of the file either way.
 import hashlib
 import io
 import os
+import re
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -155,8 +156,16 @@ def furthest_good(folder: Path, excluding: Path | None = None) -> Path | None:
     return None
 
 
+# Names Lightning gives a run's checkpoints (last.ckpt, last-v1.ckpt, epoch=3-step=40.ckpt).
+_RUN_CHECKPOINT_NAME = re.compile(r"(last(-v\d+)?|.*epoch=\d+.*)\.ckpt")
+
+
 def previous_good(path: Path) -> str:
-    """Name the checkpoint beside `path` that a user can go back to (`furthest_good`)."""
+    """Name the checkpoint beside `path` that a user can go back to (`furthest_good`), when `path` is
+    one of a run's (in a `checkpoints/` folder, or named as Lightning names them): in a folder of
+    checkpoints a user gathered, the file beside it may be another model."""
+    if path.parent.name != "checkpoints" and not _RUN_CHECKPOINT_NAME.fullmatch(path.name):
+        return "go back to an earlier checkpoint of its run (in the run's checkpoints/ folder)"
     good = furthest_good(path.parent, excluding=path)
     return f"the previous good checkpoint is {good}" if good is not None else "no other good checkpoint is beside it"
 
