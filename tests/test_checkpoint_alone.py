@@ -116,6 +116,27 @@ def test_a_csv_classifier_predicts_and_tests_new_rows_from_the_checkpoint_alone(
     assert loss == pytest.approx(expected.item(), abs=1e-4)
 
 
+def test_the_training_csv_moved_elsewhere_is_still_tested_on_its_test_split(
+    in_tmp: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """On another machine the training file sits elsewhere: it is known by its bytes, so `test` scores the
+    seeded test split, as at its own path, not every row (training rows included)."""
+    (in_tmp / "train").mkdir()
+    write_iris(in_tmp / "train" / "iris.csv")
+    assert run_cli("fit", *iris_args("tabular_classification", "species")) == 0
+    ckpt = checkpoint_of(in_tmp / "lightning_logs" / "tabular_classification" / "version_0")
+    capsys.readouterr()
+    assert run_cli("test", "--ckpt_path", str(ckpt), "--data.csv_path", "train/iris.csv", *QUIET) == 0
+    at_home = capsys.readouterr().out
+    (in_tmp / "moved").mkdir()
+    shutil.move(in_tmp / "train" / "iris.csv", in_tmp / "moved" / "iris.csv")
+    assert run_cli("test", "--ckpt_path", str(ckpt), "--data.csv_path", "moved/iris.csv", *QUIET) == 0
+    moved = capsys.readouterr().out
+    assert "Testing on all" not in moved
+    table = re.compile(r"test/loss\s*│\s*([0-9.]+)")
+    assert table.search(moved).group(1) == table.search(at_home).group(1)  # type: ignore[union-attr]
+
+
 def test_a_csv_regressor_predicts_from_the_checkpoint_alone(in_tmp: Path) -> None:
     (in_tmp / "train").mkdir()
     write_iris(in_tmp / "train" / "iris.csv")

@@ -1,5 +1,6 @@
 """Any CSV table: numeric feature columns and one target, for classification or regression."""
 
+import hashlib
 import math
 from pathlib import Path
 from typing import Literal
@@ -125,6 +126,7 @@ class TabularDataModule(InMemoryDataModule):
             table.require([*self.feature_names, self.target_name], "the trained model's features and target")
             _, _, self.targets = self._read_targets(table, self.task, self.class_names)
         else:
+            self._training_sha256 = file_sha256(self.csv_path)  # the training file is known by its bytes too
             self.feature_names = self._choose_features(table, self.feature_columns)
             self.task, self.class_names, self.targets = self._read_targets(table, self.requested_task)
             features = len(self.feature_names)
@@ -302,7 +304,9 @@ class TabularDataModule(InMemoryDataModule):
     def _setup_restored_test(self) -> None:
         """A trained model's test with its checkpoint's fill values and standardisation: the seeded test
         split of its training file, or every row of another file."""
-        if self.csv_path.resolve() == self.training_csv.resolve():
+        trained_on = self.__dict__.get("_training_sha256")  # None in checkpoints from before it was kept
+        same_bytes = trained_on is not None and file_sha256(self.csv_path) == trained_on
+        if self.csv_path.resolve() == self.training_csv.resolve() or same_bytes:  # moved or copied: still the split
             rows = self.split().test
         else:
             rows = torch.arange(len(self.targets))
@@ -335,6 +339,7 @@ class TabularDataModule(InMemoryDataModule):
             "fill_values": self.fill_values if self.fill_missing == "mean" else None,  # None: refuse missing cells
             "id_columns": self.id_columns,
             "csv_path": str(self.training_csv),
+            "csv_sha256": self.__dict__.get("_training_sha256"),
         }
 
     @property
@@ -361,6 +366,7 @@ class TabularDataModule(InMemoryDataModule):
         self.fill_values = fill if fill is not None else torch.zeros(len(self.feature_names))
         if "csv_path" in state_dict:
             self._training_csv = Path(str(state_dict["csv_path"]))
+        self._training_sha256 = state_dict.get("csv_sha256")
         self.fitted = self.restored = True
         self._describe()
 
@@ -403,3 +409,12 @@ def _first_text(table: CsvRows, name: str) -> tuple[str, int] | None:
         if not is_missing(cell) and _number(cell) is None:
             return cell, line
     return None
+
+
+def file_sha256(path: Path) -> str:
+    """The sha256 of a file's bytes, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
