@@ -1,6 +1,5 @@
 """Any CSV table: numeric feature columns and one target, for classification or regression."""
 
-import hashlib
 import math
 from pathlib import Path
 from typing import Literal
@@ -8,6 +7,7 @@ from typing import Literal
 import numpy as np
 import torch
 
+from src.checkpointing.checkpoint_io import sha256_of
 from src.datamodules.csv_table import (
     TRAINABLE_MAX,
     CsvRows,
@@ -126,7 +126,7 @@ class TabularDataModule(InMemoryDataModule):
             table.require([*self.feature_names, self.target_name], "the trained model's features and target")
             _, _, self.targets = self._read_targets(table, self.task, self.class_names)
         else:
-            self._training_sha256 = file_sha256(self.csv_path)  # the training file is known by its bytes too
+            self._training_sha256 = sha256_of(self.csv_path)  # the training file is known by its bytes too
             self.feature_names = self._choose_features(table, self.feature_columns)
             self.task, self.class_names, self.targets = self._read_targets(table, self.requested_task)
             features = len(self.feature_names)
@@ -305,7 +305,7 @@ class TabularDataModule(InMemoryDataModule):
         """A trained model's test with its checkpoint's fill values and standardisation: the seeded test
         split of its training file, or every row of another file."""
         trained_on = self.__dict__.get("_training_sha256")  # None in checkpoints from before it was kept
-        same_bytes = trained_on is not None and file_sha256(self.csv_path) == trained_on
+        same_bytes = trained_on is not None and sha256_of(self.csv_path) == trained_on
         if self.csv_path.resolve() == self.training_csv.resolve() or same_bytes:  # moved or copied: still the split
             rows = self.split().test
         else:
@@ -409,12 +409,3 @@ def _first_text(table: CsvRows, name: str) -> tuple[str, int] | None:
         if not is_missing(cell) and _number(cell) is None:
             return cell, line
     return None
-
-
-def file_sha256(path: Path) -> str:
-    """The sha256 of a file's bytes, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as handle:
-        while block := handle.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
