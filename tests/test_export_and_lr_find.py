@@ -201,6 +201,27 @@ def test_export_never_replaces_files_it_did_not_write(
     )
 
 
+def test_a_re_export_in_fewer_formats_keeps_or_removes_the_others_by_the_weights(
+    in_tmp: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """One format at a time from the same checkpoint adds up; after the checkpoint file changed (a resumed
+    run's last.ckpt), the formats not written again are removed: they would disagree with model.json."""
+    args = ["--config", config("circles"), "--trainer.max_epochs", "2", *QUIET]
+    assert run_cli("fit", *args) == 0
+    last = in_tmp / "lightning_logs" / "circles" / "version_0" / "checkpoints" / "last.ckpt"
+    export = ["export", "--ckpt_path", str(last), "--output_dir", "shipped"]
+    assert run_cli(*export, "--formats", "[onnx]") == 0
+    assert run_cli(*export, "--formats", "[pt2]") == 0
+    record = json.loads((in_tmp / "shipped" / "model.json").read_text())
+    assert sorted(record["files"]) == ["onnx", "pt2"] and sorted(record["exporters"]) == ["onnx", "pt2"]
+    assert run_cli("fit", *args, "--trainer.max_epochs", "4", "--ckpt_path", "last") == 0  # last.ckpt rewritten
+    capsys.readouterr()
+    assert run_cli(*export, "--formats", "[pt2]") == 0
+    assert "Removed model.onnx from shipped: exported earlier from other weights" in capsys.readouterr().out
+    record = json.loads((in_tmp / "shipped" / "model.json").read_text())
+    assert list(record["files"]) == ["pt2"] and not (in_tmp / "shipped" / "model.onnx").exists()
+
+
 def test_lr_find_saves_plot_and_losses_and_suggests_a_rate(in_tmp: Path, capsys: pytest.CaptureFixture) -> None:
     assert run_cli("lr_find", "--config", config("circles"), "--num_training", "60", *QUIET) == 0
     folder = in_tmp / "lightning_logs" / "circles"

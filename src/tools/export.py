@@ -23,6 +23,7 @@ import torch
 from lightning.pytorch import LightningDataModule
 from torch import nn
 
+from src.checkpointing.checkpoint_io import sha256_of
 from src.class_paths import class_from_path
 from src.datamodules.class_names import class_names
 from src.errors import UserInputError, first_line
@@ -42,14 +43,48 @@ FILE_NAMES = {
 DESCRIPTION = "model.json"
 
 
+def _earlier_record(folder: Path) -> dict[str, Any] | None:
+    """The model.json an earlier export wrote in `folder`; None when it holds none."""
+    try:
+        record = json.loads((folder / DESCRIPTION).read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) and "exporters" in record and "checkpoint" in record else None
+
+
 def _exported_from(folder: Path) -> Path | None:
     """The checkpoint an earlier export in `folder` was made from (its model.json), resolved; None
     when the folder holds no description written by export."""
+    record = _earlier_record(folder)
     try:
-        record = json.loads((folder / DESCRIPTION).read_text())
-        return (folder / record["checkpoint"]).resolve() if "exporters" in record else None
-    except (OSError, ValueError, TypeError, KeyError):
+        return (folder / record["checkpoint"]).resolve() if record is not None else None
+    except TypeError:
         return None
+
+
+def settle_earlier_export(folder: Path, earlier: dict[str, Any] | None, record: dict[str, Any]) -> list[str]:
+    """The files of an earlier export in `folder` in formats not written now: kept, and added to `record`,
+    when made from the same checkpoint bytes (one format at a time adds up); removed otherwise, as they
+    hold other weights than model.json now describes. Returns the names removed."""
+    if earlier is None:
+        return []
+    same_weights = earlier.get("checkpoint_sha256") == record["checkpoint_sha256"]
+    removed = []
+    for kind, name in dict(earlier.get("files") or {}).items():
+        if kind in record["files"] or kind not in FILE_NAMES or name != FILE_NAMES[kind]:
+            continue
+        if not (folder / name).is_file():
+            continue
+        difference = (earlier.get("max_abs_difference") or {}).get(kind)
+        if same_weights and isinstance(difference, (int, float)):
+            record["files"][kind] = name
+            record["max_abs_difference"][kind] = difference
+            if kind in EXPORTERS:
+                record["exporters"][kind] = EXPORTERS[kind]
+        else:
+            (folder / name).unlink()
+            removed.append(name)
+    return removed
 
 
 def check_export_folder(
@@ -252,6 +287,7 @@ def export_checkpoint(
 ) -> dict[str, Any]:
     """Write the chosen formats and `model.json` to `output_dir`; returns the record written."""
     load_trained_weights(module, datamodule, ckpt_path)
+    earlier = _earlier_record(output_dir)
     module = module.cpu().eval()
     net = module.evaluation_net()
     normalization = input_normalization(datamodule)  # after loading: the checkpoint's standardisation
@@ -267,6 +303,7 @@ def export_checkpoint(
         # From the export folder (as it was: it travels without the checkpoint), so an export of the same
         # checkpoint named from another folder knows its own files, and no home folder is written down.
         "checkpoint": os.path.relpath(ckpt_path.resolve(), output_dir.resolve()),
+        "checkpoint_sha256": sha256_of(ckpt_path),  # which weights: a checkpoint file can be rewritten
         "net": description,
         "input": {
             "shape": ["batch", *input_shape],
@@ -324,5 +361,8 @@ def export_checkpoint(
         export_onnx(model, inputs[:2], path)
         record["files"]["onnx"] = path.name
         record["max_abs_difference"]["onnx"] = checked_difference(expected, run_onnx(path, inputs), path, "ONNX")
+    removed = settle_earlier_export(output_dir, earlier, record)
     (output_dir / DESCRIPTION).write_text(json.dumps(record, indent=2) + "\n")
+    if removed:
+        print(f"Removed {', '.join(removed)} from {output_dir}: exported earlier from other weights")
     return record
