@@ -23,6 +23,17 @@ def test_early_stopping_counts_validations_and_says_so(in_tmp: Path, capsys: pyt
     assert "Early stopping: val/acc did not improve for 3 validations; stopped after epoch 7." in out
 
 
+def test_a_resumed_run_that_had_stopped_early_says_its_real_count(in_tmp: Path, capsys: pytest.CaptureFixture) -> None:
+    """Resumed after an early stop, the run trains one more epoch and stops again: the line gives the
+    validations counted in all (4), not the patience (3)."""
+    stopping = ["--trainer.max_epochs", "30", "--early_stopping.patience", "3"]
+    assert run_cli("fit", *JUMPY, *stopping) == 0
+    capsys.readouterr()
+    assert run_cli("fit", *JUMPY, *stopping, "--ckpt_path", "last") == 0
+    out = capsys.readouterr().out
+    assert "Early stopping: val/acc did not improve for 4 validations; stopped after epoch 8." in out, out
+
+
 def test_early_stopping_is_off_unless_asked(in_tmp: Path) -> None:
     assert run_cli("fit", *JUMPY, "--trainer.max_epochs", "9") == 0
     assert validated_epochs(in_tmp / EXPERIMENT / "version_0") == 9

@@ -326,7 +326,7 @@ class TemplateCLI(LightningCLI):
         stopper = self.trainer.early_stopping_callback
         if isinstance(stopper, EarlyStoppingOnBest) and stopper.stopped_epoch and self.trainer.is_global_zero:
             print(
-                f"Early stopping: {stopper.monitor} did not improve for {stopper.patience} validations; "
+                f"Early stopping: {stopper.monitor} did not improve for {stopper.wait_count} validations; "
                 f"stopped after epoch {stopper.stopped_epoch + 1}."
             )
         callback = self.trainer.checkpoint_callback
