@@ -259,6 +259,11 @@ def test_predict_replaces_its_own_csv_and_any_file_with_overwrite(
     (in_tmp / "points.csv").write_text("x1,x2\n0.5,0.5\n")
     assert run_cli(*PREDICT) == 0  # predict's own CSV from before: replaced without --overwrite
     assert len((in_tmp / "predictions.csv").read_text().splitlines()) == 2
+    (in_tmp / "mine.csv").write_text("my own file\n")
+    assert run_cli(*PREDICT, "--output", "mine.csv", "--overwrite", "false") == 2  # as export's flag is written
+    assert (in_tmp / "mine.csv").read_text() == "my own file\n"
+    assert run_cli(*PREDICT, "--output", "mine.csv", "--overwrite", "true") == 0
+    capsys.readouterr()
     assert run_cli(*PREDICT, "--output", "train.csv", "--overwrite") == 0
     assert (in_tmp / "train.csv").read_text().splitlines()[0] == "x1,x2,class,probability,p_0,p_1"
     assert "error: " not in capsys.readouterr().err

@@ -165,14 +165,21 @@ class TemplateCLI(LightningCLI):
                 help="where to write the predictions CSV (default: predictions.csv); an existing file is "
                 "replaced only if predict wrote it, and never in a checkpoints folder",
             )
+            # Flags that also take a value (`--overwrite` or `--overwrite true`), as export's options do.
             parser.add_argument(
                 "--overwrite",
-                action="store_true",
+                type=bool,
+                nargs="?",
+                const=True,
+                default=False,
                 help="let --output replace an existing file that predict did not write (never a checkpoint)",
             )
             parser.add_argument(
                 "--skip_bad_images",
-                action="store_true",
+                type=bool,
+                nargs="?",
+                const=True,
+                default=False,
                 help="leave out image files that cannot be decoded (named in a printed line) instead of stopping",
             )
         return parser
