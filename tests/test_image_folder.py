@@ -324,7 +324,7 @@ def fails_with(args: list[str], capsys: pytest.CaptureFixture, message: str, com
             ),
             "unknown class folder 'tacos' (val/tacos/",
         ),
-        (lambda root: __import__("shutil").rmtree(root / "train"), "no images in"),
+        (lambda root: __import__("shutil").rmtree(root / "train"), "has no train/<class>/ images"),
     ],
     ids=[
         "undecodable",

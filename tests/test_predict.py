@@ -199,3 +199,21 @@ def test_predict_recognises_the_csv_it_wrote(tmp_path: Path, inputs: dict, outpu
 def test_predict_does_not_take_other_files_for_its_own(tmp_path: Path, content: bytes) -> None:
     (tmp_path / "data.csv").write_bytes(content)
     assert not written_by_predict(tmp_path / "data.csv")
+
+
+def test_a_missing_image_folder_or_a_csv_given_to_an_image_model_says_which_flag(
+    in_tmp: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """A forgotten --data.data_dir is named as the flag to give; a CSV given to an image model is called a table."""
+    from tests.test_image_folder import food_run, food_tree
+
+    args = food_run(food_tree(tmp_path / "food", per_class=4, splits=("train",)), tmp_path, "--trainer.max_epochs", "1")
+    assert run_cli("fit", *args, "--data.data_dir", "nowhere") == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "--data.data_dir nowhere does not exist" in error and "give your folder with --data.data_dir" in error
+    assert run_cli("fit", *args) == 0
+    (in_tmp / "rows.csv").write_text("a,b\n1,2\n")
+    capsys.readouterr()
+    assert run_cli("predict", *args, "--ckpt_path", "last", "--input", "rows.csv") == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "--input rows.csv is a table, but this model classifies images" in error, error

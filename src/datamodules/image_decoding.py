@@ -348,6 +348,11 @@ def read_images_to_predict(
     N x C x H x W, brought to `size` as the training images were (any size, any mode);
     returns the images and their paths. A file that cannot be decoded stops it, or with
     `skip_bad` is left out and named in a printed line."""
+    if Path(path).is_file() and Path(path).suffix.lower() in (".csv", ".tsv", ".txt"):
+        raise UserInputError(
+            f"--input {path} is a table, but this model classifies images: give an image file or a folder of "
+            "images (a CSV is for a model trained on a CSV)"
+        )
     files = image_files(path)
     images, kept, skipped = torch.empty(len(files), channels, *size, dtype=torch.uint8), [], []
     reasons: list[str] = []

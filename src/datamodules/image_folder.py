@@ -206,9 +206,11 @@ class ImageFolderDataModule(InMemoryDataModule):
         """The class folders of train/ (sorted), checked, and whether there is a test/."""
         kind, _ = self._source()
         if kind == "none":
+            where = "does not exist" if not Path(self.data_dir).exists() else "has no train/<class>/ images"
             raise UserInputError(
-                f"no images in {self.data_dir}: expected {self.data_dir}/train/<class>/<images> "
-                "(optionally val/ and test/ beside train/), or a .zip of that tree"
+                f"--data.data_dir {self.data_dir} {where}: expected {self.data_dir}/train/<class>/<images> "
+                "(optionally val/ and test/ beside train/), or a .zip of that tree; give your folder with "
+                "--data.data_dir"
             )
         listing = self._listing(kind)
         self._class_names = sorted(listing.get("train", {}))
