@@ -58,6 +58,9 @@ def monitored_mode(model_class: type, monitor: str, key: str) -> str:
     """Which way `monitor` improves, for a `--<key>.monitor` given without `--<key>.mode`: the model's
     own metrics are known (`val/acc` max, `val/loss` min); another (a typo, before any training)
     is refused, naming the model's metrics and the mode a metric of the user's own code needs."""
+    best = getattr(model_class, "best_metric", None)
+    if best is not None and monitor in (f"val/{best}", f"val/{best}_best"):  # the model's own best metric
+        return model_class.best_mode
     mode_of = getattr(model_class, "mode_of", None)
     mode = mode_of(monitor) if mode_of is not None else None
     if mode is None:

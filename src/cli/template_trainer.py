@@ -84,10 +84,12 @@ def stopping_before_training(fit: Callable[..., Any]) -> Callable[..., Any]:
         if not isinstance(callback, RunCheckpoint):
             return fit(self, *args, **kwargs)
 
+        stopping: list[int] = []
+
         def stop(signum: int, frame: Any) -> None:
-            if callback.in_training:  # reached through Lightning's SIGTERM handler, which RunCheckpoint calls
-                return
-            signal.signal(signum, signal.SIG_IGN)  # a second signal while stopping is ignored
+            if callback.in_training or stopping:  # in training: reached through Lightning's SIGTERM handler,
+                return  # which RunCheckpoint calls; stopping: a second signal while stopping is ignored
+            stopping.append(signum)
             resumed = bool(self.ckpt_path or kwargs.get("ckpt_path"))  # a resumed checkpoint is restored only later
             raise callback.interruption(self, resumed=resumed, signum=signum)
 

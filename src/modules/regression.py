@@ -50,32 +50,32 @@ class RegressionModule(TaskModule):
         super().__init__(net, input_shape, 1, optimizer, scheduler, init_from, compile)
         self.save_hyperparameters()
         self.standardize_target = standardize_target
-        self.register_buffer("target_mean", torch.zeros(1))  # 0 and 1: the target's own units
-        self.register_buffer("target_std", torch.ones(1))
+        if standardize_target:  # only then: checkpoints of runs without it keep the keys they always had
+            self.register_buffer("target_mean", torch.zeros(1))
+            self.register_buffer("target_std", torch.ones(1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Predictions in the target's units: the net's output scaled back by the training target's std and mean."""
-        return super().forward(x) * self.target_std + self.target_mean
+        """Predictions in the target's units: with `standardize_target`, the net's output scaled back by
+        the training target's std and mean."""
+        outputs = super().forward(x)
+        return outputs * self.target_std + self.target_mean if self.standardize_target else outputs
 
-    def on_fit_start(self) -> None:
-        super().on_fit_start()
-        if self.standardize_target and self.trainer.ckpt_path is None:  # a resumed run keeps its checkpoint's
+    def setup(self, stage: str) -> None:
+        # At setup, after the data module's and before any checkpoint is restored (a resumed run then
+        # takes its checkpoint's values) or the LR finder runs its range test (in its on_fit_start).
+        if self.standardize_target and stage == "fit":
             targets = training_targets(self.trainer.datamodule).to(self.target_mean)
             std = targets.std() if len(targets) > 1 else torch.ones(())
             self.target_mean.fill_(targets.mean())
             self.target_std.fill_(std if torch.isfinite(std) and std > 0 else 1.0)  # a constant target: its units
 
-    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
-        """Checkpoints from before the target scale existed load as unscaled (mean 0, std 1)."""
-        state_dict.setdefault(f"{prefix}target_mean", torch.zeros(1))
-        state_dict.setdefault(f"{prefix}target_std", torch.ones(1))
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-
     def make_metrics(self) -> MetricCollection:
         return MetricCollection({"mse": MeanSquaredError(), "mae": MeanAbsoluteError(), "r2": R2Score()})
 
     def compute_loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        return F.mse_loss(outputs / self.target_std, targets / self.target_std)  # MSE of the standardised target
+        if self.standardize_target:  # the MSE of the standardised target
+            return F.mse_loss(outputs / self.target_std, targets / self.target_std)
+        return F.mse_loss(outputs, targets)
 
     def metric_inputs(self, outputs: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return outputs.flatten().float(), targets.flatten().float()

@@ -256,10 +256,11 @@ class TaskModule(LightningModule):
     def on_train_start(self) -> None:
         # A resumed one-cycle schedule keeps the length it was planned for: training past it fails, and
         # a run that ends before it stops at a high learning rate, never annealed.
-        steps = int(self.trainer.estimated_stepping_batches)
+        steps = self.trainer.estimated_stepping_batches  # inf for a run without an end (max_time, a signal)
         for config in self.trainer.lr_scheduler_configs:
             planned = getattr(config.scheduler, "total_steps", None)
-            if planned is not None and planned != steps:
+            if planned is not None and math.isfinite(steps) and planned != int(steps):
+                steps = int(steps)
                 ending = "" if planned < steps else " (it would end before the schedule does, its LR never annealed)"
                 raise UserInputError(
                     f"the checkpoint's one-cycle schedule was planned for {planned} steps but this run has "

@@ -66,7 +66,7 @@ def settle_earlier_export(folder: Path, earlier: dict[str, Any] | None, record: 
     """The files of an earlier export in `folder` in formats not written now: kept, and added to `record`,
     when made from the same checkpoint bytes (one format at a time adds up); removed otherwise, as they
     hold other weights than model.json now describes. Returns the names removed."""
-    if earlier is None:
+    if earlier is None or "checkpoint_sha256" not in earlier:  # none, or written before exports recorded it
         return []
     same_weights = earlier.get("checkpoint_sha256") == record["checkpoint_sha256"]
     removed = []
