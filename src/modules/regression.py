@@ -17,7 +17,7 @@ class RegressionModule(TaskModule):
     """A regressor of one target, trained on MSE.
 
     With `standardize_target`, the net learns the target standardised by its training split's mean
-    and std (set when a new fit starts, kept in every checkpoint as `target_mean`/`target_std`) and
+    and std (set at a fit's setup, kept in its checkpoints as `target_mean`/`target_std`) and
     the module's outputs are `net(x) * std + mean`: predictions and metrics stay in the data's units,
     while the loss is the MSE of the standardised target, so a target in the millions trains with
     the same learning rate as one near 1.

@@ -131,13 +131,8 @@ class Standardize(nn.Module):
         return (x - self.mean) / self.std
 
 
-class Unstandardize(nn.Module):
+class Unstandardize(Standardize):
     """y * std + mean: a regressor's standardised output back in the target's units (buffers, as above)."""
-
-    def __init__(self, mean: torch.Tensor, std: torch.Tensor) -> None:
-        super().__init__()
-        self.register_buffer("mean", mean.float().clone())
-        self.register_buffer("std", std.float().clone())
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
         return y * self.std + self.mean
