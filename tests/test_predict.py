@@ -217,3 +217,12 @@ def test_a_missing_image_folder_or_a_csv_given_to_an_image_model_says_which_flag
     assert run_cli("predict", *args, "--ckpt_path", "last", "--input", "rows.csv") == 2
     error = capsys.readouterr().err.strip().splitlines()[-1]
     assert "--input rows.csv is a table, but this model classifies images" in error, error
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_predicted_values_keep_every_digit_of_their_precision(dtype: torch.dtype) -> None:
+    """A price of 1,234,567.8 is written as such, not rounded to 1.23457e+06 (six digits)."""
+    outputs = torch.tensor([[1234567.8], [8.929161], [-0.000123456789], [3e20]], dtype=dtype)
+    written = prediction_columns(outputs, None, "price")["predicted_price"]
+    assert written[0] == "1234567.8"
+    assert torch.tensor([float(value) for value in written], dtype=dtype).equal(outputs.flatten())

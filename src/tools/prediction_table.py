@@ -4,17 +4,27 @@ import csv
 import io
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from src.checkpointing.atomic_files import write_atomically
 
 
+def shortest_decimal(value: np.floating) -> str:
+    """The fewest digits that read back as exactly `value` in its own precision (float32 or float64),
+    positional between 1e-4 and 1e16 as Python writes floats: `1234567.8`, not `1.23457e+06`."""
+    if value == 0 or 1e-4 <= abs(value) < 1e16:
+        return np.format_float_positional(value, unique=True, trim="-")
+    return str(value)
+
+
 def prediction_columns(outputs: torch.Tensor, class_names: list[str] | None, target_name: str) -> dict[str, list[str]]:
     """Columns for a classifier's probabilities (N x classes): the predicted `class`, its
     `probability` and one `p_<class>` column per class; for a regressor's outputs (N x 1):
-    `predicted_<target>`."""
+    `predicted_<target>`, each value with every digit its precision holds (`shortest_decimal`)."""
     if class_names is None:
-        return {f"predicted_{target_name}": [f"{value:.6g}" for value in outputs.float().flatten().tolist()]}
+        values = outputs.detach().to(torch.float64 if outputs.dtype == torch.float64 else torch.float32).cpu()
+        return {f"predicted_{target_name}": [shortest_decimal(value) for value in values.flatten().numpy()]}
     probabilities = outputs.float()
     best, chosen = probabilities.max(dim=1)
     columns = {
