@@ -9,6 +9,7 @@ continues at the next steps); `--ckpt_path best`, test, predict and export find 
 
 import csv
 import json
+import os
 import socket
 import struct
 import subprocess
@@ -172,6 +173,92 @@ def test_two_loggers_share_one_run_folder(in_tmp: Path, monkeypatch: pytest.Monk
     run_id = json.loads((run / "mlflow.json").read_text())["run_id"]
     assert [m.step for m in mlflow_client(in_tmp).get_metric_history(run_id, "val/acc")] == [1, 3]
     assert mlflow_client(in_tmp).get_run(run_id).info.run_name == "circles/version_1"
+
+
+def folder_listing(folder: Path) -> dict[str, bytes]:
+    return {str(path.relative_to(folder)): path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+@pytest.mark.parametrize(
+    ("record", "tracker", "logger_part"), [("mlflow.json", "MLflow", "mlflow"), ("wandb.json", "W&B", "wandb")]
+)
+def test_a_resume_without_the_runs_tracker_is_refused(
+    in_tmp: Path, capsys: pytest.CaptureFixture[str], record: str, tracker: str, logger_part: str
+) -> None:
+    """A run logged to MLflow or W&B, resumed with only TensorBoard, would lose the rest of its curves
+    to that tracker (whose run would look finished): refused in one line naming the config part."""
+    assert run_cli("fit", *FIT, "--trainer.max_epochs", "2") == 0
+    (in_tmp / RUN / record).write_text('{"run_id": "0123", "id": "0123"}\n')  # as that tracker's logger writes it
+    before = folder_listing(in_tmp / "lightning_logs")
+    capsys.readouterr()
+    assert run_cli("fit", *FIT, "--ckpt_path", "last") == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1, error
+    assert (
+        f"{RUN} was logged to {tracker} ({RUN / record} holds its run id), and this fit has no {tracker} logger"
+        in error
+    )
+    assert error.endswith(f"add --config configs/loggers/{logger_part}.yaml"), error
+    assert folder_listing(in_tmp / "lightning_logs") == before
+    # A new run from its weights (a copy outside the run: a new version_N) continues nothing of that run.
+    (in_tmp / "weights.ckpt").write_bytes((in_tmp / RUN / "checkpoints" / "last.ckpt").read_bytes())
+    assert run_cli("fit", *FIT, "--trainer.max_epochs", "3", "--ckpt_path", "weights.ckpt") == 0
+    assert (in_tmp / "lightning_logs" / "circles" / "version_1" / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_a_moved_mlflow_store_is_never_written_at_its_old_place(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MLflow keeps absolute artifact paths: after a project is moved, its local store would put new
+    files back at the old place. New runs and resumes are refused, naming the store to log to instead;
+    with it, both train and the old place stays gone."""
+    pytest.importorskip("mlflow")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    old, new = tmp_path / "project", tmp_path / "moved"
+    old.mkdir()
+    monkeypatch.chdir(old)
+    assert run_cli("fit", *FIT, *part("mlflow"), "--trainer.max_epochs", "2") == 0
+    assert "MLFLOW_TRACKING_URI" not in os.environ  # MLflow sets it: the next fit of this process would log there
+    old.rename(new)
+    monkeypatch.chdir(new)
+    capsys.readouterr()
+    assert run_cli("fit", *FIT, *part("mlflow"), "--trainer.max_epochs", "2") == 2
+    error = capsys.readouterr().err.strip()
+    moved_store = f"sqlite:///{new / 'lightning_logs' / 'mlflow-moved.db'}"
+    assert f"was made in {old / 'lightning_logs'} and moved here" in error, error
+    assert f"log to a new store with --trainer.logger.init_args.tracking_uri {moved_store}" in error
+    assert run_cli("fit", *FIT, *part("mlflow"), "--trainer.max_epochs", "4", "--ckpt_path", "last") == 2
+    error = capsys.readouterr().err.strip()
+    assert (
+        f"{RUN} was tracked in MLflow at sqlite:///{old / 'lightning_logs' / 'mlflow.db'}, which no longer exists"
+        in error
+    )
+    assert not old.exists() and sorted(path.name for path in (new / "lightning_logs" / "circles").iterdir()) == [
+        "version_0"
+    ]
+
+    flag = ["--trainer.logger.init_args.tracking_uri", moved_store]
+    assert run_cli("fit", *FIT, *part("mlflow"), *flag, "--trainer.max_epochs", "2") == 0  # a new run: version_1
+    assert (
+        json.loads((new / "lightning_logs" / "circles" / "version_1" / "mlflow.json").read_text())["tracking_uri"]
+        == moved_store
+    )
+    (new / RUN / "mlflow.json").rename(new / RUN / "mlflow.moved.json")
+    assert (
+        run_cli(
+            "fit",
+            *FIT,
+            *part("mlflow"),
+            *flag,
+            "--trainer.max_epochs",
+            "4",
+            "--ckpt_path",
+            str(new / RUN / "checkpoints" / "last.ckpt"),
+        )
+        == 0
+    )
+    assert json.loads((new / RUN / "mlflow.json").read_text())["tracking_uri"] == moved_store
+    assert not old.exists()
 
 
 @pytest.mark.parametrize(

@@ -4,12 +4,14 @@ A fit names its run folder by the logger's `version` (or, with no logger, `defau
 and its checkpoints by `checkpoint.dirpath`. Given a folder of an earlier run without
 resuming it, Lightning would write the new run's last.ckpt over the old one and add its
 curves to the old run's; here the fit stops first, in one line that says how to resume or
-where a new run goes.
+where a new run goes. A fit that does resume a run keeps logging to the trackers that run
+was logged to (`check_trackers_go_on`).
 """
 
 from pathlib import Path
 
 from lightning.pytorch import Trainer
+from lightning.pytorch.loggers import MLFlowLogger, WandbLogger
 
 from src.checkpointing.checkpoint_io import furthest_good
 from src.checkpointing.run_folder import holds_files, run_dir
@@ -75,4 +77,31 @@ def check_not_occupied(trainer: Trainer, ckpt_path: Path | None) -> None:
                 f"{checkpoints} already holds checkpoints of another run ({', '.join(earlier[:3])}"
                 f"{', ...' if len(earlier) > 3 else ''}), which a new fit would overwrite: "
                 f"{_ways_out(checkpoints, f'write the new run elsewhere with {flag}')}"
+            )
+
+
+# A run folder's record of its tracker run (src/loggers), the tracker's name, its logger, its config part.
+TRACKER_RECORDS = {
+    "mlflow.json": ("MLflow", MLFlowLogger, "configs/loggers/mlflow.yaml"),
+    "wandb.json": ("W&B", WandbLogger, "configs/loggers/wandb.yaml"),
+}
+
+
+def check_trackers_go_on(trainer: Trainer, ckpt_path: Path | None) -> None:
+    """Refuse a fit that resumes a run logged to MLflow or W&B without that tracker's logger: the
+    curves after the resume would go to the other loggers only, and the tracker's run would end
+    at the stop, as if it were the whole run."""
+    if ckpt_path is None or trainer.fast_dev_run or ckpt_path.resolve().parent.name != "checkpoints":
+        return
+    resumed = ckpt_path.resolve().parent.parent
+    folders = [run_dir(logger) for logger in trainer.loggers]
+    if not any(folder is not None and folder.resolve() == resumed for folder in folders):
+        return  # a new run that starts from another run's weights: nothing of that run goes on
+    for record, (tracker, logger_type, part) in TRACKER_RECORDS.items():
+        if (resumed / record).is_file() and not any(isinstance(logger, logger_type) for logger in trainer.loggers):
+            run = ckpt_path.parent.parent
+            raise UserInputError(
+                f"{run} was logged to {tracker} ({run / record} holds its run id), and this fit has no {tracker} "
+                f"logger, so the rest of the run would not reach it: resume with the loggers the run started with "
+                f"(trainer.logger in {run / 'config.yaml'}), e.g. add --config {part}"
             )

@@ -11,7 +11,7 @@ from lightning.pytorch import Trainer
 
 from src.checkpointing.checkpoint_io import AtomicCheckpointIO
 from src.checkpointing.ckpt_path import checkpoint_file, log_into_the_checkpoint_run
-from src.checkpointing.occupied_run import check_not_occupied
+from src.checkpointing.occupied_run import check_not_occupied, check_trackers_go_on
 from src.checkpointing.rng_state import RngState
 from src.checkpointing.run_folder import release_claim, share_run_folder
 from src.checkpointing.runs import check_resumable
@@ -51,11 +51,12 @@ class RunSafety:
 
     def equip(self, trainer: Trainer) -> None:
         """Checkpoints carry the RNG states; a fit keeps every logger and its checkpoints in one run folder,
-        which holds no earlier run unless the fit resumes it."""
+        which holds no earlier run unless the fit resumes it, and a resumed run keeps its trackers."""
         if self.fitting:
             claimed = share_run_folder(trainer, claim=self.claims_folder)
             try:
                 check_not_occupied(trainer, self.ckpt_path)
+                check_trackers_go_on(trainer, self.ckpt_path)
             except BaseException:
                 release_claim(claimed)  # refused (or stopped) before writing: no empty version_N left behind
                 raise

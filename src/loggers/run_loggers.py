@@ -33,6 +33,7 @@ from src.quiet_logs import DropMessages, dropped
 MLFLOW_DATABASE_NOTICES = DropMessages("Creating initial MLflow database tables", "Updating database tables")
 
 DEFAULT_DIR = "lightning_logs"
+MOVED_STORE = "mlflow-moved.db"  # the store suggested for the runs of a project moved from its MLflow store
 
 
 class CSV(CSVLogger):
@@ -163,11 +164,10 @@ class MLflow(RunFolder, MLFlowLogger):
         # A run folder named by `version` (a resumed run, a sweep's trial) may hold an MLflow run: go on with it.
         record = tracker_record(Path(self.log_dir), "mlflow") if version is not None else {}
         if record and record.get("tracking_uri") != uri:
-            raise UserInputError(
-                f"{self.log_dir} was tracked in MLflow at {record.get('tracking_uri')}, not {uri}: resume with "
-                f"--trainer.logger.init_args.tracking_uri {record.get('tracking_uri')}"
-            )
+            raise UserInputError(_other_store(Path(self.log_dir), str(record.get("tracking_uri")), uri, root))
         self.tracking_uri = uri
+        # The default store lives in save_dir; MLflow records its experiments' artifact folders as absolute paths.
+        self._moved_store_check = (root, artifact_location) if uri == f"sqlite:///{root / 'mlflow.db'}" else None
         self.experiment_name = name
         self.resumed = bool(record)
         self._run_started = False
@@ -188,9 +188,20 @@ class MLflow(RunFolder, MLFlowLogger):
         if not self._run_started:
             if not self.resumed:  # MLflow names a new run by this tag
                 self.tags = {**(self.tags or {}), "mlflow.runName": f"{self._folder_name}/{self.run_folder_name}"}
+            if self._moved_store_check is not None:
+                _check_not_moved(self.tracking_uri, self.experiment_name, *self._moved_store_check)
             parent = super()
-            with dropped("lightning.pytorch.loggers.mlflow", "Experiment with name"):  # a new experiment: no news
-                client = _mlflow_call(lambda: parent.experiment, self.tracking_uri)
+            # Lightning sets MLflow's global tracking URI, which MLflow copies into $MLFLOW_TRACKING_URI: the
+            # next MLflow logger of this process (a script's next fit, in another save_dir) would take it as the user's.
+            user_uri = os.environ.get("MLFLOW_TRACKING_URI")
+            try:
+                with dropped("lightning.pytorch.loggers.mlflow", "Experiment with name"):  # a new experiment: no news
+                    client = _mlflow_call(lambda: parent.experiment, self.tracking_uri)
+            finally:
+                if user_uri is None:
+                    os.environ.pop("MLFLOW_TRACKING_URI", None)
+                else:
+                    os.environ["MLFLOW_TRACKING_URI"] = user_uri
             self._run_started = True
             if self.resumed:
                 client.update_run(self.run_id, status="RUNNING")  # finished when the run first ended
@@ -212,6 +223,39 @@ class MLflow(RunFolder, MLFlowLogger):
         new = {key: value for key, value in flat.items() if key not in logged}
         if new:
             super().log_hyperparams(new)
+
+
+def _other_store(run: Path, recorded: str, uri: str, save_dir: Path) -> str:
+    """Why a run tracked in the MLflow store `recorded` cannot go on in `uri`, and what to do: use that
+    store, or, when its local file or folder is gone (a moved project), log the rest to a new MLflow run."""
+    parsed = urlparse(recorded)
+    local = parsed.scheme.lower() in ("", "file", "sqlite")
+    path = Path(recorded.removeprefix("sqlite:///") if parsed.scheme.lower() == "sqlite" else parsed.path or recorded)
+    if local and not path.exists():
+        return (
+            f"{run} was tracked in MLflow at {recorded}, which no longer exists (the project moved?), so its MLflow "
+            f"run cannot go on: to log the rest of the run to a new MLflow run, rename {run / 'mlflow.json'} (to "
+            f"mlflow.moved.json) and add --trainer.logger.init_args.tracking_uri sqlite:///{save_dir / MOVED_STORE}"
+        )
+    flag = f"--trainer.logger.init_args.tracking_uri {recorded}"
+    return f"{run} was tracked in MLflow at {recorded}, not {uri}: resume with {flag}"
+
+
+def _check_not_moved(uri: str, name: str, save_dir: Path, artifacts: str) -> None:
+    """Refuse to log to the default store after it was moved (with its project): MLflow keeps each
+    experiment's artifact folder as the absolute path it had, so a run would write its config and
+    figures into the old place (making it again if it is gone)."""
+    from mlflow.tracking import MlflowClient
+
+    experiment = _mlflow_call(lambda: MlflowClient(uri).get_experiment_by_name(name), uri)
+    location = experiment.artifact_location if experiment is not None else artifacts
+    if location != artifacts and location.rstrip("/").endswith("/mlartifacts"):
+        old = urlparse(location).path.rstrip("/").removesuffix("/mlartifacts")
+        raise UserInputError(
+            f"the MLflow store {uri} was made in {old} and moved here, and MLflow keeps the first place of an "
+            f"experiment's files ({name}: {location}), where this run's would go: log to a new store with "
+            f"--trainer.logger.init_args.tracking_uri sqlite:///{save_dir / MOVED_STORE}, or move it back to {old}"
+        )
 
 
 def _mlflow_call(call: Any, uri: str) -> Any:
