@@ -4,6 +4,7 @@ import csv
 import glob
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -82,6 +83,32 @@ def test_a_study_runs_fits_and_writes_its_table_best_config_and_plots(
 
     assert run_cli("sweep", *args[:-2], "--sweep.n_trials", "1") == 0  # a new study beside the first
     assert read_rows(in_tmp / "lightning_logs" / "circles_sweep" / "study_1" / "trials.csv")[0]["trial"] == "0"
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_trial_stopped_by_a_signal_is_failed_and_runs_again_when_the_study_goes_on(
+    in_tmp: Path, capsys: pytest.CaptureFixture, signum: int, code: int
+) -> None:
+    """Not left 'running' for ever (Optuna marks only Ctrl-C, and heartbeats take minutes): the stop says
+    how to go on, and the next worker of the study runs the stopped values first."""
+    stop = f"[{{class_path: tests.helpers.SignalAtStep, init_args: {{step: 2, signum: {int(signum)}}}}}]"
+    args = ["--config", config("circles"), *SHORT, "--sweep.space", SPACE, "--sweep.sampler_seed", "0"]
+    assert run_cli("sweep", *args, "--sweep.n_trials", "3", "--trainer.callbacks", stop) == code
+    name = signal.Signals(signum).name
+    expected = f"stopped: {name} received: trial 0 of study study_0 was stopped and is queued to run again; "
+    assert expected + "go on with the same command and --sweep.study_name study_0" in capsys.readouterr().err
+    storage = "sqlite:///lightning_logs/circles_sweep/optuna.db"
+    trials = optuna.load_study(study_name="study_0", storage=storage).trials
+    assert [trial.state.name for trial in trials] == ["FAIL", "WAITING"]
+    assert trials[0].user_attrs["note"] == f"stopped by {name}; queued to run again"
+
+    assert run_cli("sweep", *args, "--sweep.n_trials", "2", "--sweep.study_name", "study_0") == 0
+    rows = read_rows(in_tmp / "lightning_logs" / "circles_sweep" / "study_0" / "trials.csv")
+    assert [(row["trial"], row["state"]) for row in rows] == [("0", "fail"), ("1", "complete"), ("2", "complete")]
+    assert rows[1]["note"] == "rerun of trial 0"
+    assert [rows[1][key] for key in ("model.optimizer.lr", "model.net.hidden_sizes")] == [
+        rows[0][key] for key in ("model.optimizer.lr", "model.net.hidden_sizes")
+    ]
 
 
 def test_grid_with_seeds_records_a_failed_combination_and_goes_on(in_tmp: Path, capsys: pytest.CaptureFixture) -> None:

@@ -3,10 +3,12 @@
 The trial's first fit reports its validation metric to Optuna at every validation (step = epoch)
 through optuna-integration's PyTorchLightningPruningCallback, which stops the fit when the pruner
 says so. A trial that fails by its values (divergence, values that do not go together, out of
-memory) is recorded with its reason and the study goes on; a bug stops the study.
+memory) is recorded with its reason and the study goes on; a bug stops the study. A trial
+stopped by Ctrl-C or SIGTERM is recorded as failed and queued to run again.
 """
 
 import math
+import signal
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -16,12 +18,13 @@ from typing import Any
 import optuna
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from optuna_integration import PyTorchLightningPruningCallback
 
 from src.cli.args_from_python import args_from_python
 from src.cli.template_cli import TemplateCLI
 from src.cli.user_errors import user_message
-from src.errors import UserInputError
+from src.errors import StoppedBySignal, UserInputError
 from src.sweeps.experimental import experimental_optuna
 from src.sweeps.space import Param, flag_value
 
@@ -94,6 +97,8 @@ class Objective:
         except optuna.TrialPruned:
             self.record(trial, runs, note=f"pruned: {self.pruned_at(runs)}")
             raise
+        except (StoppedBySignal, SIGTERMException, KeyboardInterrupt) as stop:
+            raise self.stopped(trial, runs, stop) from None
         except Exception as error:
             reason = failure_reason(error)
             if reason is None:
@@ -137,6 +142,27 @@ class Objective:
         if cli.trainer.log_dir is not None:
             run["dir"] = str(cli.trainer.log_dir)
 
+    def stopped(self, trial: optuna.Trial, runs: list[dict[str, Any]], stop: BaseException) -> StoppedBySignal:
+        """A trial stopped by Ctrl-C or SIGTERM: recorded as failed, its values queued to run again (from
+        the start, as the next trial) when a worker of the study goes on; the stop says how to go on."""
+        signum = getattr(stop, "signum", signal.SIGTERM if isinstance(stop, SIGTERMException) else signal.SIGINT)
+        name = signal.Signals(signum).name
+        self.record(trial, runs, note=f"stopped by {name}; queued to run again")
+        study = trial.study
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        study.enqueue_trial(trial.params, user_attrs={"rerun_of": trial.number})
+        return StoppedBySignal(
+            signum,
+            f"{name} received: trial {trial.number} of study {study.study_name} was stopped and is queued to run "
+            f"again; go on with the same command and --sweep.study_name {study.study_name}",
+        )
+
+    @staticmethod
+    def rerun_note(trial: optuna.Trial) -> str:
+        """'rerun of trial N' for a trial queued to run again the values of one a signal stopped."""
+        rerun_of = trial.user_attrs.get("rerun_of")
+        return f"rerun of trial {rerun_of}" if rerun_of is not None else ""
+
     def pruned_at(self, runs: list[dict[str, Any]]) -> str:
         """Why a trial was stopped: its metric at the validation the pruner stopped it at."""
         validations = runs[0].get("validations") if runs else None
@@ -157,7 +183,7 @@ class Objective:
             "seconds": sum(run["seconds"] for run in runs),
             "value": value,
             "std": statistics.stdev(bests) if len(bests) > 1 else (0.0 if bests else float("nan")),
-            "note": note,
+            "note": "; ".join(text for text in (note, self.rerun_note(trial)) if text),
         }
         for key in (f"test/{self.metric}", "test/loss"):
             tested = [run["test"][key] for run in runs if key in run.get("test", {})]
