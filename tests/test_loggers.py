@@ -198,12 +198,30 @@ def test_a_resume_without_the_runs_tracker_is_refused(
         f"{RUN} was logged to {tracker} ({RUN / record} holds its run id), and this fit has no {tracker} logger"
         in error
     )
-    assert error.endswith(f"add --config configs/loggers/{logger_part}.yaml"), error
+    last = RUN / "checkpoints" / "last.ckpt"
+    ways = f"resume with the run's own loggers (--config {RUN / 'config.yaml'} --ckpt_path {last}, "
+    assert error.endswith(
+        ways
+        + f"or add --config configs/loggers/{logger_part}.yaml), or rename {RUN / record} to go on without {tracker}"
+    ), error
     assert folder_listing(in_tmp / "lightning_logs") == before
     # A new run from its weights (a copy outside the run: a new version_N) continues nothing of that run.
     (in_tmp / "weights.ckpt").write_bytes((in_tmp / RUN / "checkpoints" / "last.ckpt").read_bytes())
     assert run_cli("fit", *FIT, "--trainer.max_epochs", "3", "--ckpt_path", "weights.ckpt") == 0
     assert (in_tmp / "lightning_logs" / "circles" / "version_1" / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_an_unmoved_store_is_not_taken_for_a_moved_one(in_tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An artifact_location given later (MLflow keeps the experiment's first one) or written relative:
+    the store never moved, so the fits go on."""
+    pytest.importorskip("mlflow")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    short = [*FIT, *part("mlflow"), "--trainer.max_epochs", "2"]
+    assert run_cli("fit", *short) == 0
+    for location in ("lightning_logs/mlartifacts", str(in_tmp / "elsewhere" / "mlartifacts")):
+        assert run_cli("fit", *short, "--trainer.logger.init_args.artifact_location", location) == 0
+    assert run_cli("fit", *short) == 0
+    assert len(list((in_tmp / "lightning_logs" / "circles").glob("version_*"))) == 4
 
 
 def test_a_moved_mlflow_store_is_never_written_at_its_old_place(

@@ -187,3 +187,5 @@ def test_double_precision_fits_and_predicts(in_tmp: Path, task: str, point: str)
     in_64, in_32 = ((in_tmp / f"predicted_{p}.csv").read_text().split()[1:] for p in ("64", "32"))
     for row_64, row_32 in zip(in_64, in_32, strict=True):
         assert [float(v) for v in row_64.split(",")] == pytest.approx([float(v) for v in row_32.split(",")], abs=2e-6)
+    if task == "regression":  # written with float64's digits (float32's shortest form has at most 9)
+        assert all(len(row.split(",")[-1].lstrip("-").replace(".", "").lstrip("0")) > 9 for row in in_64), in_64

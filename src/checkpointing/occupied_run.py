@@ -102,6 +102,7 @@ def check_trackers_go_on(trainer: Trainer, ckpt_path: Path | None) -> None:
             run = ckpt_path.parent.parent
             raise UserInputError(
                 f"{run} was logged to {tracker} ({run / record} holds its run id), and this fit has no {tracker} "
-                f"logger, so the rest of the run would not reach it: resume with the loggers the run started with "
-                f"(trainer.logger in {run / 'config.yaml'}), e.g. add --config {part}"
+                f"logger, so the rest of the run would not reach it: resume with the run's own loggers (--config "
+                f"{run / 'config.yaml'} --ckpt_path {ckpt_path}, or add --config {part}), or rename {run / record} "
+                f"to go on without {tracker}"
             )

@@ -17,7 +17,8 @@ import warnings
 from argparse import Namespace
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse
+from urllib.request import url2pathname
 
 from lightning.pytorch.loggers import CSVLogger, MLFlowLogger, WandbLogger
 from lightning.pytorch.loggers.logger import rank_zero_experiment
@@ -159,6 +160,7 @@ class MLflow(RunFolder, MLFlowLogger):
         root = Path(save_dir).resolve()
         uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{root / 'mlflow.db'}"
         check_tracking_uri(uri)
+        given_artifacts = artifact_location is not None
         if artifact_location is None and not urlparse(uri).scheme.startswith("http"):
             artifact_location = (root / "mlartifacts").as_uri()
         # A run folder named by `version` (a resumed run, a sweep's trial) may hold an MLflow run: go on with it.
@@ -166,8 +168,8 @@ class MLflow(RunFolder, MLFlowLogger):
         if record and record.get("tracking_uri") != uri:
             raise UserInputError(_other_store(Path(self.log_dir), str(record.get("tracking_uri")), uri, root))
         self.tracking_uri = uri
-        # The default store lives in save_dir; MLflow records its experiments' artifact folders as absolute paths.
-        self._moved_store_check = (root, artifact_location) if uri == f"sqlite:///{root / 'mlflow.db'}" else None
+        # The default store lives in save_dir with its artifacts; MLflow records their folder as an absolute path.
+        self._moved_store_check = root if uri == f"sqlite:///{root / 'mlflow.db'}" and not given_artifacts else None
         self.experiment_name = name
         self.resumed = bool(record)
         self._run_started = False
@@ -189,7 +191,7 @@ class MLflow(RunFolder, MLFlowLogger):
             if not self.resumed:  # MLflow names a new run by this tag
                 self.tags = {**(self.tags or {}), "mlflow.runName": f"{self._folder_name}/{self.run_folder_name}"}
             if self._moved_store_check is not None:
-                _check_not_moved(self.tracking_uri, self.experiment_name, *self._moved_store_check)
+                _check_not_moved(self.tracking_uri, self.experiment_name, self._moved_store_check)
             parent = super()
             # Lightning sets MLflow's global tracking URI, which MLflow copies into $MLFLOW_TRACKING_URI: the
             # next MLflow logger of this process (a script's next fit, in another save_dir) would take it as the user's.
@@ -225,13 +227,27 @@ class MLflow(RunFolder, MLFlowLogger):
             super().log_hyperparams(new)
 
 
+def _local_path(uri: str) -> Path | None:
+    """The absolute path of a local MLflow store or artifact folder (a path, file: or sqlite: URI);
+    None for a server, or a relative path (relative to a working folder that may have changed)."""
+    parsed = urlparse(uri)
+    scheme = parsed.scheme.lower()
+    if scheme == "sqlite":
+        path = Path(unquote(uri.split("://", 1)[1].removeprefix("/").split("?", 1)[0]))
+    elif scheme == "file":
+        path = Path(url2pathname(unquote(parsed.path)))
+    elif scheme == "" or (len(scheme) == 1 and os.name == "nt"):  # a Windows drive letter reads as a scheme
+        path = Path(uri)
+    else:
+        return None
+    return path if path.is_absolute() else None
+
+
 def _other_store(run: Path, recorded: str, uri: str, save_dir: Path) -> str:
     """Why a run tracked in the MLflow store `recorded` cannot go on in `uri`, and what to do: use that
     store, or, when its local file or folder is gone (a moved project), log the rest to a new MLflow run."""
-    parsed = urlparse(recorded)
-    local = parsed.scheme.lower() in ("", "file", "sqlite")
-    path = Path(recorded.removeprefix("sqlite:///") if parsed.scheme.lower() == "sqlite" else parsed.path or recorded)
-    if local and not path.exists():
+    path = _local_path(recorded)
+    if path is not None and not path.exists():
         return (
             f"{run} was tracked in MLflow at {recorded}, which no longer exists (the project moved?), so its MLflow "
             f"run cannot go on: to log the rest of the run to a new MLflow run, rename {run / 'mlflow.json'} (to "
@@ -241,21 +257,25 @@ def _other_store(run: Path, recorded: str, uri: str, save_dir: Path) -> str:
     return f"{run} was tracked in MLflow at {recorded}, not {uri}: resume with {flag}"
 
 
-def _check_not_moved(uri: str, name: str, save_dir: Path, artifacts: str) -> None:
-    """Refuse to log to the default store after it was moved (with its project): MLflow keeps each
-    experiment's artifact folder as the absolute path it had, so a run would write its config and
+def _check_not_moved(uri: str, name: str, save_dir: Path) -> None:
+    """Refuse to log to the default store after it was moved (with its project) or copied: MLflow keeps
+    each experiment's artifact folder as the absolute path it had, so a run would write its config and
     figures into the old place (making it again if it is gone)."""
     from mlflow.tracking import MlflowClient
 
     experiment = _mlflow_call(lambda: MlflowClient(uri).get_experiment_by_name(name), uri)
-    location = experiment.artifact_location if experiment is not None else artifacts
-    if location != artifacts and location.rstrip("/").endswith("/mlartifacts"):
-        old = urlparse(location).path.rstrip("/").removesuffix("/mlartifacts")
-        raise UserInputError(
-            f"the MLflow store {uri} was made in {old} and moved here, and MLflow keeps the first place of an "
-            f"experiment's files ({name}: {location}), where this run's would go: log to a new store with "
-            f"--trainer.logger.init_args.tracking_uri sqlite:///{save_dir / MOVED_STORE}, or move it back to {old}"
-        )
+    old = _local_path(experiment.artifact_location) if experiment is not None else None
+    ours = save_dir / "mlartifacts"
+    if old is None or old.name != "mlartifacts" or old == ours:  # not a default folder of this store, or ours
+        return
+    if old.exists() and ours.exists() and os.path.samefile(old, ours):  # one folder under two names (a mount)
+        return
+    raise UserInputError(
+        f"the MLflow store {uri} was made in {old.parent} and moved here, and MLflow keeps the first place of an "
+        f"experiment's files ({name}: {experiment.artifact_location}), where this run's would go: log to a new "
+        f"store with --trainer.logger.init_args.tracking_uri sqlite:///{save_dir / MOVED_STORE}, or move it back "
+        f"to {old.parent}"
+    )
 
 
 def _mlflow_call(call: Any, uri: str) -> Any:

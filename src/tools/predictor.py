@@ -222,7 +222,9 @@ class Predictor:
         views = x.dim() == 4
         logits = augmented_logits(self.net, x, self.tta_flip, self.tta_translate) if views else self.net(x)
         if self.classes is None:
-            return (logits * self.target_std + self.target_mean).float()
+            # in float32 at least (a bf16 net's 1.23e6 would come back as 1236992), float64 for a float64 net
+            wide = torch.float64 if logits.dtype == torch.float64 else torch.float32
+            return logits.to(wide) * self.target_std + self.target_mean
         if len(self.classes) == 2 and logits.shape[1] == 1:  # one logit for two classes
             p = torch.sigmoid(logits.float())
             return torch.cat([1 - p, p], dim=1)
