@@ -22,7 +22,7 @@ from src.errors import UserInputError
 from src.sweeps.objective import Objective, ValidationHistory, optimize
 from src.sweeps.options import SweepOptions, parse_options
 from src.sweeps.space import Param
-from src.sweeps.study_storage import check_trial_folders_free, next_study_name, open_storage
+from src.sweeps.study_storage import check_trial_folders_free, next_study_name, open_storage, open_study
 from tests.conftest import QUIET, config, run_cli
 
 # Circles in a few full-batch epochs, validated twice; no figures.
@@ -271,6 +271,23 @@ def test_two_workers_share_one_postgresql_study(tmp_path: Path) -> None:
         as_server_user(str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop")
         if as_root:
             shutil.rmtree(data_root, ignore_errors=True)
+
+
+def test_sweeps_started_together_each_get_their_own_study(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two sweeps without --sweep.study_name both pick study_0 before either has made it: the second to
+    make it takes study_1 instead of running its trials in the first's study."""
+    import src.sweeps.study_storage as study_storage
+
+    storage = optuna.storages.InMemoryStorage()
+    picked_before = iter(["study_0"])  # this command's pick, made before the other command created it
+    real = study_storage.next_study_name
+    monkeypatch.setattr(study_storage, "next_study_name", lambda *args: next(picked_before, None) or real(*args))
+    optuna.create_study(storage=storage, study_name="study_0")  # the other command's, created in between
+    study = open_study(
+        storage, None, optuna.samplers.RandomSampler(), optuna.pruners.NopPruner(), "val/acc", "maximize", tmp_path
+    )
+    assert study.study_name == "study_1"
+    assert [s.study_name for s in storage.get_all_studies()] == ["study_0", "study_1"]
 
 
 def test_a_new_study_never_runs_its_trials_in_the_folders_of_one_whose_storage_is_gone(tmp_path: Path) -> None:

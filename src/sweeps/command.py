@@ -27,13 +27,7 @@ from src.sweeps.options import parse_options
 from src.sweeps.report import report
 from src.sweeps.sampling import make_pruner, make_sampler
 from src.sweeps.space import parse_space, read_space, resolve_key
-from src.sweeps.study_storage import (
-    check_trial_folders_free,
-    next_study_name,
-    open_storage,
-    open_study,
-    without_password,
-)
+from src.sweeps.study_storage import open_storage, open_study, without_password
 
 
 def sweep(args: list[str], cli_class: type[TemplateCLI] = TemplateCLI) -> optuna.Study:
@@ -51,10 +45,10 @@ def sweep(args: list[str], cli_class: type[TemplateCLI] = TemplateCLI) -> optuna
     parent = Path(logger["save_dir"]) / f"{logger['name']}_sweep"
     sampler = make_sampler(options.sampler, params, options.sampler_seed)
     storage = open_storage(options.storage or f"sqlite:///{parent / 'optuna.db'}")
-    study_name = options.study_name or next_study_name(storage, parent)
     direction = "maximize" if mode == "max" else "minimize"
-    check_trial_folders_free(storage, study_name, parent / study_name)
-    study = open_study(storage, study_name, sampler, make_pruner(options.pruner), f"val/{metric}", direction)
+    pruner = make_pruner(options.pruner)
+    study = open_study(storage, options.study_name, sampler, pruner, f"val/{metric}", direction, parent)
+    study_name = study.study_name
     seeds: list[int | None] = [None] if options.seeds == 1 else [first_seed(config) + k for k in range(options.seeds)]
 
     def run_folder(trial: optuna.Trial, seed: int | None) -> tuple[Path, str, str]:

@@ -86,17 +86,35 @@ def check_trial_folders_free(storage: optuna.storages.BaseStorage, name: str, fo
 
 def open_study(
     storage: optuna.storages.BaseStorage,
-    name: str,
+    name: str | None,
     sampler: optuna.samplers.BaseSampler,
     pruner: optuna.pruners.BasePruner,
     metric: str,
     direction: str,
+    parent: Path,
 ) -> optuna.Study:
-    """The study `name` in `storage`, created if new; joining one that optimises the other way is refused."""
-    study = optuna.create_study(
-        storage=storage, sampler=sampler, pruner=pruner, study_name=name, direction=direction, load_if_exists=True
-    )
+    """The study `name` in `storage`, created if new; joining one that optimises the other way is refused.
+    Without a name, a new study named by `next_study_name`: created only if no other command took that
+    name first (sweeps started side by side each get their own study, never one between them)."""
+    if name is None:
+        while True:
+            try:
+                study = optuna.create_study(
+                    storage=storage,
+                    sampler=sampler,
+                    pruner=pruner,
+                    study_name=next_study_name(storage, parent),
+                    direction=direction,
+                )
+                break
+            except optuna.exceptions.DuplicatedStudyError:  # taken since the name was picked: the next one
+                continue
+    else:
+        check_trial_folders_free(storage, name, parent / name)
+        study = optuna.create_study(
+            storage=storage, sampler=sampler, pruner=pruner, study_name=name, direction=direction, load_if_exists=True
+        )
     if (kept := study.direction.name.lower()) != direction:
-        raise UserInputError(f"study {name} {kept}s; this config's {metric} needs to {direction}")
+        raise UserInputError(f"study {study.study_name} {kept}s; this config's {metric} needs to {direction}")
     study.set_user_attr("metric", metric)
     return study
