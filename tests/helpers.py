@@ -11,14 +11,20 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 
 
 class SignalAtStep(Callback):
-    """Sends `signum` to this process after training step `step`, like a scheduler or Ctrl-C would."""
+    """Sends `signum` to this process after training step `step`, like a scheduler or Ctrl-C would;
+    with `once`, a file it makes then, only while that file does not exist (the first run only)."""
 
-    def __init__(self, step: int, signum: int) -> None:
+    def __init__(self, step: int, signum: int, once: str | None = None) -> None:
         self.step = step
         self.signum = signum
+        self.once = once
 
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, *args: object) -> None:
         if trainer.global_step == self.step:
+            if self.once is not None:
+                if os.path.exists(self.once):
+                    return
+                open(self.once, "x").close()
             os.kill(os.getpid(), self.signum)
 
 

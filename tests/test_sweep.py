@@ -91,9 +91,10 @@ def test_a_trial_stopped_by_a_signal_is_failed_and_runs_again_when_the_study_goe
 ) -> None:
     """Not left 'running' for ever (Optuna marks only Ctrl-C, and heartbeats take minutes): the stop says
     how to go on, and the next worker of the study runs the stopped values first."""
-    stop = f"[{{class_path: tests.helpers.SignalAtStep, init_args: {{step: 2, signum: {int(signum)}}}}}]"
+    stop = f"[{{class_path: tests.helpers.SignalAtStep, init_args: {{step: 2, signum: {int(signum)}, once: stopped}}}}]"
     args = ["--config", config("circles"), *SHORT, "--sweep.space", SPACE, "--sweep.sampler_seed", "0"]
-    assert run_cli("sweep", *args, "--sweep.n_trials", "3", "--trainer.callbacks", stop) == code
+    args += ["--trainer.callbacks", stop]  # the first trial only: the study's every worker has the same callbacks
+    assert run_cli("sweep", *args, "--sweep.n_trials", "3") == code
     name = signal.Signals(signum).name
     expected = f"stopped: {name} received: trial 0 of study study_0 was stopped and is queued to run again; "
     assert expected + "go on with the same command and --sweep.study_name study_0" in capsys.readouterr().err
@@ -271,6 +272,30 @@ def test_two_workers_share_one_postgresql_study(tmp_path: Path) -> None:
         as_server_user(str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop")
         if as_root:
             shutil.rmtree(data_root, ignore_errors=True)
+
+
+def test_a_worker_with_other_fixed_values_cannot_join_a_study(in_tmp: Path, capsys: pytest.CaptureFixture) -> None:
+    """Trials with fewer epochs or another seed cannot be compared with the study's others: refused in
+    one line naming the values (a key swept before and fixed now too); progress bars on are fine."""
+    args = ["--config", config("circles"), *SHORT, "--sweep.space", SPACE, "--sweep.n_trials", "0"]
+    assert run_cli("sweep", *args) == 0  # study_0, its fixed values kept
+    join = [*args, "--sweep.study_name", "study_0"]
+    capsys.readouterr()
+    assert run_cli("sweep", *join, "--trainer.max_epochs", "6", "--seed_everything", "7") == 2
+    error = capsys.readouterr().err.strip()
+    assert error == (
+        "error: study study_0 runs its trials with other fixed values than this command: seed_everything 42, "
+        "here 7; trainer.max_epochs 4, here 6; give the values of the study to add trials to it, or another "
+        "--sweep.study_name to start a new one"
+    )
+    assert run_cli("sweep", *join, "--sweep.space", "{model.optimizer.lr: [0.01, 0.02]}") == 2  # hidden_sizes now fixed
+    assert (
+        "other fixed values than this command: model.init_args.net.init_args.hidden_sizes (none), here [512, 512];"
+        in (capsys.readouterr().err)
+    )
+    assert (
+        run_cli("sweep", *join, "--trainer.enable_progress_bar", "true", "--trainer.enable_model_summary", "true") == 0
+    )
 
 
 def test_sweeps_started_together_each_get_their_own_study(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

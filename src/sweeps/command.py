@@ -22,6 +22,7 @@ import optuna
 from src.cli.template_cli import TemplateCLI
 from src.errors import UserInputError
 from src.sweeps.fit_config import logger_settings, model_metric, read_config
+from src.sweeps.fixed_settings import check_same_settings, fixed_settings
 from src.sweeps.objective import Objective, optimize
 from src.sweeps.options import parse_options
 from src.sweeps.report import report
@@ -49,6 +50,7 @@ def sweep(args: list[str], cli_class: type[TemplateCLI] = TemplateCLI) -> optuna
     pruner = make_pruner(options.pruner)
     study = open_study(storage, options.study_name, sampler, pruner, f"val/{metric}", direction, parent)
     study_name = study.study_name
+    check_same_settings(study, fixed_settings(config, [resolve_key(param.key, config) for param in params]))
     seeds: list[int | None] = [None] if options.seeds == 1 else [first_seed(config) + k for k in range(options.seeds)]
 
     def run_folder(trial: optuna.Trial, seed: int | None) -> tuple[Path, str, str]:

@@ -1,0 +1,81 @@
+"""What every trial of a study shares: the config values it does not sweep.
+
+A study compares its trials, so a worker that joins it with other fixed values (fewer epochs,
+another batch size, another seed) would add trials that cannot be compared with the others and
+steer the sampler with them. The first command of a study keeps its fixed values in the study;
+a later one with other values is refused in one line naming them.
+"""
+
+import json
+from typing import Any
+
+import optuna
+
+from src.errors import UserInputError
+
+# Config sections that do not change what a trial measures: which files were read, what is saved and where.
+NOT_COMPARED_SECTIONS = ("config", "checkpoint", "ckpt_path", "weights_only", "__default_config__")
+# The Trainer settings that change what a trial measures (the rest: devices, logging, progress bars).
+COMPARED_TRAINER_KEYS = (
+    "max_epochs",
+    "min_epochs",
+    "max_steps",
+    "min_steps",
+    "max_time",
+    "limit_train_batches",
+    "limit_val_batches",
+    "overfit_batches",
+    "val_check_interval",
+    "check_val_every_n_epoch",
+    "accumulate_grad_batches",
+    "gradient_clip_val",
+    "gradient_clip_algorithm",
+    "precision",
+    "deterministic",
+    "callbacks",
+)
+# Where a machine keeps its data and how it loads it: may differ between the machines of one study.
+MACHINE_KEYS = ("data_dir", "cache_dir", "download", "num_workers", "pin_memory", "persistent_workers", "compile")
+STUDY_ATTR = "fixed_settings"
+
+
+def fixed_settings(config: Any, swept: list[str]) -> dict[str, str]:
+    """The config's values that every trial shares, as `full.key: JSON value`: everything but the
+    swept keys (`model.init_args.optimizer.init_args.lr`, all below them too), the Trainer settings
+    that do not change a result, and where this machine keeps its data."""
+    values = config.as_dict()
+    trainer = values.get("trainer") or {}
+    values = {key: value for key, value in values.items() if key not in (*NOT_COMPARED_SECTIONS, "trainer")}
+    values["trainer"] = {key: trainer.get(key) for key in COMPARED_TRAINER_KEYS}
+    flat: dict[str, str] = {}
+    _flatten("", values, flat)
+    return {
+        key: value
+        for key, value in flat.items()
+        if key.rsplit(".", 1)[-1] not in MACHINE_KEYS
+        and not any(key == full or key.startswith(full + ".") for full in swept)
+    }
+
+
+def _flatten(prefix: str, value: Any, into: dict[str, str]) -> None:
+    if isinstance(value, dict) and value:
+        for key, inner in value.items():
+            _flatten(f"{prefix}{key}.", inner, into)
+    else:
+        into[prefix.rstrip(".")] = json.dumps(value, sort_keys=True, default=str)
+
+
+def check_same_settings(study: optuna.Study, settings: dict[str, str]) -> None:
+    """Keep a new study's fixed values; refuse to add trials to one that fixed others."""
+    kept = study.user_attrs.get(STUDY_ATTR)
+    if kept is None:
+        study.set_user_attr(STUDY_ATTR, settings)
+        return
+    differ = sorted(key for key in kept.keys() | settings.keys() if kept.get(key) != settings.get(key))
+    if differ:
+        shown = "; ".join(f"{key} {kept.get(key, '(none)')}, here {settings.get(key, '(none)')}" for key in differ[:3])
+        more = f" (and {len(differ) - 3} more)" if len(differ) > 3 else ""
+        raise UserInputError(
+            f"study {study.study_name} runs its trials with other fixed values than this command: {shown}{more}; "
+            "give the values of the study to add trials to it, or another --sweep.study_name to start a new one"
+        )
