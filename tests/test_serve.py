@@ -295,6 +295,34 @@ def test_a_stop_signal_ends_every_worker_and_frees_the_port(
             os.killpg(process.pid, signal.SIGKILL)
 
 
+def test_the_serving_line_comes_once_the_server_answers(table_model: tuple[Path, Path]) -> None:
+    """A user (or a script) that sends a request on seeing "Serving ..." gets an answer: the line is
+    printed once /health answers 200, not when the workers begin to start."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "train.py"), "serve", "--ckpt_path", str(table_model[0]), "--port", str(port)],
+        cwd=table_model[0].parent,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        start_new_session=True,
+    )
+    try:
+        lines = []
+        for line in process.stdout:  # type: ignore[union-attr]
+            lines.append(line)
+            if line.startswith("Serving "):
+                assert httpx.get(f"http://{HOST}:{port}/health", timeout=5).status_code == 200
+                break
+        else:
+            raise AssertionError(f"no Serving line: {''.join(lines)[-3000:]}")
+        assert lines[0].startswith(f"Starting the server for {table_model[0]} on {HOST}:{port}")
+        assert lines[-1].startswith(f"Serving {table_model[0]} at http://{HOST}:{port}: POST /predict")
+    finally:
+        stop_group(process)
+
+
 @pytest.mark.parametrize("host", ["256.1.1.1", "192.0.2.1"])  # not an address; an address of no interface here
 def test_a_host_that_cannot_be_listened_on_names_the_host_not_the_port(host: str) -> None:
     with pytest.raises(UserInputError, match=r"give --host an address of this machine: 127\.0\.0\.1"):
