@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -305,9 +306,12 @@ def test_the_serving_line_comes_once_the_server_answers(table_model: tuple[Path,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        # a proxy for web requests (here one that does not answer) is not used to reach this machine
+        env={**os.environ, "PYTHONUNBUFFERED": "1", "http_proxy": "http://127.0.0.1:9", "no_proxy": ""},
         start_new_session=True,
     )
+    watchdog = threading.Timer(120, stop_group, [process])  # no Serving line in 2 minutes: the output ends
+    watchdog.start()
     try:
         lines = []
         for line in process.stdout:  # type: ignore[union-attr]
@@ -320,6 +324,7 @@ def test_the_serving_line_comes_once_the_server_answers(table_model: tuple[Path,
         assert lines[0].startswith(f"Starting the server for {table_model[0]} on {HOST}:{port}")
         assert lines[-1].startswith(f"Serving {table_model[0]} at http://{HOST}:{port}: POST /predict")
     finally:
+        watchdog.cancel()
         stop_group(process)
 
 

@@ -277,17 +277,18 @@ def test_two_workers_share_one_postgresql_study(tmp_path: Path) -> None:
 def test_a_worker_with_other_fixed_values_cannot_join_a_study(in_tmp: Path, capsys: pytest.CaptureFixture) -> None:
     """Trials with fewer epochs or another seed cannot be compared with the study's others: refused in
     one line naming the values (a key swept before and fixed now too); progress bars on are fine."""
-    args = ["--config", config("circles"), *SHORT, "--sweep.space", SPACE, "--sweep.n_trials", "0"]
-    assert run_cli("sweep", *args) == 0  # study_0, its fixed values kept
-    join = [*args, "--sweep.study_name", "study_0"]
+    args = ["--config", config("circles"), *SHORT, "--sweep.space", SPACE]
+    assert run_cli("sweep", *args, "--sweep.n_trials", "1") == 0  # study_0, its fixed values kept
+    join = [*args, "--sweep.study_name", "study_0", "--sweep.n_trials", "1"]
     capsys.readouterr()
-    assert run_cli("sweep", *join, "--trainer.max_epochs", "6", "--seed_everything", "7") == 2
+    assert run_cli("sweep", *join, "--trainer.max_epochs", "6", "--seed_everything", "7", "--sweep.seeds", "2") == 2
     error = capsys.readouterr().err.strip()
     assert error == (
         "error: study study_0 runs its trials with other fixed values than this command: seed_everything 42, "
-        "here 7; trainer.max_epochs 4, here 6; give the values of the study to add trials to it, or another "
-        "--sweep.study_name to start a new one"
+        "here 7; sweep.seeds 1, here 2; trainer.max_epochs 4, here 6; give the values of the study to add trials "
+        "to it, or another --sweep.study_name to start a new one"
     )
+    assert run_cli("sweep", *join[:-2], "--trainer.max_epochs", "6", "--sweep.n_trials", "0") == 0  # a report only
     assert run_cli("sweep", *join, "--sweep.space", "{model.optimizer.lr: [0.01, 0.02]}") == 2  # hidden_sizes now fixed
     assert (
         "other fixed values than this command: model.init_args.net.init_args.hidden_sizes (none), here [512, 512];"
@@ -308,10 +309,10 @@ def test_sweeps_started_together_each_get_their_own_study(tmp_path: Path, monkey
     real = study_storage.next_study_name
     monkeypatch.setattr(study_storage, "next_study_name", lambda *args: next(picked_before, None) or real(*args))
     optuna.create_study(storage=storage, study_name="study_0")  # the other command's, created in between
-    study = open_study(
+    study, created = open_study(
         storage, None, optuna.samplers.RandomSampler(), optuna.pruners.NopPruner(), "val/acc", "maximize", tmp_path
     )
-    assert study.study_name == "study_1"
+    assert study.study_name == "study_1" and created
     assert [s.study_name for s in storage.get_all_studies()] == ["study_0", "study_1"]
 
 

@@ -24,7 +24,7 @@ from jsonargparse import ArgumentParser
 
 from src.errors import UserInputError
 from src.serving.demo_page import PAGE
-from src.serving.readiness import announce_when_ready
+from src.serving.readiness import announce_when_ready, scheme, url_host
 from src.serving.request_limits import RequestLimits
 from src.serving.shutdown import stop_leftover_workers, stopped_by_signals
 from src.tools.predictor import ImageInputs, Predictor, load_predictor
@@ -83,9 +83,10 @@ def serve(
     server.app.add_api_route("/demo", lambda: HTMLResponse(PAGE), methods=["GET"], include_in_schema=False)
     api_key = os.environ.get("LIT_SERVER_API_KEY")
     key = " (X-API-Key required)" if api_key else ""
-    print(f"Starting the server for {ckpt_path} on {host}:{port} ...", flush=True)
+    print(f"Starting the server for {ckpt_path} on {url_host(host)}:{port} ...", flush=True)
     routes = "POST /predict, GET /health, GET /info, a demo page at /demo"
-    ready = announce_when_ready(host, port, api_key, f"Serving {ckpt_path} at http://{host}:{port}{key}: {routes}")
+    url = f"{scheme()}://{url_host(host)}:{port}"
+    ready = announce_when_ready(host, port, api_key, f"Serving {ckpt_path} at {url}{key}: {routes}")
     with stopped_by_signals(port):
         try:
             server.run(host=host, port=port, generate_client_file=False, log_level="warning")

@@ -48,9 +48,12 @@ def sweep(args: list[str], cli_class: type[TemplateCLI] = TemplateCLI) -> optuna
     storage = open_storage(options.storage or f"sqlite:///{parent / 'optuna.db'}")
     direction = "maximize" if mode == "max" else "minimize"
     pruner = make_pruner(options.pruner)
-    study = open_study(storage, options.study_name, sampler, pruner, f"val/{metric}", direction, parent)
+    study, created = open_study(storage, options.study_name, sampler, pruner, f"val/{metric}", direction, parent)
     study_name = study.study_name
-    check_same_settings(study, fixed_settings(config, [resolve_key(param.key, config) for param in params]))
+    if options.n_trials != 0:  # a report alone adds no trial
+        settings = fixed_settings(config, [resolve_key(param.key, config) for param in params])
+        check_same_settings(study, {**settings, "sweep.seeds": str(options.seeds)}, created)
+        study.set_user_attr("metric", f"val/{metric}")
     seeds: list[int | None] = [None] if options.seeds == 1 else [first_seed(config) + k for k in range(options.seeds)]
 
     def run_folder(trial: optuna.Trial, seed: int | None) -> tuple[Path, str, str]:

@@ -7,6 +7,7 @@ a later one with other values is refused in one line naming them.
 """
 
 import json
+import time
 from typing import Any
 
 import optuna
@@ -30,12 +31,30 @@ COMPARED_TRAINER_KEYS = (
     "accumulate_grad_batches",
     "gradient_clip_val",
     "gradient_clip_algorithm",
+    "limit_test_batches",
     "precision",
     "deterministic",
     "callbacks",
+    "plugins",
+    "reload_dataloaders_every_n_epochs",
 )
-# Where a machine keeps its data and how it loads it: may differ between the machines of one study.
-MACHINE_KEYS = ("data_dir", "cache_dir", "download", "num_workers", "pin_memory", "persistent_workers", "compile")
+# Where a machine keeps its data and files and how it loads them (may differ between the machines of
+# one study), the config file a section came from, and what is only printed.
+NOT_COMPARED_KEYS = (
+    "data_dir",
+    "cache_dir",
+    "csv_path",
+    "weights_file",
+    "download",
+    "num_workers",
+    "pin_memory",
+    "persistent_workers",
+    "compile",
+    "__path__",
+    "verbose",
+    "log_rank_zero_only",
+)
+WAIT_FOR_CREATOR_S = 10.0
 STUDY_ATTR = "fixed_settings"
 
 
@@ -52,7 +71,7 @@ def fixed_settings(config: Any, swept: list[str]) -> dict[str, str]:
     return {
         key: value
         for key, value in flat.items()
-        if key.rsplit(".", 1)[-1] not in MACHINE_KEYS
+        if key.rsplit(".", 1)[-1] not in NOT_COMPARED_KEYS
         and not any(key == full or key.startswith(full + ".") for full in swept)
     }
 
@@ -65,9 +84,15 @@ def _flatten(prefix: str, value: Any, into: dict[str, str]) -> None:
         into[prefix.rstrip(".")] = json.dumps(value, sort_keys=True, default=str)
 
 
-def check_same_settings(study: optuna.Study, settings: dict[str, str]) -> None:
-    """Keep a new study's fixed values; refuse to add trials to one that fixed others."""
-    kept = study.user_attrs.get(STUDY_ATTR)
+def check_same_settings(study: optuna.Study, settings: dict[str, str], created: bool) -> None:
+    """Keep the fixed values of the study this command `created`; refuse to add trials to one whose
+    values differ. A study just created by another command gets its values within seconds; one from
+    before these records (or whose creator died) takes this command's."""
+    kept = None if created else study.user_attrs.get(STUDY_ATTR)
+    deadline = time.monotonic() + WAIT_FOR_CREATOR_S
+    while kept is None and not created and not study.trials and time.monotonic() < deadline:
+        time.sleep(0.5)
+        kept = study.user_attrs.get(STUDY_ATTR)
     if kept is None:
         study.set_user_attr(STUDY_ATTR, settings)
         return

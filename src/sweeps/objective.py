@@ -88,10 +88,10 @@ class Objective:
         self.flags_for = flags_for or (lambda values: [f for k, v in values.items() for f in (f"--{k}", flag_value(v))])
 
     def __call__(self, trial: optuna.Trial) -> float:
-        values = {param.key: param.suggest(trial) for param in self.params}
-        print(f"\n=== trial {trial.number}: {', '.join(f'{k}={v}' for k, v in values.items())} ===", flush=True)
         runs: list[dict[str, Any]] = []
         try:
+            values = {param.key: param.suggest(trial) for param in self.params}
+            print(f"\n=== trial {trial.number}: {', '.join(f'{k}={v}' for k, v in values.items())} ===", flush=True)
             for index, seed in enumerate(self.seeds):
                 self.run_seed(trial, values, seed, runs, report=self.prune and index == 0)
         except optuna.TrialPruned:
@@ -147,10 +147,16 @@ class Objective:
         the start, as the next trial) when a worker of the study goes on; the stop says how to go on."""
         signum = getattr(stop, "signum", signal.SIGTERM if isinstance(stop, SIGTERMException) else signal.SIGINT)
         name = signal.Signals(signum).name
-        self.record(trial, runs, note=f"stopped by {name}; queued to run again")
         study = trial.study
-        study.tell(trial, state=optuna.trial.TrialState.FAIL)
-        study.enqueue_trial(trial.params, user_attrs={"rerun_of": trial.number})
+        # A second Ctrl-C or SIGTERM (the fit's handlers are gone) waits until the trial is written down.
+        previous = {number: signal.signal(number, signal.SIG_IGN) for number in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            study.enqueue_trial(trial.params, user_attrs={"rerun_of": trial.number})
+            self.record(trial, runs, note=f"stopped by {name}; queued to run again")
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        finally:
+            for number, handler in previous.items():
+                signal.signal(number, handler)
         return StoppedBySignal(
             signum,
             f"{name} received: trial {trial.number} of study {study.study_name} was stopped and is queued to run "

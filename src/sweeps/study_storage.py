@@ -92,10 +92,11 @@ def open_study(
     metric: str,
     direction: str,
     parent: Path,
-) -> optuna.Study:
-    """The study `name` in `storage`, created if new; joining one that optimises the other way is refused.
-    Without a name, a new study named by `next_study_name`: created only if no other command took that
-    name first (sweeps started side by side each get their own study, never one between them)."""
+) -> tuple[optuna.Study, bool]:
+    """The study `name` in `storage`, and whether this command created it; joining one that optimises
+    the other way is refused. Without a name, a new study named by `next_study_name`: created only if
+    no other command took that name first (sweeps started side by side each get their own study)."""
+    created = True
     if name is None:
         while True:
             try:
@@ -111,10 +112,13 @@ def open_study(
                 continue
     else:
         check_trial_folders_free(storage, name, parent / name)
-        study = optuna.create_study(
-            storage=storage, sampler=sampler, pruner=pruner, study_name=name, direction=direction, load_if_exists=True
-        )
+        try:
+            study = optuna.create_study(
+                storage=storage, sampler=sampler, pruner=pruner, study_name=name, direction=direction
+            )
+        except optuna.exceptions.DuplicatedStudyError:  # another command's study: join it
+            study = optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner)
+            created = False
     if (kept := study.direction.name.lower()) != direction:
         raise UserInputError(f"study {study.study_name} {kept}s; this config's {metric} needs to {direction}")
-    study.set_user_attr("metric", metric)
-    return study
+    return study, created
