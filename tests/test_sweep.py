@@ -278,7 +278,8 @@ def test_a_worker_with_other_fixed_values_cannot_join_a_study(in_tmp: Path, caps
     """Trials with fewer epochs or another seed cannot be compared with the study's others: refused in
     one line naming the values (a key swept before and fixed now too); progress bars on are fine."""
     args = ["--config", config("circles"), *SHORT, "--sweep.space", SPACE]
-    assert run_cli("sweep", *args, "--sweep.n_trials", "1") == 0  # study_0, its fixed values kept
+    assert run_cli("sweep", *args, "--sweep.n_trials", "1", "--trainer.gradient_clip_val", "1.0") == 0  # study_0
+    args += ["--trainer.gradient_clip_val", "1"]  # the same value as a YAML file's 1.0
     join = [*args, "--sweep.study_name", "study_0", "--sweep.n_trials", "1"]
     capsys.readouterr()
     assert run_cli("sweep", *join, "--trainer.max_epochs", "6", "--seed_everything", "7", "--sweep.seeds", "2") == 2

@@ -80,8 +80,9 @@ def _flatten(prefix: str, value: Any, into: dict[str, str]) -> None:
     if isinstance(value, dict) and value:
         for key, inner in value.items():
             _flatten(f"{prefix}{key}.", inner, into)
-    else:
-        into[prefix.rstrip(".")] = json.dumps(value, sort_keys=True, default=str)
+    else:  # 1.0 in YAML and 1 on the command line are one value
+        number = isinstance(value, float) and value.is_integer() and abs(value) < 2**53
+        into[prefix.rstrip(".")] = json.dumps(int(value) if number else value, sort_keys=True, default=str)
 
 
 def check_same_settings(study: optuna.Study, settings: dict[str, str], created: bool) -> None:
