@@ -9,6 +9,8 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -272,6 +274,55 @@ def test_two_workers_share_one_postgresql_study(tmp_path: Path) -> None:
         as_server_user(str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop")
         if as_root:
             shutil.rmtree(data_root, ignore_errors=True)
+
+
+WORKER_THAT_HANGS = """
+import sys, time
+sys.path.insert(0, sys.argv[1])
+import src.sweeps.objective as objective
+objective.run_fit = lambda *args: time.sleep(600)  # the trial starts, then its worker dies in it
+import train
+train.main(sys.argv[2:])
+"""
+
+
+def test_the_trial_of_a_worker_that_died_runs_again(
+    in_tmp: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """kill -9 (or a lost machine, or a SIGTERM while no fit runs) leaves a trial 'running': once its
+    heartbeat is older than the grace period, the next worker's trial fails it and runs its values."""
+    import src.sweeps.study_storage as study_storage
+
+    args = ["sweep", "--config", config("circles"), *SHORT, "--sweep.space", SPACE, "--sweep.study_name", "s"]
+    worker = subprocess.Popen(
+        [sys.executable, "-c", WORKER_THAT_HANGS, str(Path(__file__).parents[1]), *args, "--sweep.n_trials", "1"],
+        cwd=in_tmp,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        start_new_session=True,
+    )
+    watchdog = threading.Timer(120, os.killpg, [worker.pid, signal.SIGKILL])
+    watchdog.start()
+    try:
+        started = next((line for line in worker.stdout if line.startswith("=== trial 0:")), None)  # type: ignore[union-attr]
+        assert started, "the worker ended before its trial"
+    except ValueError:  # the watchdog closed the pipe
+        raise AssertionError("the worker did not start its trial in 2 minutes") from None
+    finally:
+        time.sleep(1)  # its heartbeat is written as the trial starts
+        os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait()
+        watchdog.cancel()
+    monkeypatch.setattr(study_storage, "HEARTBEAT_S", 1)
+    monkeypatch.setattr(study_storage, "GRACE_PERIOD_S", 2)
+    time.sleep(3)
+    assert run_cli(*args, "--sweep.n_trials", "1") == 0
+    rows = read_rows(in_tmp / "lightning_logs" / "circles_sweep" / "s" / "trials.csv")
+    assert [(row["trial"], row["state"]) for row in rows] == [("0", "fail"), ("1", "complete")]
+    assert rows[1]["note"] == "rerun of trial 0"
+    assert rows[1]["model.optimizer.lr"] == rows[0]["model.optimizer.lr"] != ""
 
 
 def test_a_worker_with_other_fixed_values_cannot_join_a_study(in_tmp: Path, capsys: pytest.CaptureFixture) -> None:

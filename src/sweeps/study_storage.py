@@ -12,12 +12,25 @@ import optuna
 from src.errors import UserInputError, first_line
 from src.sweeps.experimental import experimental_optuna
 
+HEARTBEAT_S = 60  # how often a running trial says its worker is alive
+GRACE_PERIOD_S = 180  # a trial silent this long belongs to a worker that died (kill -9, a lost machine)
+
+
+class RerunTrialsOfDeadWorkers(optuna.storages.RetryHeartbeatStaleTrialCallback):
+    """Optuna's retry of a trial whose worker died (failed by the heartbeat when the next trial of any
+    worker starts): its values run again as a new trial, noted `rerun of trial N`."""
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        trial.set_user_attr("rerun_of", trial.number)  # on this copy only: the new trial takes its attributes
+        super().__call__(study, trial)
+
 
 def open_storage(url: str) -> optuna.storages.BaseStorage:
     """Optuna's database storage for `url` (sqlite:///file.db, postgresql://user@host:port/db, ...).
 
     Workers on other machines share a study through it; a heartbeat marks the trials of a worker
-    that died as failed. SQLite waits up to a minute for a lock held by another worker.
+    that died as failed, and their values run again (`RerunTrialsOfDeadWorkers`). SQLite waits up to
+    a minute for a lock held by another worker.
     """
     engine_kwargs: dict[str, Any] = {}
     shown = without_password(url)
@@ -32,7 +45,11 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
         try:
             with experimental_optuna():  # heartbeat_interval and grace_period
                 return optuna.storages.RDBStorage(
-                    url, engine_kwargs=engine_kwargs, heartbeat_interval=60, grace_period=180
+                    url,
+                    engine_kwargs=engine_kwargs,
+                    heartbeat_interval=HEARTBEAT_S,
+                    grace_period=GRACE_PERIOD_S,
+                    heartbeat_stale_trial_callback=RerunTrialsOfDeadWorkers(max_retry=2),
                 )
         except ImportError as error:
             hint = "; pip install psycopg2-binary" if url.startswith("postgres") else ""
