@@ -27,6 +27,7 @@ from src.cli.user_errors import user_message
 from src.errors import StoppedBySignal, UserInputError
 from src.sweeps.experimental import experimental_optuna
 from src.sweeps.space import Param, flag_value
+from src.sweeps.study_storage import RERUN_OF
 
 # (save_dir, name, version) of the logger for a trial's run with a seed (None: the config's)
 RunFolder = Callable[[optuna.Trial, int | None], tuple[Path, str, str]]
@@ -151,7 +152,7 @@ class Objective:
         # A second Ctrl-C or SIGTERM (the fit's handlers are gone) waits until the trial is written down.
         previous = {number: signal.signal(number, signal.SIG_IGN) for number in (signal.SIGINT, signal.SIGTERM)}
         try:
-            study.enqueue_trial(trial.params, user_attrs={"rerun_of": trial.number})
+            study.enqueue_trial(trial.params, user_attrs={RERUN_OF: trial.number})
             self.record(trial, runs, note=f"stopped by {name}; queued to run again")
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
         finally:
@@ -165,8 +166,8 @@ class Objective:
 
     @staticmethod
     def rerun_note(trial: optuna.Trial) -> str:
-        """'rerun of trial N' for a trial queued to run again the values of one a signal stopped."""
-        rerun_of = trial.user_attrs.get("rerun_of")
+        """'rerun of trial N' for a trial that runs again the values of one a signal stopped or whose worker died."""
+        rerun_of = trial.user_attrs.get(RERUN_OF)
         return f"rerun of trial {rerun_of}" if rerun_of is not None else ""
 
     def pruned_at(self, runs: list[dict[str, Any]]) -> str:

@@ -14,6 +14,8 @@ from src.sweeps.experimental import experimental_optuna
 
 HEARTBEAT_S = 60  # how often a running trial says its worker is alive
 GRACE_PERIOD_S = 180  # a trial silent this long belongs to a worker that died (kill -9, a lost machine)
+# The user attribute of a trial that runs again the values of trial N (stopped, or its worker died).
+RERUN_OF = "rerun_of"
 
 
 class RerunTrialsOfDeadWorkers(optuna.storages.RetryHeartbeatStaleTrialCallback):
@@ -21,7 +23,7 @@ class RerunTrialsOfDeadWorkers(optuna.storages.RetryHeartbeatStaleTrialCallback)
     worker starts): its values run again as a new trial, noted `rerun of trial N`."""
 
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        trial.set_user_attr("rerun_of", trial.number)  # on this copy only: the new trial takes its attributes
+        trial.set_user_attr(RERUN_OF, trial.number)  # on this copy only: the new trial takes its attributes
         super().__call__(study, trial)
 
 
