@@ -289,7 +289,7 @@ train.main(sys.argv[2:])
 def test_the_trial_of_a_worker_that_died_runs_again(
     in_tmp: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
-    """kill -9 (or a lost machine, or a SIGTERM while no fit runs) leaves a trial 'running': once its
+    """kill -9 (or a lost machine) leaves a trial 'running': once its
     heartbeat is older than the grace period, the next worker's trial fails it and runs its values."""
     import src.sweeps.study_storage as study_storage
 
@@ -325,6 +325,56 @@ def test_the_trial_of_a_worker_that_died_runs_again(
     assert rows[1]["model.optimizer.lr"] == rows[0]["model.optimizer.lr"] != ""
 
 
+WORKER_SIGNALLED_AT = """
+import os, signal, sys
+sys.path.insert(0, sys.argv[1])
+import src.sweeps.command as command
+from src.cli.template_cli import TemplateCLI
+def signalled(method):
+    def run(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)  # as a scheduler would, while no fit runs
+        return method(*args, **kwargs)
+    return run
+if sys.argv[2] == "classes":  # the trial's classes are being built, before its fit
+    TemplateCLI.instantiate_classes = signalled(TemplateCLI.instantiate_classes)
+else:  # every trial has finished and the report is being written
+    command.report = signalled(command.report)
+import train
+train.main(sys.argv[3:])
+"""
+
+
+@pytest.mark.parametrize("where", ["classes", "report"])
+def test_a_sigterm_while_no_fit_runs_ends_the_sweep_in_one_line_and_queues_its_trial(in_tmp: Path, where: str) -> None:
+    """Outside a fit, SIGTERM's default would end the worker silently and leave its trial 'running'
+    until the heartbeat's grace period; it is a stop like any other: exit 143, the trial queued."""
+    args = ["sweep", "--config", config("circles"), *SHORT, "--sweep.space", SPACE, "--sweep.study_name", "s"]
+    args += ["--sweep.n_trials", "1"]
+    worker = subprocess.run(
+        [sys.executable, "-c", WORKER_SIGNALLED_AT, str(Path(__file__).parents[1]), where, *args],
+        cwd=in_tmp,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert worker.returncode == 143, worker.stderr[-2000:]
+    stop = worker.stderr.strip().splitlines()[-1]
+    study = optuna.load_study(study_name="s", storage="sqlite:///lightning_logs/circles_sweep/optuna.db")
+    states = [trial.state.name for trial in study.trials]
+    if where == "classes":
+        assert stop == (
+            "stopped: SIGTERM received: trial 0 of study s was stopped and is queued to run again; "
+            "go on with the same command and --sweep.study_name s"
+        )
+        assert states == ["FAIL", "WAITING"] and study.trials[0].user_attrs["note"].startswith("stopped by SIGTERM")
+    else:
+        assert stop == (
+            "stopped: SIGTERM received during the sweep: the trials it finished are kept; "
+            "go on with the same command and --sweep.study_name s"
+        )
+        assert states == ["COMPLETE"]
+
+
 def test_a_worker_with_other_fixed_values_cannot_join_a_study(in_tmp: Path, capsys: pytest.CaptureFixture) -> None:
     """Trials with fewer epochs or another seed cannot be compared with the study's others: refused in
     one line naming the values (a key swept before and fixed now too); progress bars on are fine."""
@@ -345,6 +395,11 @@ def test_a_worker_with_other_fixed_values_cannot_join_a_study(in_tmp: Path, caps
     assert (
         "other fixed values than this command: model.init_args.net.init_args.hidden_sizes (none), here [512, 512];"
         in (capsys.readouterr().err)
+    )
+    wider = SPACE.replace("high: 0.05", "high: 0.1")  # another range for the same key
+    assert run_cli("sweep", *join, "--sweep.space", wider) == 2
+    assert "other fixed values than this command: sweep.space.model.optimizer.lr.high 0.05, here 0.1; give" in (
+        capsys.readouterr().err
     )
     assert (
         run_cli("sweep", *join, "--trainer.enable_progress_bar", "true", "--trainer.enable_model_summary", "true") == 0

@@ -19,10 +19,11 @@ from typing import Any
 
 import optuna
 
+from src.checkpointing import stop_on_signal
 from src.cli.template_cli import TemplateCLI
 from src.errors import UserInputError
 from src.sweeps.fit_config import logger_settings, model_metric, read_config
-from src.sweeps.fixed_settings import check_same_settings, fixed_settings
+from src.sweeps.fixed_settings import check_same_settings, fixed_settings, space_settings
 from src.sweeps.objective import Objective, optimize
 from src.sweeps.options import parse_options
 from src.sweeps.report import report
@@ -52,7 +53,8 @@ def sweep(args: list[str], cli_class: type[TemplateCLI] = TemplateCLI) -> optuna
     study_name = study.study_name
     if options.n_trials != 0:  # a report alone adds no trial
         settings = fixed_settings(config, [resolve_key(param.key, config) for param in params])
-        check_same_settings(study, {**settings, "sweep.seeds": str(options.seeds)}, created)
+        settings |= {"sweep.seeds": str(options.seeds), **space_settings(params)}
+        check_same_settings(study, settings, created)
         study.set_user_attr("metric", f"val/{metric}")
     seeds: list[int | None] = [None] if options.seeds == 1 else [first_seed(config) + k for k in range(options.seeds)]
 
@@ -67,8 +69,12 @@ def sweep(args: list[str], cli_class: type[TemplateCLI] = TemplateCLI) -> optuna
         f"Study {study_name} in {where}: val/{metric} ({direction}), "
         f"{options.sampler} sampler, {options.n_trials} trials{each}"
     )
-    optimize(study, objective, options.n_trials, options.timeout)
-    report(study, parent / study_name, metric, options.seeds, logger, config.seed_everything, devices)
+    # Outside a trial's fit (its flags parsed, its classes built, between trials, the report), a signal
+    # still ends the sweep in one line: the trial it hits is queued to run again (Objective.stopped).
+    go_on = f"the trials it finished are kept; go on with the same command and --sweep.study_name {study_name}"
+    with stop_on_signal("the sweep", go_on):
+        optimize(study, objective, options.n_trials, options.timeout)
+        report(study, parent / study_name, metric, options.seeds, logger, config.seed_everything, devices)
     return study
 
 

@@ -1,11 +1,13 @@
 """What every trial of a study shares: the config values it does not sweep.
 
 A study compares its trials, so a worker that joins it with other fixed values (fewer epochs,
-another batch size, another seed) would add trials that cannot be compared with the others and
+another batch size, another seed) or another search space (other ranges or choices, which Optuna
+refuses mid-study or mixes silently) would add trials that cannot be compared with the others and
 steer the sampler with them. The first command of a study keeps its fixed values in the study;
 a later one with other values is refused in one line naming them.
 """
 
+import dataclasses
 import json
 import time
 from typing import Any
@@ -13,6 +15,7 @@ from typing import Any
 import optuna
 
 from src.errors import UserInputError
+from src.sweeps.space import Param
 
 # Config sections that do not change what a trial measures: which files were read, what is saved and where.
 NOT_COMPARED_SECTIONS = ("config", "checkpoint", "ckpt_path", "weights_only", "__default_config__")
@@ -74,6 +77,19 @@ def fixed_settings(config: Any, swept: list[str]) -> dict[str, str]:
         if key.rsplit(".", 1)[-1] not in NOT_COMPARED_KEYS
         and not any(key == full or key.startswith(full + ".") for full in swept)
     }
+
+
+def space_settings(params: list[Param]) -> dict[str, str]:
+    """What the space tries for each swept key, as `sweep.space.<key>: JSON` (only the fields given)."""
+    flat: dict[str, str] = {}
+    for param in params:
+        tried = {
+            field.name: value
+            for field in dataclasses.fields(param)
+            if field.name != "key" and (value := getattr(param, field.name)) != field.default
+        }
+        _flatten(f"sweep.space.{param.key}.", tried, flat)
+    return flat
 
 
 def _flatten(prefix: str, value: Any, into: dict[str, str]) -> None:
