@@ -194,3 +194,15 @@ class SignalAtFirstBatch(Callback):
     def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, *args: object) -> None:
         if trainer.global_step == 0:
             os.kill(os.getpid(), self.signum)
+
+
+class SignalGroupAtSetup(Callback):
+    """Rank 0 sends `signum` to its whole process group as the fit is set up, before any step: what a
+    terminal's Ctrl-C does to every rank of a DDP run."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        if trainer.global_rank == 0:
+            os.killpg(os.getpgid(0), self.signum)

@@ -206,6 +206,17 @@ def test_sigterm_to_one_rank_saves_the_step_and_stops_every_rank(rank: int, tmp_
     assert "--ckpt_path last" in output
 
 
+def test_ctrl_c_to_every_rank_before_the_first_step_stops_them_all_and_leaves_no_run(tmp_path: Path) -> None:
+    """A terminal's Ctrl-C reaches every rank at once, here while the fit is set up: each rank stops in
+    one line, exit 130, no rank is left waiting for another, and the new run's folder is removed."""
+    stop = callbacks(("tests.helpers.SignalGroupAtSetup", {"signum": signal.SIGINT}))
+    rc, output = run_ddp(*STOP_ARGS, *stop, cwd=tmp_path, timeout=STOP_TIMEOUT)
+    assert rc == 130, output[-4000:]
+    assert "SIGINT received before this run saved anything: start it again" in output, output[-4000:]
+    assert "Traceback" not in output, output[-4000:]
+    assert not (tmp_path / "lightning_logs" / "circles" / "version_0").exists()
+
+
 def test_a_nan_loss_on_one_rank_stops_every_rank_and_saves_nothing_non_finite(tmp_path: Path) -> None:
     nan = callbacks(("tests.helpers.NaNLossOnRank", {"rank": 1, "step": 3}))
     rc, output = run_ddp(*STOP_ARGS, *nan, cwd=tmp_path, timeout=STOP_TIMEOUT)
