@@ -195,7 +195,9 @@ PREDICT_CASES = [
     (["--output", LAST, "--overwrite"], "inside a checkpoints folder"),  # not even when told to
     (["--output", "lightning_logs/circles/version_0/checkpoints/new.csv"], "inside a checkpoints folder"),
     (["--output", "train.csv"], "exists and is not a predictions CSV"),  # the user's data
-    (["--output", "notes.ckpt"], "exists and is not a predictions CSV"),
+    (["--output", "notes.ckpt"], "is a checkpoint file"),
+    (["--output", "notes.ckpt", "--overwrite"], "is a checkpoint file"),  # a checkpoint kept anywhere: never
+    (["--output", "new.ckpt", "--overwrite"], "is a checkpoint file"),
     # The user's own tables whose last columns only look like predictions of another model.
     (["--output", "sales.csv"], "exists and is not a predictions CSV"),
     (["--output", "votes.csv"], "exists and is not a predictions CSV"),

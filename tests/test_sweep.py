@@ -180,6 +180,10 @@ def test_sweep_flags_are_split_from_fit_flags_in_any_form(tmp_path: Path) -> Non
             "unknown config key 'model.optimizer.learning_rate'",
         ),
         (["--sweep.space", "{}"], "is empty"),
+        (  # inline YAML longer than a file name may be
+            ["--sweep.space", "{model.optimizer.learning_rate: [" + ", ".join(["0.001"] * 60) + "]}"],
+            "unknown config key 'model.optimizer.learning_rate'",
+        ),
         (["--sweep.space", "{model.optimizer.lr: [0.1]}", "--sweep.sampler", "bayes"], "--sweep.sampler 'bayes'"),
         (["--sweep.space", "{model.optimizer.lr: {type: float, low: 1, high: 0}}"], "low < high"),
         (["--sweep.space", "{model.optimizer.lr: {low: 0.1, high: 1}}", "--sweep.sampler", "grid"], "add `grid"),
@@ -391,6 +395,17 @@ def test_a_worker_with_other_fixed_values_cannot_join_a_study(in_tmp: Path, caps
         "to it, or another --sweep.study_name to start a new one"
     )
     assert run_cli("sweep", *join[:-2], "--trainer.max_epochs", "6", "--sweep.n_trials", "0") == 0  # a report only
+    capsys.readouterr()
+    report = [*args, "--sweep.n_trials", "0"]  # of an existing study only: a new empty one would take study_1
+    assert run_cli("sweep", *report) == 2 and run_cli("sweep", *report, "--sweep.study_name", "study_9") == 2
+    errors = capsys.readouterr().err.strip().splitlines()
+    db = Path("lightning_logs/circles_sweep/optuna.db")
+    assert errors == [
+        f"error: --sweep.n_trials 0 writes the report of an existing study: give its --sweep.study_name ({db} holds "
+        "study_0)",
+        f"error: --sweep.n_trials 0 writes the report of an existing study: there is no study 'study_9' ({db} holds "
+        "study_0)",
+    ]
     assert run_cli("sweep", *join, "--sweep.space", "{model.optimizer.lr: [0.01, 0.02]}") == 2  # hidden_sizes now fixed
     assert (
         "other fixed values than this command: model.init_args.net.init_args.hidden_sizes (none), here [512, 512];"

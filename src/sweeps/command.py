@@ -49,6 +49,8 @@ def sweep(args: list[str], cli_class: type[TemplateCLI] = TemplateCLI) -> optuna
     storage = open_storage(options.storage or f"sqlite:///{parent / 'optuna.db'}")
     direction = "maximize" if mode == "max" else "minimize"
     pruner = make_pruner(options.pruner)
+    if options.n_trials == 0:  # a report: of a study that exists, never of a new empty one
+        check_study_to_report(storage, options.study_name, where=options.storage or f"{parent / 'optuna.db'}")
     study, created = open_study(storage, options.study_name, sampler, pruner, f"val/{metric}", direction, parent)
     study_name = study.study_name
     if options.n_trials != 0:  # a report alone adds no trial
@@ -76,6 +78,17 @@ def sweep(args: list[str], cli_class: type[TemplateCLI] = TemplateCLI) -> optuna
         optimize(study, objective, options.n_trials, options.timeout)
         report(study, parent / study_name, metric, options.seeds, logger, config.seed_everything, devices)
     return study
+
+
+def check_study_to_report(storage: optuna.storages.BaseStorage, name: str | None, where: str) -> None:
+    """`--sweep.n_trials 0` writes the report of a study the storage holds: it needs that study's name."""
+    names = [study.study_name for study in storage.get_all_studies()]
+    if name in names:
+        return
+    where = without_password(where)
+    held = f"{where} holds {', '.join(names)}" if names else f"{where} holds no study yet"
+    asked = f"there is no study {name!r} ({held})" if name else f"give its --sweep.study_name ({held})"
+    raise UserInputError(f"--sweep.n_trials 0 writes the report of an existing study: {asked}")
 
 
 def check_one_device(config: Any) -> None:

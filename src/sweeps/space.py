@@ -80,10 +80,10 @@ def flag_value(value: Any) -> str:
 def read_space(source: str) -> dict[str, Any]:
     """The space from a YAML file, or inline YAML (`{model.optimizer.lr: {low: ...}}`)."""
     path = Path(source)
-    if path.is_file():
-        text = path.read_text()
-    elif source.lstrip().startswith("{"):
+    if source.lstrip().startswith("{"):  # inline YAML (checked first: a long one is no file name)
         text = source
+    elif path.is_file():
+        text = path.read_text()
     else:
         raise UserInputError(
             f"--sweep.space {source}: no such file (give a YAML file such as configs/sweeps/circles.yaml)"

@@ -42,11 +42,16 @@ def in_checkpoint_folder(target: Path, checkpoint: Path, checkpoint_dir: Path | 
     return checkpoint_dir is not None and checkpoint_dir.resolve() in folders
 
 
+def is_checkpoint_file(target: Path) -> bool:
+    """A `.ckpt` file (existing or not), or one with a `.sha256` record beside it as this template's saves have."""
+    return target.suffix == ".ckpt" or target.with_name(target.name + ".sha256").exists()
+
+
 def check_prediction_output(
     output: Path, source: Path, checkpoint: Path, overwrite: bool, checkpoint_dir: Path | None = None
 ) -> None:
     """Refuse, before anything runs, an `--output` that would destroy something: the input, a
-    folder, anything in a checkpoints folder (even with --overwrite), or an existing file that
+    folder, a checkpoint file or anything in a checkpoints folder (even with --overwrite), or an existing file that
     predict did not write (unless --overwrite)."""
     target = output.resolve()
     if target == source.resolve():
@@ -58,6 +63,11 @@ def check_prediction_output(
     if in_checkpoint_folder(target, checkpoint, checkpoint_dir):
         raise UserInputError(
             f"--output {output} is inside a checkpoints folder, which predict never writes to; "
+            "choose a file elsewhere, e.g. --output predictions.csv"
+        )
+    if target == checkpoint.resolve() or is_checkpoint_file(target):
+        raise UserInputError(
+            f"--output {output} is a checkpoint file, which predict never replaces (not even with --overwrite); "
             "choose a file elsewhere, e.g. --output predictions.csv"
         )
     if target.exists() and not overwrite and not written_by_predict(target):
