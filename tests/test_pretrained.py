@@ -185,6 +185,13 @@ def test_the_finetune_config_trains_offline_from_a_local_weights_file(in_tmp: Pa
     assert state["net.model.fc.weight"].shape == (3, 512)
     # With --ckpt_path the checkpoint brings the weights: the weights file is not read again.
     path.unlink()
+    # The config as shipped (weights: DEFAULT, which offline cannot download) predicts with the checkpoint:
+    # where the starting weights came from does not change the net, nor its preprocessing.
+    (tmp_path / "one.png").write_bytes((tree / "train" / "a" / "0_000.png").read_bytes())
+    shipped = [arg for arg in args if arg not in ("--model.net.init_args.weights", str(path))]
+    predict = ["predict", *shipped, "--ckpt_path", "last", "--input", str(tmp_path / "one.png")]
+    assert run_cli(*predict, "--output", str(tmp_path / "one.csv")) == 0
+    assert (tmp_path / "one.csv").read_text().splitlines()[0] == "file,class,probability,p_a,p_b,p_c"
     # Export rebuilds the bare net from model.json without the weights file (they are in the state_dict).
     out = tmp_path / "export"
     formats = ["--formats", "[state_dict, torchscript]", "--output_dir", str(out)]

@@ -16,7 +16,9 @@ from jsonargparse import Namespace
 
 from src.checkpointing.checkpoint_io import load_structure
 from src.checkpointing.stored_run import stored_config
+from src.class_paths import class_from_path
 from src.errors import UserInputError
+from src.modules.nets.pretrained import rebuild_init_args
 
 
 def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
@@ -41,14 +43,29 @@ def _model_hparams(checkpoint: Path) -> dict[str, Any]:
     return {"class_path": class_path, "init_args": hparams} if class_path else {"init_args": hparams}
 
 
+def _net_as_restored(model: dict[str, Any]) -> dict[str, Any]:
+    """The model's values with its net's init_args as a checkpoint rebuilds it: where the starting
+    weights come from (a torchvision name or a local file, timm's pretrained) and freezing are
+    left out, as the checkpoint brings the weights; the preprocessing they imply is kept."""
+    init_args = model.get("init_args") or {}
+    net = init_args.get("net")
+    if not isinstance(net, Mapping) or not isinstance(net.get("class_path"), str):
+        return model
+    try:
+        rebuilt = rebuild_init_args(class_from_path(net["class_path"]), net.get("init_args") or {})
+    except Exception:  # a net this check cannot rebuild: compare the values as given
+        return model
+    return {**model, "init_args": {**init_args, "net": {**net, "init_args": rebuilt}}}
+
+
 def check_given_values(model_config: Namespace, checkpoint: Path, ignored: set[str]) -> None:
     """Fail if the given model differs from the checkpoint's in class or net; report other differences.
 
     `ignored` names arguments not to compare: those linked from the data module (the config
     holds only their defaults) and run options the checkpoint does not override (`compile`).
     """
-    saved = _flat(_model_hparams(checkpoint))
-    given = _flat(model_config)
+    saved = _flat(_net_as_restored(_model_hparams(checkpoint)))
+    given = _flat(_net_as_restored(model_config.as_dict()))
     if saved.get("class_path") and given.get("class_path") and saved["class_path"] != given["class_path"]:
         raise UserInputError(
             f"{checkpoint} holds a {saved['class_path']} but the config gives model {given['class_path']}: "
