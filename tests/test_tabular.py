@@ -129,6 +129,10 @@ def test_missing_values_are_refused_by_line_and_column_or_filled_with_the_traini
         ("a,b,y\n1,2,u\n3,inf,v\n", {}, "line 3: column 'b' is 'inf'"),
         ("a;b;y\n1;2;u\n3;4,5;v\n", {"feature_columns": ["b"]}, "('4,5'); numbers need a decimal point (1.5, not"),
         ("a,b,y\n1,2,3\n3,4,text\n", {"task": "regression"}, "which a regression cannot predict"),
+        ("a;b;y\n1;2;1,5\n3;4;2,25\n", {}, "line 2: the target column 'y' is not a number ('1,5'); numbers need a"),
+        ("a,b,y\n1,2,None\n3,4,v\n", {}, "('None' is read as missing); drop the row, or rename it in the file if"),
+        ('a,b,y\n"1,234",2,u\n3,4,v\n', {}, "numbers need a decimal point (1.5, not 1,5) and no digit grouping"),
+        ('a,b,y\n"1,234,567",2,u\n3,4,v\n', {}, "('1,234,567'); numbers must not group their digits"),
         (
             'a,b,y\n1,2,u\n3,"4,v\n5,6,u\n7,8,v\n',
             {},
@@ -143,6 +147,19 @@ def test_bad_tables_are_refused_in_one_line(tmp_path: Path, content: str | None,
     with pytest.raises(UserInputError) as error:
         TabularDataModule(path, **{"target_column": "y", **kwargs}).input_shape  # noqa: B018 - read when first needed
     assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def test_unnamed_columns_are_no_features(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """pandas' to_csv writes its row index as a first column without a name: used as a feature, it would
+    give away the order of rows sorted by class. A spreadsheet's empty trailing columns are no names twice."""
+    rows = [[i, i % 7, (3 * i) % 5, "a" if i < 20 else "b"] for i in range(40)]  # sorted by class
+    indexed = write_csv(tmp_path / "indexed.csv", ["", "x1", "x2", "label"], rows)
+    dm = TabularDataModule(indexed, "label")
+    assert dm.feature_names == ["x1", "x2"]
+    assert "column(s) [1] have no name and are not used as features" in capsys.readouterr().out
+    (tmp_path / "excel.csv").write_text("x1;x2;label;;\n" + "".join(f"{r[1]};{r[2]};{r[3]};;\n" for r in rows))
+    dm = TabularDataModule(tmp_path / "excel.csv", "label")
+    assert dm.feature_names == ["x1", "x2"] and "no name" not in capsys.readouterr().out  # empty: nothing to say
 
 
 def test_a_class_too_small_for_the_training_split_is_named(tmp_path: Path) -> None:

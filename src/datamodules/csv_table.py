@@ -13,6 +13,7 @@ quotes are refused in one line that says how to convert or mend the file.
 import csv
 import io
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +27,8 @@ FLOAT32_MAX = float(torch.finfo(torch.float32).max)  # about 3.4e38: a larger va
 TRAINABLE_MAX = math.sqrt(FLOAT32_MAX)
 # Cells that mean "no value" (compared lower-cased, after stripping spaces).
 MISSING_MARKERS = frozenset({"", "na", "n/a", "nan", "null", "none", "?"})
+# A number written with thousands separators: 1,234 or -12,345,678.5.
+DIGIT_GROUPS = re.compile(r"[+-]?\d{1,3}(,\d{3})+(\.\d+)?$")
 DELIMITERS = ",;\t|"  # what a spreadsheet's "save as" writes; a comma unless the file says otherwise
 SNIFF_CHARACTERS = 16_384  # how much of the file the delimiter is guessed from
 SAVE_AS_CSV = "or save it from the spreadsheet as 'CSV UTF-8 (comma delimited)'"
@@ -87,7 +90,7 @@ def read_rows(path: Path, if_missing: str) -> CsvRows:
     if len(rows) < 2:
         raise UserInputError(f"{path} has no data rows: it needs a header line and at least one row")
     header = [name.strip() for name in rows[0]]
-    repeated = sorted({name for name in header if header.count(name) > 1})
+    repeated = sorted({name for name in header if name and header.count(name) > 1})  # unnamed ones are never read
     if repeated:
         raise UserInputError(
             f"{path} has the column name(s) {repeated} more than once: rename them so that each column has its own name"
@@ -213,12 +216,19 @@ def numeric_columns(
 
 
 def decimal_comma_hint(cell: str) -> str:
-    """For '1,5': numbers are read with a decimal point, as a ';'-separated export may not write them."""
+    """For '1,5': numbers are read with a decimal point, as a ';'-separated export may not write them;
+    for '1,234,567' or '1,234.5': digit grouping, which a spreadsheet's export may add."""
+    if DIGIT_GROUPS.match(cell.strip()) and (cell.count(",") > 1 or "." in cell):
+        return "; numbers must not group their digits (1234567, not 1,234,567): export the file without separators"
     try:
         float(cell.replace(",", "."))
     except ValueError:
         return ""
-    return "; numbers need a decimal point (1.5, not 1,5): export the file with '.' as the decimal separator"
+    grouped = " and no digit grouping (1234, not 1,234)" if DIGIT_GROUPS.match(cell.strip()) else ""
+    return (
+        f"; numbers need a decimal point (1.5, not 1,5){grouped}: export the file with '.' as the decimal "
+        "separator"
+    )
 
 
 def read_feature_rows(

@@ -161,7 +161,8 @@ class TabularDataModule(InMemoryDataModule):
                 raise UserInputError(f"data.feature_columns {clash} also name the target or an id column; remove them")
             features = list(feature_columns)
         else:
-            features = [name for name in table.header if name != target and name not in ids]
+            features = [name for name in table.header if name and name != target and name not in ids]
+            self._report_unnamed_columns(table)
         if not features:
             raise UserInputError(f"{table.path} has no feature columns besides the target {target!r} and the ids")
         text = {name: example for name in features if (example := _first_text(table, name))}
@@ -181,6 +182,21 @@ class TabularDataModule(InMemoryDataModule):
             )
         return features
 
+    @staticmethod
+    def _report_unnamed_columns(table: CsvRows) -> None:
+        """A column without a name is no feature: pandas' row index (`to_csv` without index=False), which
+        would give away the row order, or a spreadsheet's empty trailing column. Said when it holds values."""
+        filled = [
+            position + 1
+            for position, name in enumerate(table.header)
+            if not name and any(row[position].strip() for row in table.rows)
+        ]
+        if filled:
+            print(
+                f"{table.path}: column(s) {filled} have no name and are not used as features (a row index, as "
+                "pandas' to_csv writes one?); to use one, give it a name in the header"
+            )
+
     def _read_targets(
         self, table: CsvRows, task: Task, known_classes: list[str] | None = None
     ) -> tuple[str, list[str], torch.Tensor]:
@@ -190,11 +206,20 @@ class TabularDataModule(InMemoryDataModule):
         cells = table.column(target)
         for line, cell in zip(table.lines, cells, strict=True):
             if is_missing(cell):
+                label = f", or rename it in the file if {cell!r} is a class" if cell.strip() else ""
                 raise UserInputError(
-                    f"{table.path}, line {line}: the target column {target!r} has no value ({cell!r}); drop the row"
+                    f"{table.path}, line {line}: the target column {target!r} has no value ({cell!r} is read as "
+                    f"missing); drop the row{label}"
                 )
         numbers = [_number(cell) for cell in cells]
         all_numbers = all(value is not None for value in numbers)
+        text = [(line, cell) for line, cell, value in zip(table.lines, cells, numbers, strict=True) if value is None]
+        if task != "classification" and text and all(decimal_comma_hint(cell) for _, cell in text):
+            line, cell = text[0]  # numbers with a decimal comma, not class labels
+            raise UserInputError(
+                f"{table.path}, line {line}: the target column {target!r} is not a number ({cell!r})"
+                f"{decimal_comma_hint(cell)}"
+            )
         if task == "auto":
             task = "regression" if all_numbers else "classification"
         if task == "regression":
