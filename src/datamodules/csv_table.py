@@ -225,10 +225,7 @@ def decimal_comma_hint(cell: str) -> str:
     except ValueError:
         return ""
     grouped = " and no digit grouping (1234, not 1,234)" if DIGIT_GROUPS.match(cell.strip()) else ""
-    return (
-        f"; numbers need a decimal point (1.5, not 1,5){grouped}: export the file with '.' as the decimal "
-        "separator"
-    )
+    return f"; numbers need a decimal point (1.5, not 1,5){grouped}: export the file with '.' as the decimal separator"
 
 
 def read_feature_rows(
