@@ -2,6 +2,7 @@
 prediction and export round trips."""
 
 import csv
+import io
 import json
 import math
 import shutil
@@ -166,6 +167,23 @@ def test_any_format_mode_and_size_becomes_one_uint8_tensor(tmp_path: Path) -> No
     gray = folder_module(tree, tmp_path, image_size=[8, 12], channels=1)
     gray.setup()
     assert gray.splits["train"][0].shape == (24, 1, 8, 12) and gray.input_shape == (1, 8, 12)
+
+
+def test_a_photo_stored_sideways_is_decoded_upright_as_its_exif_says() -> None:
+    """Phones store a portrait photo as landscape pixels with EXIF orientation 6 (turn 90 degrees
+    clockwise to view): trained as stored, portrait and landscape shots of a class would disagree."""
+    stored = np.zeros((20, 40, 3), dtype=np.uint8)  # 20 high, 40 wide as stored
+    stored[:, :20] = 255  # the left half white: the top half once turned clockwise
+    exif = Image.Exif()
+    exif[0x0112] = 6  # EXIF Orientation
+    buffer = io.BytesIO()
+    Image.fromarray(stored).save(buffer, "JPEG", exif=exif, quality=95)
+    upright = image_decoding.decode(buffer.getvalue(), "portrait.jpg", channels=3)
+    assert upright.shape == (3, 40, 20)
+    assert upright[:, :18].float().mean() > 200 and upright[:, 22:].float().mean() < 50
+    plain = io.BytesIO()
+    Image.fromarray(stored).save(plain, "JPEG", quality=95)  # no orientation: as stored
+    assert image_decoding.decode(plain.getvalue(), "landscape.jpg", channels=3).shape == (3, 20, 40)
 
 
 def test_resize_covers_then_center_crops() -> None:

@@ -6,7 +6,8 @@
 - torchvision's `cifar-10-batches-py/` (CIFAR-10 only; downloaded by torchvision when asked).
 
 Every file is decoded by PIL (PNG, JPEG, BMP, WebP, GIF (first frame); any mode: RGB,
-grayscale, RGBA and LA (alpha dropped), palette, CMYK, 16-bit), converted to RGB or to
+grayscale, RGBA and LA (alpha dropped), palette, CMYK, 16-bit), turned upright as its EXIF
+orientation says, converted to RGB or to
 grayscale, and brought to one size by `fit_to_size`: resized (antialiased) so that the image
 covers the target size with its aspect ratio kept, then center-cropped. A 32 x 32 image meant
 for 32 x 32 is left untouched. The readers return {"train": (images N x C x H x W uint8,
@@ -26,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 from torchvision.datasets import CIFAR10
 from torchvision.datasets.utils import check_integrity
 from torchvision.transforms.v2.functional import center_crop, resize, rgb_to_grayscale
@@ -36,6 +37,7 @@ from src.errors import UserInputError, first_line
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif")
 SPLITS = ("train", "val", "test")
+EXIF_ORIENTATION = 0x0112  # the EXIF tag saying how the stored pixels are turned
 
 Size = tuple[int, int]  # (height, width)
 Splits = dict[str, tuple[torch.Tensor, torch.Tensor]]
@@ -58,9 +60,12 @@ def decode(data: bytes, name: str, channels: int) -> torch.Tensor:
 
 
 def image_tensor(image: Image.Image, channels: int) -> torch.Tensor:
-    """A PIL image as uint8 C x H x W, RGB (C = 3) or grayscale (C = 1), whatever its mode."""
+    """A PIL image as uint8 C x H x W, RGB (C = 3) or grayscale (C = 1), whatever its mode, upright:
+    turned as its EXIF orientation says (a phone stores a portrait photo sideways and says so there)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # PIL's notes on palette transparency and large images
+        if image.getexif().get(EXIF_ORIENTATION, 1) != 1:
+            image = ImageOps.exif_transpose(image)
         if image.mode == "P" and "transparency" in image.info:
             image = image.convert("RGBA")  # PIL's way for palettes with a transparent colour
         if image.mode.startswith("I;16") or image.mode in ("I", "F"):  # 16-bit or float: scale to 8 bits
