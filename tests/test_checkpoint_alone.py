@@ -166,6 +166,9 @@ def test_an_image_folder_model_predicts_tests_and_exports_from_the_checkpoint_al
     with Image.open(photos / "a.png") as image:
         results = load_predictor(ckpt).predict([image, photos / "b.jpg"])
     assert [result["class"] for result in results] == [row["class"] for row in written]
+    # a float tensor (torchvision's to_tensor: [0, 1]) is refused, not read as black images on the 0-255 scale
+    with pytest.raises(UserInputError, match=r"must be uint8 \(N x\) 3 x H x W with values 0-255"):
+        load_predictor(ckpt).predict(torch.rand(2, 3, 12, 12))
     for result, row in zip(results, written, strict=True):
         assert [result["probabilities"][name] for name in FOODS] == pytest.approx(
             [float(row[f"p_{name}"]) for name in FOODS], abs=TOLERANCE
@@ -220,6 +223,11 @@ def test_the_predictor_takes_rows_columns_and_arrays_alike(trained_circles: Path
     assert sum(rows[0]["probabilities"].values()) == pytest.approx(1.0, abs=TOLERANCE)
     with pytest.raises(UserInputError, match="input row 1: 'x2' is true, not a number"):
         predictor.predict([{"x1": 0.0, "x2": 0.0}, {"x1": 1.0, "x2": True}])  # JSON's true, as a server gets it
+    assert predictor.outputs([1.0, 0.0]).tolist() == array[1:].tolist()  # one row as a flat list
+    # Arrays of another shape are refused, not reshaped into other rows: features as rows (2 x N), an extra column.
+    for wrong in ([[0.0, 1.0, 2.0], [0.0, 0.0, 0.0]], [[0.0, 0.0, 7.0]] * 4):
+        with pytest.raises(UserInputError, match=r"must be N x 2, its columns in the order \['x1', 'x2'\]; got"):
+            predictor.outputs(wrong)
 
 
 def test_pt2_export_from_the_checkpoint_alone_has_a_dynamic_batch(trained_circles: Path, in_tmp: Path) -> None:

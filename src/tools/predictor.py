@@ -64,6 +64,12 @@ class ImageInputs:
         """uint8 N x C x H x W from one image or a sequence of them (file paths or PIL images), or from
         uint8 images already decoded ((N x) C x H x W, any size: brought to the training size)."""
         if isinstance(images, torch.Tensor):
+            if images.dtype != torch.uint8 or images.dim() not in (3, 4) or images.shape[-3] != self.channels:
+                raise UserInputError(
+                    f"images as a tensor must be uint8 (N x) {self.channels} x H x W with values 0-255, as decoded "
+                    f"files are; got {images.dtype} of shape {tuple(images.shape)} (floats in [0, 1]: "
+                    "(images * 255).round().to(torch.uint8)), or pass file paths or PIL images"
+                )
             return fit_to_size(images if images.dim() == 4 else images.unsqueeze(0), self.image_size)
         items = [images] if isinstance(images, (str, Path, Image.Image)) else list(images)
         tensors = []
@@ -108,7 +114,14 @@ class FeatureInputs:
             cells = [[self._cell(row, name, index) for name in self.feature_names] for index, row in enumerate(rows)]
             x = torch.tensor(cells)
         else:
-            x = torch.as_tensor(rows, dtype=torch.float32).reshape(-1, len(self.feature_names))
+            x = torch.as_tensor(rows, dtype=torch.float32)
+            width = len(self.feature_names)
+            x = x.unsqueeze(0) if x.dim() == 1 and len(x) == width else x  # one row
+            if x.dim() != 2 or x.shape[1] != width:
+                raise UserInputError(
+                    f"an array of features must be N x {width}, its columns in the order {self.feature_names}; "
+                    f"got shape {tuple(x.shape)} (or pass rows as dicts by feature name)"
+                )
         return self._filled(x.float())
 
     def _cell(self, row: Mapping[str, Any], name: str, index: int) -> float:
