@@ -258,6 +258,7 @@ def test_a_checkpoint_without_its_run_config_says_so_in_one_line(
     error = capsys.readouterr().err.strip().splitlines()
     assert len(error) == 1 and "old.ckpt holds no record of its run's config" in error[0]
     assert "--config" in error[0] and "retrain" in error[0]
+    assert "serve and load_predictor take only a checkpoint that needs nothing else" in error[0]  # no --config there
     assert not (in_tmp / "predictions.csv").exists()
     # with the config it was trained with, it still predicts
     assert run_cli("predict", "--config", config("circles"), "--ckpt_path", "old.ckpt", "--input", "points.csv") == 0
