@@ -91,3 +91,26 @@ def test_a_comparison_stopped_before_its_first_trial_leaves_no_folder(
     with pytest.raises(KeyboardInterrupt):
         run_cli("compare_schedules", "--config", config("circles"), *QUIET)
     assert list((in_tmp / "lightning_logs" / "circles_schedules").iterdir()) == []
+
+
+def test_a_comparison_stopped_by_a_signal_keeps_the_table_of_the_finished_schedules(
+    in_tmp: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGTERM in the second schedule's run: the first's row is saved and the stop names the command for
+    the rest (a comparison has no study to go on with)."""
+    import src.sweeps.schedule_comparison as comparison
+
+    real = comparison.schedule_flags
+    stop = "--trainer.callbacks+={class_path: tests.helpers.SignalAtStep, init_args: {step: 2, signum: 15}}"
+    monkeypatch.setattr(
+        comparison, "schedule_flags", lambda name, *rest: [*real(name, *rest), *([stop] if name == "cosine" else [])]
+    )
+    args = ["--config", config("circles"), "--trainer.max_epochs", "4", "--trainer.callbacks", "[]", *QUIET]
+    assert run_cli("compare_schedules", *args, "--schedules", "constant", "cosine", "onecycle") == 143
+    folder = Path("lightning_logs") / "circles_schedules" / "version_0"
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"stopped: SIGTERM received: the cosine run was stopped; the table of constant is in "
+        f"{folder / 'comparison.csv'}; compare the rest with the same command and --schedules cosine onecycle"
+    )
+    with (in_tmp / folder / "comparison.csv").open() as handle:
+        assert [row["schedule"] for row in csv.DictReader(handle)] == ["constant"]

@@ -83,9 +83,11 @@ class Objective:
         seeds: list[int | None],
         flags_for: Callable[[dict[str, Any]], list[str]] | None = None,
         prune: bool = True,
+        stop_message: Callable[[optuna.Trial, str], str] | None = None,
     ) -> None:
         self.cli_class, self.fit_args, self.params = cli_class, fit_args, params
         self.metric, self.mode, self.run_folder, self.seeds, self.prune = metric, mode, run_folder, seeds, prune
+        self.stop_message = stop_message  # (trial, signal name) -> how to go on; None: a study's
         self.flags_for = flags_for or (lambda values: [f for k, v in values.items() for f in (f"--{k}", flag_value(v))])
 
     def __call__(self, trial: optuna.Trial) -> float:
@@ -158,6 +160,8 @@ class Objective:
         finally:
             for number, handler in previous.items():
                 signal.signal(number, handler)
+        if self.stop_message is not None:
+            return StoppedBySignal(signum, self.stop_message(trial, name))
         return StoppedBySignal(
             signum,
             f"{name} received: trial {trial.number} of study {study.study_name} was stopped and is queued to run "

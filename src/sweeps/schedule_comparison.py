@@ -16,7 +16,7 @@ import optuna
 from src.checkpointing.run_folder import release_claim
 from src.checkpointing.runs import claim_next_version
 from src.cli.template_cli import TemplateCLI
-from src.errors import UserInputError
+from src.errors import StoppedBySignal, UserInputError
 from src.sweeps.fit_config import logger_settings, model_metric, read_config, refuse_checkpoint
 from src.sweeps.objective import Objective, optimize
 from src.sweeps.report import write_tables
@@ -115,14 +115,43 @@ def compare_schedules(args: list[str]) -> list[dict[str, Any]]:
         seeds=[None],  # the config's seed, as `fit` would
         flags_for=lambda values: schedule_flags(values["schedule"], max_epochs, lr),
         prune=False,  # every schedule runs to its end: the point is to compare them whole
+        stop_message=lambda trial, name: stopped_comparison(trial, name, folder, options.schedules),
     )
     try:
         optimize(study, objective, len(options.schedules), None)
-    except BaseException:
-        release_claim(folder)  # stopped or failed before any trial wrote: no empty version_K left behind
+    except StoppedBySignal:
+        finished = [trial for trial in study.trials if trial.state == optuna.trial.TrialState.COMPLETE]
+        if finished:  # the schedules that ran to their end keep their table
+            write_tables(folder, comparison_rows(finished, options.schedules, metric), "comparison")
+        release_claim(folder)  # stopped before any trial wrote: no empty version_K left behind
         raise
+    except BaseException:
+        release_claim(folder)
+        raise
+    rows = comparison_rows(study.trials, options.schedules, metric)
+    csv_path, markdown_path = write_tables(folder, rows, "comparison")
+    print(f"\nLR schedules on {folder} ({max_epochs} epochs, lr {lr}):")
+    print(markdown_path.read_text(), end="")
+    print(f"Saved: {csv_path} and {markdown_path}\nCurves side by side: tensorboard --logdir {folder}")
+    return rows
+
+
+def stopped_comparison(trial: optuna.Trial, signal_name: str, folder: Path, schedules: list[str]) -> str:
+    """What a signal that stopped the run of one schedule leaves, and the command for the rest."""
+    schedule = trial.params["schedule"]
+    done = [t.params["schedule"] for t in trial.study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    kept = f"the table of {', '.join(done)} is in {folder / 'comparison.csv'}; " if done else ""
+    rest = " ".join(schedules[schedules.index(schedule) :])
+    return (
+        f"{signal_name} received: the {schedule} run was stopped; {kept}compare the rest with the same command "
+        f"and --schedules {rest}"
+    )
+
+
+def comparison_rows(trials: list[optuna.trial.FrozenTrial], schedules: list[str], metric: str) -> list[dict[str, Any]]:
+    """One row per schedule (in the order asked): its best validation, test metrics, final LR and time."""
     rows = []
-    for trial in sorted(study.trials, key=lambda t: options.schedules.index(t.params["schedule"])):
+    for trial in sorted(trials, key=lambda t: schedules.index(t.params["schedule"])):
         run = (trial.user_attrs.get("runs") or [{}])[0]
         test = run.get("test", {})
         rows.append(
@@ -137,8 +166,4 @@ def compare_schedules(args: list[str]) -> list[dict[str, Any]]:
         )
         if trial.user_attrs.get("note"):
             print(f"{trial.params['schedule']}: {trial.user_attrs['note']}")
-    csv_path, markdown_path = write_tables(folder, rows, "comparison")
-    print(f"\nLR schedules on {folder} ({max_epochs} epochs, lr {lr}):")
-    print(markdown_path.read_text(), end="")
-    print(f"Saved: {csv_path} and {markdown_path}\nCurves side by side: tensorboard --logdir {folder}")
     return rows
