@@ -87,6 +87,20 @@ def test_a_study_runs_fits_and_writes_its_table_best_config_and_plots(
     assert read_rows(in_tmp / "lightning_logs" / "circles_sweep" / "study_1" / "trials.csv")[0]["trial"] == "0"
 
 
+def test_any_worker_writes_best_yaml_from_the_config_kept_in_the_study(
+    in_tmp: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """The best trial may have run on another machine (its run folder is not here): its config is in the
+    study, so a report anywhere writes best.yaml."""
+    args = ["--config", config("circles"), *SHORT, "--sweep.space", SPACE, "--sweep.study_name", "s"]
+    assert run_cli("sweep", *args, "--sweep.n_trials", "1") == 0
+    folder = in_tmp / "lightning_logs" / "circles_sweep" / "s"
+    kept = (folder / "best.yaml").read_text()
+    shutil.rmtree(folder)  # as on a machine where no trial of the study ran
+    assert run_cli("sweep", *args, "--sweep.n_trials", "0") == 0
+    assert (folder / "best.yaml").read_text() == kept and "Best: trial 0" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_a_trial_stopped_by_a_signal_is_failed_and_runs_again_when_the_study_goes_on(
     in_tmp: Path, capsys: pytest.CaptureFixture, signum: int, code: int

@@ -27,7 +27,7 @@ from src.cli.user_errors import user_message
 from src.errors import StoppedBySignal, UserInputError
 from src.sweeps.experimental import experimental_optuna
 from src.sweeps.space import Param, flag_value
-from src.sweeps.study_storage import RERUN_OF
+from src.sweeps.study_storage import CONFIG_ATTR, RERUN_OF
 
 # (save_dir, name, version) of the logger for a trial's run with a seed (None: the config's)
 RunFolder = Callable[[optuna.Trial, int | None], tuple[Path, str, str]]
@@ -199,6 +199,9 @@ class Objective:
         for key in (f"test/{self.metric}", "test/loss"):
             tested = [run["test"][key] for run in runs if key in run.get("test", {})]
             attrs[key] = statistics.fmean(tested) if tested else float("nan")
+        config_file = Path(runs[0]["dir"]) / "config.yaml" if runs and "best" in runs[0] else None
+        if config_file is not None and config_file.is_file():  # for best.yaml, written by whichever worker reports
+            attrs[CONFIG_ATTR] = config_file.read_text()
         for key, attr in attrs.items():
             trial.set_user_attr(key, attr)
         return value

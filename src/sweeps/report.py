@@ -12,6 +12,7 @@ import yaml
 from src.checkpointing.atomic_files import write_atomically
 from src.errors import first_line
 from src.sweeps.experimental import experimental_optuna
+from src.sweeps.study_storage import CONFIG_ATTR
 
 
 def report(
@@ -34,6 +35,11 @@ def report(
         print(
             f"Best: trial {study.best_trial.number}, val/{metric} {study.best_value:.4f}: "
             f"python train.py fit --config {best}"
+        )
+    elif any(trial.state == optuna.trial.TrialState.COMPLETE for trial in study.trials):
+        print(
+            f"Best: trial {study.best_trial.number}, val/{metric} {study.best_value:.4f}; its config is not "
+            f"recorded in the study nor found here (run before the study kept configs?): no best.yaml"
         )
     else:
         print("No trial completed: no best.yaml.")
@@ -100,11 +106,15 @@ def write_best_config(study: optuna.Study, path: Path, logger: dict[str, Any], s
         best = study.best_trial
     except ValueError:  # no completed trial
         return None
+    text = best.user_attrs.get(CONFIG_ATTR)  # kept in the study: any worker, on any machine, can write it
     runs = best.user_attrs.get("runs") or []
     source = Path(runs[0]["dir"]) / "config.yaml" if runs else None
-    if source is None or not source.is_file():
+    if text is None and source is not None and source.is_file():
+        text = source.read_text()
+    if text is None:
+        path.unlink(missing_ok=True)  # an earlier best's file would name a trial that is no longer the best
         return None
-    config = yaml.safe_load(source.read_text())
+    config = yaml.safe_load(text)
     config["seed_everything"] = seed
     config.setdefault("trainer", {})["devices"] = devices
     config.get("trainer", {}).get("logger", {}).setdefault("init_args", {}).update(logger)

@@ -16,6 +16,9 @@ HEARTBEAT_S = 60  # how often a running trial says its worker is alive
 GRACE_PERIOD_S = 180  # a trial silent this long belongs to a worker that died (kill -9, a lost machine)
 # The user attribute of a trial that runs again the values of trial N (stopped, or its worker died).
 RERUN_OF = "rerun_of"
+# The user attribute holding a trial's resolved config (its run's config.yaml): best.yaml is written from it
+# by whichever worker reports, on any machine.
+CONFIG_ATTR = "config"
 
 
 class RerunTrialsOfDeadWorkers(optuna.storages.RetryHeartbeatStaleTrialCallback):
