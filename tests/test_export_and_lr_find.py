@@ -1,7 +1,9 @@
 """`train.py export` files load without Lightning and agree with PyTorch; `lr_find` saves its plot."""
 
 import json
+import os
 import shutil
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -122,6 +124,8 @@ def test_cifar_export_with_weight_averaging_matches_the_evaluated_net(in_tmp: Pa
 def test_an_export_that_disagrees_with_pytorch_is_deleted_and_fails(
     in_tmp: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """One format off by more than the tolerance fails the export as a whole: nothing new is kept, and an
+    earlier export in the folder stays exactly as it was, its files matching its model.json."""
     args = [
         "--config",
         config("circles"),
@@ -132,22 +136,29 @@ def test_an_export_that_disagrees_with_pytorch_is_deleted_and_fails(
         *QUIET,
     ]
     assert run_cli("fit", *args) == 0
+    out = in_tmp / "shipped"
+    formats = ["--formats", "[state_dict, torchscript, onnx]"]
+    assert run_cli("export", *args, "--ckpt_path", "last", "--output_dir", str(out), *formats) == 0
+    before = {path.name: path.read_bytes() for path in out.iterdir()}
+    assert set(before) == {"net_state_dict.pt", "model.torchscript.pt", "model.onnx", "model.json"}
     run_onnx = src.tools.export.run_onnx
     monkeypatch.setattr(
         src.tools.export, "run_onnx", lambda path, inputs: run_onnx(path, inputs) + 0.01
     )  # a broken runtime
-    out = in_tmp / "shipped"
-    assert run_cli("export", *args, "--ckpt_path", "last", "--output_dir", str(out)) == 2
+    assert run_cli("export", *args, "--ckpt_path", "last", "--output_dir", str(out), *formats) == 2
     error = capsys.readouterr().err
     assert "the ONNX export differs from PyTorch by 0.01" in error and "model.onnx was not kept" in error
-    assert not (out / "model.onnx").exists() and not (out / "model.json").exists()
-    # The two that passed are kept whole: the state_dict loads into the bare net, TorchScript agrees with it.
-    net = MLP(2, 1, hidden_sizes=[512, 512])
-    net.load_state_dict(torch.load(out / "net_state_dict.pt", weights_only=True))
-    points = torch.randn(5, 2)
-    with torch.no_grad():
-        scripted = torch.jit.load(str(out / "model.torchscript.pt"))(points)
-        assert torch.allclose(scripted, net.eval()(points), atol=1e-5)
+    assert {path.name: path.read_bytes() for path in out.iterdir()} == before  # no mix of two exports
+    fresh = in_tmp / "fresh"
+    assert run_cli("export", *args, "--ckpt_path", "last", "--output_dir", str(fresh), *formats) == 2
+    assert not fresh.exists()  # the folder it made for nothing is gone too
+    # Ctrl-C in the middle (as ONNX is checked): one line, exit 130, the earlier export still whole
+    monkeypatch.setattr(src.tools.export, "run_onnx", lambda path, inputs: os.kill(os.getpid(), signal.SIGINT))
+    assert run_cli("export", *args, "--ckpt_path", "last", "--output_dir", str(out), *formats) == 130
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"stopped: SIGINT received during export: {out} is as it was before this export"
+    )
+    assert {path.name: path.read_bytes() for path in out.iterdir()} == before
 
 
 def test_export_without_a_checkpoint_fails_clearly(in_tmp: Path, capsys: pytest.CaptureFixture) -> None:

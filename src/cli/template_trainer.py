@@ -15,7 +15,7 @@ from typing import Any
 
 from lightning.pytorch import LightningDataModule, LightningModule, Trainer
 
-from src.checkpointing import RunCheckpoint, discard_unstarted_run, empty_run_folders
+from src.checkpointing import RunCheckpoint, discard_unstarted_run, empty_run_folders, stop_on_signal
 from src.errors import UserInputError
 from src.tools.export import ALL_FORMATS, ExportFormat, check_export_folder, export_checkpoint
 from src.tools.learning_rate_finder import find_learning_rate
@@ -176,7 +176,8 @@ class TemplateTrainer(Trainer):
         check_export_folder(
             folder, checkpoint, tuple(formats), overwrite, Path(checkpoint_dir) if checkpoint_dir else None
         )
-        record = export_checkpoint(model, datamodule, checkpoint, folder, tuple(formats))
+        with stop_on_signal("export", f"{folder} is as it was before this export"):
+            record = export_checkpoint(model, datamodule, checkpoint, folder, tuple(formats))
         for kind, name in record["files"].items():
             difference = record["max_abs_difference"][kind]
             print(f"{kind:>12}: {folder / name}  (max |difference| to PyTorch {difference:.2g})")

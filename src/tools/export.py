@@ -15,7 +15,12 @@ a torch.export program, TorchScript and ONNX, each checked against the PyTorch m
 
 import json
 import os
+import shutil
+import signal
+import tempfile
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
@@ -23,6 +28,7 @@ import torch
 from lightning.pytorch import LightningDataModule
 from torch import nn
 
+from src.checkpointing.atomic_files import write_atomically
 from src.checkpointing.checkpoint_io import sha256_of
 from src.class_paths import class_from_path
 from src.datamodules.class_names import class_names
@@ -292,7 +298,66 @@ def export_checkpoint(
     inputs = example_inputs(input_shape, normalization, CHECK_SAMPLES)
     with torch.no_grad():
         expected = model(inputs)
+    made = not output_dir.exists()
     output_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".export-", dir=output_dir))  # checked here, then moved in together
+    try:
+        record = _write_formats(module, datamodule, ckpt_path, output_dir, staging, formats, net, inputs, expected)
+        with signals_held():  # the files and their description are replaced together, or not at all
+            for staged in sorted(staging.iterdir()):
+                os.replace(staged, output_dir / staged.name)
+            removed = settle_earlier_export(output_dir, earlier, record)
+            write_atomically(output_dir / DESCRIPTION, (json.dumps(record, indent=2) + "\n").encode())
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        if made and not any(output_dir.iterdir()):
+            output_dir.rmdir()
+        raise
+    shutil.rmtree(staging, ignore_errors=True)
+    if removed:
+        print(f"Removed {', '.join(removed)} from {output_dir}: exported earlier from other weights")
+    return record
+
+
+@contextmanager
+def signals_held() -> Iterator[None]:
+    """Ctrl-C and SIGTERM wait until the block ends (a few file renames), then take effect: a stop never
+    leaves half of it."""
+    received: list[int] = []
+    try:
+        previous = {
+            number: signal.signal(number, lambda signum, _: received.append(signum))
+            for number in (signal.SIGINT, signal.SIGTERM)
+        }
+    except ValueError:  # not the main thread: signals are not ours to handle
+        yield
+        return
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+        if received:
+            signal.raise_signal(received[0])
+
+
+def _write_formats(
+    module: TaskModule,
+    datamodule: LightningDataModule,
+    ckpt_path: Path,
+    output_dir: Path,
+    staging: Path,
+    formats: tuple[ExportFormat, ...],
+    net: nn.Module,
+    inputs: torch.Tensor,
+    expected: torch.Tensor,
+) -> dict[str, Any]:
+    """Each format written into `staging` and checked against PyTorch's `expected` (of `net` on `inputs`,
+    with the data's standardisation); returns the record model.json will hold."""
+    normalization = input_normalization(datamodule)
+    target_scale = target_scale_of(module)
+    model = raw_input_model(net, normalization, target_scale)
+    input_shape = tuple(module.hparams.get("input_shape", ()))
     description = net_description(module)
     record: dict[str, Any] = {
         # From the export folder (as it was: it travels without the checkpoint), so an export of the same
@@ -328,7 +393,7 @@ def export_checkpoint(
         "max_abs_difference": {},
     }
     if "state_dict" in formats:
-        path = output_dir / FILE_NAMES["state_dict"]
+        path = staging / FILE_NAMES["state_dict"]
         torch.save(net.state_dict(), path)
         rebuilt = build_net(description)
         rebuilt.load_state_dict(torch.load(path, weights_only=True))
@@ -337,12 +402,12 @@ def export_checkpoint(
         record["files"]["state_dict"] = path.name
         record["max_abs_difference"]["state_dict"] = checked_difference(expected, actual, path, "state_dict")
     if "pt2" in formats:
-        path = output_dir / FILE_NAMES["pt2"]
+        path = staging / FILE_NAMES["pt2"]
         export_program(model, inputs[:2], path)
         record["files"]["pt2"] = path.name
         record["max_abs_difference"]["pt2"] = checked_difference(expected, run_program(path, inputs), path, "pt2")
     if "torchscript" in formats:
-        path = output_dir / FILE_NAMES["torchscript"]
+        path = staging / FILE_NAMES["torchscript"]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch.jit's deprecation notice; the file format stays loadable
             torch.jit.save(torch.jit.trace(model, inputs[:2]), str(path))
@@ -352,12 +417,8 @@ def export_checkpoint(
         record["files"]["torchscript"] = path.name
         record["max_abs_difference"]["torchscript"] = checked_difference(expected, actual, path, "TorchScript")
     if "onnx" in formats:
-        path = output_dir / FILE_NAMES["onnx"]
+        path = staging / FILE_NAMES["onnx"]
         export_onnx(model, inputs[:2], path)
         record["files"]["onnx"] = path.name
         record["max_abs_difference"]["onnx"] = checked_difference(expected, run_onnx(path, inputs), path, "ONNX")
-    removed = settle_earlier_export(output_dir, earlier, record)
-    (output_dir / DESCRIPTION).write_text(json.dumps(record, indent=2) + "\n")
-    if removed:
-        print(f"Removed {', '.join(removed)} from {output_dir}: exported earlier from other weights")
     return record
