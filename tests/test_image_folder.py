@@ -186,6 +186,20 @@ def test_a_photo_stored_sideways_is_decoded_upright_as_its_exif_says() -> None:
     assert image_decoding.decode(plain.getvalue(), "landscape.jpg", channels=3).shape == (3, 20, 40)
 
 
+def test_16_bit_images_share_one_scale() -> None:
+    """A pixel of 200 in two 16-bit images is one value after decoding, whatever else the images hold
+    (a scale chosen per image made it 200 in one and 0 in the other): 65535 -> 255, as torchvision does."""
+    decoded = []
+    for brightest in (250, 300, 65535):
+        pixels = np.full((4, 4), 200, dtype=np.uint16)
+        pixels[0, 0] = brightest
+        buffer = io.BytesIO()
+        Image.fromarray(pixels).save(buffer, "PNG")
+        decoded.append(image_decoding.decode(buffer.getvalue(), "scan.png", channels=1))
+    assert [image[0, 1, 1].item() for image in decoded] == [1, 1, 1]  # round(200 * 255 / 65535)
+    assert decoded[2][0, 0, 0].item() == 255
+
+
 def test_resize_covers_then_center_crops() -> None:
     wide = torch.zeros(3, 20, 40, dtype=torch.uint8)
     wide[:, :, 10:30] = 255  # a white centre square on black sides

@@ -68,10 +68,13 @@ def image_tensor(image: Image.Image, channels: int) -> torch.Tensor:
             image = ImageOps.exif_transpose(image)
         if image.mode == "P" and "transparency" in image.info:
             image = image.convert("RGBA")  # PIL's way for palettes with a transparent colour
-        if image.mode.startswith("I;16") or image.mode in ("I", "F"):  # 16-bit or float: scale to 8 bits
+        if image.mode.startswith("I;16") or image.mode == "I":  # 16-bit: its full range to 8 bits, as
+            array = np.asarray(image, dtype=np.float64)  # torchvision does, the same for every image of a set
+            image = Image.fromarray(np.clip(np.round(array * 255.0 / 65535.0), 0, 255).astype(np.uint8))
+        elif image.mode == "F":  # floating point: 0-1 or 0-255, as the image's own values say
             array = np.asarray(image, dtype=np.float64)
-            peak = 65535.0 if array.max() > 255 else 255.0
-            image = Image.fromarray(np.clip(array * 255.0 / peak, 0, 255).astype(np.uint8))
+            peak = 1.0 if array.max() <= 1.0 else 255.0
+            image = Image.fromarray(np.clip(np.round(array * 255.0 / peak), 0, 255).astype(np.uint8))
         array = np.asarray(image.convert("RGB" if channels == 3 else "L"))
     tensor = torch.from_numpy(array.copy())
     return tensor.unsqueeze(0) if channels == 1 else tensor.permute(2, 0, 1).contiguous()

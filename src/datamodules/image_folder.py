@@ -27,7 +27,7 @@ from src.datamodules.splits import stratified_split
 from src.datamodules.standardisation import fit_pixel_standardisation
 from src.errors import UserInputError, first_line
 
-CACHE_FORMAT = 3  # bump when the cache file's layout or the decoding changes (3: EXIF orientation)
+CACHE_FORMAT = 3  # bump when the cache file's layout or the decoding changes (3: EXIF orientation, 16-bit)
 MIN_IMAGE_SIDE = 4  # the smallest image every net of src/modules/nets takes (and the resize handles)
 
 
