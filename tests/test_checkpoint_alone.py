@@ -224,6 +224,7 @@ def test_the_predictor_takes_rows_columns_and_arrays_alike(trained_circles: Path
     with pytest.raises(UserInputError, match="input row 1: 'x2' is true, not a number"):
         predictor.predict([{"x1": 0.0, "x2": 0.0}, {"x1": 1.0, "x2": True}])  # JSON's true, as a server gets it
     assert predictor.outputs([1.0, 0.0]).tolist() == array[1:].tolist()  # one row as a flat list
+    assert predictor.outputs([]).shape == (0, 2) and predictor.predict([]) == []  # no rows, no answers
     # Arrays of another shape are refused, not reshaped into other rows: features as rows (2 x N), an extra column.
     for wrong in ([[0.0, 1.0, 2.0], [0.0, 0.0, 0.0]], [[0.0, 0.0, 7.0]] * 4):
         with pytest.raises(UserInputError, match=r"must be N x 2, its columns in the order \['x1', 'x2'\]; got"):

@@ -206,6 +206,7 @@ def test_the_exported_resize_record_is_what_pil_reproduces() -> None:
     channels = [torch.sin(rows), torch.cos(columns), torch.sin(rows + columns)]
     photo = (torch.stack(channels) * 100 + 128).round().to(torch.uint8)  # a smooth 131 x 97 photo
     assert "bilinear" in preprocessing_record(3, (32, 32))["resize"]
+    assert "exif_transpose" in preprocessing_record(3, (32, 32))["orientation"]  # as training decodes photos
     covering = (43, 32)  # 131 x 97 scaled by 32 / 97, each side rounded
     resized = np.asarray(Image.fromarray(photo.permute(1, 2, 0).numpy()).resize(covering, Image.BILINEAR))
     left = round((43 - 32) / 2)  # 6: half to even

@@ -159,6 +159,21 @@ def test_an_export_that_disagrees_with_pytorch_is_deleted_and_fails(
         f"stopped: SIGINT received during export: {out} is as it was before this export"
     )
     assert {path.name: path.read_bytes() for path in out.iterdir()} == before
+    # SIGTERM as the checked files are moved in: that step ends first, then the command stops and says so
+    monkeypatch.setattr(src.tools.export, "run_onnx", run_onnx)
+    settle = src.tools.export.settle_earlier_export
+
+    def signalled(*given: object) -> list[str]:
+        os.kill(os.getpid(), signal.SIGTERM)
+        return settle(*given)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(src.tools.export, "settle_earlier_export", signalled)
+    assert run_cli("export", *args, "--ckpt_path", "last", "--output_dir", str(out), *formats) == 143
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"stopped: SIGTERM received: the export to {out} was completed first"
+    )
+    record = json.loads((out / "model.json").read_text())
+    assert sorted(path.name for path in out.iterdir()) == sorted([*record["files"].values(), "model.json"])
 
 
 def test_export_without_a_checkpoint_fails_clearly(in_tmp: Path, capsys: pytest.CaptureFixture) -> None:

@@ -160,7 +160,9 @@ def test_the_head_is_found_and_replaced_in_other_families(name: str, head: str) 
     assert net(torch.rand(2, 1, 32, 32)).shape == (2, 4)
 
 
-def test_the_finetune_config_trains_offline_from_a_local_weights_file(in_tmp: Path, tmp_path: Path) -> None:
+def test_the_finetune_config_trains_offline_from_a_local_weights_file(
+    in_tmp: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     tree = class_tree(tmp_path / "tree", ["a", "b", "c"], per_class=8)
     path = tmp_path / "resnet18.pth"
     torch.save(torchvision.models.get_model("resnet18", weights=None).state_dict(), path)
@@ -192,6 +194,11 @@ def test_the_finetune_config_trains_offline_from_a_local_weights_file(in_tmp: Pa
     predict = ["predict", *shipped, "--ckpt_path", "last", "--input", str(tmp_path / "one.png")]
     assert run_cli(*predict, "--output", str(tmp_path / "one.csv")) == 0
     assert (tmp_path / "one.csv").read_text().splitlines()[0] == "file,class,probability,p_a,p_b,p_c"
+    # Resuming trains on: a backbone frozen by a flag makes another run than the checkpoint's, refused
+    capsys.readouterr()
+    frozen = ["--model.net.init_args.freeze_backbone", "true", "--trainer.max_epochs", "2"]
+    assert run_cli("fit", *args, "--ckpt_path", "last", *frozen) == 2
+    assert "model.net.init_args.freeze_backbone is True here but False in" in capsys.readouterr().err
     # Export rebuilds the bare net from model.json without the weights file (they are in the state_dict).
     out = tmp_path / "export"
     formats = ["--formats", "[state_dict, torchscript]", "--output_dir", str(out)]

@@ -194,6 +194,7 @@ def test_sweep_flags_are_split_from_fit_flags_in_any_form(tmp_path: Path) -> Non
             "unknown config key 'model.optimizer.learning_rate'",
         ),
         (["--sweep.space", "{}"], "is empty"),
+        (["--sweep.space", "{model.optimizer.lr: [0.1]}", "--sweep.n_trials", "0"], "optuna.db holds no study yet"),
         (  # inline YAML longer than a file name may be
             ["--sweep.space", "{model.optimizer.learning_rate: [" + ", ".join(["0.001"] * 60) + "]}"],
             "unknown config key 'model.optimizer.learning_rate'",
@@ -217,6 +218,8 @@ def test_bad_sweep_input_is_one_line_and_exit_2(
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and message in err and len(err.splitlines()) == 1, err
     assert not list(in_tmp.glob("lightning_logs/*/study_*/trial_*"))
+    if "--sweep.storage" not in flags:
+        assert not list(in_tmp.glob("lightning_logs/*/optuna.db")), "a refused command made a study database"
 
 
 def run_workers(cwd: Path, storage: list[str], study: str, url: str) -> list[optuna.trial.FrozenTrial]:
@@ -425,6 +428,11 @@ def test_a_worker_with_other_fixed_values_cannot_join_a_study(in_tmp: Path, caps
         "other fixed values than this command: model.init_args.net.init_args.hidden_sizes (none), here [512, 512];"
         in (capsys.readouterr().err)
     )
+    study = optuna.load_study(study_name="study_0", storage="sqlite:///lightning_logs/circles_sweep/optuna.db")
+    kept = study.user_attrs["fixed_settings"]
+    study.set_user_attr("fixed_settings", {k: v for k, v in kept.items() if not k.startswith("sweep.space.")})
+    assert run_cli("sweep", *join) == 0  # a study kept before the space was: joined, and it takes this space
+    assert optuna.load_study(study_name="study_0", storage=study._storage).user_attrs["fixed_settings"] == kept
     wider = SPACE.replace("high: 0.05", "high: 0.1")  # another range for the same key
     assert run_cli("sweep", *join, "--sweep.space", wider) == 2
     assert "other fixed values than this command: sweep.space.model.optimizer.lr.high 0.05, here 0.1; give" in (

@@ -19,7 +19,7 @@ RUN_CONFIG_KEY = "run_config"
 def missing_record(path: Path, what: str) -> UserInputError:
     """The one error for a checkpoint that lacks `what` (saved by plain Lightning, not by train.py)."""
     return UserInputError(
-        f"{path} holds no {what} (train.py did not save it): train.py predict, test and export take it with "
+        f"{path} holds no {what} (train.py did not save it): train.py predict, validate, test and export take it with "
         "the --config it was trained with (and its training data); serve and load_predictor take only a "
         "checkpoint that needs nothing else: retrain with train.py fit to get one"
     )

@@ -58,14 +58,18 @@ def _net_as_restored(model: dict[str, Any]) -> dict[str, Any]:
     return {**model, "init_args": {**init_args, "net": {**net, "init_args": rebuilt}}}
 
 
-def check_given_values(model_config: Namespace, checkpoint: Path, ignored: set[str]) -> None:
+def check_given_values(model_config: Namespace, checkpoint: Path, ignored: set[str], fitting: bool = False) -> None:
     """Fail if the given model differs from the checkpoint's in class or net; report other differences.
 
     `ignored` names arguments not to compare: those linked from the data module (the config
-    holds only their defaults) and run options the checkpoint does not override (`compile`).
+    holds only their defaults) and run options the checkpoint does not override (`compile`). Unless
+    `fitting`, where the net's starting weights came from is not compared (the checkpoint brings them).
     """
-    saved = _flat(_net_as_restored(_model_hparams(checkpoint)))
-    given = _flat(_net_as_restored(model_config.as_dict()))
+    # Evaluating, the checkpoint's weights are all that is used; a resumed fit also trains on with the
+    # given freezing, so it compares the net's values as given.
+    as_used = (lambda model: model) if fitting else _net_as_restored
+    saved = _flat(as_used(_model_hparams(checkpoint)))
+    given = _flat(as_used(model_config.as_dict()))
     if saved.get("class_path") and given.get("class_path") and saved["class_path"] != given["class_path"]:
         raise UserInputError(
             f"{checkpoint} holds a {saved['class_path']} but the config gives model {given['class_path']}: "

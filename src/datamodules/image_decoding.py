@@ -105,6 +105,7 @@ def preprocessing_record(channels: int, size: Size) -> dict[str, object]:
     return {
         "image_size": list(size),
         "channels": channels,
+        "orientation": "turned upright as the file's EXIF orientation says (PIL's ImageOps.exif_transpose)",
         "resize": RESIZE_METHOD,
         "color": "RGB" if channels == 3 else "grayscale (ITU-R 601-2 luma, PIL's 'L')",
     }

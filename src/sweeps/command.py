@@ -46,6 +46,8 @@ def sweep(args: list[str], cli_class: type[TemplateCLI] = TemplateCLI) -> optuna
     logger = logger_settings(config, "sweep")
     parent = Path(logger["save_dir"]) / f"{logger['name']}_sweep"
     sampler = make_sampler(options.sampler, params, options.sampler_seed)
+    if options.n_trials == 0 and options.storage is None and not (parent / "optuna.db").is_file():
+        check_study_to_report(None, options.study_name, where=str(parent / "optuna.db"))  # no database made for it
     storage = open_storage(options.storage or f"sqlite:///{parent / 'optuna.db'}")
     direction = "maximize" if mode == "max" else "minimize"
     pruner = make_pruner(options.pruner)
@@ -80,9 +82,10 @@ def sweep(args: list[str], cli_class: type[TemplateCLI] = TemplateCLI) -> optuna
     return study
 
 
-def check_study_to_report(storage: optuna.storages.BaseStorage, name: str | None, where: str) -> None:
-    """`--sweep.n_trials 0` writes the report of a study the storage holds: it needs that study's name."""
-    names = [study.study_name for study in storage.get_all_studies()]
+def check_study_to_report(storage: optuna.storages.BaseStorage | None, name: str | None, where: str) -> None:
+    """`--sweep.n_trials 0` writes the report of a study the storage (None: none yet) holds: it needs
+    that study's name."""
+    names = [study.study_name for study in storage.get_all_studies()] if storage is not None else []
     if name in names:
         return
     where = without_password(where)

@@ -57,6 +57,7 @@ NOT_COMPARED_KEYS = (
     "verbose",
     "log_rank_zero_only",
 )
+SPACE_PREFIX = "sweep.space."  # the settings that record the search space
 WAIT_FOR_CREATOR_S = 10.0
 STUDY_ATTR = "fixed_settings"
 
@@ -88,7 +89,7 @@ def space_settings(params: list[Param]) -> dict[str, str]:
             for field in dataclasses.fields(param)
             if field.name != "key" and (value := getattr(param, field.name)) != field.default
         }
-        _flatten(f"sweep.space.{param.key}.", tried, flat)
+        _flatten(f"{SPACE_PREFIX}{param.key}.", tried, flat)
     return flat
 
 
@@ -113,6 +114,9 @@ def check_same_settings(study: optuna.Study, settings: dict[str, str], created: 
     if kept is None:
         study.set_user_attr(STUDY_ATTR, settings)
         return
+    if not any(key.startswith(SPACE_PREFIX) for key in kept):  # kept before the space was: it takes this one's
+        kept = {**kept, **{key: value for key, value in settings.items() if key.startswith(SPACE_PREFIX)}}
+        study.set_user_attr(STUDY_ATTR, kept)
     differ = sorted(key for key in kept.keys() | settings.keys() if kept.get(key) != settings.get(key))
     if differ:
         shown = "; ".join(f"{key} {kept.get(key, '(none)')}, here {settings.get(key, '(none)')}" for key in differ[:3])

@@ -93,6 +93,13 @@ class Objective:
     def __call__(self, trial: optuna.Trial) -> float:
         runs: list[dict[str, Any]] = []
         try:
+            return self.run_trial(trial, runs)
+        except (StoppedBySignal, SIGTERMException, KeyboardInterrupt) as stop:  # in a fit or outside it
+            raise self.stopped(trial, runs, stop) from None
+
+    def run_trial(self, trial: optuna.Trial, runs: list[dict[str, Any]]) -> float:
+        """The trial's fits, one per seed (what each measured goes into `runs`), and its record."""
+        try:
             values = {param.key: param.suggest(trial) for param in self.params}
             print(f"\n=== trial {trial.number}: {', '.join(f'{k}={v}' for k, v in values.items())} ===", flush=True)
             for index, seed in enumerate(self.seeds):
@@ -100,8 +107,6 @@ class Objective:
         except optuna.TrialPruned:
             self.record(trial, runs, note=f"pruned: {self.pruned_at(runs)}")
             raise
-        except (StoppedBySignal, SIGTERMException, KeyboardInterrupt) as stop:
-            raise self.stopped(trial, runs, stop) from None
         except Exception as error:
             reason = failure_reason(error)
             if reason is None:

@@ -13,6 +13,7 @@ from typing import Any
 
 import optuna
 
+from src.checkpointing import stop_on_signal
 from src.checkpointing.run_folder import release_claim
 from src.checkpointing.runs import claim_next_version
 from src.cli.template_cli import TemplateCLI
@@ -118,7 +119,8 @@ def compare_schedules(args: list[str]) -> list[dict[str, Any]]:
         stop_message=lambda trial, name: stopped_comparison(trial, name, folder, options.schedules),
     )
     try:
-        optimize(study, objective, len(options.schedules), None)
+        with stop_on_signal("compare_schedules", f"the schedules that finished are in {folder}"):
+            optimize(study, objective, len(options.schedules), None)
     except StoppedBySignal:
         finished = [trial for trial in study.trials if trial.state == optuna.trial.TrialState.COMPLETE]
         if finished:  # the schedules that ran to their end keep their table

@@ -32,7 +32,7 @@ from src.checkpointing.atomic_files import write_atomically
 from src.checkpointing.checkpoint_io import sha256_of
 from src.class_paths import class_from_path
 from src.datamodules.class_names import class_names
-from src.errors import UserInputError, first_line
+from src.errors import StoppedBySignal, UserInputError, first_line
 from src.modules.nets.pretrained import rebuild_init_args
 from src.modules.task import TaskModule
 from src.tools.prediction_output import in_checkpoint_folder
@@ -303,26 +303,25 @@ def export_checkpoint(
     staging = Path(tempfile.mkdtemp(prefix=".export-", dir=output_dir))  # checked here, then moved in together
     try:
         record = _write_formats(module, datamodule, ckpt_path, output_dir, staging, formats, net, inputs, expected)
-        with signals_held():  # the files and their description are replaced together, or not at all
+        # The files and their description are replaced together: a signal now waits for the end, then stops.
+        with signals_held(f"the export to {output_dir} was completed first"):
             for staged in sorted(staging.iterdir()):
                 os.replace(staged, output_dir / staged.name)
             removed = settle_earlier_export(output_dir, earlier, record)
             write_atomically(output_dir / DESCRIPTION, (json.dumps(record, indent=2) + "\n").encode())
-    except BaseException:
+            if removed:
+                print(f"Removed {', '.join(removed)} from {output_dir}: exported earlier from other weights")
+    finally:
         shutil.rmtree(staging, ignore_errors=True)
-        if made and not any(output_dir.iterdir()):
+        if made and not any(output_dir.iterdir()):  # a failed or stopped export into a folder of its own
             output_dir.rmdir()
-        raise
-    shutil.rmtree(staging, ignore_errors=True)
-    if removed:
-        print(f"Removed {', '.join(removed)} from {output_dir}: exported earlier from other weights")
     return record
 
 
 @contextmanager
-def signals_held() -> Iterator[None]:
-    """Ctrl-C and SIGTERM wait until the block ends (a few file renames), then take effect: a stop never
-    leaves half of it."""
+def signals_held(done: str) -> Iterator[None]:
+    """Ctrl-C and SIGTERM wait until the block ends (a few file renames), then stop the command with
+    `StoppedBySignal` saying `done`: a stop never leaves half of the block."""
     received: list[int] = []
     try:
         previous = {
@@ -337,8 +336,8 @@ def signals_held() -> Iterator[None]:
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)
-        if received:
-            signal.raise_signal(received[0])
+    if received:
+        raise StoppedBySignal(received[0], f"{signal.Signals(received[0]).name} received: {done}")
 
 
 def _write_formats(

@@ -116,7 +116,12 @@ class FeatureInputs:
         else:
             x = torch.as_tensor(rows, dtype=torch.float32)
             width = len(self.feature_names)
-            x = x.unsqueeze(0) if x.dim() == 1 and len(x) == width else x  # one row
+            if x.numel() == 0:
+                x = x.reshape(0, width)  # no rows
+            elif x.dim() == 1 and width == 1:
+                x = x.unsqueeze(1)  # one value per row
+            elif x.dim() == 1 and len(x) == width:
+                x = x.unsqueeze(0)  # one row
             if x.dim() != 2 or x.shape[1] != width:
                 raise UserInputError(
                     f"an array of features must be N x {width}, its columns in the order {self.feature_names}; "
