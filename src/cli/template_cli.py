@@ -257,7 +257,9 @@ class TemplateCLI(LightningCLI):
         path = self.run_safety.ckpt_path
         if path is None:
             return
-        check_given_values(config.model, path, ignored={*LINKED_FROM_DATA, *RUN_OPTIONS}, fitting=self.run_safety.fitting)
+        check_given_values(
+            config.model, path, ignored={*LINKED_FROM_DATA, *RUN_OPTIONS}, fitting=self.run_safety.fitting
+        )
         if self.run_safety.fitting:
             report_data_changes(config.data, path)
         if subcommand in FROM_CHECKPOINT and self._config_from_checkpoint:
