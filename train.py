@@ -22,18 +22,8 @@ from src.serving.command import main as serve
 from src.sweeps.command import sweep
 from src.sweeps.schedule_comparison import compare_schedules
 
-SUBCOMMANDS = (
-    "fit",
-    "validate",
-    "test",
-    "predict",
-    "lr_find",
-    "export",
-    "compare_schedules",
-    "sweep",
-    "serve",
-    "optimize",
-)
+# The CLI's own (Lightning's four and TemplateTrainer's) and the commands this file dispatches itself.
+SUBCOMMANDS = (*TemplateCLI.subcommands(), "compare_schedules", "sweep", "serve", "optimize")
 
 
 def main(args: list[str] | None = None) -> None:

@@ -183,7 +183,8 @@ def main() -> None:
                 f"| {row['lightning_over_plain']:.2f} |"
             )
     table = "\n".join(lines)
-    (RESULTS / "template_figures.md").write_text(table + "\n")
+    command = "Command: python bench/template_figures.py (make bench)\n\n"
+    (RESULTS / "template_figures.md").write_text(command + table + "\n")
     print(table)
     sys.stdout.flush()
 
