@@ -401,6 +401,9 @@ def test_resuming_past_max_epochs_says_which_epoch_the_checkpoint_reached(
     lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert lines[-1].startswith("error: this checkpoint is from epoch 3, past --trainer.max_epochs 1"), lines
     assert "give --trainer.max_epochs above 3 to train on" in lines[-1]
+    capsys.readouterr()
+    assert run_cli("fit", *args, "--trainer.max_epochs", "2", "--ckpt_path", "last") == 2  # 3 trained: past 2 too
+    assert "this checkpoint is from epoch 3, past --trainer.max_epochs 2" in capsys.readouterr().err
     assert file_digests(in_tmp) == before  # refused before the run folder got a resumed config or curves
 
 

@@ -103,6 +103,21 @@ def test_best_refuses_a_damaged_last_ckpt_and_names_the_best_file(in_tmp: Path, 
     assert run_cli("test", *SMALL, "--ckpt_path", str(best)) == 0  # the advice works
 
 
+def test_an_emptied_last_ckpt_beside_the_checkpoint_resumed_is_kept_and_no_traceback(
+    in_tmp: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """An emptied last.ckpt (a full disk, `: > last.ckpt`) cannot say how far its run got: a fit from an
+    older checkpoint of that run trains into a new folder and leaves it as it is."""
+    checkpoints = trained_run(in_tmp)
+    older = next(checkpoints.glob("epoch=*.ckpt"))
+    (checkpoints / "last.ckpt").write_bytes(b"")
+    capsys.readouterr()
+    assert run_cli("fit", *SMALL, "--trainer.max_epochs", "6", "--ckpt_path", str(older)) == 0
+    assert "Traceback" not in capsys.readouterr().err
+    assert (checkpoints / "last.ckpt").read_bytes() == b""
+    assert (in_tmp / "lightning_logs" / "circles" / "version_1" / "checkpoints" / "last.ckpt").is_file()
+
+
 def test_best_with_a_damaged_last_ckpt_and_no_other_intact_file_says_so(
     in_tmp: Path, capsys: pytest.CaptureFixture
 ) -> None:

@@ -7,7 +7,6 @@ they need no logger object, so a sweep can call them on finished runs.
 """
 
 import json
-import pickle
 import re
 import tempfile
 from pathlib import Path
@@ -225,7 +224,7 @@ def is_newest_state(checkpoint: Path) -> bool:
         return True
     try:
         return load_structure(checkpoint)["global_step"] >= load_structure(last)["global_step"]  # type: ignore[index]
-    except (OSError, RuntimeError, KeyError, TypeError, pickle.UnpicklingError):
+    except Exception:  # noqa: BLE001 - any damage (emptied: EOFError, cut short, not a checkpoint)
         return False  # a damaged last.ckpt: keep it for the user, start a new run folder
 
 
@@ -277,6 +276,6 @@ def check_resumable(path: Path, max_epochs: int | None = None) -> None:
             f"{path} holds weights but no training state (optimizer, epoch), so a fit cannot resume it: start a "
             f"new run from its weights with --model.init_from {path} instead of --ckpt_path"
         )
-    epoch = state.get("epoch")  # 0-based, as Lightning's current_epoch after the restore
-    if isinstance(max_epochs, int) and max_epochs >= 0 and isinstance(epoch, int) and epoch > max_epochs:
+    epoch = state.get("epoch")  # 0-based: the epoch it was saved in (the last one trained, or the one under way)
+    if isinstance(max_epochs, int) and max_epochs >= 0 and isinstance(epoch, int) and epoch + 1 > max_epochs:
         raise UserInputError(resumed_past_the_end(epoch + 1, max_epochs))
