@@ -178,6 +178,18 @@ def test_the_last_epoch_validates_when_the_interval_does_not_divide_max_epochs(i
     assert best == max(value for _, value in scalars(run)["val/acc"])
 
 
+def test_a_run_resumed_in_its_last_epoch_still_validates_it(in_tmp: Path) -> None:
+    """Resumed mid-epoch, Lightning skips that epoch's on_train_epoch_start: the last epoch must validate anyway."""
+    args = ["--config", config("circles"), "--data.batch_size", "100", "--trainer.check_val_every_n_epoch", "3"]
+    args += ["--trainer.max_epochs", "5", *QUIET]
+    stop = '[{"class_path": "tests.helpers.SignalAtBatch", "init_args": {"epoch": 4, "batch": 2, "signum": 15}}]'
+    assert run_cli("fit", *args, "--trainer.callbacks", stop) == 143
+    run = in_tmp / "lightning_logs" / "circles" / "version_0"
+    assert len(scalars(run)["val/acc"]) == 1  # epoch 3's
+    assert run_cli("fit", *args, "--trainer.callbacks", "[]", "--ckpt_path", "last") == 0
+    assert len(scalars(run)["val/acc"]) == 2  # and the last epoch's, as without the stop
+
+
 def test_resuming_an_explicit_checkpoint_of_a_run_continues_that_run(in_tmp: Path) -> None:
     args = ["--config", config("circles"), "--trainer.check_val_every_n_epoch", "1", *QUIET]
     assert run_cli("fit", *args, "--trainer.max_epochs", "2") == 0

@@ -289,6 +289,26 @@ def test_a_fit_that_ends_before_the_unfreeze_epoch_still_tests_its_best_checkpoi
     assert "test/acc" in capsys.readouterr().out
 
 
+def test_a_run_resumed_mid_epoch_after_the_unfreeze_trains_the_backbone_at_once(in_tmp: Path, tmp_path: Path) -> None:
+    """Lightning skips on_train_epoch_start for an epoch resumed mid-way: the backbone, unfrozen in that
+    epoch before the stop, must train in its remaining steps too, as without the stop."""
+    tree = class_tree(tmp_path / "tree", ["a", "b", "c", "d"], per_class=10)
+    unfreeze = {"class_path": "src.callbacks.UnfreezeBackbone", "init_args": {"unfreeze_at_epoch": 1}}
+    stop = {"class_path": "tests.helpers.SignalAtBatch", "init_args": {"epoch": 1, "batch": 0, "signum": 15}}
+    run = tiny_run(tree, tmp_path, "--trainer.max_epochs", "2", "--data.batch_size", "8")  # 4 steps an epoch
+    assert run_cli("fit", *run, "--trainer.callbacks", json.dumps([unfreeze, stop])) == 143
+    last = next((in_tmp / "lightning_logs").rglob("last.ckpt"))
+
+    def backbone() -> dict[str, torch.Tensor]:
+        state = torch.load(last, weights_only=True)["state_dict"]
+        return {key: value for key, value in state.items() if key.startswith("net.groups.") and value.dim() == 4}
+
+    stopped = backbone()
+    assert stopped and torch.load(last, weights_only=True)["global_step"] == 5  # epoch 1's first step
+    assert run_cli("fit", *run, "--trainer.callbacks", json.dumps([unfreeze]), "--ckpt_path", "last") == 0
+    assert all(not torch.equal(stopped[key], value) for key, value in backbone().items())
+
+
 def test_the_backbone_trains_only_from_the_unfreeze_epoch_and_resumes(in_tmp: Path, tmp_path: Path) -> None:
     tree = class_tree(tmp_path / "tree", ["a", "b", "c", "d"], per_class=10)
     log = tmp_path / "probe.jsonl"

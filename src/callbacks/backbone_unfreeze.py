@@ -46,6 +46,16 @@ class UnfreezeBackbone(BaseFinetuning):
         self.train_bn = train_bn
         self.backbone: list[nn.Parameter] = []
         self.backbone_bn: list[_BatchNorm] = []
+        self._epoch_set: int | None = None  # the epoch whose freezing or unfreezing is in place
+
+    def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._epoch_set = trainer.current_epoch
+        super().on_train_epoch_start(trainer, pl_module)
+
+    def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, *args: Any) -> None:
+        # A run resumed mid-epoch gets no on_train_epoch_start for that epoch: set it up before its first step.
+        if self._epoch_set != trainer.current_epoch:
+            self.on_train_epoch_start(trainer, pl_module)
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         """Freeze for a fit only: validate, test and predict train nothing, and the test after a fit

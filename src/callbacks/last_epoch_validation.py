@@ -14,6 +14,10 @@ class LastEpochValidation(Callback):
     def __init__(self) -> None:
         self.every: int | None = None  # the run's own interval, while the last epoch borrows 1
 
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        # A run resumed mid-epoch gets no on_train_epoch_start for that epoch, which may be its last.
+        self.on_train_epoch_start(trainer, pl_module)
+
     def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         every = trainer.check_val_every_n_epoch
         last = trainer.current_epoch + 1 == last_epoch(trainer)
