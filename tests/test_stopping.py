@@ -94,7 +94,21 @@ def test_a_new_run_stopped_before_any_save_is_told_to_start_again() -> None:
 
     fresh = str(TrainingInterrupted(signal.SIGTERM, None, None, 0, resumed=False))
     assert fresh.endswith("before this run saved anything: start it again") and "--ckpt_path last" not in fresh
-    assert "resume with --ckpt_path last" in str(TrainingInterrupted(signal.SIGTERM, None, None, 0, resumed=True))
+    assert "resume with the same --ckpt_path" in str(TrainingInterrupted(signal.SIGTERM, None, None, 0, resumed=True))
+
+
+def test_the_resume_advice_names_the_file_where_last_would_not_find_it(
+    in_tmp: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """`--ckpt_path last` finds the newest run's last.ckpt of the logger's experiment: a run without a
+    logger, or one resumed in an older run folder, is told its own file; the newest run, `last`."""
+    stop = callbacks("SignalAtStep", step=2, signum=signal.SIGTERM)
+    assert run_cli("fit", *RUN, "--trainer.max_epochs", "10", *stop) == 143
+    assert capsys.readouterr().err.strip().endswith("resume with --ckpt_path last")
+    assert run_cli("fit", *RUN, "--trainer.max_epochs", "10", *stop, "--trainer.logger", "false") == 143
+    own = in_tmp / "checkpoints" / "last.ckpt"  # the Trainer's default folder without a logger
+    assert capsys.readouterr().err.strip().endswith(f"resume with --ckpt_path {own}")
+    assert own.is_file()
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])

@@ -12,6 +12,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.trainer.states import TrainerFn
 
 from src.checkpointing.checkpoint_io import remove_stale_temp_files
+from src.checkpointing.runs import latest_resumable_run
 from src.errors import StoppedBySignal, UserInputError
 
 
@@ -52,8 +53,22 @@ class TrainingInterrupted(StoppedBySignal):
             message = f"{name} received before this run saved anything"
         if checkpoint is None and not resumed:  # a new run: `--ckpt_path last` would find another run
             super().__init__(signum, f"{message}: start it again")
+        elif checkpoint is None:  # the fit's own --ckpt_path (`last`, or an older checkpoint) still holds
+            super().__init__(signum, f"{message}; resume with the same --ckpt_path")
         else:
-            super().__init__(signum, f"{message}; resume with --ckpt_path last")
+            super().__init__(signum, f"{message}; resume with --ckpt_path {resume_flag(Path(checkpoint))}")
+
+
+def resume_flag(checkpoint: Path) -> str:
+    """`last` where `--ckpt_path last` finds `checkpoint` (the last.ckpt of its experiment's newest run
+    that has one), else the file itself: a run without a logger, another checkpoint folder, an older run."""
+    run = checkpoint.parent.parent
+    if checkpoint.name != "last.ckpt" or checkpoint.parent.name != "checkpoints" or not run.name.startswith("version_"):
+        return str(checkpoint)
+    try:
+        return "last" if latest_resumable_run(run.parent).resolve() == run.resolve() else str(checkpoint)
+    except UserInputError:
+        return str(checkpoint)
 
 
 class RunCheckpoint(ModelCheckpoint):
