@@ -6,7 +6,7 @@ these commands stop at the signal, as fit's stops end: one line and 128 + the si
 """
 
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
 
@@ -32,13 +32,32 @@ def stop_on_signal(activity: str, consequence: str) -> Iterator[None]:
         name = signal.Signals(signum).name
         raise StoppedBySignal(signum, f"{name} received during {activity}: {consequence}")
 
+    with _signals_to(stop):
+        yield
+
+
+@contextmanager
+def signals_held(done: str) -> Iterator[None]:
+    """Within the block, SIGINT and SIGTERM wait until it ends (a few file renames, say), then stop
+    the command with `StoppedBySignal` ("<SIGNAL> received: <done>"): a stop never leaves half of it."""
+    received: list[int] = []
+    with _signals_to(lambda signum, frame: received.append(signum)):
+        yield
+    if received:
+        raise StoppedBySignal(received[0], f"{signal.Signals(received[0]).name} received: {done}")
+
+
+@contextmanager
+def _signals_to(handler: Callable[[int, FrameType | None], None]) -> Iterator[None]:
+    """SIGINT and SIGTERM go to `handler` within the block, and to the handlers found after it (outside
+    the main thread, where signals are not ours to handle, nothing changes)."""
     try:
-        previous = {signum: signal.signal(signum, stop) for signum in STOP_SIGNALS}
-    except ValueError:  # not the main thread: signals are not ours to handle
+        previous = {signum: signal.signal(signum, handler) for signum in STOP_SIGNALS}
+    except ValueError:
         yield
         return
     try:
         yield
     finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+        for signum, found in previous.items():
+            signal.signal(signum, found if found is not None else signal.SIG_DFL)

@@ -16,11 +16,8 @@ a torch.export program, TorchScript and ONNX, each checked against the PyTorch m
 import json
 import os
 import shutil
-import signal
 import tempfile
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
@@ -30,9 +27,10 @@ from torch import nn
 
 from src.checkpointing.atomic_files import write_atomically
 from src.checkpointing.checkpoint_io import sha256_of
+from src.checkpointing.signal_stops import signals_held
 from src.class_paths import class_from_path
 from src.datamodules.class_names import class_names
-from src.errors import StoppedBySignal, UserInputError, first_line
+from src.errors import UserInputError, first_line
 from src.modules.nets.pretrained import rebuild_init_args
 from src.modules.task import TaskModule
 from src.tools.prediction_output import in_checkpoint_folder
@@ -316,28 +314,6 @@ def export_checkpoint(
         if made and not any(output_dir.iterdir()):  # a failed or stopped export into a folder of its own
             output_dir.rmdir()
     return record
-
-
-@contextmanager
-def signals_held(done: str) -> Iterator[None]:
-    """Ctrl-C and SIGTERM wait until the block ends (a few file renames), then stop the command with
-    `StoppedBySignal` saying `done`: a stop never leaves half of the block."""
-    received: list[int] = []
-    try:
-        previous = {
-            number: signal.signal(number, lambda signum, _: received.append(signum))
-            for number in (signal.SIGINT, signal.SIGTERM)
-        }
-    except ValueError:  # not the main thread: signals are not ours to handle
-        yield
-        return
-    try:
-        yield
-    finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
-    if received:
-        raise StoppedBySignal(received[0], f"{signal.Signals(received[0]).name} received: {done}")
 
 
 def _write_formats(
