@@ -141,6 +141,9 @@ def test_an_export_that_disagrees_with_pytorch_is_deleted_and_fails(
     assert run_cli("export", *args, "--ckpt_path", "last", "--output_dir", str(out), *formats) == 0
     before = {path.name: path.read_bytes() for path in out.iterdir()}
     assert set(before) == {"net_state_dict.pt", "model.torchscript.pt", "model.onnx", "model.json"}
+    left = out / ".export.tmp-999999999"  # the staging folder of an export killed by kill -9 (no such pid)
+    left.mkdir()
+    (left / "model.onnx").write_bytes(b"half")
     run_onnx = src.tools.export.run_onnx
     monkeypatch.setattr(
         src.tools.export, "run_onnx", lambda path, inputs: run_onnx(path, inputs) + 0.01
@@ -149,6 +152,7 @@ def test_an_export_that_disagrees_with_pytorch_is_deleted_and_fails(
     error = capsys.readouterr().err
     assert "the ONNX export differs from PyTorch by 0.01" in error and "model.onnx was not kept" in error
     assert {path.name: path.read_bytes() for path in out.iterdir()} == before  # no mix of two exports
+    assert not left.exists()  # the next export cleared it
     fresh = in_tmp / "fresh"
     assert run_cli("export", *args, "--ckpt_path", "last", "--output_dir", str(fresh), *formats) == 2
     assert not fresh.exists()  # the folder it made for nothing is gone too

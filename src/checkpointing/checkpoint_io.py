@@ -16,6 +16,7 @@ import hashlib
 import io
 import os
 import re
+import shutil
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -58,7 +59,7 @@ def _fsync_dir(folder: Path) -> None:
 
 
 def remove_stale_temp_files(folder: Path) -> list[Path]:
-    """Delete temp files left in `folder` by processes that no longer run."""
+    """Delete temp files (and an export's staging folders) left in `folder` by processes that no longer run."""
     removed = []
     if not folder.is_dir():
         return removed
@@ -66,7 +67,10 @@ def remove_stale_temp_files(folder: Path) -> list[Path]:
         pid = temp.name.rsplit(TEMP_MARK, 1)[-1]
         if pid.isdigit() and int(pid) != os.getpid() and _process_alive(int(pid)):
             continue
-        temp.unlink(missing_ok=True)
+        if temp.is_dir():
+            shutil.rmtree(temp, ignore_errors=True)
+        else:
+            temp.unlink(missing_ok=True)
         removed.append(temp)
     return removed
 

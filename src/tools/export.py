@@ -16,7 +16,6 @@ a torch.export program, TorchScript and ONNX, each checked against the PyTorch m
 import json
 import os
 import shutil
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any, Literal
@@ -25,8 +24,8 @@ import torch
 from lightning.pytorch import LightningDataModule
 from torch import nn
 
-from src.checkpointing.atomic_files import write_atomically
-from src.checkpointing.checkpoint_io import sha256_of
+from src.checkpointing.atomic_files import TEMP_MARK, write_atomically
+from src.checkpointing.checkpoint_io import remove_stale_temp_files, sha256_of
 from src.checkpointing.signal_stops import signals_held
 from src.class_paths import class_from_path
 from src.datamodules.class_names import class_names
@@ -298,7 +297,10 @@ def export_checkpoint(
         expected = model(inputs)
     made = not output_dir.exists()
     output_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".export-", dir=output_dir))  # checked here, then moved in together
+    remove_stale_temp_files(output_dir)  # what an export killed outside Python's reach (kill -9) left
+    staging = output_dir / f".export{TEMP_MARK}{os.getpid()}"  # checked here, then moved in together
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
     try:
         record = _write_formats(module, datamodule, ckpt_path, output_dir, staging, formats, net, inputs, expected)
         # The files and their description are replaced together: a signal now waits for the end, then stops.
