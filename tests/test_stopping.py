@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 from pathlib import Path
 
@@ -87,6 +88,37 @@ def test_a_signal_between_two_batches_loses_no_step(
     last = in_tmp / CHECKPOINTS / "last.ckpt"
     assert f"received: saved the current step ({saved}) to {CHECKPOINTS / 'last.ckpt'}" in error, error
     assert torch.load(last, weights_only=True)["global_step"] == saved
+
+
+@pytest.mark.parametrize(
+    ("signum", "step", "extra"),
+    [
+        (signal.SIGTERM, 14, []),  # step 14 ends epoch 2, which validates at its end
+        (signal.SIGINT, 14, []),
+        (signal.SIGTERM, 10, ["--trainer.val_check_interval", "3"]),  # step 10 is followed by a mid-epoch one
+    ],
+    ids=["sigterm-epoch-end", "sigint-epoch-end", "sigterm-mid-epoch"],
+)
+def test_a_signal_in_a_batch_that_validation_follows_stops_after_that_validation(
+    in_tmp: Path, capsys: pytest.CaptureFixture, signum: int, step: int, extra: list[str]
+) -> None:
+    """The step is saved at once; the validation due after it runs before the stop, and is saved
+    with it, so the resumed run misses no validation (Lightning resumes past a skipped one)."""
+    from tests.test_cli import scalars
+
+    def validations() -> list[tuple[int, float]]:
+        return scalars(in_tmp / CHECKPOINTS.parent)["val/acc"]
+
+    assert run_cli("fit", *RUN, *extra) == 0
+    straight = validations()
+    shutil.rmtree(in_tmp / "lightning_logs")
+    assert run_cli("fit", *RUN, *extra, *callbacks("SignalAtStep", step=step, signum=signum)) == 128 + signum
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert f"saved the current step ({step})" in error, error
+    # Lightning logs a validation at the step before the one it follows (13 for step 14's).
+    assert validations() == [point for point in straight if point[0] < step] and validations()[-1][0] == step - 1
+    assert run_cli("fit", *RUN, *extra, "--ckpt_path", "last") == 0
+    assert validations() == straight  # every validation, at the same steps with the same results
 
 
 def test_a_new_run_stopped_before_any_save_is_told_to_start_again() -> None:

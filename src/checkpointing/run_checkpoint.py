@@ -86,7 +86,10 @@ class RunCheckpoint(ModelCheckpoint):
     - SIGTERM and Ctrl-C (SIGINT) let the current optimizer step finish (with gradient
       accumulation, the rest of its window of batches: gradients are not in a checkpoint),
       save last.ckpt at that step and stop training with `TrainingInterrupted` at the next
-      hook (after that step's metrics are logged). A signal between two batches lets the next
+      hook (after that step's metrics are logged). A validation due after that step (the
+      epoch's, or one inside the epoch) runs first and is saved with it: Lightning resumes past
+      a validation that was skipped, so stopping before it would lose it for good. A second
+      signal stops that validation. A signal between two batches lets the next
       batch train and save first (or the epoch's end save, after its top-k save), so the steps
       since the last checkpoint are never lost; one before the first step stops at once, with
       nothing trained. A second Ctrl-C stops at once.
@@ -124,7 +127,7 @@ class RunCheckpoint(ModelCheckpoint):
         self.received_signal: int | None = None  # under DDP: this rank's signal, not yet agreed
         self._step_at_batch_start = 0
         self._window_open = False  # the last batch accumulated gradients without an optimizer step
-        self._sigterm_deferred = False  # Lightning's SIGTERM handler is called at the window's end
+        self._validate_first = False  # the signal's step is saved: a validation due after it still runs
         self.in_training = False  # between on_train_start and the end of training: signals are handled here
 
     # --- signals ----------------------------------------------------------------------
@@ -141,7 +144,7 @@ class RunCheckpoint(ModelCheckpoint):
         self._trainer = trainer
         self.in_training = True
         self.stop_signal = self.received_signal = None  # a fresh fit, a fresh start
-        self._sigterm_deferred = False
+        self._validate_first = False
         self._step_at_batch_start, self._window_open = trainer.global_step, False
         self._saved_since_last = self._validated_since_last = self._epoch_ends_here = False
         # A resumed run starts from a saved step: that is the newest checkpoint until it writes one.
@@ -162,15 +165,13 @@ class RunCheckpoint(ModelCheckpoint):
             return
         self.stop_signal = signum
         previous = self._previous_handlers.get(signum)
-        if signum == signal.SIGTERM and callable(previous):
-            trainer = self._trainer
-            if (trainer is not None and trainer.training) or self._window_open:
-                # In training (in a batch, or between two: after this callback's save at a batch's end,
-                # before Lightning's check at the loop's end) or inside an accumulation window, Lightning's
-                # handler would stop the loops before the step is saved: it waits for the save.
-                self._sigterm_deferred = True
-            else:
-                previous(signum, frame)  # in a validation: Lightning's handler stops it at its next batch
+        trainer = self._trainer
+        in_training = (trainer is not None and trainer.training) or self._window_open
+        if signum == signal.SIGTERM and callable(previous) and not in_training:
+            # In a validation, Lightning's handler stops it at its next batch. In training (or inside an
+            # accumulation window) it would stop the loops before the step is saved, and this callback's
+            # own hooks stop the run once it is.
+            previous(signum, frame)
 
     def _restore_signal_handlers(self) -> None:
         for signum, handler in self._previous_handlers.items():
@@ -230,9 +231,7 @@ class RunCheckpoint(ModelCheckpoint):
         due = self.stop_signal is not None or (every and trainer.global_step % every == 0)
         if due and self._last_written_step != trainer.global_step:
             self._refresh_last(trainer)
-        if self._sigterm_deferred:
-            self._sigterm_deferred = False
-            self._previous_handlers[signal.SIGTERM](signal.SIGTERM, None)
+        self._validate_first = self.stop_signal is not None and self._last_written_step == trainer.global_step
 
     # Stop at the first hook after the signal's step was saved and its metrics logged. A signal that
     # came after a batch's save point (between two batches) lets the next batch train and save first,
@@ -260,11 +259,13 @@ class RunCheckpoint(ModelCheckpoint):
 
     def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, *args: Any, **kwargs: Any) -> None:
         self._step_at_batch_start = trainer.global_step
+        self._validate_first = False
         if not self._window_open:
             self._stop_if_requested()
 
     def on_validation_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if not trainer.sanity_checking and not self._window_open:  # mid-window: stop after the window's step
+        # Mid-window: stop after the window's step; right after the signal's step was saved: after this.
+        if not trainer.sanity_checking and not self._window_open and not self._validate_first:
             self._stop_if_requested()
 
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
