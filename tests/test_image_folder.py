@@ -226,6 +226,39 @@ def test_a_zip_gives_the_same_data_and_a_val_folder_is_used_as_is(tmp_path: Path
         from_tree.test_dataloader()
 
 
+@pytest.mark.parametrize(
+    ("encoding", "flagged"),
+    [("utf-8", False), ("cp437", False), ("utf-8", True)],
+    ids=["utf-8-unflagged", "cp437", "utf-8-flagged"],
+)
+def test_a_zips_class_names_read_as_the_tool_that_made_it_wrote_them(
+    tmp_path: Path, encoding: str, flagged: bool
+) -> None:
+    """macOS and most Linux tools store UTF-8 names without the zip's UTF-8 flag; Windows' own
+    zip and old tools store cp437; Python's zipfile sets the flag. All give the true class names."""
+    classes = ["crème", "naïve"]
+    archive = tmp_path / "food.zip"
+    if flagged:
+        with zipfile.ZipFile(archive, "w") as handle:
+            for label in classes:
+                handle.writestr(f"train/{label}/1.png", label.encode())
+    else:  # write ASCII stand-ins of the same byte length (no flag), then put the encoded names in
+        stand_ins = {label: label[0] + "X" * (len(label.encode(encoding)) - 1) for label in classes}
+        with zipfile.ZipFile(archive, "w") as handle:
+            for label in classes:
+                handle.writestr(f"train/{stand_ins[label]}/1.png", label.encode())
+        data = archive.read_bytes()
+        for label in classes:
+            data = data.replace(f"/{stand_ins[label]}/".encode(), f"/{label}/".encode(encoding))
+        archive.write_bytes(data)
+    listing = image_decoding.list_zip(archive)
+    assert list(listing["train"]) == classes
+    with image_decoding.open_zip(archive) as handle:
+        assert [image_decoding.read_zip_member(handle, listing["train"][label][0]) for label in classes] == [
+            label.encode() for label in classes
+        ]
+
+
 def test_the_checkpoint_state_keeps_classes_size_and_standardisation(tmp_path: Path) -> None:
     tree = food_tree(tmp_path / "food", per_class=5)
     dm = folder_module(tree, tmp_path, image_size=12)

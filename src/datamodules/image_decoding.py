@@ -18,6 +18,7 @@ import errno
 import hashlib
 import io
 import os
+import sys
 import warnings
 import zipfile
 import zlib
@@ -198,7 +199,15 @@ def list_tree(root: Path) -> Listing:
 
 
 def open_zip(path: Path) -> zipfile.ZipFile:
+    """The zip at `path`. Member names stored without the zip's UTF-8 flag are read as UTF-8 when
+    they all are (macOS's Finder and most Linux tools write them so), else as cp437, the zip
+    standard's default (Windows' own zip): either way the class names are the ones zipped."""
     try:
+        if sys.version_info >= (3, 11):
+            try:
+                return zipfile.ZipFile(path, metadata_encoding="utf-8")
+            except UnicodeDecodeError:
+                pass
         return zipfile.ZipFile(path)
     except PermissionError as error:
         raise unreadable(path, error) from None
