@@ -106,6 +106,35 @@ def test_debug_presets_stack_on_a_task_config(in_tmp: Path, preset: str, capsys:
     )
 
 
+@pytest.mark.parametrize(
+    ("schedule", "expected"),
+    [
+        (["--model.scheduler.name", "cosine"], "cosine schedule was planned for 4 epochs but this run has 8 (its LR"),
+        (
+            ["--model.scheduler.name", "cosine", "--model.scheduler.warmup_epochs", "1"],
+            "cosine schedule was planned for 4 epochs but this run has 8 (its LR would rise again after epoch 4)",
+        ),
+        (
+            ["--model.scheduler.name", "exponential", "--model.scheduler.final_lr", "0.001"],
+            "exponential schedule was planned for another trainer.max_epochs than this run's (8)",
+        ),
+    ],
+    ids=["cosine", "cosine-warmup", "exponential-final-lr"],
+)
+def test_a_resume_with_more_epochs_than_an_epoch_schedule_was_planned_for_is_refused(
+    in_tmp: Path, capsys: pytest.CaptureFixture, schedule: list[str], expected: str
+) -> None:
+    """A resumed scheduler keeps its checkpoint's length: past it, cosine's LR climbs back up."""
+    args = ["--config", config("circles"), "--data.batch_size", "50", "--trainer.max_epochs", "4", *QUIET, *schedule]
+    stop = json.dumps([{"class_path": "tests.helpers.SignalAtStep", "init_args": {"step": 20, "signum": 15}}])
+    assert run_cli("fit", *args, "--trainer.callbacks", stop) == 143
+    capsys.readouterr()
+    assert run_cli("fit", *args, "--trainer.max_epochs", "8", "--ckpt_path", "last") == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert expected in error and "--model.init_from" in error, error
+    assert run_cli("fit", *args, "--ckpt_path", "last") == 0
+
+
 def test_a_resume_that_would_end_a_one_cycle_schedule_early_is_refused(
     in_tmp: Path, capsys: pytest.CaptureFixture
 ) -> None:

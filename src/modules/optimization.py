@@ -175,3 +175,55 @@ def build_scheduler(
 def _warmup(optimizer: torch.optim.Optimizer, epochs: int) -> lr_scheduler.LRScheduler:
     """Linear ramp from lr / (epochs + 1) up to lr over `epochs` epochs."""
     return lr_scheduler.LinearLR(optimizer, start_factor=1 / (epochs + 1), total_iters=epochs)
+
+
+# What fixes a schedule's length in a scheduler's state: one-cycle's steps, cosine's decay epochs,
+# the rate of an exponential decay to final_lr. A resumed scheduler takes these from its checkpoint.
+PLAN_KEYS = ("total_steps", "T_max", "gamma")
+
+
+def schedule_plan(state: dict[str, Any]) -> dict[str, Any]:
+    """The length-fixing values of a scheduler's `state_dict()` (a warm-up's inner schedules included)."""
+    plan = {key: state[key] for key in PLAN_KEYS if key in state}
+    for inner in state.get("_schedulers", []):
+        plan |= schedule_plan(inner)
+    return plan
+
+
+def check_resumed_plan(
+    restored: dict[str, Any],
+    planned: dict[str, Any],
+    config: SchedulerConfig,
+    max_epochs: int | None,
+    steps: int | None,
+) -> None:
+    """Refuse a resume whose checkpoint holds a schedule planned for another run length than this
+    run's: training past a one-cycle schedule fails, a cosine one rises again after its end, and a
+    run that ends before its schedule does stops at a high learning rate, never annealed."""
+    if restored == planned:
+        return
+    fresh = "or start a new run (--model.init_from <checkpoint> starts it from these weights)"
+    if "total_steps" in restored and restored["total_steps"] != planned.get("total_steps") and steps is not None:
+        old = restored["total_steps"]
+        ending = "" if old < steps else " (it would end before the schedule does, its LR never annealed)"
+        raise UserInputError(
+            f"the checkpoint's one-cycle schedule was planned for {old} steps but this run has {steps}{ending}: "
+            "resume with the run's original trainer.max_epochs and data.batch_size (and any other setting that "
+            f"sizes an epoch), {fresh}"
+        )
+    if "T_max" in restored and max_epochs is not None:
+        old = restored["T_max"] + config.warmup_epochs
+        ending = (
+            f" (its LR would rise again after epoch {old})"
+            if old < max_epochs
+            else " (it would end before the schedule does, its LR never annealed)"
+        )
+        raise UserInputError(
+            f"the checkpoint's cosine schedule was planned for {old} epochs but this run has {max_epochs}{ending}: "
+            f"resume with --trainer.max_epochs {old}, {fresh}"
+        )
+    raise UserInputError(
+        f"the checkpoint's {config.name} schedule was planned for another trainer.max_epochs than this run's "
+        f"({max_epochs}): its LR would not end at model.scheduler.final_lr. Resume with the run's original "
+        f"trainer.max_epochs, {fresh}"
+    )

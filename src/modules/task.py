@@ -16,7 +16,7 @@ from src.checkpointing.runs import check_checkpoint
 from src.epochs import is_last_epoch
 from src.errors import TrainingDivergedError, UserInputError
 from src.modules.nets.pretrained import head_name, in_head
-from src.modules.optimization import SchedulerConfig, build_scheduler
+from src.modules.optimization import SchedulerConfig, build_scheduler, check_resumed_plan, schedule_plan
 
 # Builds a net from (the shape of one input, number of outputs); in a config this is a
 # class path such as src.modules.nets.MLP with its other arguments as init_args.
@@ -77,6 +77,7 @@ class TaskModule(LightningModule):
         self._step_seconds: list[float] = []
         self.make_optimizer = optimizer  # params -> torch.optim.Optimizer
         self.scheduler_config = scheduler
+        self._planned_schedule: dict[str, Any] = {}  # the schedule's length as configure_optimizers planned it
         metrics = self.make_metrics()
         metrics.add_metrics({"loss": MeanMetric()})
         self.train_metrics = metrics.clone(prefix="train/")
@@ -241,6 +242,7 @@ class TaskModule(LightningModule):
         )
         if scheduler is None:
             return optimizer
+        self._planned_schedule = schedule_plan(scheduler["scheduler"].state_dict())  # before a resume restores it
         return {"optimizer": optimizer, "lr_scheduler": scheduler}
 
     # torchmetrics keeps metric states out of state_dict; the running best must survive a resume.
@@ -254,19 +256,17 @@ class TaskModule(LightningModule):
             self.val_best.update(torch.tensor(checkpoint["val_best"]))
 
     def on_train_start(self) -> None:
-        # A resumed one-cycle schedule keeps the length it was planned for: training past it fails, and
-        # a run that ends before it stops at a high learning rate, never annealed.
+        # A resumed schedule keeps the length it was planned for (its checkpoint's), whatever this run's is.
         steps = self.trainer.estimated_stepping_batches  # inf for a run without an end (max_time, a signal)
+        max_epochs = self.trainer.max_epochs if self.trainer.max_epochs not in (None, -1) else None
         for config in self.trainer.lr_scheduler_configs:
-            planned = getattr(config.scheduler, "total_steps", None)
-            if planned is not None and math.isfinite(steps) and planned != int(steps):
-                steps = int(steps)
-                ending = "" if planned < steps else " (it would end before the schedule does, its LR never annealed)"
-                raise UserInputError(
-                    f"the checkpoint's one-cycle schedule was planned for {planned} steps but this run has "
-                    f"{steps}{ending}: resume with the run's original trainer.max_epochs and data.batch_size "
-                    "(and any other setting that sizes an epoch), or start a new run"
-                )
+            check_resumed_plan(
+                schedule_plan(config.scheduler.state_dict()),
+                self._planned_schedule,
+                self.scheduler_config,
+                max_epochs,
+                int(steps) if math.isfinite(steps) else None,
+            )
 
     # What TensorBoard's HPARAMS tab shows of this run: the CLI gives the run's settings (model,
     # data, a few Trainer options); without it, the module's own hyperparameters.
