@@ -22,7 +22,7 @@ from PIL import Image
 from starlette.datastructures import FormData, UploadFile
 
 from src.errors import UserInputError
-from src.serving.command import check_port_free
+from src.serving.command import check_options
 from src.serving.predictor_api import PredictorAPI
 from tests.conftest import QUIET, ROOT, config, run_train_py
 from tests.test_image_folder import food_tree
@@ -148,7 +148,8 @@ def test_images_answer_as_predict_does_batched_and_bad_input_gets_a_4xx(image_mo
     )
     assert done.returncode == 0, done.stderr[-3000:]
     expected = predicted_rows(expected_file)
-    with server(ckpt, "--max_batch_size", "8", "--batch_timeout", "0.05", "--max_body_mb", "0.5") as url:
+    limits = ["--max_body_mb", "0.5", "--max_image_mp", "0.01"]  # 10,000 pixels
+    with server(ckpt, "--max_batch_size", "8", "--batch_timeout", "0.05", *limits) as url:
         info = httpx.get(f"{url}/info").json()["model"]
         assert info["task"] == "classification" and info["classes"] == ["pizza", "steak", "sushi"]
         assert info["input"] == {"kind": "image", "field": "file", "image_size": [16, 16], "channels": 3}
@@ -169,6 +170,9 @@ def test_images_answer_as_predict_does_batched_and_bad_input_gets_a_4xx(image_mo
             assert sum(answer["probabilities"].values()) == pytest.approx(1, abs=1e-5)
 
         good = png_bytes(Image.new("RGB", (40, 30), "orange"))
+        buffer = io.BytesIO()
+        Image.new("RGB", (40, 30), "orange").save(buffer, format="TIFF")
+        tiff = buffer.getvalue()
         bad = {
             "not an image": {"files": {"file": ("notes.txt", b"hello, not an image")}},
             "empty": {"files": {"file": ("empty.png", b"")}},
@@ -177,12 +181,22 @@ def test_images_answer_as_predict_does_batched_and_bad_input_gets_a_4xx(image_mo
             "JSON for an image model": {"json": {"a": 1}},
             "invalid JSON": {"content": b"{not json", "headers": {"Content-Type": "application/json"}},
             "too large": {"files": {"file": ("big.png", b"0" * 600_000)}},
+            "too many pixels": {"files": {"file": ("wide.png", png_bytes(Image.new("RGB", (200, 200))))}},
+            "TIFF": {"files": {"file": ("scan.tif", tiff)}},
+            "malformed multipart": {
+                "content": b"hello",
+                "headers": {"Content-Type": "multipart/form-data; boundary=X"},
+            },
         }
         for name, request in bad.items():
             response = httpx.post(f"{url}/predict", timeout=60, **request)
             assert 400 <= response.status_code < 500, (name, response.status_code, response.text)
             detail = response.json()["detail"]
             assert isinstance(detail, str) and detail and "\n" not in detail, (name, detail)
+            if name == "too many pixels":
+                assert "is 200x200 pixels, more than this server decodes (0.01 megapixels" in detail, detail
+            if name == "TIFF":
+                assert "not PNG, JPEG, BMP, WebP or GIF" in detail, detail
         assert httpx.get(f"{url}/health").status_code == 200
 
         # Bad requests sent together with good ones, so they share batches: each is answered alone.
@@ -198,8 +212,17 @@ def test_images_answer_as_predict_does_batched_and_bad_input_gets_a_4xx(image_mo
         assert raw.status_code == 415 and "multipart form field 'file'" in raw.json()["detail"]
         response = httpx.post(f"{url}/predict", files={"file": ("ok.png", good)}, timeout=60)
         assert response.status_code == 200 and response.json()["class"] in info["classes"]
+        form = httpx.Request("POST", f"{url}/predict", files={"file": ("ok.png", good)})
+        capitalised = form.headers["Content-Type"].replace("multipart/form-data", "Multipart/Form-Data")
+        response = httpx.post(f"{url}/predict", content=form.read(), headers={"Content-Type": capitalised}, timeout=60)
+        assert response.status_code == 200 and response.json() == answers_for_good(url), response.text
         page = httpx.get(f"{url}/demo")
         assert page.status_code == 200 and "<form" in page.text and "/predict" in page.text
+
+
+def answers_for_good(url: str) -> dict:
+    good = png_bytes(Image.new("RGB", (40, 30), "orange"))
+    return httpx.post(f"{url}/predict", files={"file": ("ok.png", good)}, timeout=60).json()
 
 
 def test_feature_rows_answer_as_predict_does_and_a_missing_feature_is_a_4xx(table_model: tuple[Path, Path]) -> None:
@@ -235,6 +258,13 @@ def test_feature_rows_answer_as_predict_does_and_a_missing_feature_is_a_4xx(tabl
             assert "\n" not in response.json()["detail"]
         form = httpx.post(f"{url}/predict", files={"file": ("a.png", b"x")}, headers=key)
         assert form.status_code == 400
+        # A form field over 1 MB sent as text (curl -F 'file=<photo.jpg'), a URL-encoded form with its charset:
+        # each a 400 that says what to send, never LitServe's 500.
+        text = httpx.post(f"{url}/predict", files={"x": ("a.png", b"x")}, data={"file": "0" * 1_100_000}, headers=key)
+        assert text.status_code == 400 and "not as text" in text.json()["detail"], text.text
+        encoded = {**key, "Content-Type": "application/x-www-form-urlencoded; charset=UTF-8"}
+        urlencoded = httpx.post(f"{url}/predict", content=b"a=1&b=2", headers=encoded)
+        assert urlencoded.status_code == 400 and "takes feature values as JSON" in urlencoded.text, urlencoded.text
         described = httpx.get(f"{url}/info", headers=key).json()["model"]
         assert described["input"] == {"kind": "features", "features": ["a", "b"]}
         port = url.rsplit(":", 1)[1]
@@ -328,10 +358,13 @@ def test_the_serving_line_comes_once_the_server_answers(table_model: tuple[Path,
         stop_group(process)
 
 
-@pytest.mark.parametrize("host", ["256.1.1.1", "192.0.2.1"])  # not an address; an address of no interface here
-def test_a_host_that_cannot_be_listened_on_names_the_host_not_the_port(host: str) -> None:
-    with pytest.raises(UserInputError, match=r"give --host an address of this machine: 127\.0\.0\.1"):
-        check_port_free(host, 8000)
+@pytest.mark.parametrize("host", ["localhost", "256.1.1.1", "192.0.2.1"])  # LitServe listens on 3 addresses alone
+def test_a_host_or_port_litserve_refuses_is_one_line(host: str) -> None:
+    options = {"max_batch_size": 1, "batch_timeout": 0, "max_body_mb": 1, "max_image_mp": 1, "workers": 1, "timeout": 1}
+    with pytest.raises(UserInputError, match=r"--host must be 127\.0\.0\.1 \(this machine only\), 0\.0\.0\.0"):
+        check_options(host, 8000, **options)
+    with pytest.raises(UserInputError, match=r"--port must be in 1024\.\.65535"):
+        check_options("127.0.0.1", 80, **options)
 
 
 def test_a_request_with_two_images_is_refused_not_half_answered() -> None:

@@ -37,6 +37,9 @@ from src.errors import UserInputError, first_line
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif")
+# Pillow's names for the formats of those files (its JPEG reader also opens a camera's MPO files).
+PIL_FORMATS = ("PNG", "JPEG", "BMP", "WEBP", "GIF")
+FORMAT_NAMES = "PNG, JPEG, BMP, WebP or GIF"
 SPLITS = ("train", "val", "test")
 EXIF_ORIENTATION = 0x0112  # the EXIF tag saying how the stored pixels are turned
 
@@ -402,6 +405,8 @@ def read_images_to_predict(
 __all__ = [
     "CLASSES",
     "IMAGE_SUFFIXES",
+    "PIL_FORMATS",
+    "FORMAT_NAMES",
     "decode",
     "find_zip",
     "fit_to_size",

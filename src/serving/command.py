@@ -37,6 +37,7 @@ def serve(
     max_batch_size: int = 16,
     batch_timeout: float = 0.005,
     max_body_mb: float = 10.0,
+    max_image_mp: float = 50.0,
     accelerator: Literal["auto", "cpu", "cuda", "mps"] = "auto",
     devices: int | Literal["auto"] = "auto",
     workers_per_device: int = 1,
@@ -46,17 +47,19 @@ def serve(
 
     Args:
         ckpt_path: the checkpoint file (a .ckpt of any run: it holds all the model needs).
-        host: the address to listen on; 0.0.0.0 to accept other machines.
-        port: the TCP port.
+        host: the address to listen on: 127.0.0.1 (this machine), 0.0.0.0 (other machines too) or ::.
+        port: the TCP port (1024..65535).
         max_batch_size: the most requests run through the net at once; 1 turns batching off.
         batch_timeout: seconds to wait for more requests to fill a batch.
         max_body_mb: the largest request body accepted (larger ones get 413).
+        max_image_mp: the most megapixels an uploaded image may have (more get 400): a small file
+            can hold a huge image, and decoding one takes about 30 bytes a pixel.
         accelerator: where the model runs.
         devices: how many devices to use.
         workers_per_device: model copies per device.
         timeout: seconds a request may wait for its answer before a 504.
     """
-    check_options(port, max_batch_size, batch_timeout, max_body_mb, workers_per_device, timeout)
+    check_options(host, port, max_batch_size, batch_timeout, max_body_mb, max_image_mp, workers_per_device, timeout)
     if ckpt_path in ("last", "best") and not Path(ckpt_path).is_file():
         raise UserInputError(
             f"serve --ckpt_path {ckpt_path}: serve takes the checkpoint file itself (it has no --config to find a "
@@ -68,7 +71,9 @@ def serve(
 
     from src.serving.predictor_api import PredictorAPI
 
-    api = PredictorAPI(ckpt_path, max_batch_size=max_batch_size, batch_timeout=batch_timeout)
+    api = PredictorAPI(
+        ckpt_path, max_batch_size=max_batch_size, batch_timeout=batch_timeout, max_pixels=int(max_image_mp * 1e6)
+    )
     server = ls.LitServer(
         api,
         accelerator=accelerator,
@@ -95,18 +100,37 @@ def serve(
             stop_leftover_workers(server)
 
 
+# The addresses and ports LitServe listens on (it refuses others with a traceback).
+HOSTS = ("127.0.0.1", "0.0.0.0", "::")
+PORTS = range(1024, 65536)
+
+
 def check_options(
-    port: int, max_batch_size: int, batch_timeout: float, max_body_mb: float, workers: int, timeout: float
+    host: str,
+    port: int,
+    max_batch_size: int,
+    batch_timeout: float,
+    max_body_mb: float,
+    max_image_mp: float,
+    workers: int,
+    timeout: float,
 ) -> None:
     """One line for each value the server cannot run with."""
-    if not 0 < port < 65536:
-        raise UserInputError(f"--port must be in 1..65535, got {port}")
+    if host not in HOSTS:
+        raise UserInputError(
+            f"--host must be 127.0.0.1 (this machine only), 0.0.0.0 (every IPv4 address of it) or :: (every "
+            f"address): LitServe listens on no other, got {host!r}"
+        )
+    if port not in PORTS:
+        raise UserInputError(f"--port must be in 1024..65535 (LitServe's range; lower ports need root), got {port}")
     if max_batch_size < 1:
         raise UserInputError(f"--max_batch_size must be >= 1 (1: no batching), got {max_batch_size}")
     if batch_timeout < 0:
         raise UserInputError(f"--batch_timeout must be >= 0 seconds, got {batch_timeout}")
     if max_body_mb <= 0:
         raise UserInputError(f"--max_body_mb must be > 0, got {max_body_mb}")
+    if max_image_mp <= 0:
+        raise UserInputError(f"--max_image_mp must be > 0 (megapixels), got {max_image_mp}")
     if workers < 1:
         raise UserInputError(f"--workers_per_device must be >= 1, got {workers}")
     if timeout <= 0:
@@ -122,8 +146,8 @@ def check_port_free(host: str, port: int) -> None:
         except OSError as error:
             if error.errno == errno.EADDRINUSE:
                 fix = "choose another --port, or stop what uses it"
-            else:  # not an address of this machine, or not an address at all
-                fix = "give --host an address of this machine: 127.0.0.1 (this machine only) or 0.0.0.0 (all)"
+            else:  # an address family this machine lacks (:: without IPv6)
+                fix = "give --host 127.0.0.1 (this machine only) or 0.0.0.0 (every IPv4 address)"
             raise UserInputError(f"cannot listen on {host}:{port} ({error.strerror or error}): {fix}") from None
 
 

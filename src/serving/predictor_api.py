@@ -14,6 +14,7 @@ import torch
 from fastapi.responses import JSONResponse
 from PIL import Image, UnidentifiedImageError
 
+from src.datamodules.image_decoding import FORMAT_NAMES, PIL_FORMATS
 from src.errors import UserInputError, first_line
 from src.serving.shutdown import ignore_interrupts_in_worker
 from src.tools.predictor import ImageInputs, Predictor, load_predictor
@@ -38,9 +39,12 @@ class PredictorAPI(ls.LitAPI):
     """POST /predict: an image as multipart form field `file`, or feature values as a JSON object (one
     row) or a list of objects; answers what `Predictor.answers` says, one object per input."""
 
-    def __init__(self, ckpt_path: str, max_batch_size: int = 1, batch_timeout: float = 0.0) -> None:
+    def __init__(
+        self, ckpt_path: str, max_batch_size: int = 1, batch_timeout: float = 0.0, max_pixels: int = 50_000_000
+    ) -> None:
         super().__init__(max_batch_size=max_batch_size, batch_timeout=batch_timeout)
         self.ckpt_path = ckpt_path
+        self.max_pixels = max_pixels
         self.predictor: Predictor | None = None
 
     def setup(self, device: str) -> None:
@@ -78,12 +82,18 @@ class PredictorAPI(ls.LitAPI):
         name = getattr(upload, "filename", None) or "the upload"
         if not data:
             raise UserInputError(f"{name} is empty")
+        Image.init()  # loads every format plugin once: open(formats=...) fails on one not yet loaded
         try:
-            with Image.open(io.BytesIO(data)) as image:
+            with Image.open(io.BytesIO(data), formats=PIL_FORMATS) as image:  # the header alone, so far
+                if image.width * image.height > self.max_pixels:
+                    raise UserInputError(
+                        f"{name} is {image.width}x{image.height} pixels, more than this server decodes "
+                        f"({self.max_pixels / 1e6:g} megapixels, serve --max_image_mp): send it smaller"
+                    )
                 image.load()
                 return self.predictor.inputs.raw(image.copy())  # type: ignore[union-attr]
         except UnidentifiedImageError:
-            raise UserInputError(f"{name} is not an image that can be read (not a format PIL reads)") from None
+            raise UserInputError(f"{name} is not an image that can be read (not {FORMAT_NAMES})") from None
         except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
             raise UserInputError(f"{name} is not an image that can be read ({first_line(error)})") from None
 

@@ -1,6 +1,7 @@
 """Checks on a request's body before LitServe sees it: its kind (415 unless JSON or a form), a size
-limit (413), and that JSON parses and a multipart form names its boundary (400). LitServe would
-answer those with a 500; a client's mistake is a 4xx."""
+limit (413), and that JSON or the form parses (400). LitServe would answer those with a 500; a
+client's mistake is a 4xx. A form's Content-Type is handed on in the spelling LitServe recognises
+(it compares it case-sensitively, and `application/x-www-form-urlencoded` without parameters)."""
 
 import json
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -35,11 +36,13 @@ class RequestLimits:
             await self.app(scope, receive, send)
             return
         headers = {key.decode("latin-1").lower(): value.decode("latin-1") for key, value in scope["headers"]}
-        kind = headers.get("content-type", "").split(";")[0].strip().lower()
+        content_type = headers.get("content-type", "")
+        kind, _, parameters = (part.strip() for part in content_type.partition(";"))
+        kind = kind.lower()
         if kind not in ACCEPTED:
             await self._refuse(send, 415, UNSUPPORTED)
             return
-        if kind == "multipart/form-data" and "boundary=" not in headers.get("content-type", ""):
+        if kind == "multipart/form-data" and "boundary=" not in parameters:
             await self._refuse(send, 400, "the multipart form names no boundary: let the HTTP client build the form")
             return
         declared = headers.get("content-length", "")
@@ -62,6 +65,13 @@ class RequestLimits:
             except (ValueError, RecursionError) as error:  # JSONDecodeError, bad UTF-8, a number too long to read
                 await self._refuse(send, 400, f"the body is not valid JSON ({first_line(error)})")
                 return
+        else:
+            spelled = kind if kind == "application/x-www-form-urlencoded" else f"{kind}; {parameters}"
+            scope = {**scope, "headers": _with_content_type(scope["headers"], spelled)}
+            problem = await _form_problem(scope, body)
+            if problem is not None:
+                await self._refuse(send, 400, f"the form cannot be read ({problem}): {FORM_HINT}")
+                return
 
         async def replay() -> Message:
             return messages.pop(0) if messages else await receive()  # then wait as Starlette expects
@@ -77,3 +87,29 @@ class RequestLimits:
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+
+
+FORM_HINT = "send the image as a file field (curl -F file=@photo.jpg), not as text (-F 'file=<photo.jpg')"
+
+
+def _with_content_type(headers: list[tuple[bytes, bytes]], value: str) -> list[tuple[bytes, bytes]]:
+    return [(key, val) for key, val in headers if key.lower() != b"content-type"] + [
+        (b"content-type", value.encode("latin-1"))
+    ]
+
+
+async def _form_problem(scope: Scope, body: bytes) -> str | None:
+    """What Starlette refuses in this form (bad multipart data, too many fields, a text field over
+    1 MB) with the limits LitServe parses it with; None when it parses."""
+    from starlette.exceptions import HTTPException
+    from starlette.requests import Request
+
+    async def whole_body() -> Message:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    try:
+        form = await Request(scope, whole_body).form()
+    except HTTPException as error:
+        return str(error.detail).rstrip(".")
+    await form.close()
+    return None
