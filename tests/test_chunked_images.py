@@ -267,6 +267,11 @@ def test_chunks_stream_from_s3_and_a_bad_bucket_or_no_credentials_is_one_line(
         "optimize", "--data_dir", str(out.parent / "tree"), "--output_dir", "s3://chunks/photos", cwd=in_tmp, env=env
     )
     assert again.returncode == 2 and "already holds objects" in again.stderr  # LitData would delete them
+    for root in ("s3://chunks", "s3://chunks/"):  # the bucket's root holds photos/
+        at_root = run_train_py(
+            "optimize", "--data_dir", str(out.parent / "tree"), "--output_dir", root, cwd=in_tmp, env=env
+        )
+        assert at_root.returncode == 2 and "already holds objects" in at_root.stderr, at_root.stderr
     wrong_bucket = run_train_py("fit", *chunk_run("s3://nobucket/photos"), cwd=in_tmp, env=env)
     assert wrong_bucket.returncode == 2 and "cannot read s3://nobucket/photos/dataset.json" in wrong_bucket.stderr
     no_credentials = {**env, "AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": ""}

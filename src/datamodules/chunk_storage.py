@@ -84,8 +84,9 @@ def check_empty(location: str) -> None:
     from botocore.exceptions import BotoCoreError, ClientError
 
     bucket, prefix = bucket_and_key(location)
+    folder = prefix.strip("/") + "/" if prefix.strip("/") else ""  # "": the bucket's root, so the whole bucket
     try:
-        found = s3_client().list_objects_v2(Bucket=bucket, Prefix=prefix.rstrip("/") + "/", MaxKeys=1)
+        found = s3_client().list_objects_v2(Bucket=bucket, Prefix=folder, MaxKeys=1)
     except (BotoCoreError, ClientError) as error:
         raise storage_error(location, error) from None
     if found.get("KeyCount", 0):
