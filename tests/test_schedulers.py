@@ -1,6 +1,7 @@
 """Every LR schedule runs under the Trainer and shapes the learning rate as documented."""
 
 import math
+from dataclasses import replace
 from functools import partial
 
 import lightning as L
@@ -32,6 +33,8 @@ class LRRecorder(L.Callback):
 
 class ScriptedMetric(ClassificationModule):
     """Logs `val/scripted` from a fixed list, one value per epoch, so a plateau's input is known."""
+
+    metric_modes = {**ClassificationModule.metric_modes, "scripted": "min"}  # lower is better
 
     def __init__(self, values: list[float], **kwargs: object) -> None:
         super().__init__(**kwargs)
@@ -162,6 +165,27 @@ def test_plateau_in_max_mode_waits_while_its_monitor_rises() -> None:
         optimizer="adam",
     )
     assert run.lrs == pytest.approx([0.1] * 6) and run.final_lr == pytest.approx(0.01)
+
+
+class ScriptedScore(ScriptedMetric):
+    metric_modes = {**ClassificationModule.metric_modes, "scripted": "max"}  # higher is better, as val/acc
+
+
+def test_plateau_without_a_mode_takes_the_way_its_monitor_improves() -> None:
+    """`--model.scheduler.monitor val/acc` alone must not cut the LR while accuracy rises."""
+    rising = [0.5, 0.6, 0.7, 0.8, 0.9, 0.95]
+    config = SchedulerConfig(name="plateau", monitor="val/scripted", patience=1, factor=0.1)
+    dm = ToyPointsDataModule(n_samples=100, batch_size=35)
+    module = ScriptedScore(rising, net=partial(MLP, hidden_sizes=[4]), optimizer=partial(torch.optim.SGD, lr=0.1),
+                           scheduler=config)  # fmt: skip
+    recorder = LRRecorder()
+    trainer = L.Trainer(max_epochs=6, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, callbacks=[recorder], accelerator="cpu")  # fmt: skip
+    trainer.fit(module, datamodule=dm)
+    assert recorder.lrs == pytest.approx([0.1] * 6) and recorder.final_lr == pytest.approx(0.1)
+    classifier = ClassificationModule(net=partial(MLP, hidden_sizes=[4]), optimizer=partial(torch.optim.SGD, lr=0.1),
+                                      scheduler=replace(config, monitor="val/acc"))  # fmt: skip
+    assert classifier._with_plateau_mode(classifier.scheduler_config).mode == "max"
 
 
 def test_plateau_steps_only_on_the_epochs_that_validate() -> None:

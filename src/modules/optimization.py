@@ -49,7 +49,8 @@ class SchedulerConfig(_PlainValues):
       `cycle_momentum` (torch's default) the momentum moves the other way, between 0.95 and
       0.85; without it, the optimizer's own momentum stays (airbench's choice).
     - `plateau`: multiply by `factor` when `monitor` has not improved for `patience` validations
-      (it steps at the end of each epoch that validates: trainer.check_val_every_n_epoch).
+      (it steps at the end of each epoch that validates: trainer.check_val_every_n_epoch);
+      `mode` (min or max) defaults to the way the model's metric improves (`val/acc`: max).
     `warmup_epochs` > 0 ramps the LR up linearly before step, exponential or cosine.
     """
 
@@ -64,7 +65,7 @@ class SchedulerConfig(_PlainValues):
     anneal_strategy: Literal["cos", "linear"] = "cos"
     cycle_momentum: bool = True
     monitor: str = "val/loss"
-    mode: Literal["min", "max"] = "min"
+    mode: Literal["min", "max"] | None = None
     factor: PositiveFloat = 0.1
     patience: NonNegativeInt = 10
 
@@ -127,7 +128,7 @@ def build_scheduler(
         if config.warmup_epochs:
             raise UserInputError("scheduler plateau cannot follow a warm-up: set model.scheduler.warmup_epochs to 0")
         scheduler = lr_scheduler.ReduceLROnPlateau(
-            optimizer, mode=config.mode, factor=config.factor, patience=config.patience
+            optimizer, mode=config.mode or "min", factor=config.factor, patience=config.patience
         )
         if epochs_per_validation is None:
             raise UserInputError(

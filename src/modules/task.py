@@ -2,6 +2,7 @@
 
 import math
 import time
+from dataclasses import replace
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -235,7 +236,7 @@ class TaskModule(LightningModule):
         steps = self.trainer.estimated_stepping_batches  # inf for a run without an end (max_epochs -1)
         scheduler = build_scheduler(
             optimizer,
-            self.scheduler_config,
+            self._with_plateau_mode(self.scheduler_config),
             max_epochs,
             int(steps) if math.isfinite(steps) else None,
             self.trainer.check_val_every_n_epoch,
@@ -244,6 +245,19 @@ class TaskModule(LightningModule):
             return optimizer
         self._planned_schedule = schedule_plan(scheduler["scheduler"].state_dict())  # before a resume restores it
         return {"optimizer": optimizer, "lr_scheduler": scheduler}
+
+    def _with_plateau_mode(self, config: SchedulerConfig) -> SchedulerConfig:
+        """`config` with the plateau schedule's mode, when not given, from the way its monitor improves."""
+        if config.name != "plateau" or config.mode is not None:
+            return config
+        mode = self.mode_of(config.monitor)
+        if mode is None:
+            logged = ", ".join(f"val/{name}" for name in sorted(self.metric_modes))
+            raise UserInputError(
+                f"--model.scheduler.monitor {config.monitor} is not a metric this model logs; choose one of: {logged} "
+                "(a metric your own code logs needs --model.scheduler.mode max or min: which way it improves)"
+            )
+        return replace(config, mode=mode)
 
     # torchmetrics keeps metric states out of state_dict; the running best must survive a resume.
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
