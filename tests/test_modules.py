@@ -58,6 +58,17 @@ def test_a_few_epochs_lower_the_regression_loss() -> None:
     assert loss_on(module, dm.splits["train"]) < 0.5 * before
 
 
+def test_a_regression_loss_takes_targets_of_shape_n_and_refuses_a_count_that_does_not_fit() -> None:
+    """A user's data module may give targets of shape N for a net's N x 1 outputs: the loss must be the
+    per-sample MSE, not the N x N broadcast of every output against every target."""
+    module = RegressionModule(net=partial(MLP, hidden_sizes=[]), standardize_target=False)
+    outputs = torch.tensor([[1.0], [2.0], [3.0], [4.0]])
+    assert module.compute_loss(outputs, torch.tensor([1.0, 2.0, 3.0, 4.0])).item() == 0.0
+    assert module.compute_loss(outputs, torch.tensor([[2.0], [2.0], [3.0], [4.0]])).item() == pytest.approx(0.25)
+    with pytest.raises(UserInputError, match=r"targets have shape \(4, 2\) but the net's outputs \(4, 1\)"):
+        module.compute_loss(outputs, torch.zeros(4, 2))
+
+
 class FixedOutputs(nn.Module):
     """A 'net' that returns the rows of a fixed table, to check metrics on known inputs."""
 

@@ -73,6 +73,13 @@ class RegressionModule(TaskModule):
         return MetricCollection({"mse": MeanSquaredError(), "mae": MeanAbsoluteError(), "r2": R2Score()})
 
     def compute_loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        if targets.shape != outputs.shape:  # F.mse_loss would broadcast N x 1 against N to N x N, silently
+            if targets.numel() != outputs.numel():
+                raise UserInputError(
+                    f"the batch's targets have shape {tuple(targets.shape)} but the net's outputs "
+                    f"{tuple(outputs.shape)}: give one target value per output (model.num_outputs) and sample"
+                )
+            targets = targets.reshape(outputs.shape)  # a data module's targets of shape N for a net's N x 1
         if self.standardize_target:  # the MSE of the standardised target
             return F.mse_loss(outputs / self.target_std, targets / self.target_std)
         return F.mse_loss(outputs, targets)
