@@ -69,6 +69,17 @@ def test_a_local_weights_file_loads_all_but_the_head_with_its_preprocessing(tmp_
     assert net(torch.randn(2, 3, 32, 32)).shape == (2, 3)
 
 
+@pytest.mark.parametrize("spelled", ["None", "null", " NONE "])
+def test_no_weights_file_spelled_as_text_rebuilds_with_the_same_preprocessing(spelled: str) -> None:
+    """`--model.net.init_args.weights_file null` reaches a nested net as the text 'None': predict and
+    export must rebuild it as the net that trained (no weights, the data's own preprocessing)."""
+    args = {"name": "test_resnet", "pretrained": False, "weights_file": spelled}
+    net = TimmNet((3, 32, 32), 3, **args)
+    rebuilt = TimmNet.offline_init_args(args)
+    assert rebuilt == TimmNet.offline_init_args({**args, "weights_file": None})
+    assert rebuilt["mean"] is None and net.mean is None  # the data's standardisation, not ImageNet's
+
+
 def test_a_missing_or_foreign_weights_file_is_one_line(tmp_path: Path) -> None:
     with pytest.raises(UserInputError, match="no such file"):
         TimmNet((3, 32, 32), 3, name="test_resnet", weights_file=str(tmp_path / "absent.pth"))

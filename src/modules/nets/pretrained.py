@@ -21,6 +21,11 @@ ImageSize = int | Literal["weights", "data"]
 NO_WEIGHTS = ("none", "null")
 
 
+def given_weights(value: Any) -> Any:
+    """`value`, or None where it means no weights (None, or a NO_WEIGHTS string in any case)."""
+    return None if isinstance(value, str) and value.strip().lower() in NO_WEIGHTS else value
+
+
 def head_name(net: nn.Module) -> str:
     """The qualified name of a net's output layer: the net's own `head_name` if it says, else
     its last `nn.Linear` (the classifier of every torchvision classification model but

@@ -34,11 +34,11 @@ from torch import nn
 from src.errors import UserInputError, first_line
 from src.modules.nets.cnn import Shape, image_shape
 from src.modules.nets.pretrained import (
-    NO_WEIGHTS,
     ImageSize,
     InputAdapter,
     checkpoint_brings_weights,
     freeze_all_but_head,
+    given_weights,
     pinned_init_args,
     with_defaults,
 )
@@ -153,8 +153,7 @@ class TimmNet(nn.Module):
     ) -> None:
         super().__init__()
         timm = import_timm()
-        if isinstance(weights_file, str) and weights_file.strip().lower() in NO_WEIGHTS:
-            weights_file = None
+        weights_file = given_weights(weights_file)
         channels, _, _ = image_shape(input_shape)
         if channels not in (1, 3):
             raise ValueError(f"timm models here take 3-channel (or grayscale) images, got {channels} channels")
@@ -184,7 +183,7 @@ class TimmNet(nn.Module):
         """init_args that rebuild this net with the same preprocessing without reading any weights
         (a checkpoint or an export brings them): for predict, serve and export on any machine."""
         args = with_defaults(cls, init_args)
-        loaded = bool(args["pretrained"]) or args["weights_file"] not in (None, *NO_WEIGHTS)
+        loaded = bool(args["pretrained"]) or given_weights(args["weights_file"]) is not None
         timm = import_timm()
         cfg = timm.models.get_pretrained_cfg(args["name"], allow_unregistered=True)
         size, mean, std = preprocessing(timm, cfg.to_dict(), loaded, args["image_size"], args["mean"], args["std"])

@@ -48,11 +48,11 @@ from torchvision.models import get_model_weights
 from src.errors import UserInputError, first_line
 from src.modules.nets.cnn import Shape, image_shape
 from src.modules.nets.pretrained import (
-    NO_WEIGHTS,
     ImageSize,
     InputAdapter,
     checkpoint_brings_weights,
     freeze_all_but_head,
+    given_weights,
     head_name,
     in_head,
     pinned_init_args,
@@ -194,8 +194,7 @@ class TorchvisionNet(nn.Module):
         data_std: list[float] | None = None,
     ) -> None:
         super().__init__()
-        if isinstance(weights, str) and weights.strip().lower() in NO_WEIGHTS:
-            weights = None
+        weights = given_weights(weights)
         channels, _, _ = image_shape(input_shape)
         if channels not in (1, 3):
             raise ValueError(f"torchvision models take 3-channel (or grayscale) images, got {channels} channels")
@@ -238,9 +237,7 @@ class TorchvisionNet(nn.Module):
         """init_args that rebuild this net with the same preprocessing without reading or fetching
         weights (a checkpoint or an export brings them): for predict, serve and export on any machine."""
         args = with_defaults(cls, init_args)
-        weights = args["weights"]
-        if isinstance(weights, str) and weights.strip().lower() in NO_WEIGHTS:
-            weights = None
+        weights = given_weights(args["weights"])
         size, mean, std = preprocessing(args["name"], weights, args["image_size"], args["mean"], args["std"])
         return pinned_init_args(init_args, size, mean, std, weights=None)
 
