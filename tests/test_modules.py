@@ -100,6 +100,17 @@ def test_classification_metrics_are_right_on_known_predictions() -> None:
     assert list(accuracy) == [0, 2] and [v.item() for v in accuracy.values()] == pytest.approx([0.5, 0.5])
 
 
+def test_binary_f1_is_the_positive_class_f1_as_documented() -> None:
+    # Predicted 1,1,1,1,0 for true 1,1,1,0,0: class 1 has precision 3/4 and recall 1, so F1 6/7
+    # (scikit-learn's default); the macro average over both classes would be 0.762.
+    logits = torch.tensor([[5.0], [5.0], [5.0], [5.0], [-5.0]])
+    targets = torch.tensor([1, 1, 1, 0, 0])
+    module = ClassificationModule(net=partial(FixedOutputs, table=logits), input_shape=(1,), num_classes=2)
+    module._update_metrics("test", torch.tensor(0.0), module(torch.arange(5).unsqueeze(1)), targets)
+    values = module.test_metrics.compute()
+    assert values["test/f1"].item() == pytest.approx(6 / 7) and values["test/acc"].item() == pytest.approx(4 / 5)
+
+
 def test_binary_head_has_one_logit_and_gives_two_class_probabilities() -> None:
     module = ClassificationModule(net=partial(MLP, hidden_sizes=[4]), input_shape=(2,), num_classes=2)
     assert module.net.layers[-1].out_features == 1

@@ -105,6 +105,8 @@ class ClassificationModule(TaskModule):
 
     def make_metrics(self) -> MetricCollection:
         task = "binary" if self.binary else "multiclass"
+        # F1: with two classes, of the second (the positive class: index 1, as scikit-learn's
+        # default); with more, the macro average over classes (torchmetrics ignores `average` for binary).
         return MetricCollection(
             {
                 "acc": Accuracy(task=task, num_classes=self.num_classes, validate_args=False),
