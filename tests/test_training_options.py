@@ -167,6 +167,21 @@ def test_gradient_accumulation_with_one_cycle_ends_the_schedule_exactly(in_tmp: 
     assert used[-1] == pytest.approx(0.01 / 25 / 1e4, rel=1e-3)
 
 
+@pytest.mark.parametrize("schedule", [["step", "--model.scheduler.step_size", "1"], ["onecycle"]])
+def test_the_epoch_lr_curve_shows_the_lr_the_epoch_trained_with(in_tmp: Path, schedule: list[str]) -> None:
+    """`train/lr` at an epoch's end is the LR of that epoch's last step, not the next epoch's (the
+    epoch's scheduler step comes before the epoch's end hooks)."""
+    args = ["--config", config("circles"), "--data.batch_size", "100", "--trainer.max_epochs", "4"]
+    options = ["--trainer.check_val_every_n_epoch", "1", "--trainer.log_every_n_steps", "1", *QUIET]
+    assert run_cli("fit", *args, *options, "--model.scheduler.name", *schedule) == 0
+    curves = scalars(in_tmp / EXPERIMENT / "version_0")
+    steps = dict(curves["train/lr_step"])  # step index -> the LR that optimizer step used
+    epochs = curves["train/lr"]
+    assert len(epochs) == 4 and len({value for _, value in epochs}) == 4  # the LR changed every epoch
+    for logged_at, value in epochs:
+        assert value == pytest.approx(steps[logged_at]), (logged_at, value, steps)
+
+
 def test_gradient_clipping_bounds_every_update(in_tmp: Path) -> None:
     # SGD without momentum at lr 0.1, gradient norm clipped to 1e-3: 10 steps move the weights by at
     # most 10 * 0.1 * 1e-3 = 1e-3 in norm; unclipped, the same run moves them by far more.

@@ -79,6 +79,7 @@ class TaskModule(LightningModule):
         self.make_optimizer = optimizer  # params -> torch.optim.Optimizer
         self.scheduler_config = scheduler
         self._planned_schedule: dict[str, Any] = {}  # the schedule's length as configure_optimizers planned it
+        self._epoch_lr = 0.0  # the LR of the last training step whose metrics were recorded
         metrics = self.make_metrics()
         metrics.add_metrics({"loss": MeanMetric()})
         self.train_metrics = metrics.clone(prefix="train/")
@@ -146,6 +147,8 @@ class TaskModule(LightningModule):
         loss = self.compute_loss(outputs, targets)
         if stage != "train" or self._validates_this_epoch():  # train metrics are logged only then
             self._update_metrics(stage, loss, outputs, targets)
+            if stage == "train":  # the LR this step trains with: the epoch's is its last step's
+                self._epoch_lr = self._learning_rate()
         if stage == "train" and self._logs_this_step():
             self.log_dict(
                 {"train/loss_step": loss, "train/lr_step": self._learning_rate()}, on_step=True, on_epoch=False
@@ -200,7 +203,8 @@ class TaskModule(LightningModule):
         metrics = getattr(self, f"{stage}_metrics")
         values = metrics.compute()
         metrics.reset()
-        logged = {**values, "train/lr": self._learning_rate()} if stage == "train" else values
+        # The epoch's own LR: by its end hooks, an epoch schedule has already stepped to the next one's.
+        logged = {**values, "train/lr": self._epoch_lr} if stage == "train" else values
         self.log_dict(logged, prog_bar=stage != "train")
         return values
 
