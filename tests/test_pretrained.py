@@ -89,6 +89,29 @@ def test_a_local_weights_file_is_loaded_except_the_replaced_head(tmp_path: Path)
     assert net(torch.randn(2, 3, 32, 32)).shape == (2, 3)
 
 
+def test_googlenets_weights_load_without_its_auxiliary_heads_and_get_its_own_input_scaling(tmp_path: Path) -> None:
+    """torchvision's GoogLeNet weights hold its auxiliary heads (this net trains on the main output
+    only) and take pixels standardised by 0.5 and 0.5, as torchvision's `transform_input` makes them."""
+    torch.manual_seed(0)
+    source = torchvision.models.googlenet(weights=None, aux_logits=True, init_weights=False).eval()
+    path = tmp_path / "googlenet.pth"
+    torch.save(source.state_dict(), path)
+    net = TorchvisionNet((3, 64, 64), 5, name="googlenet", weights=str(path), image_size=64).eval()
+    assert net.mean == [0.5] * 3 and net.std == [0.5] * 3
+    loaded = net.model.state_dict()
+    assert all(torch.equal(loaded[key], value) for key, value in source.state_dict().items() if key in loaded
+               and not key.startswith("fc."))  # fmt: skip
+    # The backbone's features for raw pixels equal torchvision's, fed ImageNet-standardised pixels
+    # with transform_input on (what its pretrained builder sets).
+    pixels = torch.rand(2, 3, 64, 64)
+    source.transform_input, source.fc, net.model.fc = True, torch.nn.Identity(), torch.nn.Identity()
+    imagenet = (pixels - torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)) / torch.tensor(
+        [0.229, 0.224, 0.225]
+    ).view(1, 3, 1, 1)
+    with torch.no_grad():
+        assert torch.allclose(net.model(net.adapter(pixels)), source(imagenet), atol=1e-5)
+
+
 def test_a_weights_file_of_another_architecture_is_one_clear_error(tmp_path: Path) -> None:
     path = tmp_path / "mobilenet.pth"
     torch.save(torchvision.models.get_model("mobilenet_v3_small", weights=None).state_dict(), path)

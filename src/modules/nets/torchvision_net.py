@@ -129,6 +129,12 @@ def load_backbone(model: nn.Module, state: dict[str, torch.Tensor], head: str, w
     model.load_state_dict(state, strict=False)
 
 
+def without_modules(state: dict[str, torch.Tensor], names: list[str]) -> dict[str, torch.Tensor]:
+    """`state` without the tensors of the top-level modules `names` (heads this net drops), wherever
+    its keys carry a wrapper's prefix (`model.`, `module.`)."""
+    return {key: value for key, value in state.items() if not any(f".{name}." in f".{key}" for name in names)}
+
+
 def is_weights_file(weights: str) -> bool:
     """Whether `weights` names a local state_dict file rather than a torchvision weights name."""
     path = Path(weights)
@@ -148,9 +154,18 @@ def preprocessing(
         size = int(preset.crop_size[0]) if preset is not None else None
     else:
         size = None if image_size == "data" else int(image_size)
-    mean = mean if mean is not None else (list(preset.mean) if preset is not None else None)
-    std = std if std is not None else (list(preset.std) if preset is not None else None)
+    expected_mean = list(preset.mean) if preset is not None else None
+    expected_std = list(preset.std) if preset is not None else None
+    if preset is not None and name in TRANSFORM_INPUT:  # what torchvision's transform_input feeds those weights
+        expected_mean, expected_std = [0.5] * 3, [0.5] * 3
+    mean = mean if mean is not None else expected_mean
+    std = std if std is not None else expected_std
     return size, mean, std
+
+
+# Architectures whose pretrained weights take pixels standardised by 0.5 and 0.5 (Google's own): torchvision
+# builds them with `transform_input`, which maps its ImageNet-standardised input onto that.
+TRANSFORM_INPUT = ("googlenet", "inception_v3")
 
 
 def default_entry(name: str) -> Any:
@@ -207,9 +222,9 @@ class TorchvisionNet(nn.Module):
         self.weights = weights
         self.freeze_backbone = freeze_backbone
         model = torchvision.models.get_model(name, weights=None)
-        for aux in ("AuxLogits", "aux1", "aux2"):  # Inception/GoogLeNet: train on the main output only
-            if hasattr(model, aux):
-                setattr(model, aux, None)
+        auxiliary = [aux for aux in ("AuxLogits", "aux1", "aux2") if getattr(model, aux, None) is not None]
+        for aux in auxiliary:  # Inception/GoogLeNet: train on the main output only
+            setattr(model, aux, None)
         if hasattr(model, "aux_logits"):
             model.aux_logits = False
         head = head_name(model)
@@ -217,10 +232,12 @@ class TorchvisionNet(nn.Module):
         if weights is not None and not checkpoint_brings_weights():
             if is_weights_file(weights):
                 path = Path(weights)
-                load_backbone(model, read_state_dict_file(path), head, f"model.net.init_args.weights {path}")
+                state = without_modules(read_state_dict_file(path), auxiliary)
+                load_backbone(model, state, head, f"model.net.init_args.weights {path}")
             else:
                 entry = weights_entry(name, weights)
-                load_backbone(model, download_state_dict(name, entry), head, f"torchvision's {entry}")
+                state = without_modules(download_state_dict(name, entry), auxiliary)
+                load_backbone(model, state, head, f"torchvision's {entry}")
         replace_head(model, head, num_outputs)
         self.model = model
         self.head_name = f"model.{head}"
