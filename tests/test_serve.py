@@ -299,20 +299,38 @@ def port_is_free(port: int) -> bool:
 
 @pytest.mark.parametrize(
     ("signum", "whole_group", "status"),
-    [(signal.SIGTERM, False, 143), (signal.SIGINT, True, 130)],
-    ids=["kill-the-main-process", "ctrl-c-to-the-group"],
+    [(signal.SIGTERM, False, 143), (signal.SIGINT, True, 130), (signal.SIGTERM, True, 143)],
+    ids=["kill-the-main-process", "ctrl-c-to-the-group", "sigterm-to-the-group"],  # the last: systemd, timeout
 )
 def test_a_stop_signal_ends_every_worker_and_frees_the_port(
     table_model: tuple[Path, Path], signum: int, whole_group: bool, status: int
 ) -> None:
-    """`kill PID` (Docker, Kubernetes, a scheduler) reaches the main process alone; Ctrl-C reaches the
-    whole group. Either way no worker is left serving the port and the command ends as a stopped one."""
+    """`kill PID` (Docker, Kubernetes, a scheduler) reaches the main process alone; Ctrl-C, systemd and
+    `timeout` signal the whole group. Either way no worker is left serving the port, requests in flight
+    leave no traceback, and the command ends as a stopped one."""
     process, url = start_server(table_model[0])
     port = int(url.rsplit(":", 1)[1])
+    asking = threading.Event()
+
+    def ask_health() -> None:  # requests in flight while the server stops (a bounded number)
+        for _ in range(300):
+            if not asking.is_set():
+                return
+            try:
+                httpx.get(f"{url}/health", timeout=1)
+            except httpx.HTTPError:
+                time.sleep(0.01)
+
+    asker = threading.Thread(target=ask_health)
     try:
         assert len(live_processes(process.pid)) >= 3  # the main process, an HTTP server and an inference worker
+        asking.set()
+        asker.start()
+        time.sleep(0.3)
         (os.killpg if whole_group else os.kill)(process.pid, signum)
         assert process.wait(timeout=30) == status
+        asking.clear()
+        asker.join()
         output = process.stdout.read()  # type: ignore[union-attr]
         deadline = time.monotonic() + 10
         while live_processes(process.pid) and time.monotonic() < deadline:
@@ -322,6 +340,7 @@ def test_a_stop_signal_ends_every_worker_and_frees_the_port(
         assert "Traceback" not in output, output[-3000:]
         assert f"stopped: {signal.Signals(signum).name} received: the server stopped its workers" in output
     finally:
+        asking.clear()
         if process.poll() is None or live_processes(process.pid):
             os.killpg(process.pid, signal.SIGKILL)
 

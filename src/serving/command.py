@@ -15,6 +15,7 @@ most --batch_timeout seconds for more). With LIT_SERVER_API_KEY set in the envir
 
 import errno
 import hashlib
+import logging
 import os
 import socket
 from pathlib import Path
@@ -97,6 +98,9 @@ def serve(
             server.run(host=host, port=port, generate_client_file=False, log_level="warning")
         finally:
             ready.set()
+            # LitServe's monitor thread still polls the shared state it has just shut down: its error
+            # ("Monitoring worker crashed", a BrokenPipeError) says nothing about this server.
+            logging.getLogger("litserve.server").setLevel(logging.CRITICAL)
             stop_leftover_workers(server)
 
 

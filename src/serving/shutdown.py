@@ -4,9 +4,12 @@ LitServe shuts its workers down on KeyboardInterrupt only; SIGTERM would end the
 alone and leave the workers serving the port. Here both signals take LitServe's path, once (a
 second signal during the shutdown is ignored), and the command then ends as a stopped one
 (exit 130 or 143, as for a stopped fit). The inference workers ignore SIGINT: Ctrl-C reaches the
-whole process group, and the main process stops them itself.
+whole process group, and the main process stops them itself. LitServe's shared-state process (a
+multiprocessing manager) ignores SIGTERM as it ignores SIGINT: a SIGTERM to the whole group
+(systemd, `timeout`) would end it before the workers that read it, each then failing with a traceback.
 """
 
+import multiprocessing
 import os
 import signal
 from collections.abc import Iterator
@@ -28,6 +31,8 @@ def stopped_by_signals(port: int) -> Iterator[None]:
 
     def stop(signum: int, frame: FrameType | None) -> None:
         if os.getpid() != owner:  # a forked HTTP server process: end as the signal's default would
+            if multiprocessing.current_process().name.startswith("SyncManager"):
+                return  # LitServe's shared state: the main process shuts it down last (manager.shutdown)
             signal.signal(signum, signal.SIG_DFL)
             os.kill(os.getpid(), signum)
             return
