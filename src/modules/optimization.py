@@ -42,7 +42,7 @@ class SchedulerConfig(_PlainValues):
     - `step`: multiply the LR by `gamma` every `step_size` epochs.
     - `exponential`: multiply it by `gamma` every epoch; or, with `final_lr` set, derive gamma
       so that the LR decays from the optimizer's `lr` to `final_lr` over the run's epochs.
-    - `cosine`: cosine annealing to `final_lr` (default 0) at the last epoch.
+    - `cosine`: cosine annealing to `final_lr` (default 0), reached as the last epoch ends.
     - `onecycle`: rise from lr / `div_factor` to the optimizer's `lr` over `pct_start` of all
       steps, then fall to lr / `div_factor` / `final_div_factor`; both along a cosine
       (`anneal_strategy` "cos") or straight lines ("linear", as airbench's schedule). With
