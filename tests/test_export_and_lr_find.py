@@ -252,8 +252,12 @@ def test_a_re_export_in_fewer_formats_keeps_or_removes_the_others_by_the_weights
     assert list(record["files"]) == ["pt2"] and not (in_tmp / "shipped" / "model.onnx").exists()
 
 
-def test_lr_find_saves_plot_and_losses_and_suggests_a_rate(in_tmp: Path, capsys: pytest.CaptureFixture) -> None:
-    assert run_cli("lr_find", "--config", config("circles"), "--num_training", "60", *QUIET) == 0
+@pytest.mark.parametrize("schedule", [[], ["--model.scheduler.name", "onecycle"], ["--model.scheduler.name", "cosine"]])
+def test_lr_find_saves_plot_and_losses_and_suggests_a_rate(
+    in_tmp: Path, capsys: pytest.CaptureFixture, schedule: list[str]
+) -> None:
+    """With the config's own schedule too: the finder swaps in a scheduler of its own."""
+    assert run_cli("lr_find", "--config", config("circles"), "--num_training", "60", *QUIET, *schedule) == 0
     folder = in_tmp / "lightning_logs" / "circles"
     with Image.open(folder / "lr_find.png") as plot:
         assert plot.size == (640, 480)

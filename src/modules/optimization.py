@@ -200,8 +200,9 @@ def check_resumed_plan(
 ) -> None:
     """Refuse a resume whose checkpoint holds a schedule planned for another run length than this
     run's: training past a one-cycle schedule fails, a cosine one rises again after its end, and a
-    run that ends before its schedule does stops at a high learning rate, never annealed."""
-    if restored == planned:
+    run that ends before its schedule does stops at a high learning rate, never annealed. Only the
+    values both plans hold are compared (the LR finder swaps in a scheduler of its own)."""
+    if all(restored[key] == planned[key] for key in restored.keys() & planned.keys()):
         return
     fresh = "or start a new run (--model.init_from <checkpoint> starts it from these weights)"
     if "total_steps" in restored and restored["total_steps"] != planned.get("total_steps") and steps is not None:

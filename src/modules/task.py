@@ -277,7 +277,7 @@ class TaskModule(LightningModule):
         # A resumed schedule keeps the length it was planned for (its checkpoint's), whatever this run's is.
         steps = self.trainer.estimated_stepping_batches  # inf for a run without an end (max_time, a signal)
         max_epochs = self.trainer.max_epochs if self.trainer.max_epochs not in (None, -1) else None
-        for config in self.trainer.lr_scheduler_configs:
+        for config in self.trainer.lr_scheduler_configs if self.trainer.ckpt_path else ():
             check_resumed_plan(
                 schedule_plan(config.scheduler.state_dict()),
                 self._planned_schedule,
