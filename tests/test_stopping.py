@@ -121,6 +121,26 @@ def test_a_signal_in_a_batch_that_validation_follows_stops_after_that_validation
     assert validations() == straight  # every validation, at the same steps with the same results
 
 
+@pytest.mark.parametrize(("patience", "step"), [(3, 35), (1, 14)], ids=["counting", "ran-out-in-that-validation"])
+def test_a_signal_before_a_validation_that_does_not_improve_keeps_early_stoppings_count(
+    in_tmp: Path, patience: int, step: int
+) -> None:
+    """JUMPY's epochs 2 and 5 validate worse than the best before (no top-k save). A signal in the last
+    step of one: that validation's count is saved with the stop, so the resumed run stops where an
+    uninterrupted one does (patience 3: after epoch 7; patience 1: the count ran out in epoch 2's
+    validation, so the resumed run trains nothing more)."""
+    from tests.conftest import JUMPY
+
+    stopping = ["--early_stopping.patience", str(patience), "--trainer.max_epochs", "30"]
+    assert run_cli("fit", *JUMPY, *stopping) == 0
+    straight = torch.load(in_tmp / CHECKPOINTS / "last.ckpt", weights_only=True)
+    shutil.rmtree(in_tmp / "lightning_logs")
+    assert run_cli("fit", *JUMPY, *stopping, *callbacks("SignalAtStep", step=step, signum=signal.SIGTERM)) == 143
+    assert run_cli("fit", *JUMPY, *stopping, "--ckpt_path", "last") == 0
+    resumed = torch.load(in_tmp / CHECKPOINTS / "last.ckpt", weights_only=True)
+    assert (resumed["epoch"], resumed["global_step"]) == (straight["epoch"], straight["global_step"])
+
+
 def test_a_new_run_stopped_before_any_save_is_told_to_start_again() -> None:
     from src.checkpointing.run_checkpoint import TrainingInterrupted
 

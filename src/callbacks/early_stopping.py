@@ -47,6 +47,12 @@ class EarlyStoppingOnBest(EarlyStopping):
         super().load_state_dict(state_dict)
         self.patience = patience
 
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        # A run stopped (by a signal) just as its count ran out resumes already stopped, as it would
+        # have ended: Lightning does not save `should_stop`, and would train on to the next validation.
+        if self.active and trainer.ckpt_path and self.wait_count >= self.patience:
+            trainer.should_stop = True
+
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if self.active:
             super().on_validation_end(trainer, pl_module)

@@ -280,8 +280,12 @@ class RunCheckpoint(ModelCheckpoint):
         super().on_train_epoch_end(trainer, pl_module)  # a top-k save when the run does not validate
         behind = self._last_written_step != trainer.global_step
         stopping = self.stop_signal is not None and not self._window_open  # a signal after the last batch's check
-        if self._saved_since_last or (
-            behind and (stopping or self._validated_since_last or not trainer.enable_validation)
+        # A validation since the last write (also one run after a signal's save of the same step: early
+        # stopping's count and the running best change with it) or a top-k save is saved here.
+        if (
+            self._saved_since_last
+            or self._validated_since_last
+            or (behind and (stopping or not trainer.enable_validation))
         ):
             self._refresh_last(trainer)
         self._stop_if_requested()
