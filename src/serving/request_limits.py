@@ -42,7 +42,7 @@ class RequestLimits:
         if kind not in ACCEPTED:
             await self._refuse(send, 415, UNSUPPORTED)
             return
-        if kind == "multipart/form-data" and "boundary=" not in parameters:
+        if kind == "multipart/form-data" and "boundary=" not in parameters.lower():
             await self._refuse(send, 400, "the multipart form names no boundary: let the HTTP client build the form")
             return
         declared = headers.get("content-length", "")
