@@ -23,15 +23,22 @@ def test_early_stopping_counts_validations_and_says_so(in_tmp: Path, capsys: pyt
     assert "Early stopping: val/acc did not improve for 3 validations; stopped after epoch 7." in out
 
 
-def test_a_resumed_run_that_had_stopped_early_says_its_real_count(in_tmp: Path, capsys: pytest.CaptureFixture) -> None:
-    """Resumed after an early stop, the run trains one more epoch and stops again: the line gives the
-    validations counted in all (4), not the patience (3)."""
+def test_a_run_resumed_after_its_early_stop_stays_stopped_unless_given_more_patience(
+    in_tmp: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """Resumed with the same patience, the run's count has run out: it trains nothing more and says
+    why; with a larger patience it goes on counting from where it stopped."""
     stopping = ["--trainer.max_epochs", "30", "--early_stopping.patience", "3"]
     assert run_cli("fit", *JUMPY, *stopping) == 0
+    last = in_tmp / EXPERIMENT / "version_0" / "checkpoints" / "last.ckpt"
+    stopped_at = torch.load(last, weights_only=True)["global_step"]
     capsys.readouterr()
     assert run_cli("fit", *JUMPY, *stopping, "--ckpt_path", "last") == 0
     out = capsys.readouterr().out
-    assert "Early stopping: val/acc did not improve for 4 validations; stopped after epoch 8." in out, out
+    assert "Early stopping: val/acc did not improve for 3 validations; stopped after epoch 7." in out, out
+    assert torch.load(last, weights_only=True)["global_step"] == stopped_at
+    assert run_cli("fit", *JUMPY, *stopping, "--early_stopping.patience", "5", "--ckpt_path", "last") == 0
+    assert torch.load(last, weights_only=True)["global_step"] > stopped_at
 
 
 def test_early_stopping_is_off_unless_asked(in_tmp: Path) -> None:
