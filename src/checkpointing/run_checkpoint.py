@@ -127,7 +127,6 @@ class RunCheckpoint(ModelCheckpoint):
         self.received_signal: int | None = None  # under DDP: this rank's signal, not yet agreed
         self._step_at_batch_start = 0
         self._window_open = False  # the last batch accumulated gradients without an optimizer step
-        self._validate_first = False  # the signal's step is saved: a validation due after it still runs
         self.in_training = False  # between on_train_start and the end of training: signals are handled here
 
     # --- signals ----------------------------------------------------------------------
@@ -144,7 +143,6 @@ class RunCheckpoint(ModelCheckpoint):
         self._trainer = trainer
         self.in_training = True
         self.stop_signal = self.received_signal = None  # a fresh fit, a fresh start
-        self._validate_first = False
         self._step_at_batch_start, self._window_open = trainer.global_step, False
         self._saved_since_last = self._validated_since_last = self._epoch_ends_here = False
         # A resumed run starts from a saved step: that is the newest checkpoint until it writes one.
@@ -231,7 +229,6 @@ class RunCheckpoint(ModelCheckpoint):
         due = self.stop_signal is not None or (every and trainer.global_step % every == 0)
         if due and self._last_written_step != trainer.global_step:
             self._refresh_last(trainer)
-        self._validate_first = self.stop_signal is not None and self._last_written_step == trainer.global_step
 
     # Stop at the first hook after the signal's step was saved and its metrics logged. A signal that
     # came after a batch's save point (between two batches) lets the next batch train and save first,
@@ -259,13 +256,14 @@ class RunCheckpoint(ModelCheckpoint):
 
     def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, *args: Any, **kwargs: Any) -> None:
         self._step_at_batch_start = trainer.global_step
-        self._validate_first = False
         if not self._window_open:
             self._stop_if_requested()
 
     def on_validation_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        # Mid-window: stop after the window's step; right after the signal's step was saved: after this.
-        if not trainer.sanity_checking and not self._window_open and not self._validate_first:
+        # Mid-window: stop after the window's step. Once the signal's step is saved, the validation due
+        # after it runs first: the next hook stops.
+        saved = self.stop_signal is not None and self._last_written_step == trainer.global_step
+        if not trainer.sanity_checking and not self._window_open and not saved:
             self._stop_if_requested()
 
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
