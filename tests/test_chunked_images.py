@@ -174,6 +174,21 @@ def test_a_run_stopped_mid_epoch_resumes_with_the_batches_that_remained(
     assert [step for step, _ in scalars(run)["train/loss_step"]] == list(range(12))  # 3 epochs of 4, none again
 
 
+def test_an_epochs_remainder_of_one_image_is_skipped_not_a_crash(in_tmp: Path) -> None:
+    """33 training images in batches of 8 leave one: at 16 px the net's last BatchNorm sees it as
+    1 x 1 features and cannot train on it. The epoch is 4 batches, and the schedule knows it."""
+    tree = class_tree(in_tmp / "tree", CLASSES, per_class=12)
+    chunks = in_tmp / "chunks"
+    record = optimize(tree, str(chunks), image_size=16, val_size=3, num_workers=1)
+    assert record["splits"]["train"] == 33
+    for workers in ("0", "2"):
+        args = chunk_run(str(chunks), "--data.num_workers", workers, "--trainer.max_epochs", "2")
+        assert run_cli("fit", *args) == 0
+    for run in sorted((in_tmp / "lightning_logs" / "image_chunks").iterdir()):
+        saved = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
+        assert saved["global_step"] == 8 and saved["lr_schedulers"][0]["total_steps"] == 8, run
+
+
 def test_a_shift_as_large_as_the_chunks_images_is_one_line(chunks: tuple[Path, Path], tmp_path: Path) -> None:
     done = run_train_py("fit", *chunk_run(str(chunks[1]), "--data.translate", "16"), cwd=tmp_path)
     assert done.returncode == 2, done.stderr[-2000:]

@@ -37,13 +37,23 @@ class ResumableChunks:
     prefetching, and does not restore it when a run-length-aware LR schedule (one-cycle,
     cosine) asked for the loader early. The position is given to LitData through its public
     `state_dict`/`load_state_dict`, rebuilt from the batches the Trainer has trained.
+
+    An epoch's last batch is skipped when it holds one image, as the in-memory loaders drop it:
+    BatchNorm cannot train on a single image whose features have shrunk to 1 x 1.
     """
 
     def __init__(self, loader: Any, position: Callable[[], tuple[int, int]] | None) -> None:
         self.loader, self.position = loader, position
 
     def __len__(self) -> int:
-        return len(self.loader)
+        batches, size = len(self.loader), self.loader.batch_size
+        return batches - 1 if self._remainder_of_one(batches, size) else batches
+
+    def _remainder_of_one(self, batches: int, size: int) -> bool:
+        """Whether this rank's epoch ends in a batch of one image after others (LitData fills
+        every batch but the last)."""
+        items = self.loader.dataset.get_len(self.loader.num_workers, size)
+        return batches > 1 and size > 1 and items % size == 1
 
     def __iter__(self) -> Iterator[Any]:
         return self._batches()
@@ -58,7 +68,12 @@ class ResumableChunks:
                 self.loader.load_state_dict(self._state_at(epoch + 1, trained))
             else:  # a restored epoch's end may not have been read to the end, which clears LitData's flag
                 self.loader.restore = False
-        yield from self.loader
+        started = False
+        for batch in self.loader:
+            if started and self.loader.batch_size > 1 and len(batch["label"]) == 1:
+                continue  # the remainder of one, after the epoch's full batches: read on to LitData's end
+            started = True
+            yield batch
 
     def _state_at(self, epoch: int, batches: int) -> dict[str, Any]:
         """The loader's state after `batches` batches of LitData epoch `epoch`."""
