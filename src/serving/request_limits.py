@@ -49,16 +49,20 @@ class RequestLimits:
         if declared.isdigit() and int(declared) > self.max_bytes:
             await self._refuse(send, 413, self._too_large())
             return
-        body, messages = b"", []
-        while True:  # read the whole body (bounded by max_bytes), then hand it on unchanged
+        chunks, size = [], 0
+        while True:  # read the whole body (bounded by max_bytes), then hand it on as one message
             message = await receive()
-            messages.append(message)
-            body += message.get("body", b"")
-            if len(body) > self.max_bytes:
+            if message["type"] != "http.request":  # the client went away: nobody to answer
+                return
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.max_bytes:
                 await self._refuse(send, 413, self._too_large())
                 return
-            if message["type"] != "http.request" or not message.get("more_body", False):
+            if not message.get("more_body", False):
                 break
+        body = b"".join(chunks)  # joined once: adding each chunk to a growing body is quadratic
+        del chunks
         if kind == "application/json":
             try:
                 json.loads(body)
@@ -73,8 +77,10 @@ class RequestLimits:
                 await self._refuse(send, 400, f"the form cannot be read ({problem}): {FORM_HINT}")
                 return
 
+        whole = [{"type": "http.request", "body": body, "more_body": False}]
+
         async def replay() -> Message:
-            return messages.pop(0) if messages else await receive()  # then wait as Starlette expects
+            return whole.pop() if whole else await receive()  # then wait on the client as Starlette expects
 
         await self.app(scope, replay, send)
 
