@@ -346,6 +346,26 @@ def test_a_stop_signal_ends_every_worker_and_frees_the_port(
             os.killpg(process.pid, signal.SIGKILL)
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="children end with their parent through Linux's prctl")
+def test_a_main_process_killed_outright_takes_its_workers_with_it(table_model: tuple[Path, Path]) -> None:
+    """`kill -9` or the OOM killer gives the main process no chance to stop its workers: they end by
+    themselves instead of answering on the port (an orphaned HTTP server said /health ok)."""
+    process, url = start_server(table_model[0])
+    port = int(url.rsplit(":", 1)[1])
+    try:
+        assert len(live_processes(process.pid)) >= 3  # the main process, an HTTP server and an inference worker
+        os.kill(process.pid, signal.SIGKILL)
+        assert process.wait(timeout=30) == -signal.SIGKILL
+        deadline = time.monotonic() + 15
+        while live_processes(process.pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert live_processes(process.pid) == []
+        assert port_is_free(port)
+    finally:
+        if live_processes(process.pid):
+            os.killpg(process.pid, signal.SIGKILL)
+
+
 def test_the_serving_line_comes_once_the_server_answers(table_model: tuple[Path, Path]) -> None:
     """A user (or a script) that sends a request on seeing "Serving ..." gets an answer: the line is
     printed once /health answers 200, not when the workers begin to start."""

@@ -27,7 +27,7 @@ from src.errors import UserInputError
 from src.serving.demo_page import PAGE
 from src.serving.readiness import announce_when_ready, scheme, url_host
 from src.serving.request_limits import RequestLimits
-from src.serving.shutdown import stop_leftover_workers, stopped_by_signals
+from src.serving.shutdown import forked_children_end_with_parent, stop_leftover_workers, stopped_by_signals
 from src.tools.predictor import ImageInputs, Predictor, load_predictor
 
 
@@ -93,6 +93,7 @@ def serve(
     routes = "POST /predict, GET /health, GET /info, a demo page at /demo"
     url = f"{scheme()}://{url_host(host)}:{port}"
     ready = announce_when_ready(host, port, api_key, f"Serving {ckpt_path} at {url}{key}: {routes}")
+    forked_children_end_with_parent()
     with stopped_by_signals(port):
         try:
             server.run(host=host, port=port, generate_client_file=False, log_level="warning")

@@ -7,11 +7,15 @@ second signal during the shutdown is ignored), and the command then ends as a st
 whole process group, and the main process stops them itself. LitServe's shared-state process (a
 multiprocessing manager) ignores SIGTERM as it ignores SIGINT: a SIGTERM to the whole group
 (systemd, `timeout`) would end it before the workers that read it, each then failing with a traceback.
+A process that cannot be stopped in order (`kill -9`, the OOM killer) takes every child with it on
+Linux, which would otherwise go on answering on the port with nobody behind them.
 """
 
+import ctypes
 import multiprocessing
 import os
 import signal
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
@@ -66,5 +70,37 @@ def stop_leftover_workers(server: Any) -> None:
 
 
 def ignore_interrupts_in_worker() -> None:
-    """In an inference worker: leave Ctrl-C to the main process, which stops the workers in order."""
+    """In an inference worker: leave Ctrl-C to the main process, which stops the workers in order,
+    and end with it if it is killed outright."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    parent = multiprocessing.parent_process()
+    if parent is not None and parent.pid is not None:
+        end_with_parent(parent.pid)
+
+
+PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent dies
+_parent_at_fork = 0  # the forking process's pid, read in the child
+
+
+def end_with_parent(parent: int) -> None:
+    """In a child of `serve` (Linux): be killed when `parent` dies, even by SIGKILL; at once if it
+    already has. Elsewhere nothing happens."""
+    if not sys.platform.startswith("linux"):
+        return
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # it died before the line above
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def forked_children_end_with_parent() -> None:
+    """Every process forked from here on (LitServe's HTTP servers and shared-state process) ends
+    with the process that forked it."""
+    global _parent_at_fork
+
+    def note_parent() -> None:
+        global _parent_at_fork
+        _parent_at_fork = os.getpid()
+
+    if not _parent_at_fork:
+        os.register_at_fork(before=note_parent, after_in_child=lambda: end_with_parent(_parent_at_fork))
+        _parent_at_fork = os.getpid()
