@@ -23,9 +23,9 @@ from src.cli.template_cli import TemplateCLI
 from src.errors import UserInputError
 from src.sweeps.objective import Objective, ValidationHistory, optimize
 from src.sweeps.options import SweepOptions, parse_options
-from src.sweeps.space import Param
+from src.sweeps.space import Param, parse_space, read_space
 from src.sweeps.study_storage import check_trial_folders_free, next_study_name, open_storage, open_study
-from tests.conftest import QUIET, config, run_cli
+from tests.conftest import QUIET, ROOT, config, run_cli
 
 # Circles in a few full-batch epochs, validated twice; no figures.
 SHORT = [
@@ -202,6 +202,12 @@ def test_sweep_flags_are_split_from_fit_flags_in_any_form(tmp_path: Path) -> Non
         (["--sweep.space", "{model.optimizer.lr: [0.1]}", "--sweep.sampler", "bayes"], "--sweep.sampler 'bayes'"),
         (["--sweep.space", "{model.optimizer.lr: {type: float, low: 1, high: 0}}"], "low < high"),
         (["--sweep.space", "{model.optimizer.lr: {low: 0.1, high: 1}}", "--sweep.sampler", "grid"], "add `grid"),
+        (
+            ["--sweep.space", "{model.optimizer.lr: {low: 1.0e-4, high: 0.1, log: true, grid: [0.0]}}"],
+            "grid value 0.0 is outside the range",
+        ),
+        (["--sweep.space", "{model.optimizer.lr: {low: 0.0, high: 1.0, step: 0}}"], "step must be a number above 0"),
+        (["--sweep.space", "{model.optimizer.lr: {low: 1e-4, high: 0.1}}"], "YAML reads 1e-4 as text"),
         (
             ["--sweep.space", "{model.optimizer.lr: [0.1]}", "--sweep.storage", "postgresql://nobody@127.0.0.1:1/none"],
             "cannot open --sweep.storage postgresql://nobody@127.0.0.1:1/none",
@@ -477,3 +483,17 @@ def test_a_new_study_never_runs_its_trials_in_the_folders_of_one_whose_storage_i
     ran.optimize(lambda trial: trial.suggest_float("x", 0, 1), n_trials=1)
     (tmp_path / "study_2" / "trial_0").mkdir(parents=True)
     check_trial_folders_free(storage, "study_2", tmp_path / "study_2")  # its own trials: it goes on
+
+
+@pytest.mark.parametrize("space", sorted((ROOT / "configs" / "sweeps").glob("*.yaml")), ids=lambda path: path.stem)
+def test_every_shipped_space_gives_optuna_values_it_takes_with_either_sampler(space: Path) -> None:
+    """A shipped space's grid values are ones its ranges allow (a log range with grid [0.0] failed
+    the grid sampler's first trial)."""
+    params = parse_space(read_space(str(space)))
+    grid = {param.key: param.grid_values() for param in params}
+    for sampler in (optuna.samplers.GridSampler(grid, seed=0), optuna.samplers.RandomSampler(seed=0)):
+        study = optuna.create_study(sampler=sampler)
+        for _ in range(3):
+            trial = study.ask()
+            values = {param.key: param.suggest(trial) for param in params}
+            assert set(values) == set(grid)

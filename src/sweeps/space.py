@@ -118,23 +118,56 @@ def parse_param(key: str, spec: Any) -> Param:
         kind = "int" if all(isinstance(spec.get(k), int) for k in ("low", "high")) else "float"
     if kind not in ("float", "int", "categorical"):
         raise UserInputError(f"{where}: type must be float, int or categorical (with choices), not {kind!r}")
-    grid = tuple(spec.get("grid") or ())
+    grid = spec.get("grid") or []
+    if not isinstance(grid, list):
+        raise UserInputError(f"{where}: grid must be a list of values to try, e.g. grid: [0.01, 0.1], not {grid!r}")
     if kind == "categorical":
         choices = spec.get("choices")
         if not isinstance(choices, list) or not choices:
             raise UserInputError(f"{where}: a categorical value needs a non-empty list of choices")
-        return Param(key, kind, choices=tuple(choices), grid=grid)
+        if outside := [value for value in grid if value not in choices]:
+            raise UserInputError(f"{where}: grid value {outside[0]!r} is not one of the choices {choices}")
+        return Param(key, kind, choices=tuple(choices), grid=tuple(grid))
     low, high = spec.get("low"), spec.get("high")
-    if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in (low, high)) or not low < high:
-        raise UserInputError(f"{where}: a {kind} range needs numbers low < high, got low {low!r}, high {high!r}")
-    log, step = bool(spec.get("log", False)), spec.get("step")
+    if not all(_is_number(v) for v in (low, high)) or not low < high:
+        raise UserInputError(
+            f"{where}: a {kind} range needs numbers low < high, got low {low!r}, high {high!r}{_text_hint(low, high)}"
+        )
+    log, step = spec.get("log", False), spec.get("step")
+    if not isinstance(log, bool):
+        raise UserInputError(f"{where}: log must be true or false, not {log!r}")
+    if step is not None and not (_is_number(step) and step > 0):
+        raise UserInputError(f"{where}: step must be a number above 0, not {step!r}{_text_hint(step)}")
     if log and low <= 0:
         raise UserInputError(f"{where}: a log range needs low > 0, got {low}")
     if log and step is not None:
         raise UserInputError(f"{where}: choose log or step, not both")
     if kind == "int" and not all(float(v).is_integer() for v in (low, high, step or 1)):
         raise UserInputError(f"{where}: an int range needs whole numbers")
-    return Param(key, kind, float(low), float(high), log, step, grid=grid)
+    for value in grid:
+        if not (_is_number(value) and low <= value <= high) or (kind == "int" and not float(value).is_integer()):
+            whole = "whole numbers " if kind == "int" else ""
+            raise UserInputError(
+                f"{where}: grid value {value!r} is outside the range: grid values must be {whole}from low {low} "
+                f"to high {high}{' (a log range has no 0)' if log else ''}"
+            )
+    return Param(key, kind, float(low), float(high), log, step, grid=tuple(grid))
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _text_hint(*values: Any) -> str:
+    """YAML reads 1e-4 (no dot) as text: say so where a number came as text that reads as one."""
+    for value in values:
+        if isinstance(value, str):
+            try:
+                float(value)
+            except ValueError:
+                continue
+            return f" (YAML reads {value} as text: write it with a dot, e.g. {float(value):.1e})"
+    return ""
 
 
 def parse_space(space: dict[str, Any]) -> list[Param]:
