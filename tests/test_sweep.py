@@ -149,6 +149,20 @@ def test_grid_with_seeds_records_a_failed_combination_and_goes_on(in_tmp: Path, 
     assert "failed: scheduler onecycle has its own warm-up" in capsys.readouterr().out
 
 
+def test_a_sweep_whose_every_trial_failed_exits_2_in_one_line(in_tmp: Path, capsys: pytest.CaptureFixture) -> None:
+    """One mistake in the config, repeated by every trial, is a failed command (scripts and job
+    schedulers read the exit status), not a study that ran."""
+    args = ["--config", config("circles"), *SHORT, "--sweep.space", "{model.scheduler.name: [onecycle]}"]
+    args += ["--model.scheduler.warmup_epochs", "1", "--sweep.n_trials", "2", "--sweep.pruner", "none"]
+    assert run_cli("sweep", *args) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip()
+    assert err.startswith("error: no trial of study study_0 completed (2 failed); trial 0 failed: scheduler onecycle")
+    assert len(err.splitlines()) == 1 and "fix that and run the sweep again" in err
+    rows = read_rows(in_tmp / "lightning_logs" / "circles_sweep" / "study_0" / "trials.csv")
+    assert [row["state"] for row in rows] == ["fail", "fail"]  # the report is still written
+
+
 class PruneAfterFirstReport(optuna.pruners.BasePruner):
     def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
         return bool(trial.intermediate_values)

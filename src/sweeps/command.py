@@ -79,7 +79,23 @@ def sweep(args: list[str], cli_class: type[TemplateCLI] = TemplateCLI) -> optuna
     with stop_on_signal("the sweep", go_on):
         optimize(study, objective, options.n_trials, options.timeout)
         report(study, parent / study_name, metric, options.seeds, logger, config.seed_everything, devices)
+    if options.n_trials != 0:
+        check_a_trial_completed(study)
     return study
+
+
+def check_a_trial_completed(study: optuna.Study) -> None:
+    """A study whose every trial failed ends as a failed command (most often one mistake in the
+    config that each trial repeated), naming the first trial's reason."""
+    if study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+        return
+    failed = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,))
+    if failed:
+        first = failed[0]
+        raise UserInputError(
+            f"no trial of study {study.study_name} completed ({len(failed)} failed); trial {first.number} "
+            f"{first.user_attrs.get('note') or 'failed'}: fix that and run the sweep again"
+        )
 
 
 def check_study_to_report(storage: optuna.storages.BaseStorage | None, name: str | None, where: str) -> None:
