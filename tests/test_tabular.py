@@ -156,7 +156,11 @@ def test_unnamed_columns_are_no_features(tmp_path: Path, capsys: pytest.CaptureF
     indexed = write_csv(tmp_path / "indexed.csv", ["", "x1", "x2", "label"], rows)
     dm = TabularDataModule(indexed, "label")
     assert dm.feature_names == ["x1", "x2"]
-    assert "column(s) [1] have no name and are not used as features" in capsys.readouterr().out
+    assert "column(s) 1 have no name and are not used as features" in capsys.readouterr().out
+    # the same file read by pandas and written back: the index is then called "Unnamed: 0"
+    rewritten = write_csv(tmp_path / "rewritten.csv", ["Unnamed: 0", "x1", "x2", "label"], rows)
+    assert TabularDataModule(rewritten, "label").feature_names == ["x1", "x2"]
+    assert "column(s) 1 'Unnamed: 0' have no name" in capsys.readouterr().out
     (tmp_path / "excel.csv").write_text("x1;x2;label;;\n" + "".join(f"{r[1]};{r[2]};{r[3]};;\n" for r in rows))
     dm = TabularDataModule(tmp_path / "excel.csv", "label")
     assert dm.feature_names == ["x1", "x2"] and "no name" not in capsys.readouterr().out  # empty: nothing to say

@@ -61,6 +61,14 @@ class CsvRows:
             raise UserInputError(f"{self.path} has no column(s) {absent} ({role}); its columns are {self.header}")
 
 
+PANDAS_UNNAMED = re.compile(r"Unnamed: \d+(_level_\d+)?")  # what pandas calls a header cell left empty
+
+
+def unnamed(name: str) -> bool:
+    """A header cell with no name: empty, or pandas' `Unnamed: 0` (a row index read and written back)."""
+    return not name.strip() or PANDAS_UNNAMED.fullmatch(name.strip()) is not None
+
+
 def is_missing(cell: str) -> bool:
     return cell.strip().lower() in MISSING_MARKERS
 

@@ -15,6 +15,7 @@ from src.datamodules.csv_table import (
     is_missing,
     numeric_columns,
     read_rows,
+    unnamed,
 )
 from src.datamodules.in_memory import InMemoryDataModule
 from src.datamodules.splits import SplitIndices, check_fractions, split_indices, stratified_split
@@ -161,7 +162,7 @@ class TabularDataModule(InMemoryDataModule):
                 raise UserInputError(f"data.feature_columns {clash} also name the target or an id column; remove them")
             features = list(feature_columns)
         else:
-            features = [name for name in table.header if name and name != target and name not in ids]
+            features = [name for name in table.header if not unnamed(name) and name != target and name not in ids]
             self._report_unnamed_columns(table)
         if not features:
             raise UserInputError(f"{table.path} has no feature columns besides the target {target!r} and the ids")
@@ -187,14 +188,14 @@ class TabularDataModule(InMemoryDataModule):
         """A column without a name is no feature: pandas' row index (`to_csv` without index=False), which
         would give away the row order, or a spreadsheet's empty trailing column. Said when it holds values."""
         filled = [
-            position + 1
+            f"{position + 1} {name!r}" if name else str(position + 1)
             for position, name in enumerate(table.header)
-            if not name and any(row[position].strip() for row in table.rows)
+            if unnamed(name) and any(row[position].strip() for row in table.rows)
         ]
         if filled:
             print(
-                f"{table.path}: column(s) {filled} have no name and are not used as features (a row index, as "
-                "pandas' to_csv writes one?); to use one, give it a name in the header"
+                f"{table.path}: column(s) {', '.join(filled)} have no name and are not used as features (a row "
+                "index, as pandas' to_csv writes one?); to use one, give it a name in the header"
             )
 
     def _read_targets(
