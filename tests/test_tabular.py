@@ -254,6 +254,18 @@ def test_the_wrong_config_for_the_target_says_which_to_use(in_tmp: Path, capsys:
     assert "holds 214 different numbers in 442 rows" in line and "configs/tabular_regression.yaml" in line, line
 
 
+def test_many_classes_written_as_numbers_are_classes_when_asked_for(tmp_path: Path) -> None:
+    """20 classes coded 0 to 19, 4 rows each: under 5 rows a number, yet class codes, not a quantity
+    (which the diabetes target, 214 scattered numbers, is)."""
+    rows = [[row, (7 * row) % 13, row % 20] for row in range(80)]
+    path = write_csv(tmp_path / "codes.csv", ["x1", "x2", "label"], rows)
+    dm = TabularDataModule(path, "label", task="classification", val_fraction=0.25, test_fraction=0.25)
+    assert dm.class_names == [str(code) for code in range(20)] and dm.num_classes == 20
+    shifted = write_csv(tmp_path / "shifted.csv", ["x1", "x2", "label"], [[a, b, c + 5] for a, b, c in rows])
+    with pytest.raises(UserInputError, match="holds 20 different numbers in 80 rows"):
+        assert TabularDataModule(shifted, "label", task="classification").class_names  # 5 to 24: no count of classes
+
+
 # --- fit, predict and export: one trained model, checked three ways ---------------------------
 def test_breast_cancer_trains_predicts_with_stored_class_names_and_exports(in_tmp: Path) -> None:
     write_cancer(in_tmp / "cancer.csv")

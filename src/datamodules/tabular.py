@@ -253,15 +253,17 @@ class TabularDataModule(InMemoryDataModule):
         return task, names, torch.tensor([index[label] for label in labels], dtype=torch.long)
 
     def _check_numbers_are_classes(self, table: CsvRows, numbers: list[float]) -> None:
-        """Numbers used as class labels repeat (0/1, grades 1 to 5, many rows each); a column of more
-        than 10 different numbers with under 5 rows each is a quantity, which a classifier would learn
-        as hundreds of classes."""
-        distinct = len(set(numbers))
-        if distinct > 10 and len(numbers) < 5 * distinct:
+        """Numbers used as class labels repeat (0/1, grades 1 to 5, many rows each) or count the
+        classes (0 to K-1, 1 to K); a column of more than 10 other numbers with under 5 rows each is a
+        quantity, which a classifier would learn as hundreds of classes."""
+        distinct = sorted(set(numbers))
+        codes = all(value.is_integer() for value in distinct) and distinct[-1] - distinct[0] == len(distinct) - 1
+        if len(distinct) > 10 and len(numbers) < 5 * len(distinct) and not (codes and distinct[0] in (0, 1)):
             raise UserInputError(
-                f"{table.path}: the target column {self.target_name!r} holds {distinct} different numbers in "
+                f"{table.path}: the target column {self.target_name!r} holds {len(distinct)} different numbers in "
                 f"{len(numbers)} rows (under 5 rows each): a quantity to predict, not class labels; train a "
-                "regression with --config configs/tabular_regression.yaml"
+                "regression with --config configs/tabular_regression.yaml (class labels written as numbers "
+                "are taken as such when they run 0 to K-1 or 1 to K)"
             )
 
     def _not_classification(self) -> UserInputError:
