@@ -180,9 +180,14 @@ def test_an_export_that_disagrees_with_pytorch_is_deleted_and_fails(
     assert sorted(path.name for path in out.iterdir()) == sorted([*record["files"].values(), "model.json"])
 
 
-def test_export_without_a_checkpoint_fails_clearly(in_tmp: Path, capsys: pytest.CaptureFixture) -> None:
-    assert run_cli("export", "--config", config("circles"), *QUIET) == 2
-    assert "export needs a trained model: add --ckpt_path" in capsys.readouterr().err
+@pytest.mark.parametrize("subcommand", ["export", "test", "validate"])
+def test_a_command_without_a_checkpoint_fails_clearly(
+    in_tmp: Path, capsys: pytest.CaptureFixture, subcommand: str
+) -> None:
+    """test and validate without one scored untrained weights (test/acc 0.5) in a new run folder."""
+    assert run_cli(subcommand, "--config", config("circles"), *QUIET) == 2
+    assert f"{subcommand} needs a trained model: add --ckpt_path" in capsys.readouterr().err
+    assert not (in_tmp / "lightning_logs").exists()
 
 
 def test_export_never_replaces_files_it_did_not_write(

@@ -272,6 +272,11 @@ class TemplateCLI(LightningCLI):
         config = self.config[self.subcommand] if self.subcommand else self.config
         if self.subcommand in (None, "fit", "lr_find"):  # the commands that train
             check_trainer_options(config.get("trainer") or {})
+        if self.subcommand in ("validate", "test") and not config.get("ckpt_path"):
+            raise UserInputError(
+                f"{self.subcommand} needs a trained model: add --ckpt_path best, last or a checkpoint file "
+                "(without one it would score untrained weights)"
+            )
         model_class = class_from_path(config.model.class_path)
         for key in ("checkpoint", "early_stopping"):
             group = config.get(key)
