@@ -436,8 +436,13 @@ def test_a_trainer_value_that_cannot_work_is_refused_before_the_model_is_built(
             ["--model.scheduler.name", "plateau", "--model.scheduler.monitor", "val/nope"],
             "--model.scheduler.monitor val/nope",
         ),
+        (["--checkpoint.monitor", "acc"], "--checkpoint.monitor acc"),  # no stage: failed at the first validation
+        (
+            ["--early_stopping.patience", "3", "--early_stopping.monitor", "test/acc"],
+            "--early_stopping.monitor test/acc",
+        ),
     ],
-    ids=["early-stopping", "checkpoint", "plateau-scheduler"],
+    ids=["early-stopping", "checkpoint", "plateau-scheduler", "no-stage", "test-metric"],
 )
 def test_a_monitor_the_model_does_not_log_is_one_line_naming_those_it_does(
     in_tmp: Path, capsys: pytest.CaptureFixture, flags: list[str], message: str
@@ -447,6 +452,7 @@ def test_a_monitor_the_model_does_not_log_is_one_line_naming_those_it_does(
     error = capsys.readouterr().err.strip()
     assert "\n" not in error and "Traceback" not in error, error
     assert f"{message} is not a metric this model logs; choose one of: val/acc, val/f1, val/loss" in error, error
+    assert not (in_tmp / "lightning_logs").exists()  # refused before training, not at its first validation
 
 
 def test_a_command_without_a_config_suggests_one(in_tmp: Path, capsys: pytest.CaptureFixture) -> None:

@@ -46,9 +46,12 @@ class TaskModule(LightningModule):
 
     @classmethod
     def mode_of(cls, metric: str) -> str | None:
-        """`min` or `max` for a metric this module logs (`val/acc`, `train/loss`, `val/mse_best`,
-        `val/acc_class_cat`), None for one it does not know."""
-        name = metric.rsplit("/", 1)[-1].removesuffix("_best")
+        """`min` or `max` for a metric this module logs while it trains (`val/acc`, `train/loss`,
+        `val/mse_best`, `val/acc_class_cat`), None for one it does not (`acc`, `test/acc`)."""
+        stage, _, name = metric.rpartition("/")
+        if stage not in ("train", "val"):
+            return None
+        name = name.removesuffix("_best")
         return cls.metric_modes.get("acc" if name.startswith("acc_class_") else name)
 
     def __init__(
@@ -77,7 +80,7 @@ class TaskModule(LightningModule):
         self._step_started = 0.0
         self._step_seconds: list[float] = []
         self.make_optimizer = optimizer  # params -> torch.optim.Optimizer
-        self.scheduler_config = scheduler
+        self.scheduler_config = self._with_plateau_mode(scheduler)  # a monitor it does not log: refused now
         self._planned_schedule: dict[str, Any] = {}  # the schedule's length as configure_optimizers planned it
         self._epoch_lr = 0.0  # the LR of the last training step whose metrics were recorded
         metrics = self.make_metrics()
@@ -240,7 +243,7 @@ class TaskModule(LightningModule):
         steps = self.trainer.estimated_stepping_batches  # inf for a run without an end (max_epochs -1)
         scheduler = build_scheduler(
             optimizer,
-            self._with_plateau_mode(self.scheduler_config),
+            self.scheduler_config,
             max_epochs,
             int(steps) if math.isfinite(steps) else None,
             self.trainer.check_val_every_n_epoch,
