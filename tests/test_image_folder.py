@@ -5,6 +5,7 @@ import csv
 import io
 import json
 import math
+import os
 import shutil
 import zipfile
 from pathlib import Path
@@ -21,6 +22,7 @@ from src.datamodules.image_file_dataset import UNDECODABLE
 from src.errors import UserInputError
 from src.modules import ClassificationModule
 from src.modules.nets import MLP, AirbenchNet, BlitzCNN, TinyVGG
+from src.tools.prediction_table import write_prediction_csv
 from tests.conftest import QUIET, config, run_cli
 
 # --- nets for any shape --------------------------------------------------------------------
@@ -356,6 +358,34 @@ def test_fit_predict_and_export_round_trip_with_the_folder_names(in_tmp: Path, t
 # --- bad input: one line each, exit status 2 -------------------------------------------------
 def small_food(tmp_path: Path, **kwargs: object) -> Path:
     return food_tree(tmp_path / "food", per_class=4, **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+def test_a_name_that_is_not_utf8_is_read_or_refused_in_one_line(tmp_path: Path, streaming: bool) -> None:
+    """Unzipped on Linux from a Windows zip, a name keeps its cp1252 bytes (caf\xe9.png): an image so
+    named is read (its fingerprint crashed), a class folder so named is refused, as its name is the class."""
+    tree = food_tree(tmp_path / "food", per_class=4)
+    first = sorted((tree / "train" / "pizza").iterdir())[0]
+    os.rename(bytes(first), os.fsencode(first.parent) + b"/caf\xe9.png")
+    folder = folder_module(tree, tmp_path, image_size=8, streaming=streaming, num_workers=0)
+    folder.prepare_data()
+    folder.setup("fit")
+    assert folder.class_names == sorted(FOODS)
+    read = sum(len(labels) for loader in (folder.train_dataloader(), folder.val_dataloader()) for _, labels in loader)
+    assert read == 4 * len(FOODS)  # the renamed image among them
+    os.rename(os.fsencode(tree / "train" / "steak"), os.fsencode(tree / "train") + b"/p\xe2t\xe9")
+    with pytest.raises(UserInputError, match=r"the class folder 'p\\xe2t\\xe9' in .* is not UTF-8 text"):
+        folder_module(tree, tmp_path, image_size=8, streaming=streaming, num_workers=0).prepare_data()
+
+
+def test_a_prediction_csv_writes_a_name_that_is_not_utf8_with_escapes(tmp_path: Path) -> None:
+    """The CSV stays UTF-8 that pandas and spreadsheets read; the odd name shows its byte."""
+    name = os.fsdecode(b"photos/caf\xe9.png")
+    write_prediction_csv(tmp_path / "p.csv", {"file": [name, "photos/th\u00e9.png"]}, {"class": ["a", "b"]})
+    assert (tmp_path / "p.csv").read_text(encoding="utf-8").splitlines()[1:] == [
+        "photos/caf\\xe9.png,a",
+        "photos/th\u00e9.png,b",
+    ]
 
 
 def fails_with(args: list[str], capsys: pytest.CaptureFixture, message: str, command: str = "fit") -> str:

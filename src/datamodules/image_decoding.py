@@ -185,10 +185,22 @@ def _images_under(folder: Path, root: Path) -> list[str]:
 
 
 def _class_folders(folder: Path) -> list[Path]:
+    """The class folders of a split; one whose name is not UTF-8 text (unzipped from another
+    system's zip) is refused: its name is the class name in checkpoints, CSVs and figures."""
     try:
-        return sorted(path for path in folder.iterdir() if path.is_dir() and not path.name.startswith("."))
+        found = sorted(path for path in folder.iterdir() if path.is_dir() and not path.name.startswith("."))
     except OSError as error:
         raise unreadable(folder, error) from None
+    for path in found:
+        try:
+            path.name.encode()
+        except UnicodeEncodeError:
+            shown = os.fsencode(path.name).decode("utf-8", "backslashreplace")
+            raise UserInputError(
+                f"the class folder '{shown}' in {folder} has a name that is not UTF-8 text (unzipped from a zip "
+                "of another system?): rename it, or give the zip itself as --data.data_dir"
+            ) from None
+    return found
 
 
 def list_tree(root: Path) -> Listing:
@@ -259,10 +271,10 @@ def find_zip(data_dir: Path) -> Path | None:
 
 def source_fingerprint(paths: Iterable[Path], settings: str = "") -> str:
     """Changes whenever a source file is added, removed, resized or modified, or `settings` change."""
-    digest = hashlib.sha256(settings.encode())
+    digest = hashlib.sha256(settings.encode("utf-8", "surrogateescape"))  # names as the file system gives them
     for path in sorted(paths):
         stat = path.stat()
-        digest.update(f"{path}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
+        digest.update(f"{path}|{stat.st_size}|{stat.st_mtime_ns}\n".encode("utf-8", "surrogateescape"))
     return digest.hexdigest()[:16]
 
 

@@ -85,7 +85,8 @@ class StreamingImages:
         (undecodable ones left out with skip_bad); kept beside `source_cache` under the
         training split's files, so later runs read two lists."""
         train = self.streams["train"]
-        split = hashlib.sha256("\n".join(name for name, _ in train.items).encode()).hexdigest()[:16]
+        names = "\n".join(name for name, _ in train.items).encode("utf-8", "surrogateescape")  # any file name
+        split = hashlib.sha256(names).hexdigest()[:16]
         path = source_cache.with_name(f"{source_cache.stem}-mean-std-{split}.json")
         if path.is_file():
             stored = json.loads(path.read_text())

@@ -79,5 +79,7 @@ def write_prediction_csv(path: Path, inputs: dict[str, list[str]], predictions: 
     writer.writerow(columns)
     writer.writerows(zip(*columns.values(), strict=True))
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomically(path, buffer.getvalue().encode())
+    # a file name that is not UTF-8 (from another system's zip) is written with \x escapes: the CSV stays UTF-8
+    raw = buffer.getvalue().encode("utf-8", "surrogateescape")  # such a name's own bytes
+    write_atomically(path, raw.decode("utf-8", "backslashreplace").encode())
     return rows
