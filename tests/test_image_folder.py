@@ -727,7 +727,8 @@ def test_a_zip_cache_made_from_another_listing_is_not_reused(tmp_path: Path, mon
 
 def damage_member(archive: Path, member: str, how: str) -> None:
     """Spoil one member of a stored (uncompressed) zip: flip a byte of its data ('crc'), or mark
-    it encrypted in the central directory ('encrypted'), as a password-protected zip does."""
+    it in the central directory as encrypted ('encrypted'), as a password-protected zip does, or
+    as compressed with Deflate64 ('deflate64'), as Windows' Explorer does large zips."""
     data = bytearray(archive.read_bytes())
     with zipfile.ZipFile(archive) as handle:
         info = handle.getinfo(member)
@@ -738,7 +739,10 @@ def damage_member(archive: Path, member: str, how: str) -> None:
         entry = data.find(b"PK\x01\x02")
         while data[entry + 46 : entry + 46 + len(member)] != member.encode():
             entry = data.find(b"PK\x01\x02", entry + 4)
-        data[entry + 8] |= 0x01  # general purpose flag bit 0: encrypted
+        if how == "encrypted":
+            data[entry + 8] |= 0x01  # general purpose flag bit 0: encrypted
+        else:
+            data[entry + 10] = 9  # compression method 9: Deflate64
     archive.write_bytes(bytes(data))
 
 
@@ -748,6 +752,8 @@ def damage_member(archive: Path, member: str, how: str) -> None:
         ("crc", "false", "food.zip is damaged: member train/steak/steak_000.png cannot be read back (Bad CRC-32"),
         ("crc", "true", "food.zip is damaged: member train/steak/steak_000.png cannot be read back (Bad CRC-32"),
         ("encrypted", "false", "food.zip is password-protected (member train/steak/steak_000.png is encrypted)"),
+        ("deflate64", "false", "food.zip: member train/steak/steak_000.png is compressed in a way Python's zipfile"),
+        ("deflate64", "true", "food.zip: member train/steak/steak_000.png is compressed in a way Python's zipfile"),
     ],
 )
 def test_a_damaged_or_encrypted_zip_member_is_named_in_one_line(

@@ -146,12 +146,17 @@ def read_file(path: Path) -> bytes:
 
 
 def read_zip_member(archive: zipfile.ZipFile, name: str) -> bytes:
-    """A member's bytes; a damaged (bad CRC, truncated) or encrypted member is refused in one
-    line naming the zip and the member."""
+    """A member's bytes; a damaged (bad CRC, truncated), encrypted or unreadably compressed member
+    is refused in one line naming the zip and the member."""
     where = archive.filename
     try:
         return archive.read(name)
-    except RuntimeError as error:
+    except NotImplementedError as error:  # Deflate64 (Windows' Explorer, large zips), PPMd, zstd (7-Zip)
+        raise UserInputError(
+            f"{where}: member {name} is compressed in a way Python's zipfile cannot read ({error}); zip it again "
+            "with plain deflate (`zip -r`, or 7-Zip's Deflate method), or unzip it and give the folder"
+        ) from None
+    except RuntimeError as error:  # NotImplementedError is one too: caught above
         if "encrypted" not in str(error):
             raise
         raise UserInputError(
