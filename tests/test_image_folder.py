@@ -378,6 +378,24 @@ def test_a_name_that_is_not_utf8_is_read_or_refused_in_one_line(tmp_path: Path, 
         folder_module(tree, tmp_path, image_size=8, streaming=streaming, num_workers=0).prepare_data()
 
 
+@pytest.mark.parametrize("streaming", [False, True])
+def test_empty_val_and_test_folders_are_no_splits_and_no_validation_is_refused(tmp_path: Path, streaming: bool) -> None:
+    """An empty val/ holds out part of train/ as a missing one does (streaming validated on nothing),
+    an empty test/ is no test split, and val_size 0 without a val/ is refused on either path."""
+    tree = food_tree(tmp_path / "food", per_class=6, splits=("train",))
+    (tree / "val").mkdir()
+    (tree / "test").mkdir()
+    folder = folder_module(tree, tmp_path, image_size=8, streaming=streaming, num_workers=0)
+    folder.prepare_data()
+    folder.setup("fit")
+    assert sum(len(labels) for _, labels in folder.val_dataloader()) == 4  # 20% of 18, by class
+    assert not folder.has_test_split
+    unvalidated = folder_module(tree, tmp_path, image_size=8, streaming=streaming, num_workers=0, val_size=0)
+    with pytest.raises(UserInputError, match="the val split is empty: change data.val_size"):
+        unvalidated.setup("fit")
+        unvalidated.val_dataloader()
+
+
 def test_a_prediction_csv_writes_a_name_that_is_not_utf8_with_escapes(tmp_path: Path) -> None:
     """The CSV stays UTF-8 that pandas and spreadsheets read; the odd name shows its byte."""
     name = os.fsdecode(b"photos/caf\xe9.png")

@@ -210,12 +210,14 @@ def _class_folders(folder: Path) -> list[Path]:
 
 def list_tree(root: Path) -> Listing:
     """The class folders of `root/train`, `root/val`, `root/test` and the images in each, at
-    any depth below it (`train/cat/indoor/1.png` is a cat)."""
-    return {
+    any depth below it (`train/cat/indoor/1.png` is a cat). A split folder without class folders
+    is no split (an empty val/ holds out part of train/, as a missing one does), as in a zip."""
+    listing = {
         split: {classdir.name: _images_under(classdir, root) for classdir in _class_folders(root / split)}
         for split in SPLITS
         if (root / split).is_dir()
     }
+    return {split: folders for split, folders in listing.items() if folders}
 
 
 def open_zip(path: Path) -> zipfile.ZipFile:

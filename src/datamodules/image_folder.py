@@ -22,7 +22,7 @@ from src.datamodules.image_decoding import (
 )
 from src.datamodules.image_folder_in_memory import InMemoryImages, read_cache, write_cache
 from src.datamodules.image_folder_streaming import StreamingImages
-from src.datamodules.in_memory import InMemoryDataModule
+from src.datamodules.in_memory import InMemoryDataModule, empty_split
 from src.datamodules.splits import stratified_split
 from src.datamodules.standardisation import fit_pixel_standardisation
 from src.errors import UserInputError, first_line
@@ -496,6 +496,8 @@ class ImageFolderDataModule(InMemoryDataModule):
             chosen = self._subset(len(train_items))
             train_items = [train_items[i] for i in chosen.tolist()]
         items["train"] = train_items
+        if not items["val"] or not train_items:  # as the in-memory path refuses them
+            raise empty_split("val" if not items["val"] else "train", self.SPLIT_OPTIONS)
         self.has_test_split = "test" in items
         images = StreamingImages(
             root,  # type: ignore[arg-type]
