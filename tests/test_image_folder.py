@@ -396,6 +396,31 @@ def test_empty_val_and_test_folders_are_no_splits_and_no_validation_is_refused(t
         unvalidated.val_dataloader()
 
 
+@pytest.mark.parametrize("zipped", [False, True])
+def test_images_in_formats_not_read_are_named_not_dropped_in_silence(
+    tmp_path: Path, capsys: pytest.CaptureFixture, zipped: bool
+) -> None:
+    """A .jfif is a JPEG and is read; TIFFs (a scanner's, a microscope's) were left out without a word."""
+    tree = food_tree(tmp_path / "food", per_class=4, splits=("train",))
+    for index in range(2):
+        food_image("pizza", 50 + index, ".tif", "RGB", (16, 16)).save(tree / "train" / "pizza" / f"scan_{index}.tif")
+    food_image("steak", 60, ".jpg", "RGB", (16, 16)).save(tree / "train" / "steak" / "photo.jfif", format="JPEG")
+    source = tree
+    if zipped:
+        source = tmp_path / "food.zip"
+        with zipfile.ZipFile(source, "w") as archive:
+            for path in sorted(tree.rglob("*.*")):
+                archive.write(path, path.relative_to(tree).as_posix())
+    folder = folder_module(source, tmp_path, image_size=8, val_size=1)
+    folder.setup("fit")
+    assert (
+        sum(len(labels) for loader in (folder.train_dataloader(), folder.val_dataloader()) for _, labels in loader)
+        == 13
+    )
+    out = capsys.readouterr().out
+    assert "Left out 2 image(s) in formats not read here (train/pizza/scan_0.tif, train/pizza/scan_1.tif)" in out
+
+
 def test_a_prediction_csv_writes_a_name_that_is_not_utf8_with_escapes(tmp_path: Path) -> None:
     """The CSV stays UTF-8 that pandas and spreadsheets read; the odd name shows its byte."""
     name = os.fsdecode(b"photos/caf\xe9.png")

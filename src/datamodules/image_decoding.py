@@ -36,7 +36,9 @@ from torchvision.transforms.v2.functional import center_crop, resize, rgb_to_gra
 from src.errors import UserInputError, first_line
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".jfif", ".bmp", ".webp", ".gif")
+# Images of other formats: left out of a data set, and said so (a user converts them to use them).
+OTHER_IMAGE_SUFFIXES = (".tif", ".tiff", ".heic", ".heif", ".avif", ".jp2", ".dng", ".cr2", ".nef", ".ppm", ".pgm")
 # Pillow's names for the formats of those files (its JPEG reader also opens a camera's MPO files).
 PIL_FORMATS = ("PNG", "JPEG", "BMP", "WEBP", "GIF")
 FORMAT_NAMES = "PNG, JPEG, BMP, WebP or GIF"
@@ -125,6 +127,12 @@ def is_image(name: str) -> bool:
     return base.lower().endswith(IMAGE_SUFFIXES) and not base.startswith(".")  # not macOS's ._ files
 
 
+def is_other_image(name: str) -> bool:
+    """An image in a format this template does not read (TIFF, HEIC, raw, ...)."""
+    base = name.rsplit("/", 1)[-1]
+    return base.lower().endswith(OTHER_IMAGE_SUFFIXES) and not base.startswith(".")
+
+
 # --- reading files ----------------------------------------------------------------------------
 def unreadable(path: Path, error: OSError) -> UserInputError:
     """A file or folder that cannot be read, named; for permissions, with the fix."""
@@ -171,9 +179,10 @@ def read_zip_member(archive: zipfile.ZipFile, name: str) -> bytes:
 
 
 # --- listing a source ----------------------------------------------------------------------
-def _images_under(folder: Path, root: Path) -> list[str]:
+def _images_under(folder: Path, root: Path, others: list[str]) -> list[str]:
     """Every image in `folder` and its subfolders (hidden folders such as .ipynb_checkpoints
-    left out), as names relative to `root`, sorted; a folder that cannot be read is refused."""
+    left out), as names relative to `root`, sorted; a folder that cannot be read is refused.
+    Images of other formats are added to `others`."""
 
     def refuse(error: OSError) -> None:
         raise unreadable(Path(error.filename or folder), error)
@@ -186,6 +195,7 @@ def _images_under(folder: Path, root: Path) -> list[str]:
             for name in files
             if is_image(name) and (Path(directory) / name).is_file()
         ]
+        others += [(Path(directory) / name).relative_to(root).as_posix() for name in files if is_other_image(name)]
     return sorted(names)
 
 
@@ -208,12 +218,14 @@ def _class_folders(folder: Path) -> list[Path]:
     return found
 
 
-def list_tree(root: Path) -> Listing:
+def list_tree(root: Path, others: list[str] | None = None) -> Listing:
     """The class folders of `root/train`, `root/val`, `root/test` and the images in each, at
     any depth below it (`train/cat/indoor/1.png` is a cat). A split folder without class folders
-    is no split (an empty val/ holds out part of train/, as a missing one does), as in a zip."""
+    is no split (an empty val/ holds out part of train/, as a missing one does), as in a zip.
+    Images of formats not read are added to `others`."""
+    others = [] if others is None else others
     listing = {
-        split: {classdir.name: _images_under(classdir, root) for classdir in _class_folders(root / split)}
+        split: {classdir.name: _images_under(classdir, root, others) for classdir in _class_folders(root / split)}
         for split in SPLITS
         if (root / split).is_dir()
     }
@@ -246,8 +258,9 @@ def _zip_root_depth(names: list[str]) -> int:
     return 1 if len(tops) == 1 and holds_train else 0
 
 
-def list_zip(path: Path) -> Listing:
+def list_zip(path: Path, others: list[str] | None = None) -> Listing:
     """As `list_tree`, for a zip holding `train/<class>/**` (etc.) at its top or one folder down."""
+    others = [] if others is None else others
     with open_zip(path) as archive:
         names = archive.namelist()
     depth = _zip_root_depth(names)
@@ -262,6 +275,8 @@ def list_zip(path: Path) -> Listing:
         hidden = any(part.startswith(".") for part in parts[2:-1])
         if is_image(parts[-1]) and not hidden:  # a folder entry ("train/cat/") only names the class
             images.append(name)
+        elif is_other_image(parts[-1]) and not hidden:
+            others.append(name)
     return {
         split: {label: sorted(members) for label, members in sorted(classes.items())}
         for split, classes in listing.items()

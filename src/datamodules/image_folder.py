@@ -237,10 +237,17 @@ class ImageFolderDataModule(InMemoryDataModule):
 
     def _listing(self, kind: str) -> Listing:
         if kind not in self._listings:
+            others: list[str] = []
             if kind == "tree":
-                self._listings[kind] = list_tree(self.data_dir)
+                self._listings[kind] = list_tree(self.data_dir, others)
             else:
-                self._listings[kind] = list_zip(find_zip(self.data_dir))  # type: ignore[arg-type]
+                self._listings[kind] = list_zip(find_zip(self.data_dir), others)  # type: ignore[arg-type]
+            if others:
+                shown = ", ".join(sorted(others)[:3]) + (", ..." if len(others) > 3 else "")
+                self._announce(
+                    f"Left out {len(others)} image(s) in formats not read here ({shown}): convert them to "
+                    f"{image_decoding.FORMAT_NAMES} to use them"
+                )
         return self._listings[kind]
 
     def check_listing(self, listing: Listing) -> None:
