@@ -24,6 +24,7 @@ from src.errors import UserInputError
 from src.sweeps.objective import Objective, ValidationHistory, optimize
 from src.sweeps.options import SweepOptions, parse_options
 from src.sweeps.space import Param, parse_space, read_space
+from src.sweeps.fixed_settings import fixed_settings
 from src.sweeps.study_storage import check_trial_folders_free, next_study_name, open_storage, open_study
 from tests.conftest import QUIET, ROOT, config, run_cli
 
@@ -511,3 +512,14 @@ def test_every_shipped_space_gives_optuna_values_it_takes_with_either_sampler(sp
             trial = study.ask()
             values = {param.key: param.suggest(trial) for param in params}
             assert set(values) == set(grid)
+
+
+def test_a_smoke_test_is_not_a_fixed_value_a_study_shares() -> None:
+    """A worker joining with --trainer.fast_dev_run true would add trials measured on one batch."""
+
+    def settings(**trainer: object) -> dict[str, str]:
+        config = SimpleNamespace(as_dict=lambda: {"trainer": {"max_epochs": 4, **trainer}, "seed_everything": 42})
+        return fixed_settings(config, [])
+
+    assert settings(fast_dev_run=True) != settings(fast_dev_run=False)
+    assert settings(enable_progress_bar=False) == settings(enable_progress_bar=True)  # only printed

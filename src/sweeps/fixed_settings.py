@@ -29,6 +29,7 @@ COMPARED_TRAINER_KEYS = (
     "limit_train_batches",
     "limit_val_batches",
     "overfit_batches",
+    "fast_dev_run",
     "val_check_interval",
     "check_val_every_n_epoch",
     "accumulate_grad_batches",
