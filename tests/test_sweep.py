@@ -21,10 +21,10 @@ import yaml
 
 from src.cli.template_cli import TemplateCLI
 from src.errors import UserInputError
+from src.sweeps.fixed_settings import fixed_settings
 from src.sweeps.objective import Objective, ValidationHistory, optimize
 from src.sweeps.options import SweepOptions, parse_options
 from src.sweeps.space import Param, parse_space, read_space
-from src.sweeps.fixed_settings import fixed_settings
 from src.sweeps.study_storage import check_trial_folders_free, next_study_name, open_storage, open_study
 from tests.conftest import QUIET, ROOT, config, run_cli
 
