@@ -182,7 +182,7 @@ def test_a_trial_behind_is_pruned_at_a_validation(in_tmp: Path) -> None:
     )
     optimize(study, objective, 1, None)
     trial = study.trials[0]
-    assert trial.state == optuna.trial.TrialState.PRUNED and list(trial.intermediate_values) == [1]  # epoch 2 of 4
+    assert trial.state == optuna.trial.TrialState.PRUNED and list(trial.intermediate_values) == [0]  # at epoch 2 of 4
     assert trial.user_attrs["note"].startswith("pruned: val/acc")
     assert not (in_tmp / "logs" / "study" / "trial_0" / "checkpoints" / "epoch=3-step=4.ckpt").exists()
 
@@ -190,6 +190,28 @@ def test_a_trial_behind_is_pruned_at_a_validation(in_tmp: Path) -> None:
     trainer = SimpleNamespace(sanity_checking=False, callback_metrics={"val/acc": torch.tensor(0.5)}, current_epoch=3)
     callback.on_validation_end(trainer, None)  # type: ignore[arg-type]
     assert callback.values == [(3, 0.5)]
+
+
+def test_every_validation_of_an_epoch_reaches_the_pruner(in_tmp: Path) -> None:
+    """With two validations an epoch (val_check_interval 0.5), each is reported at a step of its own:
+    numbered by epoch, the second of each epoch never reached the pruner."""
+    study = optuna.create_study(direction="maximize", pruner=optuna.pruners.NopPruner())
+    fit = ["--config", config("circles"), *SHORT, "--data.batch_size", "100"]
+    fit += ["--trainer.check_val_every_n_epoch", "1", "--trainer.val_check_interval", "0.5"]
+    objective = Objective(
+        TemplateCLI,
+        fit,
+        [Param("model.optimizer.lr", "float", 1e-3, 1e-2, log=True)],
+        "acc",
+        "max",
+        run_folder=lambda trial, seed: (in_tmp / "logs", "study", f"trial_{trial.number}"),
+        seeds=[None],
+    )
+    optimize(study, objective, 1, None)
+    trial = study.trials[0]
+    validations = trial.user_attrs["runs"][0]["validations"]
+    assert [epoch for epoch, _ in validations] == [0, 0, 1, 1, 2, 2, 3, 3]
+    assert trial.intermediate_values == {step: value for step, (_, value) in enumerate(validations)}
 
 
 def test_sweep_flags_are_split_from_fit_flags_in_any_form(tmp_path: Path) -> None:

@@ -5,7 +5,7 @@ the trial's values as flags, in lightning_logs/<name>_sweep/<study>/trial_<n>/ (
 `--sweep.seeds K`, trial_<n>/seed_<s>/), so `tensorboard --logdir` on the study's folder shows
 them side by side. The metric and its direction are the model's (`val/<best_metric>`, the best
 validation of the run); a trial is pruned when its validation metric falls behind the median
-of the earlier trials at the same epoch. A trial that diverges or whose values do not go
+of the earlier trials at the same validation. A trial that diverges or whose values do not go
 together is recorded as failed, with its reason, and the study goes on.
 
 The study lives in a database (SQLite file lightning_logs/<name>_sweep/optuna.db unless

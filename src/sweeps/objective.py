@@ -1,10 +1,10 @@
 """One trial of a study: its values as flags, an ordinary `fit` per seed, what each measured.
 
-The trial's first fit reports its validation metric to Optuna at every validation (step = epoch)
-through optuna-integration's PyTorchLightningPruningCallback, which stops the fit when the pruner
-says so. A trial that fails by its values (divergence, values that do not go together, out of
-memory) is recorded with its reason and the study goes on; a bug stops the study. A trial
-stopped by Ctrl-C or SIGTERM is recorded as failed and queued to run again.
+The trial's first fit reports its validation metric to Optuna at every validation (step k for
+its k-th validation) through PruneAtValidations, which stops the fit when the pruner says so. A
+trial that fails by its values (divergence, values that do not go together, out of memory) is
+recorded with its reason and the study goes on; a bug stops the study. A trial stopped by Ctrl-C
+or SIGTERM is recorded as failed and queued to run again.
 """
 
 import math
@@ -19,7 +19,6 @@ import optuna
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities.exceptions import SIGTERMException
-from optuna_integration import PyTorchLightningPruningCallback
 
 from src.cli.args_from_python import args_from_python
 from src.cli.template_cli import TemplateCLI
@@ -47,6 +46,26 @@ class ValidationHistory(Callback):
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if not trainer.sanity_checking and self.monitor in trainer.callback_metrics:
             self.values.append((trainer.current_epoch, float(trainer.callback_metrics[self.monitor])))
+
+
+class PruneAtValidations(Callback):
+    """Reports the monitored metric to the trial at each validation, numbered 0, 1, 2, ... (the k-th
+    validation of every trial compared), and stops the fit when the pruner says so. Trials run on
+    one device. optuna-integration's PyTorchLightningPruningCallback numbers reports by epoch, so
+    with several validations an epoch (`val_check_interval`) only the first reached the pruner."""
+
+    def __init__(self, trial: optuna.Trial, monitor: str) -> None:
+        self.trial, self.monitor = trial, monitor
+        self.reported = 0
+
+    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        score = trainer.callback_metrics.get(self.monitor)
+        if trainer.sanity_checking or score is None:  # a missing metric fails the trial (ValidationHistory)
+            return
+        step, self.reported = self.reported, self.reported + 1
+        self.trial.report(float(score), step=step)
+        if self.trial.should_prune():
+            raise optuna.TrialPruned(f"pruned at validation {step}")
 
 
 def run_fit(cli_class: type[TemplateCLI], args: list[str], callbacks: Sequence[Callback]) -> TemplateCLI:
@@ -128,7 +147,7 @@ class Objective:
         history = ValidationHistory(monitor)  # first: it records the value the pruning callback may stop at
         callbacks: list[Callback] = [history]
         if report:
-            callbacks.append(PyTorchLightningPruningCallback(trial, monitor))
+            callbacks.append(PruneAtValidations(trial, monitor))
         run: dict[str, Any] = {"seed": seed, "dir": str(Path(save_dir) / name / version)}
         runs.append(run)
         start = time.perf_counter()

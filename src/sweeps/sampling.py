@@ -24,7 +24,7 @@ def make_sampler(name: str, params: Sequence[Param], seed: int | None) -> optuna
 
 def make_pruner(name: str) -> optuna.pruners.BasePruner:
     """Median: stop a trial whose validation metric is worse than the median of the earlier
-    trials at the same epoch (after 3 finished trials, never at the first validation)."""
+    trials at the same validation (the k-th of each), once 3 trials have finished."""
     if name == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0)
     if name == "none":
