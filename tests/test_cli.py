@@ -148,6 +148,23 @@ def test_a_run_that_ends_before_its_first_validation_still_leaves_last_ckpt(in_t
     assert run_cli("fit", *args, "--trainer.max_epochs", "4", "--ckpt_path", "last") == 0
 
 
+def test_last_and_best_are_found_in_the_checkpoint_dirpath_the_config_names(
+    in_tmp: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """With --checkpoint.dirpath, `last` looked in lightning_logs/ and said "train first"."""
+    args = ["--config", config("circles"), *QUIET, "--checkpoint.dirpath", "ck"]
+    assert run_cli("fit", *args, "--ckpt_path", "last") == 2
+    assert "no ck/last.ckpt to take the last checkpoint from (--checkpoint.dirpath ck)" in capsys.readouterr().err
+    assert run_cli("fit", *args, "--trainer.max_epochs", "25") == 0  # validates at epoch 25: a best checkpoint
+    assert run_cli("fit", *args, "--trainer.max_epochs", "27", "--ckpt_path", "last") == 0
+    assert torch.load(in_tmp / "ck" / "last.ckpt", weights_only=True)["global_step"] == 27
+    capsys.readouterr()
+    assert run_cli("test", *args, "--ckpt_path", "best") == 0
+    used = re.search(r"Using the best checkpoint in ck: (\S+)", capsys.readouterr().out)
+    assert used and re.fullmatch(r"epoch=\d+-step=\d+\.ckpt", Path(used.group(1)).name)
+    assert Path(used.group(1)).parent == in_tmp / "ck"
+
+
 def test_validate_test_and_predict_take_a_checkpoint(in_tmp: Path, capsys: pytest.CaptureFixture) -> None:
     assert run_cli("fit", "--config", config("blobs"), "--trainer.max_epochs", "20", *QUIET) == 0
     for subcommand, ckpt in (("validate", "best"), ("test", "last")):

@@ -20,14 +20,25 @@ from src.checkpointing.runs import (
     logger_entries,
     run_version_of,
 )
+from src.errors import UserInputError
 
 
-def checkpoint_file(ckpt_path: str, logger_config: Any) -> Path:
-    """The file `--ckpt_path` names (`last`/`best`: of the newest run of the logger's experiment that
-    has a last.ckpt), checked to be an intact Lightning checkpoint."""
-    if ckpt_path in ("last", "best"):
+def checkpoint_file(ckpt_path: str, logger_config: Any, checkpoint_dir: str | None = None) -> Path:
+    """The file `--ckpt_path` names (`last`/`best`: in `checkpoint_dir`, the config's
+    `checkpoint.dirpath`, when it names one, else of the newest run of the logger's experiment
+    that has a last.ckpt), checked to be an intact Lightning checkpoint."""
+    if ckpt_path in ("last", "best") and checkpoint_dir is not None:
+        folder = Path(checkpoint_dir)
+        if not (folder / "last.ckpt").is_file():
+            raise UserInputError(
+                f"no {folder / 'last.ckpt'} to take the {ckpt_path} checkpoint from (--checkpoint.dirpath "
+                f"{checkpoint_dir}): train first without --ckpt_path, or give the path of a checkpoint file"
+            )
+        path = folder / "last.ckpt" if ckpt_path == "last" else best_checkpoint(folder)
+        print(f"Using the {ckpt_path} checkpoint in {folder}: {path}")
+    elif ckpt_path in ("last", "best"):
         run = latest_resumable_run(experiment_dir(logger_config))
-        path = run / "checkpoints" / "last.ckpt" if ckpt_path == "last" else best_checkpoint(run)
+        path = run / "checkpoints" / "last.ckpt" if ckpt_path == "last" else best_checkpoint(run / "checkpoints")
         print(f"Using the {ckpt_path} checkpoint of {run}: {path}")
     else:
         path = Path(ckpt_path)

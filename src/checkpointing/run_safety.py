@@ -36,7 +36,8 @@ class RunSafety:
         self.ckpt_path: Path | None = None
         given = config.get("ckpt_path") if subcommand is not None else None
         if given is not None:
-            self.ckpt_path = checkpoint_file(str(given), config.trainer.logger)
+            checkpoint_dir = (config.get("checkpoint") or {}).get("dirpath")
+            self.ckpt_path = checkpoint_file(str(given), config.trainer.logger, checkpoint_dir)
             if self.fitting:
                 check_resumable(self.ckpt_path, (config.get("trainer") or {}).get("max_epochs"))
             log_into_the_checkpoint_run(subcommand, config.trainer, self.ckpt_path)

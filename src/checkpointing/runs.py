@@ -151,13 +151,12 @@ def run_version_of(checkpoint: Path, experiment_dir: Path) -> int | str | None:
     return int(numbered.group(1)) if numbered else run
 
 
-def best_checkpoint(version_dir: Path) -> Path:
-    """The best checkpoint of a run, as recorded by its ModelCheckpoint in last.ckpt.
+def best_checkpoint(folder: Path) -> Path:
+    """The best checkpoint in a run's checkpoint folder, as recorded by its ModelCheckpoint in last.ckpt.
 
     last.ckpt is verified first, like any checkpoint: a damaged one names the best file to
     give explicitly, when the other checkpoints of the run tell which it is.
     """
-    folder = version_dir / "checkpoints"
     last = folder / "last.ckpt"
     problem = integrity_problem(last)
     state = None
