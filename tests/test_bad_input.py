@@ -146,6 +146,28 @@ CASES = [
 ]
 
 
+def test_a_checkpoint_this_user_cannot_read_is_named_as_such(
+    in_tmp: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another user's checkpoint (mode 600) said "cannot write ... free space". Tests run as root here,
+    whom chmod does not stop, so the refusal the file system gives is played by Path.open."""
+    (in_tmp / "locked.ckpt").write_bytes(b"PK")
+    opened = Path.open
+
+    def refused(self: Path, *args: object, **kwargs: object) -> object:
+        if self.name == "locked.ckpt":
+            raise PermissionError(13, "Permission denied", str(self))
+        return opened(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Path, "open", refused)
+    assert run_cli("test", "--config", config("circles"), "--ckpt_path", "locked.ckpt", *QUIET) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.endswith(
+        "error: cannot read locked.ckpt: Permission denied; make it readable to you (chmod a+r) "
+        "or copy it somewhere you can read"
+    ), error
+
+
 # Rows that are a mistake only on some machines: asking for a GPU trains fine where there is one.
 ROW_MARKS = {
     "Use --trainer.accelerator cpu": pytest.mark.skipif(

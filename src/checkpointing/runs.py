@@ -244,6 +244,14 @@ def check_checkpoint(path: Path) -> None:
     """Fail clearly unless `path` is an intact Lightning checkpoint (weights-only loadable)."""
     if not path.is_file():
         raise UserInputError(f"--ckpt_path {path}: no such file (give a .ckpt file, 'last' or 'best')")
+    try:
+        with path.open("rb"):
+            pass
+    except OSError as error:  # read as a failed write otherwise: "cannot write ... free space"
+        raise UserInputError(
+            f"cannot read {path}: {error.strerror or error}; make it readable to you (chmod a+r) or copy it somewhere "
+            "you can read"
+        ) from None
     verify_checkpoint(path)
     try:
         state = load_structure(path)
