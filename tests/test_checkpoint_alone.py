@@ -14,7 +14,7 @@ from sklearn.datasets import load_iris
 
 from src.errors import UserInputError
 from src.tools.predictor import load_predictor
-from tests.conftest import QUIET, config, run_cli
+from tests.conftest import QUIET, ROOT, config, run_cli
 from tests.test_cifar10 import image_tree, tiny_cifar_run
 from tests.test_image_folder import FOODS, food_image, food_run, food_tree
 
@@ -211,6 +211,21 @@ def trained_circles(in_tmp: Path) -> Path:
     args = ["--config", config("circles"), "--trainer.max_epochs", "5", "--trainer.check_val_every_n_epoch", "5"]
     assert run_cli("fit", *args, *QUIET) == 0
     return checkpoint_of(in_tmp / "lightning_logs" / "circles" / "version_0")
+
+
+def test_a_partial_config_applies_on_top_of_the_checkpoints_own(
+    trained_circles: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """A --config without a model (configs/debug/*.yaml, configs/loggers/*.yaml) was taken for the
+    whole config: "required: --model", though the checkpoint holds it."""
+    capsys.readouterr()
+    fast = ["--config", str(ROOT / "configs" / "debug" / "fast_dev_run.yaml")]
+    assert run_cli("test", "--ckpt_path", str(trained_circles), *fast, *QUIET) == 0
+    assert "test/acc" in capsys.readouterr().out
+    no_batches = ["--config", "{trainer: {limit_test_batches: 0}}"]  # applied: nothing is tested
+    assert run_cli("test", "--ckpt_path", str(trained_circles), *no_batches, *QUIET) == 0
+    assert "test/acc" not in capsys.readouterr().out
+    assert run_cli("test", "--ckpt_path", str(trained_circles), "--config", "{model: {}}") == 2  # a model section
 
 
 def test_the_predictor_takes_rows_columns_and_arrays_alike(trained_circles: Path) -> None:

@@ -30,11 +30,34 @@ def _option(args: list[str], name: str) -> str | None:
     return None
 
 
+def _configs(args: list[str]) -> list[str]:
+    """The values of every `--config`/`-c` in args."""
+    values = []
+    for index, arg in enumerate(args):
+        if arg in ("-c", "--config") and index + 1 < len(args):
+            values.append(args[index + 1])
+        elif arg.startswith("--config="):
+            values.append(arg.split("=", 1)[1])
+    return values
+
+
+def _names_a_model(config: str) -> bool:
+    """Whether a `--config` value (a YAML file, or YAML itself) has a model section; one that
+    cannot be read here is taken to have one (the parser then says what is wrong with it)."""
+    try:
+        text = Path(config).read_text() if Path(config).is_file() else config
+        loaded = yaml.safe_load(text)
+    except (OSError, ValueError, yaml.YAMLError):
+        return True
+    return not isinstance(loaded, dict) or "model" in loaded
+
+
 def with_checkpoint_config(args: list[str]) -> list[str]:
-    """`args` with the checkpoint's model and data config inserted as `--config`, when a subcommand
-    that uses a checkpoint gets `--ckpt_path FILE` and no `--config`; otherwise `args` unchanged."""
-    has_config = any(arg in ("-c", "--config") or arg.startswith("--config=") for arg in args)
-    if not args or args[0] not in FROM_CHECKPOINT or has_config:
+    """`args` with the checkpoint's model and data config inserted as the first `--config`, when a
+    subcommand that uses a checkpoint gets `--ckpt_path FILE` and no `--config` with a model
+    section (none, or only partial ones such as configs/debug/*.yaml, which then apply on top);
+    otherwise `args` unchanged."""
+    if not args or args[0] not in FROM_CHECKPOINT or any(_names_a_model(value) for value in _configs(args)):
         return args
     ckpt_path = _option(args, "--ckpt_path")
     if ckpt_path is None:
