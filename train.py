@@ -15,7 +15,7 @@ from src.cli import TemplateCLI
 from src.cli.args_from_python import args_from_python
 from src.cli.optimize_command import main as optimize
 from src.cli.process_group import release_process_group
-from src.cli.user_errors import unknown_subcommand, user_message
+from src.cli.user_errors import no_subcommand, unknown_subcommand, user_message
 from src.errors import StoppedBySignal
 from src.quiet_logs import drop_lightning_notices
 from src.serving.command import main as serve
@@ -30,7 +30,10 @@ def main(args: list[str] | None = None) -> None:
     """Run the CLI; mistakes a user can fix end with one line on stderr and exit status 2."""
     given = args if args is not None else sys.argv[1:]
     drop_lightning_notices()
-    if given and not given[0].startswith("-") and given[0] not in SUBCOMMANDS:
+    if not given:
+        print(f"error: {no_subcommand(SUBCOMMANDS)}", file=sys.stderr)
+        sys.exit(2)
+    if not given[0].startswith("-") and given[0] not in SUBCOMMANDS:
         print(f"error: {unknown_subcommand(given[0], SUBCOMMANDS)}", file=sys.stderr)
         sys.exit(2)
     try:

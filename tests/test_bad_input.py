@@ -386,6 +386,10 @@ COMMAND_CASES = [
         "'fitt' is not a command: did you mean fit? choose from fit, validate, test, predict, lr_find, export, "
         "compare_schedules, sweep, serve, optimize",
     ),
+    ([], "no command given: choose from fit, validate, test, predict, lr_find, export, compare_schedules"),
+    (["--config", config("circles")], "but it was not provided. (see: python train.py --help)"),
+    (["serve"], "the following arguments are required: --ckpt_path (see: python train.py serve --help)"),
+    (["optimize"], "the following arguments are required: --data_dir, --output_dir (see: python train.py optimize"),
     (["serve", "--ckpt_path", "best"], "serve takes the checkpoint file itself"),
     (
         ["export", "--config", config("circles"), "--ckpt_path", LAST, "--output_dir", "notes.ckpt", *QUIET],
@@ -398,7 +402,9 @@ COMMAND_CASES = [
 ]
 
 
-@pytest.mark.parametrize(("command", "message"), [pytest.param(*case, id=case[0][0]) for case in COMMAND_CASES])
+@pytest.mark.parametrize(
+    ("command", "message"), [pytest.param(*case, id=(case[0] or ["nothing"])[0]) for case in COMMAND_CASES]
+)
 def test_other_commands_name_their_own_fix_and_touch_nothing(
     trained_run: Path, in_tmp: Path, capsys: pytest.CaptureFixture, command: list[str], message: str
 ) -> None:

@@ -132,7 +132,9 @@ class TemplateCLI(LightningCLI):
                 "exit_on_error": False,
                 "epilog": "Also: python train.py sweep --config CONFIG --sweep.space SPACE.yaml [fit options] "
                 "(an Optuna study; see sweep --help), and python train.py compare_schedules --config CONFIG "
-                "[fit options] [--schedules constant step exponential cosine onecycle] (one run per LR schedule).",
+                "[fit options] [--schedules constant step exponential cosine onecycle] (one run per LR schedule); "
+                "python train.py serve --ckpt_path CKPT (the model over HTTP; see serve --help); python train.py "
+                "optimize --data_dir IMAGES --output_dir CHUNKS (an image folder as LitData chunks).",
                 **{name: {"default_config_files": [str(BASE_CONFIG)]} for name in self.subcommands()},
             },
         )

@@ -110,6 +110,14 @@ def unknown_subcommand(word: str, subcommands: tuple[str, ...]) -> str:
     return f"{word!r} is not a command: {guess}choose from {', '.join(subcommands)} (see: python train.py --help)"
 
 
+def no_subcommand(subcommands: tuple[str, ...]) -> str:
+    """The line for `python train.py` alone."""
+    return (
+        f"no command given: choose from {', '.join(subcommands)}, e.g. python train.py fit --config "
+        "configs/circles.yaml (see: python train.py --help)"
+    )
+
+
 def user_message(error: BaseException, subcommand: str = "fit") -> str | None:
     """The one-line message for a mistake the user can fix, or None for a real bug."""
     causes = _causes(error)
@@ -157,7 +165,14 @@ def user_message(error: BaseException, subcommand: str = "fit") -> str | None:
         message = summarize_argument_error(str(error))
         # jsonargparse names a missing option by its key ('predict.input'); users type '--input'.
         message = message.replace(f"required: {subcommand}.", "required: --")
+        message = re.sub(  # serve's and optimize's own parsers name them bare: ckpt_path, data_dir
+            r"(required: )(.*)$",
+            lambda found: found.group(1) + ", ".join(f"--{n.lstrip('-')}" for n in found.group(2).split(", ")),
+            message,
+        )
         if re.search(r"required: .*--model\b", message):  # no --config at all: the model comes from one
             message += f"; start from a config, e.g. python train.py {subcommand} --config configs/circles.yaml"
+        if 'expected "subcommand"' in message:  # no command at all: `fit` is only train.py's guess
+            return f"{message} (see: python train.py --help)"
         return f"{message} (see: python train.py {subcommand} --help)"
     return None
