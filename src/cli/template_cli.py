@@ -170,7 +170,7 @@ class TemplateCLI(LightningCLI):
                 help="where to write the predictions CSV (default: predictions.csv); an existing file is "
                 "replaced only if predict wrote it, and never in a checkpoints folder",
             )
-            # Flags that also take a value (`--overwrite` or `--overwrite true`), as export's options do.
+            # A flag alone or with a value (`--overwrite` or `--overwrite true`).
             parser.add_argument(
                 "--overwrite",
                 type=bool,
