@@ -657,7 +657,8 @@ def test_streaming_skips_and_names_undecodable_images_when_asked(
     (tree / "val" / "sushi" / "cut.jpg").write_bytes((tree / "train" / "sushi" / "sushi_001.jpg").read_bytes()[:40])
     streaming = ("--data.streaming", "true", "--data.num_workers", "2")
     args = food_run(tree, tmp_path, "--trainer.max_epochs", "2", *streaming)
-    fails_with(args, capsys, "cannot decode image train/steak/bad.png")  # without the flag: one line
+    error = fails_with(args, capsys, "cannot decode image train/steak/bad.png")  # without the flag: one line
+    assert "or set --data.skip_bad_images true to skip undecodable files" in error
     assert run_cli("fit", *args, "--data.skip_bad_images", "true") == 0
     out = capsys.readouterr().out
     assert "Data path: streaming from files" in out and "test/acc" in out

@@ -15,6 +15,7 @@ from typing import Any, Literal
 import torch
 
 from src.datamodules.chunk_storage import check_empty, import_litdata, is_remote, join, write_record
+from src.datamodules.image_decoding import SKIP_HINT
 from src.datamodules.image_folder import ImageFolderDataModule
 from src.datamodules.standardisation import PixelMoments
 from src.errors import UserInputError
@@ -27,7 +28,7 @@ def worker_error(error: RuntimeError) -> Exception:
     text = str(error)
     if marker not in text:
         return error
-    return UserInputError(text.split(marker, 1)[1].strip().splitlines()[0])
+    return UserInputError(text.split(marker, 1)[1].strip().splitlines()[0].replace(SKIP_HINT, ""))
 
 
 class UnmeasuredImageFolder(ImageFolderDataModule):

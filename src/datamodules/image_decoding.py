@@ -43,6 +43,8 @@ OTHER_IMAGE_SUFFIXES = (".tif", ".tiff", ".heic", ".heif", ".avif", ".jp2", ".dn
 PIL_FORMATS = ("PNG", "JPEG", "BMP", "WEBP", "GIF")
 FORMAT_NAMES = "PNG, JPEG, BMP, WebP or GIF"
 SPLITS = ("train", "val", "test")
+# How a fit goes on past undecodable files (`optimize`, which has no such option, drops it).
+SKIP_HINT = ", or set --data.skip_bad_images true to skip undecodable files"
 EXIF_ORIENTATION = 0x0112  # the EXIF tag saying how the stored pixels are turned
 
 Size = tuple[int, int]  # (height, width)
@@ -328,10 +330,7 @@ def read_listing(
                     image = decode(data, name, channels)
                 except UserInputError as error:
                     if not skip_bad:
-                        raise UserInputError(
-                            f"{error} (in {where}; fix or delete it, or set --data.skip_bad_images true to skip "
-                            "undecodable files)"
-                        ) from None
+                        raise UserInputError(f"{error} (in {where}; fix or delete it{SKIP_HINT})") from None
                     skipped.append(name)
                     continue
                 images[kept] = fit_to_size(image, size)

@@ -12,7 +12,15 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from torchvision.transforms import v2
 
-from src.datamodules.image_decoding import Size, decode, fit_to_size, open_zip, read_file, read_zip_member
+from src.datamodules.image_decoding import (
+    SKIP_HINT,
+    Size,
+    decode,
+    fit_to_size,
+    open_zip,
+    read_file,
+    read_zip_member,
+)
 from src.datamodules.in_memory_loader import Position
 from src.errors import UserInputError
 
@@ -88,9 +96,9 @@ class ImageFiles(Dataset):
         data = self._read(name)
         try:
             return fit_to_size(decode(data, name, self.channels), self.size)
-        except UserInputError:
-            if not self.skip_bad:
-                raise
+        except UserInputError as error:
+            if not self.skip_bad:  # the same line as the in-memory path's
+                raise UserInputError(f"{error} (in {self.root}; fix or delete it{SKIP_HINT})") from None
             if name not in self._named:
                 self._named.add(name)
                 print(f"Skipped an image that could not be decoded (data.skip_bad_images): {name}", flush=True)
