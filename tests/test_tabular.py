@@ -125,6 +125,8 @@ def test_missing_values_are_refused_by_line_and_column_or_filled_with_the_traini
         ("a,b,y\n1,2,u\n3,4,u\n", {}, "holds one class only ('u')"),
         ("a,b,y\n1,2,u\n3,4,v\n", {"target_column": "price"}, "has no column(s) ['price'] (data.target_column)"),
         ("a,b,y\n1,red,u\n3,4,v\n", {}, "feature column(s) ['b'] hold text ('red' in 'b' on line 2)"),
+        # Python's float() reads 2023_01 as 202301: a code, refused as the text it is
+        ("a,b,y\n1,2023_01,u\n3,2023_02,v\n", {}, "feature column(s) ['b'] hold text ('2023_01' in 'b' on line 2)"),
         ("a,b,y\n1,2,u\n3,4,\n", {}, "line 3: the target column 'y' has no value"),
         ("a,b,y\n1,2,u\n3,inf,v\n", {}, "line 3: column 'b' is 'inf'"),
         ("a;b;y\n1;2;u\n3;4,5;v\n", {"feature_columns": ["b"]}, "('4,5'); numbers need a decimal point (1.5, not"),

@@ -69,6 +69,14 @@ def unnamed(name: str) -> bool:
     return not name.strip() or PANDAS_UNNAMED.fullmatch(name.strip()) is not None
 
 
+def parse_number(cell: str) -> float:
+    """A cell as a number, as a CSV writes one; ValueError for anything else, Python's own digit
+    grouping (`2023_01`, a code, which float() reads as 202301) included."""
+    if "_" in cell:
+        raise ValueError(f"not a number: {cell!r}")
+    return float(cell)
+
+
 def is_missing(cell: str) -> bool:
     return cell.strip().lower() in MISSING_MARKERS
 
@@ -202,7 +210,7 @@ def numeric_columns(
                 numbers.append(math.nan)
                 continue
             try:
-                number = float(cell)
+                number = parse_number(cell)
             except ValueError:
                 raise UserInputError(
                     f"{table.path}, line {line_number}: column {table.header[index]!r} is not a number ({cell!r})"
@@ -228,8 +236,10 @@ def decimal_comma_hint(cell: str) -> str:
     for '1,234,567' or '1,234.5': digit grouping, which a spreadsheet's export may add."""
     if DIGIT_GROUPS.match(cell.strip()) and (cell.count(",") > 1 or "." in cell):
         return "; numbers must not group their digits (1234567, not 1,234,567): export the file without separators"
+    if "," not in cell:
+        return ""
     try:
-        float(cell.replace(",", "."))
+        parse_number(cell.replace(",", "."))
     except ValueError:
         return ""
     grouped = " and no digit grouping (1234, not 1,234)" if DIGIT_GROUPS.match(cell.strip()) else ""

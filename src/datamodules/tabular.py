@@ -14,6 +14,7 @@ from src.datamodules.csv_table import (
     decimal_comma_hint,
     is_missing,
     numeric_columns,
+    parse_number,
     read_rows,
     unnamed,
 )
@@ -421,7 +422,7 @@ def stratified_split_indices(
 
 def _number(cell: str) -> float | None:
     try:
-        return float(cell)
+        return parse_number(cell)
     except ValueError:
         return None
 
