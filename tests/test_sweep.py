@@ -148,6 +148,12 @@ def test_grid_with_seeds_records_a_failed_combination_and_goes_on(in_tmp: Path, 
         seeds = sorted(p.name for p in (folder / f"trial_{row['trial']}").iterdir())
         assert seeds == ["seed_42", "seed_43"]  # seed_everything 42 in base.yaml, then 43
     assert "failed: scheduler onecycle has its own warm-up" in capsys.readouterr().out
+    # a report alone, without --sweep.seeds: the study's 2 seeds, not this command's default of 1
+    (folder / "trials.csv").unlink()
+    report_only = ["--config", config("circles"), *SHORT, "--sweep.space", space, "--sweep.study_name", "study_0"]
+    assert run_cli("sweep", *report_only, "--sweep.n_trials", "0") == 0
+    assert "val/acc_std" in read_rows(folder / "trials.csv")[0]
+    assert "(mean over 2 seeds)" in capsys.readouterr().out
 
 
 def test_a_sweep_whose_every_trial_failed_exits_2_in_one_line(in_tmp: Path, capsys: pytest.CaptureFixture) -> None:

@@ -23,7 +23,7 @@ from src.checkpointing import stop_on_signal
 from src.cli.template_cli import TemplateCLI
 from src.errors import UserInputError
 from src.sweeps.fit_config import logger_settings, model_metric, read_config
-from src.sweeps.fixed_settings import check_same_settings, fixed_settings, space_settings
+from src.sweeps.fixed_settings import STUDY_ATTR, check_same_settings, fixed_settings, space_settings
 from src.sweeps.objective import Objective, optimize
 from src.sweeps.options import parse_options
 from src.sweeps.report import report
@@ -78,10 +78,18 @@ def sweep(args: list[str], cli_class: type[TemplateCLI] = TemplateCLI) -> optuna
     go_on = f"the trials it finished are kept; go on with the same command and --sweep.study_name {study_name}"
     with stop_on_signal("the sweep", go_on):
         optimize(study, objective, options.n_trials, options.timeout)
-        report(study, parent / study_name, metric, options.seeds, logger, config.seed_everything, devices)
+        seeds_run = options.seeds if options.n_trials != 0 else recorded_seeds(study, options.seeds)
+        report(study, parent / study_name, metric, seeds_run, logger, config.seed_everything, devices)
     if options.n_trials != 0:
         check_a_trial_completed(study)
     return study
+
+
+def recorded_seeds(study: optuna.Study, given: int) -> int:
+    """The seeds per trial the study's workers ran with (a report alone need not repeat
+    `--sweep.seeds`); `given` for a study from before they were recorded."""
+    recorded = (study.user_attrs.get(STUDY_ATTR) or {}).get("sweep.seeds")
+    return int(recorded) if recorded is not None else given
 
 
 def check_a_trial_completed(study: optuna.Study) -> None:
