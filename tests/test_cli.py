@@ -165,6 +165,16 @@ def test_last_and_best_are_found_in_the_checkpoint_dirpath_the_config_names(
     assert Path(used.group(1)).parent == in_tmp / "ck"
 
 
+def test_last_is_found_for_a_logger_without_a_name(in_tmp: Path) -> None:
+    """With an empty name TensorBoard keeps runs in lightning_logs/version_N; `last` looked in
+    lightning_logs/lightning_logs/ and said to train first."""
+    args = ["--config", config("circles"), *QUIET, "--trainer.logger.init_args.name="]
+    assert run_cli("fit", *args, "--trainer.max_epochs", "3") == 0
+    assert run_cli("fit", *args, "--trainer.max_epochs", "4", "--ckpt_path", "last") == 0
+    last = in_tmp / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
+    assert torch.load(last, weights_only=True)["global_step"] == 4
+
+
 def test_validate_test_and_predict_take_a_checkpoint(in_tmp: Path, capsys: pytest.CaptureFixture) -> None:
     assert run_cli("fit", "--config", config("blobs"), "--trainer.max_epochs", "20", *QUIET) == 0
     for subcommand, ckpt in (("validate", "best"), ("test", "last")):

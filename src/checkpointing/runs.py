@@ -79,7 +79,8 @@ def experiment_dir(logger_config: Any) -> Path:
             "src.loggers.CSV, src.loggers.MLflow or src.loggers.Wandb (configs/loggers/*.yaml)"
         )
     init_args = entries[0].init_args
-    return Path(init_args.get("save_dir") or "lightning_logs") / (init_args.get("name") or "lightning_logs")
+    name = init_args.get("name", "lightning_logs")  # empty or null: the loggers keep runs in save_dir itself
+    return Path(init_args.get("save_dir") or "lightning_logs") / (name or "")
 
 
 def check_writable(folder: Path, fix: str) -> None:
