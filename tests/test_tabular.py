@@ -256,6 +256,15 @@ def test_the_wrong_config_for_the_target_says_which_to_use(in_tmp: Path, capsys:
     assert "holds 214 different numbers in 442 rows" in line and "configs/tabular_regression.yaml" in line, line
 
 
+def test_numeric_labels_that_differ_past_six_digits_are_classes_of_their_own(tmp_path: Path) -> None:
+    """0.1 and 0.10000001 were both named '0.1': one output never trained, a confusing matrix."""
+    rows = [[row, (3 * row) % 7, (0.1, 0.10000001, 0.25)[row % 3]] for row in range(60)]
+    path = write_csv(tmp_path / "close.csv", ["x1", "x2", "label"], rows)
+    dm = TabularDataModule(path, "label", task="classification")
+    assert dm.class_names == ["0.1", "0.10000001", "0.25"]
+    assert torch.bincount(dm.targets).tolist() == [20, 20, 20]
+
+
 def test_many_classes_written_as_numbers_are_classes_when_asked_for(tmp_path: Path) -> None:
     """20 classes coded 0 to 19, 4 rows each: under 5 rows a number, yet class codes, not a quantity
     (which the diabetes target, 214 scattered numbers, is)."""

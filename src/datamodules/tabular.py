@@ -428,8 +428,12 @@ def _number(cell: str) -> float | None:
 
 
 def _number_name(value: float) -> str:
-    """A numeric class label's name: 1.0 -> '1', 0.5 -> '0.5'."""
-    return str(int(value)) if value.is_integer() else f"{value:g}"
+    """A numeric class label's name: 1.0 -> '1', 0.5 -> '0.5'; in full where 6 digits would give two
+    labels one name (0.1 and 0.10000001)."""
+    if value.is_integer():
+        return str(int(value))
+    short = f"{value:g}"
+    return short if float(short) == value else repr(value)
 
 
 def _first_text(table: CsvRows, name: str) -> tuple[str, int] | None:
