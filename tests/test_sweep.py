@@ -175,19 +175,24 @@ class PruneAfterFirstReport(optuna.pruners.BasePruner):
         return bool(trial.intermediate_values)
 
 
-def test_a_trial_behind_is_pruned_at_a_validation(in_tmp: Path) -> None:
-    study = optuna.create_study(direction="maximize", pruner=PruneAfterFirstReport())
+def one_trial(pruner: optuna.pruners.BasePruner, fit: list[str], logs: Path) -> optuna.trial.FrozenTrial:
+    """One trial of an lr space on circles with `fit`'s flags, its runs in `logs`, judged by `pruner`."""
+    study = optuna.create_study(direction="maximize", pruner=pruner)
     objective = Objective(
         TemplateCLI,
-        ["--config", config("circles"), *SHORT],
+        fit,
         [Param("model.optimizer.lr", "float", 1e-3, 1e-2, log=True)],
         "acc",
         "max",
-        run_folder=lambda trial, seed: (in_tmp / "logs", "study", f"trial_{trial.number}"),
+        run_folder=lambda trial, seed: (logs, "study", f"trial_{trial.number}"),
         seeds=[None],
     )
     optimize(study, objective, 1, None)
-    trial = study.trials[0]
+    return study.trials[0]
+
+
+def test_a_trial_behind_is_pruned_at_a_validation(in_tmp: Path) -> None:
+    trial = one_trial(PruneAfterFirstReport(), ["--config", config("circles"), *SHORT], in_tmp / "logs")
     assert trial.state == optuna.trial.TrialState.PRUNED and list(trial.intermediate_values) == [0]  # at epoch 2 of 4
     assert trial.user_attrs["note"].startswith("pruned: val/acc")
     assert not (in_tmp / "logs" / "study" / "trial_0" / "checkpoints" / "epoch=3-step=4.ckpt").exists()
@@ -201,20 +206,9 @@ def test_a_trial_behind_is_pruned_at_a_validation(in_tmp: Path) -> None:
 def test_every_validation_of_an_epoch_reaches_the_pruner(in_tmp: Path) -> None:
     """With two validations an epoch (val_check_interval 0.5), each is reported at a step of its own:
     numbered by epoch, the second of each epoch never reached the pruner."""
-    study = optuna.create_study(direction="maximize", pruner=optuna.pruners.NopPruner())
     fit = ["--config", config("circles"), *SHORT, "--data.batch_size", "100"]
     fit += ["--trainer.check_val_every_n_epoch", "1", "--trainer.val_check_interval", "0.5"]
-    objective = Objective(
-        TemplateCLI,
-        fit,
-        [Param("model.optimizer.lr", "float", 1e-3, 1e-2, log=True)],
-        "acc",
-        "max",
-        run_folder=lambda trial, seed: (in_tmp / "logs", "study", f"trial_{trial.number}"),
-        seeds=[None],
-    )
-    optimize(study, objective, 1, None)
-    trial = study.trials[0]
+    trial = one_trial(optuna.pruners.NopPruner(), fit, in_tmp / "logs")
     validations = trial.user_attrs["runs"][0]["validations"]
     assert [epoch for epoch, _ in validations] == [0, 0, 1, 1, 2, 2, 3, 3]
     assert trial.intermediate_values == {step: value for step, (_, value) in enumerate(validations)}
