@@ -20,20 +20,15 @@ from src.checkpointing.runs import (
     logger_entries,
     run_version_of,
 )
-from src.errors import UserInputError
 
 
 def checkpoint_file(ckpt_path: str, logger_config: Any, checkpoint_dir: str | None = None) -> Path:
     """The file `--ckpt_path` names (`last`/`best`: in `checkpoint_dir`, the config's
-    `checkpoint.dirpath`, when it names one, else of the newest run of the logger's experiment
-    that has a last.ckpt), checked to be an intact Lightning checkpoint."""
-    if ckpt_path in ("last", "best") and checkpoint_dir is not None:
-        folder = Path(checkpoint_dir)
-        if not (folder / "last.ckpt").is_file():
-            raise UserInputError(
-                f"no {folder / 'last.ckpt'} to take the {ckpt_path} checkpoint from (--checkpoint.dirpath "
-                f"{checkpoint_dir}): train first without --ckpt_path, or give the path of a checkpoint file"
-            )
+    `checkpoint.dirpath`, when it holds a last.ckpt, else of the newest run of the logger's
+    experiment that has one: a resumed run may write its new checkpoints to a new, empty
+    dirpath), checked to be an intact Lightning checkpoint."""
+    folder = Path(checkpoint_dir) if checkpoint_dir is not None else None
+    if ckpt_path in ("last", "best") and folder is not None and (folder / "last.ckpt").is_file():
         path = folder / "last.ckpt" if ckpt_path == "last" else best_checkpoint(folder)
         print(f"Using the {ckpt_path} checkpoint in {folder}: {path}")
     elif ckpt_path in ("last", "best"):
