@@ -447,3 +447,15 @@ def test_a_large_upload_is_read_in_time_linear_in_its_size() -> None:
     small = min(asyncio.run(upload(10)) for _ in range(3))
     large = min(asyncio.run(upload(40)) for _ in range(3))
     assert large < 12 * small, (small, large)  # quadratic: 60 times
+
+
+def test_ending_with_the_parent_is_linux_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Windows has no os.register_at_fork and macOS no prctl: there `serve` starts as before."""
+    from src.serving import shutdown
+
+    monkeypatch.setattr(sys, "platform", "darwin")
+    monkeypatch.setattr(shutdown, "_prctl", None)
+    monkeypatch.delattr(os, "register_at_fork")  # as on Windows
+    shutdown.forked_children_end_with_parent()
+    shutdown.end_with_parent(os.getppid())
+    assert shutdown._parent_at_fork == 0

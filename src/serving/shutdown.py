@@ -79,28 +79,38 @@ def ignore_interrupts_in_worker() -> None:
 
 
 PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent dies
+_prctl: Any = None  # libc's prctl, looked up before any fork (not in a child forked from threads)
 _parent_at_fork = 0  # the forking process's pid, read in the child
+
+
+def _set_death_signal() -> Any:
+    """libc's prctl on Linux, looked up once; None elsewhere (macOS, Windows: nothing to do)."""
+    global _prctl
+    if _prctl is None and sys.platform.startswith("linux"):
+        _prctl = ctypes.CDLL(None, use_errno=True).prctl
+    return _prctl
 
 
 def end_with_parent(parent: int) -> None:
     """In a child of `serve` (Linux): be killed when `parent` dies, even by SIGKILL; at once if it
     already has. Elsewhere nothing happens."""
-    if not sys.platform.startswith("linux"):
+    prctl = _set_death_signal()
+    if prctl is None:
         return
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != parent:  # it died before the line above
         os.kill(os.getpid(), signal.SIGKILL)
 
 
 def forked_children_end_with_parent() -> None:
     """Every process forked from here on (LitServe's HTTP servers and shared-state process) ends
-    with the process that forked it."""
+    with the process that forked it (Linux; a no-op elsewhere)."""
     global _parent_at_fork
 
     def note_parent() -> None:
         global _parent_at_fork
         _parent_at_fork = os.getpid()
 
-    if not _parent_at_fork:
+    if _set_death_signal() is not None and not _parent_at_fork:
         os.register_at_fork(before=note_parent, after_in_child=lambda: end_with_parent(_parent_at_fork))
         _parent_at_fork = os.getpid()
