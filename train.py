@@ -30,6 +30,8 @@ def main(args: list[str] | None = None) -> None:
     """Run the CLI; mistakes a user can fix end with one line on stderr and exit status 2."""
     given = args if args is not None else sys.argv[1:]
     drop_lightning_notices()
+    if hasattr(sys.stdout, "reconfigure"):  # a file name that is not UTF-8 is printed escaped, not a crash
+        sys.stdout.reconfigure(errors="backslashreplace")
     if not given:
         print(f"error: {no_subcommand(SUBCOMMANDS)}", file=sys.stderr)
         sys.exit(2)

@@ -23,7 +23,7 @@ from src.errors import UserInputError
 from src.modules import ClassificationModule
 from src.modules.nets import MLP, AirbenchNet, BlitzCNN, TinyVGG
 from src.tools.prediction_table import write_prediction_csv
-from tests.conftest import QUIET, config, run_cli
+from tests.conftest import QUIET, config, run_cli, run_train_py
 
 # --- nets for any shape --------------------------------------------------------------------
 IMAGE_SHAPES = [(1, 8, 8), (3, 8, 8), (3, 32, 32), (1, 28, 28), (3, 64, 64), (3, 24, 40), (3, 4, 4)]
@@ -419,6 +419,17 @@ def test_images_in_formats_not_read_are_named_not_dropped_in_silence(
     )
     out = capsys.readouterr().out
     assert "Left out 2 image(s) in formats not read here (train/pizza/scan_0.tif, train/pizza/scan_1.tif)" in out
+
+
+def test_a_name_that_is_not_utf8_is_printed_escaped_under_a_utf8_locale(tmp_path: Path) -> None:
+    """stdout is strict UTF-8 under en_US.UTF-8: the line naming a left-out caf\xe9.tif crashed the run."""
+    tree = food_tree(tmp_path / "food", per_class=4, splits=("train",))
+    food_image("pizza", 50, ".tif", "RGB", (16, 16)).save(tmp_path / "scan.tif")
+    os.rename(tmp_path / "scan.tif", os.fsencode(tree / "train" / "pizza") + b"/caf\xe9.tif")
+    args = food_run(tree, tmp_path, "--trainer.max_epochs", "1", "--data.val_size", "3", *QUIET)
+    done = run_train_py("fit", *args, cwd=tmp_path, env={"PYTHONIOENCODING": "utf-8", "LC_ALL": "C.UTF-8"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "Left out 1 image(s) in formats not read here (train/pizza/caf\\udce9.tif)" in done.stdout
 
 
 def test_a_prediction_csv_writes_a_name_that_is_not_utf8_with_escapes(tmp_path: Path) -> None:
