@@ -21,7 +21,7 @@ import yaml
 
 from src.cli.template_cli import TemplateCLI
 from src.errors import UserInputError
-from src.sweeps.fixed_settings import fixed_settings
+from src.sweeps.fixed_settings import STUDY_ATTR, check_same_settings, fixed_settings
 from src.sweeps.objective import Objective, ValidationHistory, optimize
 from src.sweeps.options import SweepOptions, parse_options
 from src.sweeps.space import Param, parse_space, read_space
@@ -545,3 +545,10 @@ def test_a_smoke_test_is_not_a_fixed_value_a_study_shares() -> None:
 
     assert settings(fast_dev_run=True) != settings(fast_dev_run=False)
     assert settings(enable_progress_bar=False) == settings(enable_progress_bar=True)  # only printed
+    # a study kept before fast_dev_run was compared: joined as before, unless this worker is a smoke test
+    study = optuna.create_study()
+    older = {key: value for key, value in settings(fast_dev_run=False).items() if key != "trainer.fast_dev_run"}
+    study.set_user_attr(STUDY_ATTR, older)
+    check_same_settings(study, settings(fast_dev_run=False), created=False)
+    with pytest.raises(UserInputError, match="trainer.fast_dev_run false, here true"):
+        check_same_settings(study, settings(fast_dev_run=True), created=False)

@@ -59,6 +59,8 @@ NOT_COMPARED_KEYS = (
     "log_rank_zero_only",
 )
 SPACE_PREFIX = "sweep.space."  # the settings that record the search space
+# Compared since a later version: a study kept before holds none, which means the default then.
+COMPARED_SINCE = {"trainer.fast_dev_run": json.dumps(False)}
 WAIT_FOR_CREATOR_S = 10.0
 STUDY_ATTR = "fixed_settings"
 
@@ -115,6 +117,7 @@ def check_same_settings(study: optuna.Study, settings: dict[str, str], created: 
     if kept is None:
         study.set_user_attr(STUDY_ATTR, settings)
         return
+    kept = {**{key: value for key, value in COMPARED_SINCE.items() if key in settings}, **kept}
     if not any(key.startswith(SPACE_PREFIX) for key in kept):  # kept before the space was: it takes this one's
         kept = {**kept, **{key: value for key, value in settings.items() if key.startswith(SPACE_PREFIX)}}
         study.set_user_attr(STUDY_ATTR, kept)
