@@ -222,7 +222,8 @@ def test_a_partial_config_applies_on_top_of_the_checkpoints_own(
     fast = ["--config", str(ROOT / "configs" / "debug" / "fast_dev_run.yaml")]
     assert run_cli("test", "--ckpt_path", str(trained_circles), *fast, *QUIET) == 0
     assert "test/acc" in capsys.readouterr().out
-    no_batches = ["--config", "{trainer: {limit_test_batches: 0}}"]  # applied: nothing is tested
+    long_yaml = ", ".join(["log_every_n_steps: 1"] * 20)  # inline YAML longer than a file name may be
+    no_batches = ["--config", f"{{trainer: {{limit_test_batches: 0, {long_yaml}}}}}"]  # applied: nothing is tested
     assert run_cli("test", "--ckpt_path", str(trained_circles), *no_batches, *QUIET) == 0
     assert "test/acc" not in capsys.readouterr().out
     assert run_cli("test", "--ckpt_path", str(trained_circles), "--config", "{model: {}}") == 2  # a model section

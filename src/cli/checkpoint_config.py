@@ -45,8 +45,11 @@ def _names_a_model(config: str) -> bool:
     """Whether a `--config` value (a YAML file, or YAML itself) has a model section; one that
     cannot be read here is taken to have one (the parser then says what is wrong with it)."""
     try:
-        text = Path(config).read_text() if Path(config).is_file() else config
-        loaded = yaml.safe_load(text)
+        is_file = Path(config).is_file()
+    except OSError:  # inline YAML longer than a file name may be
+        is_file = False
+    try:
+        loaded = yaml.safe_load(Path(config).read_text() if is_file else config)
     except (OSError, ValueError, yaml.YAMLError):
         return True
     return not isinstance(loaded, dict) or "model" in loaded
@@ -64,8 +67,8 @@ def with_checkpoint_config(args: list[str]) -> list[str]:
         return args  # the parser says what is missing
     if ckpt_path in ("best", "last"):
         raise UserInputError(
-            f"--ckpt_path {ckpt_path} needs the --config of its run (to find its experiment folder); "
-            "without a config give the checkpoint file itself"
+            f"--ckpt_path {ckpt_path} needs the --config of its run, with its model section (to find its "
+            "experiment folder); without one give the checkpoint file itself"
         )
     path = Path(ckpt_path)
     check_checkpoint(path)
