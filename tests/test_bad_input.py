@@ -496,3 +496,13 @@ def test_a_value_of_the_wrong_type_is_named_without_the_parsers_internals(
     error = capsys.readouterr().err.strip()
     assert "model.net.init_args.hidden_sizes: Expected a <class 'list'>. Got value: 64 (see:" in error, error
     assert "Namespace(" not in error
+
+
+def test_every_missing_option_is_named_as_a_flag() -> None:
+    """Only the first of several ('fit.model, fit.data') lost its subcommand's prefix."""
+    from argparse import ArgumentError
+
+    from src.cli.user_errors import user_message
+
+    missing = ArgumentError(None, "the following arguments are required: fit.model, fit.data")
+    assert user_message(missing, "fit").startswith("the following arguments are required: --model, --data; ")

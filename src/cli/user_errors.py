@@ -163,11 +163,16 @@ def user_message(error: BaseException, subcommand: str = "fit") -> str | None:
         return message
     if isinstance(error, ArgumentError) or any(isinstance(c, ArgumentError) for c in causes):
         message = summarize_argument_error(str(error))
-        # jsonargparse names a missing option by its key ('predict.input'); users type '--input'.
-        message = message.replace(f"required: {subcommand}.", "required: --")
-        message = re.sub(  # serve's and optimize's own parsers name them bare: ckpt_path, data_dir
+        # jsonargparse names a missing option by its key ('predict.input'), serve's and optimize's own
+        # parsers by its bare name ('ckpt_path'); users type '--input', '--ckpt_path'.
+        message = re.sub(
             r"(required: )(.*)$",
-            lambda found: found.group(1) + ", ".join(f"--{n.lstrip('-')}" for n in found.group(2).split(", ")),
+            lambda found: (
+                found.group(1)
+                + ", ".join(
+                    f"--{name.removeprefix(f'{subcommand}.').lstrip('-')}" for name in found.group(2).split(", ")
+                )
+            ),
             message,
         )
         if re.search(r"required: .*--model\b", message):  # no --config at all: the model comes from one
