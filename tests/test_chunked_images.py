@@ -60,7 +60,7 @@ def test_optimize_decodes_each_image_once(tmp_path: Path, monkeypatch: pytest.Mo
 
 def test_optimize_refuses_an_empty_split_in_one_line(tmp_path: Path) -> None:
     tree = class_tree(tmp_path / "tree", CLASSES, per_class=3)
-    with pytest.raises(UserInputError, match="the val split holds no images, so it cannot be written as chunks"):
+    with pytest.raises(UserInputError, match="the val split is empty: change --val_size so that every split gets"):
         optimize(tree, str(tmp_path / "chunks"), image_size=16, val_size=0)
 
 

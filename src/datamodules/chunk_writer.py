@@ -35,6 +35,8 @@ class UnmeasuredImageFolder(ImageFolderDataModule):
     """The image folder's streaming splits without their mean/std pass over the files: `optimize`
     sums the training images' moments as it writes them, so each image is decoded once."""
 
+    SPLIT_OPTIONS = "--val_size"  # `optimize`'s own flag, in the line for an empty split
+
     def published_normalization(self) -> tuple[list[float], list[float]]:
         """Placeholders that skip the measuring pass; `optimize` records the summed ones."""
         return [0.0] * self.channels, [1.0] * self.channels
