@@ -770,7 +770,7 @@ def test_a_zip_cache_made_from_another_listing_is_not_reused(tmp_path: Path, mon
             handle.write(path, path.relative_to(tree).as_posix())
     full = image_decoding.list_zip(archive)
     flat = {"train": {label: [n for n in names if n.count("/") == 2] for label, names in full["train"].items()}}
-    monkeypatch.setattr("src.datamodules.image_folder.list_zip", lambda path: flat)
+    monkeypatch.setattr("src.datamodules.image_folder.list_zip", lambda path, others=None: flat)
     old = folder_module(archive, tmp_path, image_size=12, streaming=False)
     old.setup()
     monkeypatch.undo()
