@@ -325,7 +325,7 @@ def write_results(result: dict[str, Any], folder: Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data_dir", default="../shared/datasets/cifar10-train-jpeg.zip")
     parser.add_argument("--smoke", action="store_true", help="a quick check of this script; keeps no results")
     only = parser.add_mutually_exclusive_group()

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.command_line import parse_no_options  # noqa: E402
 from src.modules.nets import AirbenchNet  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
@@ -109,6 +110,7 @@ def write_results(stem: str, record: Any, table: str) -> None:
 
 
 def main() -> None:
+    parse_no_options(__doc__)
     rounds = rounds_taking_turns(SETTINGS, images_per_second, ROUNDS)
     recipe_name = next(iter(SETTINGS))
     # each round's ratio to the recipe's figure of the same round, then the median of those

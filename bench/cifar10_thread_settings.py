@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.cifar10_step_speed import median_ratio, rounds_taking_turns, write_results  # noqa: E402
+from bench.command_line import parse_no_options  # noqa: E402
 
 ROUNDS = 3
 RECIPE_STEP = {"widths": [32, 96, 256], "frozen_bias": True}
@@ -47,6 +48,7 @@ def one_process(environment: dict[str, str]) -> float:
 
 
 def main() -> None:
+    parse_no_options(__doc__)
     rounds = rounds_taking_turns(SETTINGS, one_process, ROUNDS)
     default = rounds["torch's defaults"]
     results = {

@@ -22,6 +22,8 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from bench.command_line import parse_no_options  # noqa: E402
 from bench.tensorboard_render import chromium, find_chromium, free_port  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
@@ -29,6 +31,7 @@ POINT = {"x1": 0.0, "x2": 0.0}  # the centre of the circles: the inner ring's cl
 
 
 def main() -> None:
+    parse_no_options(__doc__)
     browser = find_chromium()
     if browser is None:
         sys.exit("Chromium not found: apt-get install chromium")

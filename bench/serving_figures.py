@@ -38,6 +38,10 @@ import torch
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.command_line import parse_no_options  # noqa: E402
+
 RESULTS = ROOT / "bench" / "results"
 HOST = "127.0.0.1"
 CLIENTS = (1, 8, 32)
@@ -170,6 +174,7 @@ def load(url: str, images: list[bytes], clients: int) -> dict[str, float]:
 
 
 def main() -> None:
+    parse_no_options(__doc__)
     with tempfile.TemporaryDirectory() as folder:
         work = Path(folder)
         ckpt = train_checkpoint(work)

@@ -21,6 +21,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.command_line import parse_no_options  # noqa: E402
+
 RESULTS = ROOT / "bench" / "results"
 FLAGS = [
     "--sweep.space",
@@ -43,6 +47,7 @@ FLAGS = [
 
 
 def main() -> None:
+    parse_no_options(__doc__)
     command = [sys.executable, str(ROOT / "train.py"), "sweep", "--config", str(ROOT / "configs" / "regression.yaml")]
     with tempfile.TemporaryDirectory() as scratch:
         start = time.perf_counter()

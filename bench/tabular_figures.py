@@ -42,6 +42,7 @@ from sklearn.preprocessing import StandardScaler
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.command_line import parse_no_options  # noqa: E402
 from src.cli import TemplateCLI  # noqa: E402
 from src.datamodules import TabularDataModule  # noqa: E402
 
@@ -146,6 +147,7 @@ def points(difference: float) -> str:
 
 
 def main() -> None:
+    parse_no_options(__doc__)
     os.environ.setdefault("PYTHONHASHSEED", "0")
     results = []
     with tempfile.TemporaryDirectory() as scratch:

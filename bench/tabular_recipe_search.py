@@ -41,6 +41,7 @@ from sklearn.preprocessing import StandardScaler
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.command_line import parse_no_options  # noqa: E402
 from bench.tabular_figures import LOGREG_CS, TEMPLATE_LRS, fit_args  # noqa: E402
 from src.cli import TemplateCLI  # noqa: E402
 from src.datamodules import TabularDataModule  # noqa: E402
@@ -141,6 +142,7 @@ def search(tables: dict[str, Path], folder: Path) -> dict[str, dict[str, dict]]:
 
 
 def main() -> None:
+    parse_no_options(__doc__)
     os.environ.setdefault("PYTHONHASHSEED", "0")
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch)

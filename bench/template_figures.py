@@ -23,8 +23,12 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from src.cli.template_cli import TemplateCLI
-from src.modules.optimization import build_scheduler
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.command_line import parse_no_options  # noqa: E402
+from src.cli.template_cli import TemplateCLI  # noqa: E402
+from src.modules.optimization import build_scheduler  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 REPEATS = 3
@@ -124,6 +128,7 @@ def run_task(config: str, log_dir: str, loss_fn: Any | None = None) -> dict[str,
 
 
 def main() -> None:
+    parse_no_options(__doc__)
     rows = []
     with tempfile.TemporaryDirectory() as log_dir:
         circles = run_task(

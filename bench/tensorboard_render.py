@@ -27,6 +27,10 @@ from PIL import Image
 
 RESULTS = Path(__file__).parent / "results"
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.command_line import parse_no_options  # noqa: E402
+
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome")
 
 
@@ -164,6 +168,7 @@ def train(config: str, logs: Path, *flags: str) -> None:
 
 
 def main() -> None:
+    parse_no_options(__doc__)
     browser = find_chromium()
     if browser is None:
         sys.exit("Chromium not found: apt-get install chromium")
