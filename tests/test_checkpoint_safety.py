@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from src.checkpointing.checkpoint_io import AtomicCheckpointIO, record_path, sha256_of
+from src.checkpointing.checkpoint_io import AtomicCheckpointIO, record_path, remove_stale_temp_files, sha256_of
 from src.datamodules.toy_points import ToyPointsDataModule
 from src.errors import UserInputError
 from tests.conftest import QUIET, ROOT, config, run_cli
@@ -131,6 +131,26 @@ def test_stale_temp_files_are_removed_when_training_starts(in_tmp: Path) -> None
     stale.write_bytes(b"half a checkpoint")
     assert run_cli("fit", *SMALL, "--trainer.max_epochs", "5", "--ckpt_path", "last") == 0
     assert not stale.exists()
+
+
+def test_only_this_projects_stale_temp_files_are_removed(tmp_path: Path) -> None:
+    """The sweep before a save or an export deletes what a killed save or export left (`.<name>.tmp-<pid>`
+    of a dead process, an export's `.export.tmp-<pid>` folder) and nothing else a user keeps there."""
+    dead = tmp_path / ".last.ckpt.tmp-999999999"
+    dead.write_bytes(b"half a checkpoint")
+    staging = tmp_path / ".export.tmp-999999998"
+    staging.mkdir()
+    (staging / "model.onnx").write_bytes(b"half")
+    live = tmp_path / f".model.json.tmp-{os.getppid()}"  # a save still going on in a running process
+    live.write_bytes(b"being written")
+    users = [tmp_path / ".notes.tmp-draft", tmp_path / ".cache.tmp-keep", tmp_path / ".photos.tmp-999999997"]
+    users[0].write_text("a user's file")
+    for folder in users[1:]:
+        folder.mkdir()
+        (folder / "kept.txt").write_text("a user's folder")
+    assert sorted(remove_stale_temp_files(tmp_path)) == sorted([dead, staging])
+    assert live.read_bytes() == b"being written" and users[0].read_text() == "a user's file"
+    assert all((folder / "kept.txt").is_file() for folder in users[1:])
 
 
 def test_a_fit_that_fails_before_its_first_step_removes_only_the_run_folder_it_made(

@@ -58,16 +58,29 @@ def _fsync_dir(folder: Path) -> None:
         os.close(descriptor)
 
 
+_OUR_TEMP_NAME = re.compile(rf"\..+{re.escape(TEMP_MARK)}(\d+)")  # `.<name>.tmp-<pid>`, as write_atomically names them
+EXPORT_STAGING_PREFIX = ".export"  # export's staging folder: `.export.tmp-<pid>`
+
+
 def remove_stale_temp_files(folder: Path) -> list[Path]:
-    """Delete temp files (and an export's staging folders) left in `folder` by processes that no longer run."""
+    """Delete temp files (and an export's staging folders) left in `folder` by processes that no longer run.
+
+    Only names this project writes, ending in `.tmp-<pid>` of a dead process, are touched: a
+    user's own hidden files and folders stay whatever they are called.
+    """
     removed = []
     if not folder.is_dir():
         return removed
     for temp in folder.glob(f".*{TEMP_MARK}*"):
-        pid = temp.name.rsplit(TEMP_MARK, 1)[-1]
-        if pid.isdigit() and int(pid) != os.getpid() and _process_alive(int(pid)):
+        ours = _OUR_TEMP_NAME.fullmatch(temp.name)
+        if ours is None or temp.is_symlink():
+            continue
+        pid = int(ours.group(1))
+        if pid != os.getpid() and _process_alive(pid):
             continue
         if temp.is_dir():
+            if not temp.name.startswith(f"{EXPORT_STAGING_PREFIX}{TEMP_MARK}"):
+                continue
             shutil.rmtree(temp, ignore_errors=True)
         else:
             temp.unlink(missing_ok=True)

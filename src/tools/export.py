@@ -25,7 +25,7 @@ from lightning.pytorch import LightningDataModule
 from torch import nn
 
 from src.checkpointing.atomic_files import TEMP_MARK, write_atomically
-from src.checkpointing.checkpoint_io import remove_stale_temp_files, sha256_of
+from src.checkpointing.checkpoint_io import EXPORT_STAGING_PREFIX, remove_stale_temp_files, sha256_of
 from src.checkpointing.signal_stops import signals_held
 from src.class_paths import class_from_path
 from src.datamodules.class_names import class_names
@@ -298,7 +298,7 @@ def export_checkpoint(
     made = not output_dir.exists()
     output_dir.mkdir(parents=True, exist_ok=True)
     remove_stale_temp_files(output_dir)  # what an export killed outside Python's reach (kill -9) left
-    staging = output_dir / f".export{TEMP_MARK}{os.getpid()}"  # checked here, then moved in together
+    staging = output_dir / f"{EXPORT_STAGING_PREFIX}{TEMP_MARK}{os.getpid()}"  # checked here, then moved in together
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
     try:
