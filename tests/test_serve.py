@@ -23,7 +23,7 @@ from PIL import Image
 from starlette.datastructures import FormData, UploadFile
 
 from src.errors import UserInputError
-from src.serving.command import check_options
+from src.serving.command import check_options, serving_devices
 from src.serving.predictor_api import PredictorAPI
 from tests.conftest import QUIET, ROOT, config, run_train_py
 from tests.test_image_folder import food_tree
@@ -280,6 +280,14 @@ def test_a_bad_checkpoint_or_option_is_one_line(tmp_path: Path) -> None:
     assert done.returncode == 2 and done.stderr.startswith("error: ") and done.stderr.count("\n") == 1, done.stderr
     done = run_train_py("serve", "--ckpt_path", str(tmp_path / "broken.ckpt"), "--max_batch_size", "0", cwd=tmp_path)
     assert done.returncode == 2 and "--max_batch_size" in done.stderr and done.stderr.count("\n") == 1, done.stderr
+    import torch
+
+    if not torch.cuda.is_available():  # the devices are settled before the checkpoint is read
+        done = run_train_py(
+            "serve", "--ckpt_path", str(tmp_path / "broken.ckpt"), "--accelerator", "cuda", cwd=tmp_path
+        )
+        assert done.returncode == 2 and done.stderr.startswith("error: --accelerator cuda: torch finds no CUDA")
+        assert done.stderr.count("\n") == 1, done.stderr
 
 
 def live_processes(group: int) -> list[str]:
@@ -405,6 +413,50 @@ def test_a_host_or_port_litserve_refuses_is_one_line(host: str) -> None:
         check_options(host, 8000, **options)
     with pytest.raises(UserInputError, match=r"--port must be in 1024\.\.65535"):
         check_options("127.0.0.1", 80, **options)
+
+
+@pytest.mark.parametrize(
+    ("gpus", "mps", "accelerator", "devices", "expected"),
+    [
+        (0, False, "auto", "auto", ("cpu", 1)),
+        (2, False, "auto", "auto", ("cuda", 2)),
+        (2, False, "cuda", 1, ("cuda", 1)),
+        (0, True, "auto", "auto", ("mps", 1)),
+        (2, True, "cpu", "auto", ("cpu", 1)),
+        (
+            0,
+            False,
+            "cuda",
+            "auto",
+            "--accelerator cuda: torch finds no CUDA device on this machine; give --accelerator cpu",
+        ),
+        (0, False, "mps", 1, "--accelerator mps: torch finds no MPS device"),
+        (2, False, "cuda", 3, "--devices 3: torch finds 2 cuda device\\(s\\) on this machine; give --devices auto"),
+        (
+            0,
+            False,
+            "cpu",
+            4,
+            "--devices 4: torch finds 1 cpu device\\(s\\) on this machine; more copies: --workers_per",
+        ),
+        (2, False, "cuda", 0, "--devices must be >= 1 or auto, got 0"),
+    ],
+)
+def test_the_workers_devices_are_those_torch_finds(
+    monkeypatch: pytest.MonkeyPatch, gpus: int, mps: bool, accelerator: str, devices: int | str, expected: Any
+) -> None:
+    """LitServe's `auto` asks nvidia-smi, and a device torch cannot use fails in a worker with a traceback:
+    serve settles the devices with torch first and refuses an impossible choice in one line."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: gpus > 0)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: mps)
+    if isinstance(expected, tuple):
+        assert serving_devices(accelerator, devices) == expected
+    else:
+        with pytest.raises(UserInputError, match=expected):
+            serving_devices(accelerator, devices)
 
 
 def test_a_request_with_two_images_is_refused_not_half_answered() -> None:

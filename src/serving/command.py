@@ -66,6 +66,7 @@ def serve(
             f"serve --ckpt_path {ckpt_path}: serve takes the checkpoint file itself (it has no --config to find a "
             "run by), e.g. --ckpt_path lightning_logs/<name>/version_N/checkpoints/last.ckpt"
         )
+    accelerator, devices = serving_devices(accelerator, devices)
     predictor = load_predictor(ckpt_path)  # checked here first: a bad checkpoint ends in one line, not in a worker
     check_port_free(host, port)
     import litserve as ls  # reads LIT_SERVER_API_KEY when imported
@@ -140,6 +141,37 @@ def check_options(
         raise UserInputError(f"--workers_per_device must be >= 1, got {workers}")
     if timeout <= 0:
         raise UserInputError(f"--timeout must be > 0 seconds, got {timeout}")
+
+
+def serving_devices(accelerator: str, devices: int | str) -> tuple[str, int]:
+    """The accelerator and device count the workers get, as torch sees this machine.
+
+    LitServe's own `auto` asks `nvidia-smi`, not torch, and a device it cannot use fails in a
+    worker with a traceback: here an impossible choice ends in one line before anything starts.
+    """
+    import torch
+
+    available = {
+        "cuda": torch.cuda.device_count() if torch.cuda.is_available() else 0,
+        "mps": 1 if torch.backends.mps.is_available() else 0,
+        "cpu": 1,
+    }
+    if accelerator == "auto":
+        accelerator = next(kind for kind in ("cuda", "mps", "cpu") if available[kind])
+    if not available[accelerator]:
+        raise UserInputError(
+            f"--accelerator {accelerator}: torch finds no {accelerator.upper()} device on this machine; "
+            "give --accelerator cpu, or auto (a GPU when torch finds one)"
+        )
+    count = available[accelerator] if devices == "auto" else devices
+    if not isinstance(count, int) or count < 1:
+        raise UserInputError(f"--devices must be >= 1 or auto, got {devices}")
+    if count > available[accelerator]:
+        fix = "give --devices auto to use all of them" if accelerator == "cuda" else "more copies: --workers_per_device"
+        raise UserInputError(
+            f"--devices {count}: torch finds {available[accelerator]} {accelerator} device(s) on this machine; {fix}"
+        )
+    return accelerator, count
 
 
 def check_port_free(host: str, port: int) -> None:
