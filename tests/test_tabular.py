@@ -14,6 +14,7 @@ from src.datamodules.csv_table import read_feature_rows
 from src.errors import UserInputError
 from src.modules.nets import MLP
 from tests.conftest import QUIET, config, run_cli
+from tests.test_figures import images
 
 CANCER_ARGS = ["--data.csv_path", "cancer.csv", "--data.target_column", "diagnosis", "--data.id_columns", "[id]"]
 
@@ -286,6 +287,10 @@ def test_breast_cancer_trains_predicts_with_stored_class_names_and_exports(in_tm
     (best,) = (run / "checkpoints").glob("epoch=*.ckpt")
     state = torch.load(best, weights_only=True)["TabularDataModule"]
     assert state["class_names"] == ["benign", "malignant"] and len(state["feature_names"]) == 30
+    # the confusion matrix every 100 epochs (the config's), and after the last validation of a shorter run too
+    (matrix,) = images(run)["val/confusion_matrix"]
+    assert matrix[0] == torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"]
+    assert matrix[1].std() > 0
 
     # The held-out test rows, without their labels, as a user's new file.
     dm = TabularDataModule(in_tmp / "cancer.csv", "diagnosis", id_columns=["id"])

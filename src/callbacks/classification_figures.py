@@ -9,6 +9,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer  # noqa: E402
 from torchmetrics.classification import MulticlassConfusionMatrix  # noqa: E402
 
 from src.datamodules.class_names import class_names  # noqa: E402
+from src.epochs import is_last_epoch  # noqa: E402
 from src.loggers.figures import log_figures, logs_images  # noqa: E402
 
 
@@ -56,7 +57,7 @@ def samples_figure(
 
 
 class ClassificationFigures(Callback):
-    """After validation (every `every_n_epochs`) and test: a confusion matrix and, for images,
+    """After validation (every `every_n_epochs`, and the fit's last epoch) and test: a confusion matrix and, for images,
     a grid of `num_samples` samples with their true and predicted labels.
 
     Needs a ClassificationModule (its `labels`) and a logger that takes images (any of src/loggers); class names come
@@ -72,7 +73,10 @@ class ClassificationFigures(Callback):
     def _active(self, trainer: Trainer) -> bool:
         if trainer.sanity_checking or not logs_images(trainer.loggers):
             return False
-        return not trainer.training and (trainer.testing or (trainer.current_epoch + 1) % self.every_n_epochs == 0)
+        if trainer.training:
+            return False
+        every = (trainer.current_epoch + 1) % self.every_n_epochs == 0
+        return trainer.testing or every or is_last_epoch(trainer, trainer.current_epoch)
 
     def _start(self, pl_module: LightningModule) -> None:
         self.matrix = MulticlassConfusionMatrix(pl_module.num_classes).to(pl_module.device)
