@@ -43,6 +43,28 @@ def test_the_monitored_metric_comes_from_the_model(in_tmp: Path) -> None:
     assert state["monitor"] == "val/acc" and float(state["best_model_score"]) > 0.9
 
 
+@pytest.mark.parametrize(
+    ("flags", "watched"),
+    [
+        (["--checkpoint.monitor", "val/loss"], "{'monitor': 'val/loss', 'mode': 'min'}"),
+        (
+            ["--checkpoint.monitor", "val/loss", "--early_stopping.monitor", "val/acc"],
+            "{'monitor': 'val/acc', 'mode': 'max'}",
+        ),
+        ([], "{'monitor': 'val/acc', 'mode': 'max'}"),
+    ],
+)
+def test_early_stopping_watches_what_the_checkpoint_does_unless_told(
+    in_tmp: Path, flags: list[str], watched: str
+) -> None:
+    """configs/tabular_classification.yaml picks val/loss for the best checkpoint (smoother than accuracy on a
+    small validation split): early stopping stops on the same metric unless given its own."""
+    args = ["--config", config("circles"), "--trainer.max_epochs", "3", "--early_stopping.patience", "5", *QUIET]
+    assert run_cli("fit", *args, *flags) == 0
+    last = torch.load(in_tmp / RUN / "last.ckpt", weights_only=True)
+    assert [key for key in last["callbacks"] if key.startswith("EarlyStopping")] == [f"EarlyStoppingOnBest{watched}"]
+
+
 @pytest.mark.parametrize("subcommand", ["test", "fit"])
 def test_a_net_flag_the_checkpoint_would_override_fails(
     in_tmp: Path, capsys: pytest.CaptureFixture, subcommand: str

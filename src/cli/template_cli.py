@@ -269,8 +269,8 @@ class TemplateCLI(LightningCLI):
 
     def before_instantiate_classes(self) -> None:
         """Trainer values that cannot work are refused before anything is built (a pretrained net would
-        download its weights first); the checkpoint and early stopping watch the model's own best
-        metric unless the config names another."""
+        download its weights first); the checkpoint watches the model's own best metric unless the
+        config names another, and early stopping watches what the checkpoint does unless told otherwise."""
         config = self.config[self.subcommand] if self.subcommand else self.config
         if self.subcommand in (None, "fit", "lr_find"):  # the commands that train
             check_trainer_options(config.get("trainer") or {})
@@ -280,14 +280,18 @@ class TemplateCLI(LightningCLI):
                 "(without one it would score untrained weights)"
             )
         model_class = class_from_path(config.model.class_path)
+        watched = (f"val/{model_class.best_metric}", None)  # early stopping follows the checkpoint's choice
         for key in ("checkpoint", "early_stopping"):
             group = config.get(key)
             if group is None:
                 continue
             if group.get("monitor") is None:
-                group.monitor = f"val/{model_class.best_metric}"
+                group.monitor = watched[0]
+                if group.get("mode") is None and watched[1] is not None:
+                    group.mode = watched[1]
             if group.get("mode") is None:
                 group.mode = monitored_mode(model_class, group.monitor, key)
+            watched = (group.monitor, group.mode)
         if config.get("ckpt_path") and config.model.get("init_args") is not None:
             # LightningCLI put the checkpoint's hyperparameters in: its weights replace init_from's,
             # and compiling or not is this run's choice.
