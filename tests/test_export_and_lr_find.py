@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 
 import src.tools.export
+import src.tools.learning_rate_finder
 from src.cli import TemplateCLI
 from src.datamodules import RegressionDataModule
 from src.datamodules.regression import wave_function
@@ -276,6 +277,19 @@ def test_lr_find_saves_plot_and_losses_and_suggests_a_rate(
     assert 1e-6 < suggested < 1.0
     assert sorted(p.name for p in folder.iterdir()) == ["lr_find.csv", "lr_find.png"]  # no run folder, no temp files
     assert not list(in_tmp.glob(".lr_find*"))
+
+
+def test_lr_find_into_a_folder_it_cannot_write_stops_before_the_range_test(
+    in_tmp: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (in_tmp / "plots").write_text("a file where the folder should go")
+    ran = []
+    monkeypatch.setattr(src.tools.learning_rate_finder, "Tuner", lambda trainer: ran.append(trainer))
+    args = ["--config", config("circles"), "--num_training", "60", "--output_dir", str(in_tmp / "plots"), *QUIET]
+    assert run_cli("lr_find", *args) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith(f"error: cannot write {in_tmp / 'plots'}") and "\n" not in error
+    assert error.endswith("choose another place with --output_dir") and not ran
 
 
 class KeepsWeightsBeforeLRFind(TemplateCLI):

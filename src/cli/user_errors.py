@@ -31,7 +31,12 @@ _INTERVAL_PAST_EPOCH = re.compile(
 )
 
 # Where each command writes, for a write that failed; fit and the others write into the run folder.
-_OUTPUT_OPTIONS = {"export": "--output_dir", "predict": "--output", "optimize": "--output_dir"}
+_OUTPUT_OPTIONS = {
+    "export": "--output_dir",
+    "predict": "--output",
+    "optimize": "--output_dir",
+    "lr_find": "--output_dir",
+}
 
 # Lightning's refusal to resume a checkpoint whose epoch is past max_epochs.
 _RESUMED_PAST_END = re.compile(
