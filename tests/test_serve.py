@@ -250,6 +250,10 @@ def test_feature_rows_answer_as_predict_does_and_a_missing_feature_is_a_4xx(tabl
         infinite = b'{"a": Infinity, "b": 1}'  # Python's JSON reader takes it; the model cannot
         assert httpx.post(f"{url}/predict", content=infinite, headers={**key, "Content-Type": "application/json"}
                           ).status_code == 400  # fmt: skip
+        nan = httpx.post(
+            f"{url}/predict", content=b'{"a": NaN, "b": 1}', headers={**key, "Content-Type": "application/json"}
+        )
+        assert nan.status_code == 400 and "NaN is not JSON: send null for a missing value" in nan.json()["detail"]
         assert httpx.post(f"{url}/predict", content=too_long, headers={**key, "Content-Type": "application/json"}
                           ).status_code == 400  # fmt: skip
         for body in ({"a": 0.5}, [], [1, 2], {"a": "x", "b": 1}, {"a": 1e308, "b": 1},

@@ -65,7 +65,7 @@ class RequestLimits:
         del chunks
         if kind == "application/json":
             try:
-                json.loads(body)
+                json.loads(body, parse_constant=_not_json)
             except (ValueError, RecursionError) as error:  # JSONDecodeError, bad UTF-8, a number too long to read
                 await self._refuse(send, 400, f"the body is not valid JSON ({first_line(error)})")
                 return
@@ -96,6 +96,11 @@ class RequestLimits:
 
 
 FORM_HINT = "send the image as a file field (curl -F file=@photo.jpg), not as text (-F 'file=<photo.jpg')"
+
+
+def _not_json(name: str) -> float:
+    """Python's JSON reader takes NaN and Infinity, which JSON has not: a NaN would pass for a missing value."""
+    raise ValueError(f"{name} is not JSON: send null for a missing value, a number otherwise")
 
 
 def _with_content_type(headers: list[tuple[bytes, bytes]], value: str) -> list[tuple[bytes, bytes]]:
