@@ -302,6 +302,19 @@ def test_bad_tracking_uri_is_one_line_and_harms_no_checkpoint(
     assert sorted(path.name for path in last.parent.iterdir()) == ["last.ckpt"]
 
 
+def test_predict_and_export_need_no_tracker(in_tmp: Path) -> None:
+    """They log nothing: a run logged to an MLflow server that is down now still predicts and exports."""
+    pytest.importorskip("mlflow")
+    assert run_cli("fit", *FIT, *part("mlflow")) == 0
+    down = [*part("mlflow"), "--trainer.logger.init_args.tracking_uri", "http://127.0.0.1:9"]
+    assert run_cli("fit", *FIT, *down, "--trainer.max_epochs", "6", "--ckpt_path", "last") == 2  # training needs it
+    (in_tmp / "points.csv").write_text("x1,x2\n0.1,0.2\n0.9,-0.3\n")
+    predict = ["--input", "points.csv", "--output", "predicted.csv"]
+    assert run_cli("predict", *FIT, *down, "--ckpt_path", "last", *predict) == 0
+    assert len((in_tmp / "predicted.csv").read_text().splitlines()) == 3
+    assert run_cli("export", *FIT, *down, "--ckpt_path", "last", "--formats", "[state_dict]") == 0
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

@@ -61,8 +61,10 @@ def log_into_the_checkpoint_run(subcommand: str, trainer_config: Any, path: Path
     instead, so the run's newer last.ckpt and curves are never overwritten. validate and test log
     nowhere: outside a fit Lightning restores only the weights, so their metrics would sit at step 0
     of a run (TensorBoard reads that as a restart and drops the run's later points), or alone in a
-    new version_N; the table they print is the result. Changes `trainer_config.logger` in place."""
-    if subcommand in ("validate", "test"):
+    new version_N; the table they print is the result. predict and export log nothing either, so a
+    tracker (an MLflow server that is down) never stands in their way. Changes `trainer_config.logger`
+    in place."""
+    if subcommand in ("validate", "test", "predict", "export"):
         trainer_config.logger = False
     if subcommand != "fit":
         return
