@@ -241,6 +241,18 @@ def test_the_predictor_takes_rows_columns_and_arrays_alike(trained_circles: Path
         predictor.predict([{"x1": 0.0, "x2": 0.0}, {"x1": 1.0, "x2": True}])  # JSON's true, as a server gets it
     assert predictor.outputs([1.0, 0.0]).tolist() == array[1:].tolist()  # one row as a flat list
     assert predictor.outputs([]).shape == (0, 2) and predictor.predict([]) == []  # no rows, no answers
+    with pytest.raises(UserInputError, match="not the path 'points.csv': for a CSV file use predict_file"):
+        predictor.predict("points.csv")
+    with pytest.raises(UserInputError, match=r"columns of values must be equally long, got \{'x1': 2, 'x2': 1\}"):
+        predictor.predict({"x1": [0.0, 1.0], "x2": [0.0]})
+    pandas = pytest.importorskip("pandas")
+    table = pandas.DataFrame({"x1": [0.0, 1.0], "x2": [0.0, 0.0]})
+    assert (
+        predictor.predict(table) == rows
+        and predictor.predict({"x1": (v for v in (0.0, 1.0)), "x2": [0.0, 0.0]}) == rows
+    )
+    with pytest.raises(UserInputError, match="missing"):  # pandas' NA is a missing cell, as in a CSV
+        predictor.predict(table.astype("Float64").mask(table["x1"] > 0.5))
     # Arrays of another shape are refused, not reshaped into other rows: features as rows (2 x N), an extra column.
     for wrong in ([[0.0, 1.0, 2.0], [0.0, 0.0, 0.0]], [[0.0, 0.0, 7.0]] * 4):
         with pytest.raises(UserInputError, match=r"must be N x 2, its columns in the order \['x1', 'x2'\]; got"):

@@ -104,12 +104,23 @@ class FeatureInputs:
     def raw(self, rows: Any) -> torch.Tensor:
         """float32 N x F in the data's units, from a dict (one row, or columns of values), a sequence of
         dicts, a pandas DataFrame, or an N x F array in the order of `feature_names`."""
+        if isinstance(rows, (str, Path)):
+            raise UserInputError(
+                f"predict takes feature rows (dicts, a DataFrame or an N x F array), not the path {str(rows)[:80]!r}: "
+                "for a CSV file use predict_file"
+            )
         if hasattr(rows, "columns") and hasattr(rows, "to_dict"):  # a pandas DataFrame
             rows = rows.to_dict("records")
         if isinstance(rows, Mapping):
-            values = list(rows.values())
-            is_columns = bool(values) and all(isinstance(v, Iterable) and not isinstance(v, str) for v in values)
-            rows = [dict(zip(rows, row, strict=True)) for row in zip(*values, strict=True)] if is_columns else [rows]
+            is_columns = bool(rows) and all(isinstance(v, Iterable) and not isinstance(v, str) for v in rows.values())
+            if is_columns:
+                columns = {name: list(column) for name, column in rows.items()}
+                if len({len(column) for column in columns.values()}) > 1:
+                    lengths = {name: len(column) for name, column in columns.items()}
+                    raise UserInputError(f"columns of values must be equally long, got {lengths}")
+                rows = [dict(zip(columns, row, strict=True)) for row in zip(*columns.values(), strict=True)]
+            else:
+                rows = [rows]
         if isinstance(rows, Sequence) and rows and isinstance(rows[0], Mapping):
             cells = [[self._cell(row, name, index) for name in self.feature_names] for index, row in enumerate(rows)]
             x = torch.tensor(cells)
@@ -133,8 +144,8 @@ class FeatureInputs:
         if name not in row:
             raise UserInputError(f"input row {index} has no feature {name!r}; the model needs {self.feature_names}")
         value = row[name]
-        if value is None or value == "":
-            return math.nan  # missing: filled as in training, or refused
+        if value is None or (isinstance(value, str) and value == "") or type(value).__name__ == "NAType":
+            return math.nan  # missing (pandas' NA too): filled as in training, or refused
         if isinstance(value, bool):  # JSON's true is no measurement, though Python's float() takes it as 1.0
             raise UserInputError(f"input row {index}: {name!r} is {str(value).lower()}, not a number")
         try:
