@@ -352,7 +352,7 @@ def _write_formats(
             else {
                 "mean": normalization[0].flatten().tolist(),
                 "std": normalization[1].flatten().tolist(),
-                "note": "net_state_dict.pt expects standardised inputs; TorchScript and ONNX apply it themselves",
+                "note": "net_state_dict.pt expects standardised inputs; pt2, TorchScript and ONNX apply it themselves",
             },
         },
         "output": "logits" if hasattr(module, "probabilities") else "prediction",
@@ -361,7 +361,7 @@ def _write_formats(
         else {
             "mean": float(target_scale[0]),
             "std": float(target_scale[1]),
-            "note": "net_state_dict.pt predicts (target - mean) / std; TorchScript and ONNX give the target itself",
+            "note": "net_state_dict.pt predicts (target - mean) / std; pt2, TorchScript and ONNX give the target itself",
         },
         "classes": class_names(datamodule, module.num_classes) if hasattr(module, "probabilities") else None,
         "tolerance": TOLERANCE,
