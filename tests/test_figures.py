@@ -4,9 +4,11 @@ import io
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from src.callbacks.epoch_figures import EpochFigures
 from tests.conftest import QUIET, config, run_cli
 
 # Share of pixels that are not white. An empty frame (axes, ticks, title, labels and nothing
@@ -64,6 +66,32 @@ def test_circles_decision_boundary_during_training_and_at_the_end(in_tmp: Path) 
     assert steps_and_sizes(written["test/decision_boundary"]) == [(20, 600, 500)]
     for stage in ("val", "test"):
         assert_drawn(written[f"{stage}/decision_boundary"], min_ink=0.3)  # the plane in colour
+
+
+def test_a_test_figure_is_titled_by_how_far_its_checkpoint_trained(
+    in_tmp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a fit, the test scores the best checkpoint: its figure says that checkpoint's epochs, not the fit's."""
+    labels = []
+    label = EpochFigures.epoch_label
+    monkeypatch.setattr(
+        EpochFigures, "epoch_label", staticmethod(lambda t, s: labels.append(label(t, s)) or labels[-1])
+    )
+    args = [
+        "--config",
+        config("circles"),
+        "--trainer.max_epochs",
+        "30",
+        "--trainer.check_val_every_n_epoch",
+        "5",
+        *QUIET,
+    ]
+    worst = ["--checkpoint.monitor", "val/loss", "--checkpoint.mode", "max"]  # "best": the first validation's
+    assert run_cli("fit", *args, *worst, "--trainer.callbacks.init_args.every_n_epochs", "30") == 0
+    (best,) = (in_tmp / "lightning_logs" / "circles" / "version_0" / "checkpoints").glob("epoch=*.ckpt")
+    trained = int(best.name.split("-")[0].removeprefix("epoch=")) + 1
+    assert trained < 30  # the test is not of the last weights
+    assert labels == ["epoch 30", f"after {trained} epochs"]
 
 
 def test_multiclass_blobs_get_a_decision_boundary_too(in_tmp: Path) -> None:

@@ -30,10 +30,12 @@ class EpochFigures(Callback):
 
     @staticmethod
     def epoch_label(trainer: Trainer, stage: str) -> str:
-        """'epoch 25' during training; 'after 100 epochs' for a test that follows training."""
+        """'epoch 25' during training; 'after 100 epochs' for a test of the weights training ended with,
+        or of a checkpoint (the best one after a fit), by how far that checkpoint had trained."""
         if stage == "val":
             return f"epoch {trainer.current_epoch + 1}"
-        return f"after {trainer.current_epoch} epochs"
+        loaded = getattr(trainer.lightning_module, "loaded_epochs", None) if trainer.ckpt_path else None
+        return f"after {loaded if loaded is not None else trainer.current_epoch} epochs"
 
     def _write(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         if not logs_images(trainer.loggers) or not trainer.is_global_zero:

@@ -272,6 +272,9 @@ class TaskModule(LightningModule):
             checkpoint["val_best"] = float(self.val_best.compute())
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # How far the loaded weights had trained (Lightning saves the epoch it was in, from 0): test figures
+        # are titled by it, as a test of the best checkpoint after a fit is not of the last epoch's weights.
+        self.loaded_epochs = int(checkpoint["epoch"]) + 1 if "epoch" in checkpoint else None
         if "val_best" in checkpoint:
             self.val_best.reset()
             self.val_best.update(torch.tensor(checkpoint["val_best"]))

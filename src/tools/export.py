@@ -361,7 +361,8 @@ def _write_formats(
         else {
             "mean": float(target_scale[0]),
             "std": float(target_scale[1]),
-            "note": "net_state_dict.pt predicts (target - mean) / std; pt2, TorchScript and ONNX give the target itself",
+            "note": "net_state_dict.pt predicts (target - mean) / std; pt2, TorchScript and ONNX give the target "
+            "itself",
         },
         "classes": class_names(datamodule, module.num_classes) if hasattr(module, "probabilities") else None,
         "tolerance": TOLERANCE,
