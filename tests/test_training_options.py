@@ -6,6 +6,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from src.callbacks.early_stopping import EarlyStoppingOnBest
+from src.errors import UserInputError
 from tests.conftest import JUMPY, QUIET, ROOT, config, run_cli
 from tests.test_cli import scalars
 
@@ -39,6 +41,25 @@ def test_a_run_resumed_after_its_early_stop_stays_stopped_unless_given_more_pati
     assert torch.load(last, weights_only=True)["global_step"] == stopped_at
     assert run_cli("fit", *JUMPY, *stopping, "--early_stopping.patience", "5", "--ckpt_path", "last") == 0
     assert torch.load(last, weights_only=True)["global_step"] > stopped_at
+
+
+def test_early_stopping_without_validation_is_one_line(in_tmp: Path, capsys: pytest.CaptureFixture) -> None:
+    """Patience counts validations: with none to count, the run stops before training and says so, rather
+    than blame the monitor's name (or never stop)."""
+    off = ["--trainer.limit_val_batches", "0", "--trainer.check_val_every_n_epoch", "1"]
+    assert run_cli("fit", *JUMPY, "--trainer.max_epochs", "5", "--early_stopping.patience", "3", *off) == 2
+    error = capsys.readouterr().err.strip()
+    assert error == (
+        "error: --early_stopping.patience counts validations of val/acc, but validation is off: "
+        "--trainer.limit_val_batches 0: turn validation on (a validation split, --trainer.limit_val_batches above 0) "
+        "or leave out --early_stopping.patience"
+    )
+    assert not (in_tmp / EXPERIMENT / "version_0" / "checkpoints").exists()
+    stopper = EarlyStoppingOnBest(patience=3, monitor="val/acc", mode="max")  # data without a validation split
+    with pytest.raises(UserInputError, match="counts validations of val/acc, but no validation ran before this"):
+        stopper._validate_condition_metric({"train/loss": torch.tensor(0.5)})
+    with pytest.raises(UserInputError, match="--early_stopping.monitor val/acc is not a metric this model logs"):
+        stopper._validate_condition_metric({"val/loss": torch.tensor(0.5)})
 
 
 def test_early_stopping_is_off_unless_asked(in_tmp: Path) -> None:

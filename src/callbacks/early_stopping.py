@@ -48,6 +48,8 @@ class EarlyStoppingOnBest(EarlyStopping):
         self.patience = patience
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if self.active and trainer.limit_val_batches == 0:
+            raise UserInputError(self._no_validation("validation is off: --trainer.limit_val_batches 0"))
         # A run stopped (by a signal) just as its count ran out resumes already stopped, as it would
         # have ended: Lightning does not save `should_stop`, and would train on to the next validation.
         if self.active and trainer.ckpt_path and self.wait_count >= self.patience:
@@ -64,8 +66,16 @@ class EarlyStoppingOnBest(EarlyStopping):
     def _validate_condition_metric(self, logs: dict[str, Tensor]) -> bool:
         """A monitor the model does not log is a typo: one line naming the metrics it does log."""
         if self.monitor not in logs and self.strict:
+            if self.monitor.startswith("val/") and not any(name.startswith("val/") for name in logs):
+                raise UserInputError(self._no_validation("no validation ran before this check"))
             logged = ", ".join(name for name in logs if name.startswith("val/")) or ", ".join(logs)
             raise UserInputError(
                 f"--early_stopping.monitor {self.monitor} is not a metric this model logs; choose one of: {logged}"
             )
         return super()._validate_condition_metric(logs)
+
+    def _no_validation(self, why: str) -> str:
+        return (
+            f"--early_stopping.patience counts validations of {self.monitor}, but {why}: turn validation on "
+            "(a validation split, --trainer.limit_val_batches above 0) or leave out --early_stopping.patience"
+        )
