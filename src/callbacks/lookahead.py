@@ -19,7 +19,8 @@ class Lookahead(Callback):
     the net becomes the slow copy, so what is validated and saved at the end is the average (a
     run stopped early, by early stopping or a signal, keeps its last trained weights). Floating-point
     parameters and buffers (BatchNorm statistics) alike; the slow copy is saved in checkpoints,
-    so a resumed run goes on exactly.
+    so a resumed run goes on exactly (with the same length: a resume given another max_epochs
+    plans the pull over the new total of steps).
 
         trainer:
           callbacks:
