@@ -3,6 +3,7 @@ driven by a real HTTP client. Answers equal `train.py predict`'s; bad input gets
 goes on serving."""
 
 import csv
+import hashlib
 import io
 import os
 import signal
@@ -22,9 +23,11 @@ import pytest
 from PIL import Image
 from starlette.datastructures import FormData, UploadFile
 
+from src.checkpointing.checkpoint_io import sha256_of
 from src.errors import UserInputError
 from src.serving.command import check_options, serving_devices
 from src.serving.predictor_api import PredictorAPI
+from src.serving.snapshot import checkpoint_snapshot
 from tests.conftest import QUIET, ROOT, config, run_train_py
 from tests.test_image_folder import food_tree
 
@@ -316,12 +319,15 @@ def port_is_free(port: int) -> bool:
     ids=["kill-the-main-process", "ctrl-c-to-the-group", "sigterm-to-the-group"],  # the last: systemd, timeout
 )
 def test_a_stop_signal_ends_every_worker_and_frees_the_port(
-    table_model: tuple[Path, Path], signum: int, whole_group: bool, status: int
+    table_model: tuple[Path, Path], signum: int, whole_group: bool, status: int, tmp_path: Path
 ) -> None:
     """`kill PID` (Docker, Kubernetes, a scheduler) reaches the main process alone; Ctrl-C, systemd and
     `timeout` signal the whole group. Either way no worker is left serving the port, requests in flight
-    leave no traceback, and the command ends as a stopped one."""
-    process, url = start_server(table_model[0])
+    leave no traceback, the checkpoint's snapshot is deleted, and the command ends as a stopped one."""
+    process, url = start_server(table_model[0], env={"TMPDIR": str(tmp_path)})
+    (snapshot,) = tmp_path.glob("serve-*.ckpt")  # the one copy every worker loaded
+    info = httpx.get(f"{url}/info").json()["model"]
+    assert info["sha256"] == hashlib.sha256(snapshot.read_bytes()).hexdigest() == sha256_of(table_model[0])
     port = int(url.rsplit(":", 1)[1])
     asking = threading.Event()
 
@@ -352,6 +358,7 @@ def test_a_stop_signal_ends_every_worker_and_frees_the_port(
         assert port_is_free(port)
         assert "Traceback" not in output, output[-3000:]
         assert f"stopped: {signal.Signals(signum).name} received: the server stopped its workers" in output
+        assert not snapshot.exists()
     finally:
         asking.clear()
         if process.poll() is None or live_processes(process.pid):
@@ -461,6 +468,18 @@ def test_the_workers_devices_are_those_torch_finds(
     else:
         with pytest.raises(UserInputError, match=expected):
             serving_devices(accelerator, devices)
+
+
+def test_the_snapshot_keeps_the_bytes_read_at_start(tmp_path: Path) -> None:
+    """The `last.ckpt` of a run still training is replaced while the server starts: the workers load the
+    copy made at start, whose sha256 /info gives, not the newer file."""
+    ckpt = tmp_path / "last.ckpt"
+    ckpt.write_bytes(b"the weights at start")
+    with checkpoint_snapshot(ckpt) as (snapshot, sha256):
+        ckpt.write_bytes(b"newer weights")
+        assert snapshot.read_bytes() == b"the weights at start"
+        assert sha256 == hashlib.sha256(b"the weights at start").hexdigest()
+    assert not snapshot.exists()
 
 
 def test_a_request_with_two_images_is_refused_not_half_answered() -> None:

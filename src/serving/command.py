@@ -14,7 +14,6 @@ most --batch_timeout seconds for more). With LIT_SERVER_API_KEY set in the envir
 """
 
 import errno
-import hashlib
 import logging
 import os
 import socket
@@ -28,6 +27,7 @@ from src.serving.demo_page import PAGE
 from src.serving.readiness import announce_when_ready, scheme, url_host
 from src.serving.request_limits import RequestLimits
 from src.serving.shutdown import forked_children_end_with_parent, stop_leftover_workers, stopped_by_signals
+from src.serving.snapshot import checkpoint_snapshot
 from src.tools.predictor import ImageInputs, Predictor, load_predictor
 
 
@@ -73,37 +73,41 @@ def serve(
 
     from src.serving.predictor_api import PredictorAPI
 
-    api = PredictorAPI(
-        ckpt_path, max_batch_size=max_batch_size, batch_timeout=batch_timeout, max_pixels=int(max_image_mp * 1e6)
-    )
-    server = ls.LitServer(
-        api,
-        accelerator=accelerator,
-        devices=devices,
-        workers_per_device=workers_per_device,
-        timeout=timeout,
-        model_metadata=model_description(predictor, Path(ckpt_path)),
-        middlewares=[(RequestLimits, {"max_bytes": int(max_body_mb * 1024 * 1024)})],
-    )
-    from fastapi.responses import HTMLResponse
+    with checkpoint_snapshot(Path(ckpt_path)) as (snapshot, sha256):  # what /info describes, every worker runs
+        api = PredictorAPI(
+            str(snapshot),
+            max_batch_size=max_batch_size,
+            batch_timeout=batch_timeout,
+            max_pixels=int(max_image_mp * 1e6),
+        )
+        server = ls.LitServer(
+            api,
+            accelerator=accelerator,
+            devices=devices,
+            workers_per_device=workers_per_device,
+            timeout=timeout,
+            model_metadata=model_description(predictor, Path(ckpt_path), sha256),
+            middlewares=[(RequestLimits, {"max_bytes": int(max_body_mb * 1024 * 1024)})],
+        )
+        from fastapi.responses import HTMLResponse
 
-    server.app.add_api_route("/demo", lambda: HTMLResponse(PAGE), methods=["GET"], include_in_schema=False)
-    api_key = os.environ.get("LIT_SERVER_API_KEY")
-    key = " (X-API-Key required)" if api_key else ""
-    print(f"Starting the server for {ckpt_path} on {url_host(host)}:{port} ...", flush=True)
-    routes = "POST /predict, GET /health, GET /info, a demo page at /demo"
-    url = f"{scheme()}://{url_host(host)}:{port}"
-    ready = announce_when_ready(host, port, api_key, f"Serving {ckpt_path} at {url}{key}: {routes}")
-    forked_children_end_with_parent()
-    with stopped_by_signals(port):
-        try:
-            server.run(host=host, port=port, generate_client_file=False, log_level="warning")
-        finally:
-            ready.set()
-            # LitServe's monitor thread still polls the shared state it has just shut down: its error
-            # ("Monitoring worker crashed", a BrokenPipeError) says nothing about this server.
-            logging.getLogger("litserve.server").setLevel(logging.CRITICAL)
-            stop_leftover_workers(server)
+        server.app.add_api_route("/demo", lambda: HTMLResponse(PAGE), methods=["GET"], include_in_schema=False)
+        api_key = os.environ.get("LIT_SERVER_API_KEY")
+        key = " (X-API-Key required)" if api_key else ""
+        print(f"Starting the server for {ckpt_path} on {url_host(host)}:{port} ...", flush=True)
+        routes = "POST /predict, GET /health, GET /info, a demo page at /demo"
+        url = f"{scheme()}://{url_host(host)}:{port}"
+        ready = announce_when_ready(host, port, api_key, f"Serving {ckpt_path} at {url}{key}: {routes}")
+        forked_children_end_with_parent()
+        with stopped_by_signals(port):
+            try:
+                server.run(host=host, port=port, generate_client_file=False, log_level="warning")
+            finally:
+                ready.set()
+                # LitServe's monitor thread still polls the shared state it has just shut down: its error
+                # ("Monitoring worker crashed", a BrokenPipeError) says nothing about this server.
+                logging.getLogger("litserve.server").setLevel(logging.CRITICAL)
+                stop_leftover_workers(server)
 
 
 # The addresses and ports LitServe listens on (it refuses others with a traceback).
@@ -188,7 +192,7 @@ def check_port_free(host: str, port: int) -> None:
             raise UserInputError(f"cannot listen on {host}:{port} ({error.strerror or error}): {fix}") from None
 
 
-def model_description(predictor: Predictor, checkpoint: Path) -> dict[str, Any]:
+def model_description(predictor: Predictor, checkpoint: Path, sha256: str) -> dict[str, Any]:
     """What GET /info says of the model: task, classes, expected input, the checkpoint and its sha256."""
     inputs = predictor.inputs
     if isinstance(inputs, ImageInputs):
@@ -206,7 +210,7 @@ def model_description(predictor: Predictor, checkpoint: Path) -> dict[str, Any]:
         "target": predictor.target_name,
         "input": expected,
         "checkpoint": str(checkpoint),
-        "sha256": hashlib.sha256(checkpoint.read_bytes()).hexdigest(),
+        "sha256": sha256,
     }
 
 
