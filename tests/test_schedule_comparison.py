@@ -51,6 +51,10 @@ def test_unknown_schedule_or_a_checkpoint_is_refused(in_tmp: Path, capsys: pytes
     assert "--schedules: invalid choice: 'linear'; choose from constant, step, exponential" in capsys.readouterr().err
     assert run_cli("compare_schedules", "--config", config("circles"), "--ckpt_path", "last") == 2
     assert "drop --ckpt_path" in capsys.readouterr().err
+    # DDP would start the whole comparison again in each of its processes
+    assert run_cli("compare_schedules", "--config", config("circles"), "--trainer.devices", "2") == 2
+    assert "compare_schedules runs each of its fits in this one process on one device" in capsys.readouterr().err
+    assert not (in_tmp / "lightning_logs").exists()
 
 
 @pytest.mark.parametrize(

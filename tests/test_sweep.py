@@ -156,6 +156,18 @@ def test_grid_with_seeds_records_a_failed_combination_and_goes_on(in_tmp: Path, 
     assert "(mean over 2 seeds)" in capsys.readouterr().out
 
 
+def test_each_trial_keeps_its_checkpoints_in_its_own_folder_whatever_dirpath_says(in_tmp: Path) -> None:
+    """A config's --checkpoint.dirpath would put every trial's checkpoints in one folder (the second trial
+    refused as an overwrite, or trials side by side overwriting each other): each trial gets its own."""
+    args = ["--config", config("circles"), *SHORT, "--sweep.space", SPACE, "--sweep.n_trials", "2"]
+    assert run_cli("sweep", *args, "--checkpoint.dirpath", "shared_checkpoints") == 0
+    folder = in_tmp / "lightning_logs" / "circles_sweep" / "study_0"
+    assert [row["state"] for row in read_rows(folder / "trials.csv")] == ["complete", "complete"]
+    for trial in ("trial_0", "trial_1"):
+        assert (folder / trial / "checkpoints" / "last.ckpt").is_file()
+    assert not (in_tmp / "shared_checkpoints").exists()
+
+
 def test_a_sweep_whose_every_trial_failed_exits_2_in_one_line(in_tmp: Path, capsys: pytest.CaptureFixture) -> None:
     """One mistake in the config, repeated by every trial, is a failed command (scripts and job
     schedulers read the exit status), not a study that ran."""
@@ -244,6 +256,15 @@ def test_sweep_flags_are_split_from_fit_flags_in_any_form(tmp_path: Path) -> Non
             "grid value 0.0 is outside the range",
         ),
         (["--sweep.space", "{model.optimizer.lr: {low: 0.0, high: 1.0, step: 0}}"], "step must be a number above 0"),
+        (
+            ["--sweep.space", "{model.optimizer.lr: {low: 0.0, high: 1.0, step: 0.6}}"],
+            "high - low must be a whole number of steps (Optuna would move high, the grid pass it): 1.0 - 0.0 is not",
+        ),
+        (
+            ["--sweep.space", "{model.optimizer.lr: [0.1]}", "--trainer.logger.init_args.save_dir", "s3://bucket/logs"],
+            "sweep keeps its study, tables and trials in a local folder; --trainer.logger.init_args.save_dir s3://",
+        ),
+        (["--sweep.space", "{model.optimizer.lr: [0.1]}", "--trainer.devices", "2"], "sweep runs each of its fits in"),
         (["--sweep.space", "{model.optimizer.lr: {low: 1e-4, high: 0.1}}"], "YAML reads 1e-4 as text"),
         (
             ["--sweep.space", "{model.optimizer.lr: [0.1]}", "--sweep.storage", "postgresql://nobody@127.0.0.1:1/none"],

@@ -22,7 +22,7 @@ import optuna
 from src.checkpointing import stop_on_signal
 from src.cli.template_cli import TemplateCLI
 from src.errors import UserInputError
-from src.sweeps.fit_config import logger_settings, model_metric, read_config
+from src.sweeps.fit_config import check_one_device, logger_settings, model_metric, read_config
 from src.sweeps.fixed_settings import STUDY_ATTR, check_same_settings, fixed_settings, space_settings
 from src.sweeps.objective import Objective, optimize
 from src.sweeps.options import parse_options
@@ -37,7 +37,7 @@ def sweep(args: list[str], cli_class: type[TemplateCLI] = TemplateCLI) -> optuna
     options, fit_args = parse_options(args)
     params = parse_space(read_space(options.space))
     config = read_config(fit_args, cli_class)
-    check_one_device(config)
+    check_one_device(config, "sweep")
     devices = config.trainer.get("devices") or "auto"  # what best.yaml gets back
     fit_args = [*fit_args, "--trainer.devices", "1"]  # "auto" would start DDP on a machine with several GPUs
     for param in params:
@@ -116,15 +116,6 @@ def check_study_to_report(storage: optuna.storages.BaseStorage | None, name: str
     held = f"{where} holds {', '.join(names)}" if names else f"{where} holds no study yet"
     asked = f"there is no study {name!r} ({held})" if name else f"give its --sweep.study_name ({held})"
     raise UserInputError(f"--sweep.n_trials 0 writes the report of an existing study: {asked}")
-
-
-def check_one_device(config: Any) -> None:
-    """Each trial runs on one device in this process; a study uses more devices through more workers."""
-    if (config.trainer.get("num_nodes") or 1) > 1 or config.trainer.get("devices") not in ("auto", 1, "1", None):
-        raise UserInputError(
-            "sweep runs each trial in this one process: drop --trainer.devices/--trainer.num_nodes "
-            "(start several sweep workers with the same --sweep.study_name instead)"
-        )
 
 
 def first_seed(config: Any) -> int:

@@ -52,7 +52,24 @@ def logger_settings(config: Any, command: str) -> dict[str, Any]:
             f"{command} gives each trial its own folder through the logger's save_dir, name and version, "
             f"which {logger_class.__name__} does not take: use TensorBoardLogger or CSVLogger"
         )
+    save_dir = str(logger.init_args.save_dir)
+    if "://" in save_dir:
+        raise UserInputError(
+            f"{command} keeps its study, tables and trials in a local folder; --trainer.logger.init_args.save_dir "
+            f"{save_dir} is remote: give a local folder"
+        )
     return {"save_dir": logger.init_args.save_dir, "name": logger.init_args.name or "", "version": None}
+
+
+def check_one_device(config: Any, command: str) -> None:
+    """Each trial runs on one device in this process (DDP would start this whole command again in each
+    of its processes); a study uses more devices through more workers."""
+    if (config.trainer.get("num_nodes") or 1) > 1 or config.trainer.get("devices") not in ("auto", 1, "1", None):
+        more = "start several sweep workers with the same --sweep.study_name" if command == "sweep" else "run it alone"
+        raise UserInputError(
+            f"{command} runs each of its fits in this one process on one device: drop --trainer.devices/"
+            f"--trainer.num_nodes ({more} instead)"
+        )
 
 
 def refuse_checkpoint(fit_args: list[str], command: str) -> None:

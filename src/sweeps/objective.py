@@ -143,6 +143,9 @@ class Objective:
         flags = [*self.flags_for(values), *(["--seed_everything", str(seed)] if seed is not None else [])]
         flags += ["--trainer.logger.init_args.save_dir", str(save_dir), "--trainer.logger.init_args.name", name]
         flags += ["--trainer.logger.init_args.version", version]
+        # Each trial's checkpoints in its own run folder, whatever dirpath a config names: one shared
+        # folder would have trials overwrite (or refuse) each other's checkpoints.
+        flags += ["--checkpoint.dirpath", str(Path(save_dir) / name / version / "checkpoints")]
         monitor = f"val/{self.metric}"
         history = ValidationHistory(monitor)  # first: it records the value the pruning callback may stop at
         callbacks: list[Callback] = [history]

@@ -18,7 +18,7 @@ from src.checkpointing.run_folder import release_claim
 from src.checkpointing.runs import claim_next_version
 from src.cli.template_cli import TemplateCLI
 from src.errors import StoppedBySignal, UserInputError
-from src.sweeps.fit_config import logger_settings, model_metric, read_config, refuse_checkpoint
+from src.sweeps.fit_config import check_one_device, logger_settings, model_metric, read_config, refuse_checkpoint
 from src.sweeps.objective import Objective, optimize
 from src.sweeps.report import write_tables
 from src.sweeps.space import Param
@@ -80,14 +80,8 @@ def schedule_names(given: list[str]) -> list[str]:
 def comparison_folder(config: Any) -> Path:
     """lightning_logs/<name>_schedules/version_K: a new K for every comparison, claimed at once (made
     empty here), so comparisons started side by side never share one."""
-    logger = logger_settings(config, "compare_schedules")
-    save_dir = str(logger["save_dir"])
-    if "://" in save_dir:
-        raise UserInputError(
-            f"compare_schedules writes its table and trials to a local folder; --trainer.logger.init_args.save_dir "
-            f"{save_dir} is remote: give a local folder"
-        )
-    parent = Path(save_dir) / f"{logger['name']}_schedules"
+    logger = logger_settings(config, "compare_schedules")  # a local folder: refuses a remote save_dir
+    parent = Path(logger["save_dir"]) / f"{logger['name']}_schedules"
     return parent / f"version_{claim_next_version(parent)}"
 
 
@@ -95,6 +89,8 @@ def compare_schedules(args: list[str]) -> list[dict[str, Any]]:
     """Run the comparison (a grid sweep over the schedule, in this order); returns one row per schedule."""
     options, fit_args = parse_options(args)
     config = read_config(fit_args)  # epochs, LR, logger, the model's metric
+    check_one_device(config, "compare_schedules")
+    fit_args = [*fit_args, "--trainer.devices", "1"]  # "auto" would start DDP on a machine with several GPUs
     max_epochs = config.trainer.max_epochs
     lr = float(config.model.init_args.optimizer.init_args.lr)
     metric, mode = model_metric(config)

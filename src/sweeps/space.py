@@ -56,11 +56,17 @@ class Param:
             if len(values) <= GRID_LIMIT:
                 return values
         if self.kind == "float" and self.step and not self.log:
-            count = round((self.high - self.low) / self.step)
-            return [self.low + i * self.step for i in range(count + 1)]
+            count = round((self.high - self.low) / self.step)  # a whole number: parse_param checks it
+            return [round(self.low + i * self.step, 12) for i in range(count + 1)]  # 0.3, not 0.30000000000000004
         raise UserInputError(
             f"the grid sampler needs the values of {self.key}: add `grid: [...]` (or choices) to it in the space"
         )
+
+
+def _steps_fit(low: float, high: float, step: float) -> bool:
+    """Whether [low, high] holds a whole number of steps (within float rounding: 0.1 steps from 0 to 1 do)."""
+    count = (high - low) / step
+    return abs(count - round(count)) < 1e-9 * max(1.0, count)
 
 
 def stored_value(value: Any) -> Any:
@@ -144,6 +150,11 @@ def parse_param(key: str, spec: Any) -> Param:
         raise UserInputError(f"{where}: choose log or step, not both")
     if kind == "int" and not all(float(v).is_integer() for v in (low, high, step or 1)):
         raise UserInputError(f"{where}: an int range needs whole numbers")
+    if step is not None and not _steps_fit(low, high, step):
+        raise UserInputError(
+            f"{where}: high - low must be a whole number of steps (Optuna would move high, the grid pass it): "
+            f"{high} - {low} is not a multiple of {step}"
+        )
     for value in grid:
         if not (_is_number(value) and low <= value <= high) or (kind == "int" and not float(value).is_integer()):
             whole = "whole numbers " if kind == "int" else ""
