@@ -52,6 +52,7 @@ def test_the_monitored_metric_comes_from_the_model(in_tmp: Path) -> None:
             "{'monitor': 'val/acc', 'mode': 'max'}",
         ),
         ([], "{'monitor': 'val/acc', 'mode': 'max'}"),
+        (["--checkpoint.monitor", "val/loss", "--early_stopping.mode", "max"], "{'monitor': 'val/acc', 'mode': 'max'}"),
     ],
 )
 def test_early_stopping_watches_what_the_checkpoint_does_unless_told(

@@ -2,6 +2,7 @@
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -60,6 +61,11 @@ def test_early_stopping_without_validation_is_one_line(in_tmp: Path, capsys: pyt
         stopper._validate_condition_metric({"train/loss": torch.tensor(0.5)})
     with pytest.raises(UserInputError, match="--early_stopping.monitor val/acc is not a metric this model logs"):
         stopper._validate_condition_metric({"val/loss": torch.tensor(0.5)})
+    trainer = SimpleNamespace(check_val_every_n_epoch=25, current_epoch=24, callback_metrics={"train/loss": 0.5})
+    with pytest.raises(UserInputError, match="no validation ran: the data has no validation split"):
+        stopper.on_train_epoch_end(trainer, None)  # an epoch that validates, with nothing validated
+    trainer.current_epoch = 23  # before the first validation: nothing to say yet
+    stopper.on_train_epoch_end(trainer, None)
 
 
 def test_early_stopping_is_off_unless_asked(in_tmp: Path) -> None:

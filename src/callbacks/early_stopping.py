@@ -1,4 +1,4 @@
-"""Early stopping on the model's own best metric, off until a patience is given."""
+"""Early stopping on the metric the best checkpoint watches, off until a patience is given."""
 
 from typing import Any, Literal
 
@@ -13,14 +13,14 @@ class EarlyStoppingOnBest(EarlyStopping):
     """Lightning's EarlyStopping, present in every run and inactive unless `patience` is set.
 
     `python train.py fit --config ... --early_stopping.patience 5` stops training after 5
-    validations without improvement of the monitored metric (by default the model's own
-    `val/<best_metric>` and mode, set by the CLI). Patience counts validations, not epochs,
-    and its count is saved in checkpoints, so a resumed run goes on counting; the patience
-    itself is the one given now, not the checkpoint's.
+    validations without improvement of the monitored metric (by default the checkpoint's: the
+    model's own `val/<best_metric>` and mode unless a config names another; set by the CLI).
+    Patience counts validations, not epochs, and its count is saved in checkpoints, so a resumed
+    run goes on counting; the patience itself is the one given now, not the checkpoint's.
 
     Args:
         patience: validations without improvement before stopping; None: never stop early.
-        monitor: metric to watch; None: the model's best metric (set by the CLI).
+        monitor: metric to watch; None: the checkpoint's (set by the CLI).
         mode: `min` or `max`; None: the way the monitored metric improves (set by the CLI).
         min_delta: smallest change that counts as an improvement.
         **kwargs: the other arguments of Lightning's EarlyStopping.
@@ -60,8 +60,13 @@ class EarlyStoppingOnBest(EarlyStopping):
             super().on_validation_end(trainer, pl_module)
 
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if self.active:
-            super().on_train_epoch_end(trainer, pl_module)
+        if not self.active:
+            return
+        every = trainer.check_val_every_n_epoch
+        validated = any(name.startswith("val/") for name in trainer.callback_metrics)
+        if every and (trainer.current_epoch + 1) % every == 0 and not validated:  # an epoch that validates
+            raise UserInputError(self._no_validation("no validation ran: the data has no validation split"))
+        super().on_train_epoch_end(trainer, pl_module)
 
     def _validate_condition_metric(self, logs: dict[str, Tensor]) -> bool:
         """A monitor the model does not log is a typo: one line naming the metrics it does log."""

@@ -286,8 +286,11 @@ class TemplateCLI(LightningCLI):
             if group is None:
                 continue
             if group.get("monitor") is None:
-                group.monitor = watched[0]
-                if group.get("mode") is None and watched[1] is not None:
+                # early stopping takes the checkpoint's metric and mode when given neither; given a mode
+                # alone, it was written for the model's own metric
+                given_mode = group.get("mode") is not None
+                group.monitor = f"val/{model_class.best_metric}" if given_mode else watched[0]
+                if not given_mode and watched[1] is not None:
                     group.mode = watched[1]
             if group.get("mode") is None:
                 group.mode = monitored_mode(model_class, group.monitor, key)
