@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -23,7 +24,7 @@ import pytest
 from PIL import Image
 from starlette.datastructures import FormData, UploadFile
 
-from src.checkpointing.checkpoint_io import sha256_of
+from src.checkpointing.checkpoint_io import record_path, sha256_of
 from src.errors import UserInputError
 from src.serving.command import check_options, serving_devices
 from src.serving.predictor_api import PredictorAPI
@@ -479,7 +480,15 @@ def test_the_snapshot_keeps_the_bytes_read_at_start(tmp_path: Path) -> None:
         ckpt.write_bytes(b"newer weights")
         assert snapshot.read_bytes() == b"the weights at start"
         assert sha256 == hashlib.sha256(b"the weights at start").hexdigest()
+        assert snapshot.name.startswith(f"serve-{os.getpid()}-")
     assert not snapshot.exists()
+    record_path(ckpt).write_text(hashlib.sha256(b"other weights").hexdigest() + "\n")  # read half-written, or damaged
+    with (
+        pytest.raises(UserInputError, match="last.ckpt changed while it was read, or is damaged"),
+        checkpoint_snapshot(ckpt),
+    ):
+        pass
+    assert not list(Path(tempfile.gettempdir()).glob(f"serve-{os.getpid()}-*.ckpt"))
 
 
 def test_a_request_with_two_images_is_refused_not_half_answered() -> None:

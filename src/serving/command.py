@@ -67,13 +67,14 @@ def serve(
             "run by), e.g. --ckpt_path lightning_logs/<name>/version_N/checkpoints/last.ckpt"
         )
     accelerator, devices = serving_devices(accelerator, devices)
-    predictor = load_predictor(ckpt_path)  # checked here first: a bad checkpoint ends in one line, not in a worker
+    load_predictor(ckpt_path)  # checked here first: a bad checkpoint ends in one line naming it, not in a worker
     check_port_free(host, port)
-    import litserve as ls  # reads LIT_SERVER_API_KEY when imported
-
-    from src.serving.predictor_api import PredictorAPI
-
     with checkpoint_snapshot(Path(ckpt_path)) as (snapshot, sha256):  # what /info describes, every worker runs
+        predictor = load_predictor(snapshot)
+        import litserve as ls  # reads LIT_SERVER_API_KEY when imported
+
+        from src.serving.predictor_api import PredictorAPI
+
         api = PredictorAPI(
             str(snapshot),
             max_batch_size=max_batch_size,

@@ -11,16 +11,34 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from src.checkpointing.checkpoint_io import recorded_hashes
+from src.errors import UserInputError
+
 
 @contextmanager
 def checkpoint_snapshot(path: Path) -> Iterator[tuple[Path, str]]:
-    """A private copy of `path`'s bytes as read now, and their sha256; the copy is deleted on exit."""
-    data = path.read_bytes()
-    descriptor, name = tempfile.mkstemp(prefix="serve-", suffix=".ckpt")
+    """A private copy of `path` as read now (named with this process id) and its sha256; deleted on exit.
+
+    A copy whose hash is not one the checkpoint's `.sha256` record holds was read half-written or
+    is damaged: refused in one line.
+    """
+    descriptor, name = tempfile.mkstemp(prefix=f"serve-{os.getpid()}-", suffix=".ckpt")
     snapshot = Path(name)
     try:
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(data)
-        yield snapshot, hashlib.sha256(data).hexdigest()
+        digest = hashlib.sha256()
+        try:
+            with path.open("rb") as source, os.fdopen(descriptor, "wb") as copy:
+                for block in iter(lambda: source.read(1 << 20), b""):
+                    digest.update(block)
+                    copy.write(block)
+        except OSError as error:
+            raise UserInputError(
+                f"cannot copy {path} to {snapshot.parent} for the workers ({error.strerror or error}): free space "
+                "there or point TMPDIR at another folder"
+            ) from None
+        recorded = recorded_hashes(path)
+        if recorded and digest.hexdigest() not in recorded:
+            raise UserInputError(f"{path} changed while it was read, or is damaged: start the server again")
+        yield snapshot, digest.hexdigest()
     finally:
         snapshot.unlink(missing_ok=True)
