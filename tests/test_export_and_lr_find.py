@@ -289,7 +289,7 @@ def test_lr_find_into_a_folder_it_cannot_write_stops_before_the_range_test(
     assert run_cli("lr_find", *args) == 2
     error = capsys.readouterr().err.strip()
     assert error.startswith(f"error: cannot write {in_tmp / 'plots'}") and "\n" not in error
-    assert error.endswith("choose another place with --output_dir") and not ran
+    assert error.endswith("Choose another place with --output_dir") and not ran
 
 
 class KeepsWeightsBeforeLRFind(TemplateCLI):

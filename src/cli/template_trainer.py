@@ -16,6 +16,7 @@ from typing import Any
 from lightning.pytorch import LightningDataModule, LightningModule, Trainer
 
 from src.checkpointing import RunCheckpoint, discard_unstarted_run, empty_run_folders, stop_on_signal
+from src.checkpointing.runs import check_writable
 from src.errors import UserInputError
 from src.tools.export import ALL_FORMATS, ExportFormat, check_export_folder, export_checkpoint
 from src.tools.learning_rate_finder import find_learning_rate
@@ -137,6 +138,12 @@ class TemplateTrainer(Trainer):
         if num_training < 10:
             raise UserInputError(f"--num_training must be >= 10 steps, got {num_training}")
         folder = Path(output_dir) if output_dir is not None else self.experiment_dir()
+        # Before the range test, not after it: the plot's folder, and where Lightning saves the model for a moment.
+        check_writable(folder, "Choose another place with --output_dir")
+        check_writable(
+            Path(self.default_root_dir),
+            "Lightning's range test saves the model there while it runs: give --trainer.default_root_dir",
+        )
         self.loggers = []  # a range test is not a run: no version folder of its own
         suggestion, plot, numbers = find_learning_rate(self, model, datamodule, folder, min_lr, max_lr, num_training)
         if suggestion is None:

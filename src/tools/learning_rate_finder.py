@@ -1,9 +1,7 @@
 """Lightning's learning-rate range test, with its plot and numbers saved for the user."""
 
 import csv
-import errno
 import io
-import os
 from pathlib import Path
 
 import matplotlib
@@ -32,9 +30,6 @@ def find_learning_rate(
     record the loss at each, and save `lr_find.png` (with Lightning's suggestion: the steepest
     descent of the loss) and `lr_find.csv` in `output_dir`. The model's weights are left as
     they were. Returns the suggestion (None when the curve gives none) and the two paths."""
-    output_dir.mkdir(parents=True, exist_ok=True)  # before the range test: a bad folder fails in seconds
-    if not os.access(output_dir, os.W_OK | os.X_OK):
-        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(output_dir))
     # A full-batch task has one step per epoch: allow enough epochs for every step.
     trainer.fit_loop.max_epochs = max(trainer.max_epochs or 0, num_training)
     # The finder saves the model to a hidden file and restores it after; Lightning narrates both
@@ -47,6 +42,7 @@ def find_learning_rate(
             model, datamodule=datamodule, min_lr=min_lr, max_lr=max_lr, num_training=num_training, update_attr=False
         )
     suggestion = finder.suggestion()
+    output_dir.mkdir(parents=True, exist_ok=True)
     figure = finder.plot(suggest=suggestion is not None)
     figure.axes[0].set_title(
         f"LR range test: {len(finder.results['lr'])} steps"
