@@ -241,6 +241,8 @@ def test_the_predictor_takes_rows_columns_and_arrays_alike(trained_circles: Path
         predictor.predict([{"x1": 0.0, "x2": 0.0}, {"x1": 1.0, "x2": True}])  # JSON's true, as a server gets it
     assert predictor.outputs([1.0, 0.0]).tolist() == array[1:].tolist()  # one row as a flat list
     assert predictor.outputs([]).shape == (0, 2) and predictor.predict([]) == []  # no rows, no answers
+    with pytest.raises(UserInputError, match=r"input row 0: 'x1' is 'NaN', not a number \(a missing value: null\)"):
+        predictor.predict({"x1": "NaN", "x2": 0.0})  # a float NaN (pandas' missing cell) is a missing value
     with pytest.raises(UserInputError, match="not the path 'points.csv': for a CSV file use predict_file"):
         predictor.predict("points.csv")
     with pytest.raises(UserInputError, match=r"columns of values must be equally long, got \{'x1': 2, 'x2': 1\}"):

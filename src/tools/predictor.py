@@ -152,6 +152,8 @@ class FeatureInputs:
             number = float(value)
         except (TypeError, ValueError, OverflowError):
             raise UserInputError(f"input row {index}: {name!r} is {str(value)[:40]!r}, not a number") from None
+        if isinstance(value, str) and math.isnan(number):  # "NaN" is text for a number, not a missing cell
+            raise UserInputError(f"input row {index}: {name!r} is {value[:40]!r}, not a number (a missing value: null)")
         if abs(number) > FLOAT32_MAX:  # infinity too
             raise UserInputError(f"input row {index}: {name!r} is {str(value)[:40]!r}, too large for the model")
         return number
