@@ -6,6 +6,7 @@ import os
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -20,6 +21,7 @@ import torch
 import yaml
 
 from src.cli.template_cli import TemplateCLI
+from src.cli.user_errors import user_message
 from src.errors import UserInputError
 from src.sweeps.fixed_settings import STUDY_ATTR, check_same_settings, fixed_settings
 from src.sweeps.objective import Objective, ValidationHistory, optimize
@@ -415,6 +417,7 @@ import os, signal, sys
 sys.path.insert(0, sys.argv[1])
 import src.sweeps.command as command
 from src.cli.template_cli import TemplateCLI
+from src.cli.user_errors import user_message
 def signalled(method):
     def run(*args, **kwargs):
         os.kill(os.getpid(), signal.SIGTERM)  # as a scheduler would, while no fit runs
@@ -573,3 +576,19 @@ def test_a_smoke_test_is_not_a_fixed_value_a_study_shares() -> None:
     check_same_settings(study, settings(fast_dev_run=False), created=False)
     with pytest.raises(UserInputError, match="trainer.fast_dev_run false, here true"):
         check_same_settings(study, settings(fast_dev_run=True), created=False)
+
+
+def test_a_study_database_that_cannot_be_written_is_one_line() -> None:
+    """Optuna opens an SQLite study read-only and fails at its first write with a message about column lengths:
+    the user reads what the database said and what to do."""
+    try:
+        try:
+            raise sqlite3.OperationalError("attempt to write a readonly database")
+        except sqlite3.OperationalError as error:
+            raise optuna.exceptions.StorageInternalError("An exception is raised during the commit.") from error
+    except optuna.exceptions.StorageInternalError as error:
+        message = user_message(error, "sweep")
+    assert message == (
+        "the sweep's study database could not be written (attempt to write a readonly database): make it and its "
+        "folder writable, with space free, or give another --sweep.storage"
+    )

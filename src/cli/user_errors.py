@@ -139,6 +139,13 @@ def user_message(error: BaseException, subcommand: str = "fit") -> str | None:
                 f"cannot write {where}: {cause.strerror}. Existing checkpoints are untouched; free space or "
                 f"choose another place with {option}"
             )
+    for index, cause in enumerate(causes):
+        if type(cause).__name__ == "StorageInternalError":  # Optuna's, for a study database it cannot write
+            reason = first_line(causes[-1]) if index + 1 < len(causes) else "the database refused the write"
+            return (
+                f"the sweep's study database could not be written ({reason}): make it and its folder writable, "
+                "with space free, or give another --sweep.storage"
+            )
     distributed = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
     if distributed and isinstance(error, RuntimeError) and any(sign in str(error) for sign in _PEER_GONE):
         rank = f"rank {dist.get_rank()}"
