@@ -77,17 +77,10 @@ def test_a_test_figure_is_titled_by_how_far_its_checkpoint_trained(
     monkeypatch.setattr(
         EpochFigures, "epoch_label", staticmethod(lambda t, s: labels.append(label(t, s)) or labels[-1])
     )
-    args = [
-        "--config",
-        config("circles"),
-        "--trainer.max_epochs",
-        "30",
-        "--trainer.check_val_every_n_epoch",
-        "5",
-        *QUIET,
-    ]
-    worst = ["--checkpoint.monitor", "val/loss", "--checkpoint.mode", "max"]  # "best": the first validation's
-    assert run_cli("fit", *args, *worst, "--trainer.callbacks.init_args.every_n_epochs", "30") == 0
+    schedule = {"max_epochs": "30", "check_val_every_n_epoch": "5", "callbacks.init_args.every_n_epochs": "30"}
+    flags = [part for key, value in schedule.items() for part in (f"--trainer.{key}", value)]
+    worst = ["--checkpoint.monitor", "val/loss", "--checkpoint.mode", "max"]  # "best": an early validation's
+    assert run_cli("fit", "--config", config("circles"), *flags, *worst, *QUIET) == 0
     (best,) = (in_tmp / "lightning_logs" / "circles" / "version_0" / "checkpoints").glob("epoch=*.ckpt")
     trained = int(best.name.split("-")[0].removeprefix("epoch=")) + 1
     assert trained < 30  # the test is not of the last weights
