@@ -168,6 +168,7 @@ def test_each_trial_keeps_its_checkpoints_in_its_own_folder_whatever_dirpath_say
     for trial in ("trial_0", "trial_1"):
         assert (folder / trial / "checkpoints" / "last.ckpt").is_file()
     assert not (in_tmp / "shared_checkpoints").exists()
+    assert yaml.safe_load((folder / "best.yaml").read_text())["checkpoint"]["dirpath"] == "shared_checkpoints"
 
 
 def test_a_sweep_whose_every_trial_failed_exits_2_in_one_line(in_tmp: Path, capsys: pytest.CaptureFixture) -> None:

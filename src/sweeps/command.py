@@ -79,7 +79,12 @@ def sweep(args: list[str], cli_class: type[TemplateCLI] = TemplateCLI) -> optuna
     with stop_on_signal("the sweep", go_on):
         optimize(study, objective, options.n_trials, options.timeout)
         seeds_run = options.seeds if options.n_trials != 0 else recorded_seeds(study, options.seeds)
-        report(study, parent / study_name, metric, seeds_run, logger, config.seed_everything, devices)
+        restored = {
+            "seed_everything": config.seed_everything,
+            "trainer.devices": devices,
+            "checkpoint.dirpath": (config.get("checkpoint") or {}).get("dirpath"),
+        }
+        report(study, parent / study_name, metric, seeds_run, logger, restored)
     if options.n_trials != 0:
         check_a_trial_completed(study)
     return study

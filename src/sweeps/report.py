@@ -16,7 +16,7 @@ from src.sweeps.study_storage import CONFIG_ATTR
 
 
 def report(
-    study: optuna.Study, folder: Path, metric: str, seeds: int, logger: dict[str, Any], seed: Any, devices: Any
+    study: optuna.Study, folder: Path, metric: str, seeds: int, logger: dict[str, Any], restored: dict[str, Any]
 ) -> None:
     """Tables of every trial, the best trial's config and Optuna's plots, in the study's folder."""
     rows = trial_rows(study, metric, seeds)
@@ -30,7 +30,7 @@ def report(
     )
     print(markdown_table(rows), end="")
     print(f"Saved: {csv_path} and {markdown_path}")
-    best = write_best_config(study, folder / "best.yaml", logger, seed, devices)
+    best = write_best_config(study, folder / "best.yaml", logger, restored)
     if best is not None:
         print(
             f"Best: trial {study.best_trial.number}, val/{metric} {study.best_value:.4f}: "
@@ -98,10 +98,12 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_best_config(study: optuna.Study, path: Path, logger: dict[str, Any], seed: Any, devices: Any) -> Path | None:
+def write_best_config(study: optuna.Study, path: Path, logger: dict[str, Any], restored: dict[str, Any]) -> Path | None:
     """The best trial's resolved config (its config.yaml) as a file `fit --config` takes: its own
-    run folder replaced by the experiment's (`logger`: save_dir, name, version), the seed and the
-    devices restored (a trial runs on one device; the best config may use them all)."""
+    run folder replaced by the experiment's (`logger`: save_dir, name, version), and the values a
+    trial ran with in place of the user's put back (`restored`, by dotted key: the seed, the devices,
+    since a trial runs on one and the best config may use them all, and the checkpoint folder, since
+    a trial writes into its own)."""
     try:
         best = study.best_trial
     except ValueError:  # no completed trial
@@ -115,8 +117,12 @@ def write_best_config(study: optuna.Study, path: Path, logger: dict[str, Any], s
         path.unlink(missing_ok=True)  # an earlier best's file would name a trial that is no longer the best
         return None
     config = yaml.safe_load(text)
-    config["seed_everything"] = seed
-    config.setdefault("trainer", {})["devices"] = devices
+    for dotted, value in restored.items():
+        *sections, key = dotted.split(".")
+        place = config
+        for section in sections:
+            place = place.setdefault(section, {})
+        place[key] = value
     config.get("trainer", {}).get("logger", {}).setdefault("init_args", {}).update(logger)
     config.pop("ckpt_path", None)
     header = (
