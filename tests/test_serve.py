@@ -499,7 +499,8 @@ def test_a_request_with_two_images_is_refused_not_half_answered() -> None:
 
 def test_a_large_upload_is_read_in_time_linear_in_its_size() -> None:
     """The size check collects a body's chunks and joins them once. Adding each 64 KB chunk to the
-    body read so far was quadratic: 6 s for 40 MB against 0.1 s for 10 MB; now about 5 times."""
+    body read so far was quadratic: 6 s for 40 MB against 0.1 s for 10 MB; now about 5 times (a
+    test run beside the whole suite on a slower host once measured more than 12 times)."""
     import asyncio
 
     from src.serving.request_limits import RequestLimits
@@ -528,9 +529,13 @@ def test_a_large_upload_is_read_in_time_linear_in_its_size() -> None:
         await RequestLimits(app, 64 * 2**20)(scope, receive, send)
         return time.perf_counter() - started
 
-    small = min(asyncio.run(upload(10)) for _ in range(3))
-    large = min(asyncio.run(upload(40)) for _ in range(3))
-    assert large < 12 * small, (small, large)  # quadratic: 60 times
+    # Taking turns, the fastest of 5 each: a busy machine slows single runs, not the fastest of several.
+    times: dict[int, list[float]] = {10: [], 40: []}
+    for _ in range(5):
+        for megabytes in times:
+            times[megabytes].append(asyncio.run(upload(megabytes)))
+    small, large = min(times[10]), min(times[40])
+    assert large < 20 * small, times  # linear: about 4 to 5 times; quadratic: 60 times
 
 
 def test_ending_with_the_parent_is_linux_only(monkeypatch: pytest.MonkeyPatch) -> None:
