@@ -4,14 +4,14 @@ The workers load the model after the main process has read it; a checkpoint repl
 (the `last.ckpt` of a run still training) would otherwise be served in two versions at once.
 """
 
-import hashlib
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from src.checkpointing.checkpoint_io import recorded_hashes
+from src.checkpointing.checkpoint_io import recorded_hashes, sha256_of
 from src.errors import UserInputError
 
 
@@ -23,22 +23,20 @@ def checkpoint_snapshot(path: Path) -> Iterator[tuple[Path, str]]:
     is damaged: refused in one line.
     """
     descriptor, name = tempfile.mkstemp(prefix=f"serve-{os.getpid()}-", suffix=".ckpt")
+    os.close(descriptor)
     snapshot = Path(name)
     try:
-        digest = hashlib.sha256()
         try:
-            with path.open("rb") as source, os.fdopen(descriptor, "wb") as copy:
-                for block in iter(lambda: source.read(1 << 20), b""):
-                    digest.update(block)
-                    copy.write(block)
+            shutil.copyfile(path, snapshot)
         except OSError as error:
             raise UserInputError(
                 f"cannot copy {path} to {snapshot.parent} for the workers ({error.strerror or error}): free space "
                 "there or point TMPDIR at another folder"
             ) from None
+        sha256 = sha256_of(snapshot)
         recorded = recorded_hashes(path)
-        if recorded and digest.hexdigest() not in recorded:
+        if recorded and sha256 not in recorded:
             raise UserInputError(f"{path} changed while it was read, or is damaged: start the server again")
-        yield snapshot, digest.hexdigest()
+        yield snapshot, sha256
     finally:
         snapshot.unlink(missing_ok=True)
