@@ -113,7 +113,8 @@ def test_the_chunks_keep_the_image_folders_classes_split_and_statistics(chunks: 
     pairs = {(tuple(expected[i][0].flatten().tolist()), expected[i][1]) for i in range(len(expected))}
     assert {(tuple(item["image"].flatten().tolist()), item["label"]) for item in stored} == pairs
     refused = run_train_py("optimize", "--data_dir", str(tree), "--output_dir", str(out), cwd=out.parent)
-    assert refused.returncode == 2 and "is not an empty folder" in refused.stderr
+    assert refused.returncode == 2 and "already holds LitData chunks written by `optimize`" in refused.stderr
+    assert f"--data.data_dir {out}" in refused.stderr  # finished chunks: the line says how to train on them
 
 
 def test_a_model_trains_on_chunks_and_predicts_from_the_checkpoint_alone(
@@ -210,6 +211,16 @@ def test_a_folder_without_chunks_or_an_undecodable_image_is_one_line(tmp_path: P
     assert (
         last.startswith("error: cannot decode image test/a/broken.png") and "skip_bad_images" not in last
     )  # no such option
+    # The failed run left the splits it had written; a rerun after the fix says they are leftovers, not data.
+    (tree / "test" / "a" / "broken.png").unlink()
+    again = run_train_py("optimize", "--data_dir", str(tree), "--output_dir", str(tmp_path / "out"), cwd=tmp_path)
+    assert again.returncode == 2
+    assert "leftovers of an `optimize` that did not finish" in again.stderr.strip().splitlines()[-1]
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("the user's own")
+    theirs = run_train_py("optimize", "--data_dir", str(tree), "--output_dir", str(tmp_path / "mine"), cwd=tmp_path)
+    assert theirs.returncode == 2 and "is not empty" in theirs.stderr
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "the user's own"
 
 
 # --- S3, through moto's server on loopback ----------------------------------------------------
@@ -284,12 +295,13 @@ def test_chunks_stream_from_s3_and_a_bad_bucket_or_no_credentials_is_one_line(
     again = run_train_py(
         "optimize", "--data_dir", str(out.parent / "tree"), "--output_dir", "s3://chunks/photos", cwd=in_tmp, env=env
     )
-    assert again.returncode == 2 and "already holds objects" in again.stderr  # LitData would delete them
+    assert again.returncode == 2 and "already holds LitData chunks" in again.stderr  # LitData would delete them
     for root in ("s3://chunks", "s3://chunks/"):  # the bucket's root holds photos/
         at_root = run_train_py(
             "optimize", "--data_dir", str(out.parent / "tree"), "--output_dir", root, cwd=in_tmp, env=env
         )
-        assert at_root.returncode == 2 and "already holds objects" in at_root.stderr, at_root.stderr
+        assert at_root.returncode == 2 and "s3://chunks" in at_root.stderr, at_root.stderr
+        assert "is not empty" in at_root.stderr, at_root.stderr  # the bucket's root holds photos/, not chunks
     wrong_bucket = run_train_py("fit", *chunk_run("s3://nobucket/photos"), cwd=in_tmp, env=env)
     assert wrong_bucket.returncode == 2 and "cannot read s3://nobucket/photos/dataset.json" in wrong_bucket.stderr
     no_credentials = {**env, "AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": ""}

@@ -74,25 +74,48 @@ def read_record(location: str) -> dict[str, Any]:
     return json.loads(body)
 
 
+SPLITS = ("train", "val", "test")
+
+
+def occupied(location: str, names: set[str], fix: str) -> UserInputError:
+    """The one line for an `--output_dir` that already holds `names` (its top-level entries): finished
+    chunks, the leftovers of an `optimize` that failed part way, or something else of the user's."""
+    if DATASET_RECORD in names:
+        found = (
+            f"already holds LitData chunks written by `optimize` ({DATASET_RECORD}): train on them with "
+            f"--data.data_dir {location}, or"
+        )
+    elif names & set(SPLITS):
+        found = (
+            f"holds the leftovers of an `optimize` that did not finish (split folders, no {DATASET_RECORD}): "
+            "delete them and run it again, or"
+        )
+    else:
+        found = "is not empty (LitData would delete what it overwrites):"
+    return UserInputError(f"--output_dir {location} {found} {fix}")
+
+
 def check_empty(location: str) -> None:
     """Refuse to write chunks where anything already is: LitData would delete what it overwrites."""
     if not is_remote(location):
         path = Path(location)
-        if path.exists() and (not path.is_dir() or any(path.iterdir())):
-            raise UserInputError(f"--output_dir {location} is not an empty folder: give a new or empty one")
+        if path.exists() and not path.is_dir():
+            raise UserInputError(f"--output_dir {location} is a file: give a new or empty folder")
+        if path.exists() and any(path.iterdir()):
+            raise occupied(location, {entry.name for entry in path.iterdir()}, "give a new or empty folder")
         return
     from botocore.exceptions import BotoCoreError, ClientError
 
     bucket, prefix = bucket_and_key(location)
     folder = prefix.strip("/") + "/" if prefix.strip("/") else ""  # "": the bucket's root, so the whole bucket
     try:
-        found = s3_client().list_objects_v2(Bucket=bucket, Prefix=folder, MaxKeys=1)
+        found = s3_client().list_objects_v2(Bucket=bucket, Prefix=folder, Delimiter="/", MaxKeys=1000)
     except (BotoCoreError, ClientError) as error:
         raise storage_error(location, error) from None
     if found.get("KeyCount", 0):
-        raise UserInputError(
-            f"--output_dir {location} already holds objects (LitData would delete them): give a new, empty prefix"
-        )
+        keys = [item["Key"] for item in found.get("Contents", [])]
+        keys += [item["Prefix"].rstrip("/") for item in found.get("CommonPrefixes", [])]
+        raise occupied(location, {key[len(folder) :] for key in keys}, "give a new, empty prefix")
 
 
 def write_record(location: str, record: dict[str, Any]) -> None:

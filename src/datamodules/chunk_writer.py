@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 import torch
 
-from src.datamodules.chunk_storage import check_empty, import_litdata, is_remote, join, write_record
+from src.datamodules.chunk_storage import SPLITS, check_empty, import_litdata, is_remote, join, write_record
 from src.datamodules.image_decoding import SKIP_HINT
 from src.datamodules.image_folder import ImageFolderDataModule
 from src.datamodules.standardisation import PixelMoments
@@ -159,7 +159,7 @@ def write_splits(
     the training images' moments into `moments_dir`; the number of images of each split."""
     streams = images.images.streams  # type: ignore[union-attr]
     counts = {}
-    for split in ("train", "val", "test"):
+    for split in SPLITS:
         if split not in streams:
             continue
         dataset = streams[split]  # never empty: the image folder refuses an empty split or class folder first
