@@ -114,6 +114,14 @@ def test_a_csv_classifier_predicts_and_tests_new_rows_from_the_checkpoint_alone(
     truth = [row["species"] for row in read_rows(new)]
     expected = -torch.tensor([float(columns[f"p_{label}"][i]) for i, label in enumerate(truth)]).log().mean()
     assert loss == pytest.approx(expected.item(), abs=1e-4)
+    # With the training config too: Lightning sets the data up before it restores the checkpoint, and the
+    # splits are built again with the checkpoint's standardisation, on every row of the new file.
+    config_args = [*args[:8], "--data.csv_path", str(new)]
+    assert run_cli("test", *config_args, "--ckpt_path", str(ckpt), *QUIET) == 0
+    out = capsys.readouterr().out
+    assert "Testing on all 50 rows of" in out
+    with_config = float(re.search(r"test/loss\s*│\s*([0-9.]+)", out).group(1))  # type: ignore[union-attr]
+    assert with_config == pytest.approx(loss, abs=1e-6)
 
 
 def test_the_training_csv_moved_elsewhere_is_still_tested_on_its_test_split(
@@ -135,6 +143,10 @@ def test_the_training_csv_moved_elsewhere_is_still_tested_on_its_test_split(
     assert "Testing on all" not in moved
     table = re.compile(r"test/loss\s*│\s*([0-9.]+)")
     assert table.search(moved).group(1) == table.search(at_home).group(1)  # type: ignore[union-attr]
+    # Edited in place (rows dropped or added), its seeded test split would hold training rows: refused.
+    write_iris(in_tmp / "train" / "iris.csv", slice(0, 140))
+    assert run_cli("test", "--ckpt_path", str(ckpt), "--data.csv_path", "train/iris.csv", *QUIET) == 2
+    assert "has changed since the model was trained on it" in capsys.readouterr().err.strip().splitlines()[-1]
 
 
 def test_a_csv_regressor_predicts_from_the_checkpoint_alone(in_tmp: Path) -> None:

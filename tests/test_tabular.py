@@ -119,6 +119,28 @@ def test_missing_values_are_refused_by_line_and_column_or_filled_with_the_traini
     assert dm.state_dict()["fill_values"][1] == dm.fill_values[1]
 
 
+def test_a_trained_model_fills_or_refuses_missing_cells_as_it_was_trained(tmp_path: Path) -> None:
+    """Whatever a later config says: a model trained to refuse missing cells never sees them filled with 0,
+    and one trained to fill them keeps its training means, in test and in the predictor's state."""
+    rows = [[i, 3.0 * i + 1, "ab"[i % 2]] for i in range(40)]
+    full = write_csv(tmp_path / "full.csv", ["x1", "x2", "label"], rows)
+    holed = [[i, "" if i % 5 == 0 else x2, label] for i, x2, label in rows]
+    holes = write_csv(tmp_path / "holes.csv", ["x1", "x2", "label"], holed)
+    refusing = TabularDataModule(full, "label")
+    refusing.setup("fit")
+    later = TabularDataModule(holes, "label", fill_missing="mean")
+    later.setup("test")  # Lightning's order: the data is set up before the checkpoint's state arrives
+    with pytest.raises(UserInputError, match="the model was trained to refuse them"):
+        later.load_state_dict(refusing.state_dict())
+    filling = TabularDataModule(holes, "label", fill_missing="mean")
+    filling.setup("fit")
+    restored = TabularDataModule(holes, "label")  # fill_missing refuse, as the classification config says
+    restored.load_state_dict(filling.state_dict())
+    assert restored.fill_missing == "mean" and torch.equal(restored.state_dict()["fill_values"], filling.fill_values)
+    restored.setup("test")
+    assert not restored.splits["test"][0].isnan().any()
+
+
 @pytest.mark.parametrize(
     ("content", "kwargs", "message"),
     [
@@ -139,8 +161,13 @@ def test_missing_values_are_refused_by_line_and_column_or_filled_with_the_traini
         (
             'a,b,y\n1,2,u\n3,"4,v\n5,6,u\n7,8,v\n',
             {},
-            'data.csv, line 3: a quote (") opened there is not closed, so the row runs on to line 5',
+            'data.csv, line 3: a quote (") opened there is never closed, so the row runs on to the end of the file',
         ),
+        # in the last column, the rest of the file would be one field of the right row width
+        ('a,b,y\n1,2,u\n3,4,"v\n5,6,u\n7,8,v\n', {}, 'data.csv, line 3: a quote (") opened there is never closed'),
+        ('a,b,y\n1,"2"5,u\n3,4,v\n', {}, 'data.csv, line 2: text follows a closing quote (") inside a field'),
+        ("a,b,y\n1,2,u,\n3,4,v,\n", {}, "line 2: 4 fields, expected 3, the extra ones empty (a trailing ','?)"),
+        ("a,b,y\n1,2,3\n3,4,#N/A\n", {}, "line 3: the target column 'y' has no value ('#N/A' is read as missing)"),
     ],
 )
 def test_bad_tables_are_refused_in_one_line(tmp_path: Path, content: str | None, kwargs: dict, message: str) -> None:

@@ -25,8 +25,10 @@ FLOAT32_MAX = float(torch.finfo(torch.float32).max)  # about 3.4e38: a larger va
 # Training squares values in float32 (a column's variance for its standardisation, a regression's error),
 # which overflows beyond about 1.8e19.
 TRAINABLE_MAX = math.sqrt(FLOAT32_MAX)
+# A spreadsheet's formula errors as it saves them in a CSV (#N/A for a lookup that found nothing): no value.
+EXCEL_ERRORS = frozenset({"#n/a", "#na", "#div/0!", "#value!", "#ref!", "#num!", "#null!", "#name?"})
 # Cells that mean "no value" (compared lower-cased, after stripping spaces).
-MISSING_MARKERS = frozenset({"", "na", "n/a", "nan", "null", "none", "?"})
+MISSING_MARKERS = frozenset({"", "na", "n/a", "nan", "null", "none", "?"}) | EXCEL_ERRORS
 # A number written with thousands separators: 1,234 or -12,345,678.5.
 DIGIT_GROUPS = re.compile(r"[+-]?\d{1,3}(,\d{3})+(\.\d+)?$")
 DELIMITERS = ",;\t|"  # what a spreadsheet's "save as" writes; a comma unless the file says otherwise
@@ -90,7 +92,8 @@ def read_rows(path: Path, if_missing: str) -> CsvRows:
     text = read_text(path)
     delimiter = detect_delimiter(text)
     rows, lines, starts = [], [], []  # each row, its last line and its first (a quoted field can span lines)
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    # strict: a quote left open at the end of the file is an error, not a last field that swallows the rest
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
     while True:
         first_line = reader.line_num + 1  # a quoted field can span lines: the row's first one
         try:
@@ -116,6 +119,11 @@ def read_rows(path: Path, if_missing: str) -> CsvRows:
             raise UserInputError(
                 f'{path}, line {first}: a quote (") opened there is not closed, so the row runs on to line '
                 f"{line_number}: close or remove that quote"
+            )
+        if len(row) > len(header) and not any(cell.strip() for cell in row[len(header) :]):
+            raise UserInputError(
+                f"{path}, line {line_number}: {len(row)} fields, expected {len(header)}, the extra ones empty (a "
+                f"trailing {delimiter!r}?): remove the trailing {delimiter!r}s or name those columns in the header"
             )
         if len(row) != len(header):
             raise UserInputError(f"{path}, line {line_number}: {len(row)} fields, expected {len(header)}")
@@ -180,6 +188,16 @@ def _unreadable_row(path: Path, line: int, error: csv.Error) -> UserInputError:
         return UserInputError(
             f'{path}, line {line}: a field runs past {csv.field_size_limit()} characters, most likely a quote (") '
             "opened there and never closed; close it or remove it"
+        )
+    if "unexpected end of data" in str(error):
+        return UserInputError(
+            f'{path}, line {line}: a quote (") opened there is never closed, so the row runs on to the end of the '
+            "file: close or remove that quote"
+        )
+    if "expected after '\"'" in str(error):
+        return UserInputError(
+            f'{path}, line {line}: text follows a closing quote (") inside a field: quote the whole field, '
+            'write a quote inside it as "", or remove the quotes'
         )
     return UserInputError(f"{path}, line {line}: not readable as CSV ({error}); mend the row or remove it")
 

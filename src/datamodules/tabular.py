@@ -42,9 +42,9 @@ class TabularDataModule(InMemoryDataModule):
     - Splits: seeded; stratified for classification (each split keeps the class proportions),
       plain shuffled for regression. The test split is drawn first, so `val_fraction` never
       changes it.
-    - Missing cells (empty, NA, N/A, NaN, null, none, ?) in features are refused with their
-      line and column, or with `fill_missing: mean` replaced by the training split's column
-      mean. A missing target is always refused.
+    - Missing cells (empty, NA, N/A, NaN, null, none, ?, #N/A and other spreadsheet errors) in
+      features are refused with their line and column, or with `fill_missing: mean` replaced by
+      the training split's column mean. A missing target is always refused.
     - Standardisation: features scaled to zero mean and unit variance on the training split;
       a column that is constant there (a pixel that is always 0) is only centred.
     - The checkpoint keeps what prediction needs: feature and class names, the fill values
@@ -301,6 +301,7 @@ class TabularDataModule(InMemoryDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         self._check_model()
+        self._stage = stage  # built again for it if a checkpoint's state arrives after the splits (load_state_dict)
         if self.splits or stage == "predict":  # prediction uses the checkpoint's fill and standardisation
             return
         if self.restored and stage == "test":
@@ -335,7 +336,14 @@ class TabularDataModule(InMemoryDataModule):
         split of its training file, or every row of another file."""
         trained_on = self.__dict__.get("_training_sha256")  # None in checkpoints from before it was kept
         same_bytes = trained_on is not None and sha256_of(self.csv_path) == trained_on
-        if self.csv_path.resolve() == self.training_csv.resolve() or same_bytes:  # moved or copied: still the split
+        same_path = self.csv_path.resolve() == self.training_csv.resolve()
+        if same_path and trained_on is not None and not same_bytes:
+            raise UserInputError(
+                f"{self.csv_path} has changed since the model was trained on it (other bytes), so its seeded test "
+                "split no longer holds out the rows the model never saw: test on the file as it was trained on, or "
+                "on a file of new rows only"
+            )
+        if same_path or same_bytes:  # moved or copied: still the split
             rows = self.split().test
         else:
             rows = torch.arange(len(self.targets))
@@ -344,7 +352,13 @@ class TabularDataModule(InMemoryDataModule):
         self.splits = {"test": (self.transform(self.raw_inputs["test"]), self.targets[rows])}
 
     def fill(self, x: torch.Tensor) -> torch.Tensor:
-        """Missing cells (NaN) replaced by the training split's column means."""
+        """Missing cells (NaN) replaced by the training split's column means; refused for a model
+        trained to refuse them (read with a config that says `fill_missing: mean`)."""
+        if self.fill_missing == "refuse" and torch.isnan(x).any():
+            raise UserInputError(
+                f"{self.csv_path} has missing feature cells and the model was trained to refuse them "
+                "(data.fill_missing refuse): fill them in or drop those rows"
+            )
         return torch.where(torch.isnan(x), self.fill_values.expand_as(x), x)
 
     def transform(self, x: torch.Tensor) -> torch.Tensor:
@@ -392,12 +406,19 @@ class TabularDataModule(InMemoryDataModule):
         self.class_names = list(saved["class_names"])
         self.feature_mean, self.feature_std = state_dict["feature_mean"], state_dict["feature_std"]
         fill = state_dict["fill_values"]
+        trained_fill = "refuse" if fill is None else "mean"
+        if trained_fill != self.fill_missing:
+            print(f"data.fill_missing is {trained_fill}, as the model was trained (not {self.fill_missing})")
+            self.fill_missing = trained_fill
         self.fill_values = fill if fill is not None else torch.zeros(len(self.feature_names))
         if "csv_path" in state_dict:
             self._training_csv = Path(str(state_dict["csv_path"]))
         self._training_sha256 = state_dict.get("csv_sha256")
         self.fitted = self.restored = True
         self._describe()
+        if self.splits:  # Lightning sets the data up before it restores a checkpoint: again, as the model was trained
+            self.splits, self.raw_inputs = {}, {}
+            self.setup(self.__dict__.get("_stage"))
 
 
 def stratified_split_indices(
