@@ -118,6 +118,30 @@ def test_lightning_csv_logger_class_path_is_ours_and_tracker_classes_are_refused
     assert len(error.splitlines()) == 1 and "use src.loggers.MLflow" in error
 
 
+def test_loggers_that_would_split_or_misplace_a_run_are_refused_in_one_line(
+    in_tmp: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A flag that moves only the last logger of a list, TensorBoard's sub_dir, and a version other than
+    the resumed run's would each leave the run's curves apart from its checkpoints: one line, no folder."""
+    moved = ["--trainer.logger.init_args.save_dir", "elsewhere"]
+    assert run_cli("fit", *FIT, *part("tensorboard_mlflow"), *moved) == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and "write to different folders" in error, error
+    assert run_cli("fit", *FIT, "--trainer.logger.init_args.sub_dir", "s") == 2
+    assert "leave sub_dir out" in capsys.readouterr().err.strip().splitlines()[-1]
+    assert not (in_tmp / "lightning_logs").exists() and not (in_tmp / "elsewhere").exists()
+    # A logger named by its module's full path is the same logger: its run is found and resumed in place.
+    full_path = ["--trainer.logger", "src.loggers.run_loggers.CSV"]
+    assert run_cli("fit", *FIT, *full_path, "--trainer.max_epochs", "2") == 0
+    assert run_cli("fit", *FIT, *full_path, "--ckpt_path", "last") == 0
+    assert [step for step, _ in csv_series(in_tmp / RUN, "val/acc")] == [1, 3]  # one run, both validations
+    capsys.readouterr()
+    again = ["--ckpt_path", "last", "--trainer.max_epochs", "6", "--trainer.logger.init_args.version", "7"]
+    assert run_cli("fit", *FIT, *full_path, *again) == 2
+    assert "continues its own run version_0" in capsys.readouterr().err.strip().splitlines()[-1]
+    assert sorted(path.name for path in RUN.parent.iterdir()) == ["version_0"]
+
+
 # --- MLflow ---------------------------------------------------------------------------------------
 def mlflow_client(in_tmp: Path) -> object:
     from mlflow.tracking import MlflowClient

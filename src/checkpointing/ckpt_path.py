@@ -20,6 +20,7 @@ from src.checkpointing.runs import (
     logger_entries,
     run_version_of,
 )
+from src.errors import UserInputError
 
 
 def checkpoint_file(ckpt_path: str, logger_config: Any, checkpoint_dir: str | None = None) -> Path:
@@ -54,6 +55,11 @@ def check_resumable_folder(run: Path) -> None:
         )
 
 
+def version_folder(version: int | str) -> str:
+    """The run folder a logger's `version` names: version_N for a number, else the text itself."""
+    return f"version_{version}" if isinstance(version, int) else str(version)
+
+
 def log_into_the_checkpoint_run(subcommand: str, trainer_config: Any, path: Path) -> None:
     """Resuming a checkpoint that lies in one of this experiment's runs continues that run's folder,
     whether given as `last` or as a path: its curves go on as one run (MLflow and W&B find their
@@ -73,4 +79,11 @@ def log_into_the_checkpoint_run(subcommand: str, trainer_config: Any, path: Path
     if version is not None and is_newest_state(path):  # an older checkpoint starts a new run folder
         check_resumable_folder(path.parent.parent)
         for entry in entries:
+            given = entry.init_args.version
+            if given is not None and version_folder(given) != version_folder(version):
+                raise UserInputError(
+                    f"--trainer.logger.init_args.version {given}, but {path} continues its own run "
+                    f"{version_folder(version)}: leave the version out to resume that run, or start a new run from "
+                    f"its weights with --model.init_from {path}"
+                )
             entry.init_args.version = version

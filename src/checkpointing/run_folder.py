@@ -12,7 +12,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from src.checkpointing.atomic_files import write_atomically
 from src.checkpointing.runs import claim_next_version, next_version
@@ -72,7 +72,7 @@ class RunFolder:
 def logger_keeps_run_folder(logger: Any) -> bool:
     """Whether `logger` is a TensorBoard, CSV, MLflow or W&B logger of this project (one whose run
     folder is `<save_dir>/<name>/version_N`)."""
-    return isinstance(logger, (RunFolder, CSVLogger)) or type(logger).__name__ == "TensorBoardLogger"
+    return isinstance(logger, (RunFolder, CSVLogger, TensorBoardLogger))
 
 
 def run_dir(logger: Any) -> Path | None:

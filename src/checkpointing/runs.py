@@ -19,6 +19,7 @@ from src.checkpointing.checkpoint_io import (
     previous_good,
     verify_checkpoint,
 )
+from src.class_paths import class_from_path
 from src.errors import UserInputError, first_line
 
 _VERSION = re.compile(r"version_(\d+)$")
@@ -53,10 +54,6 @@ def claim_next_version(experiment_dir: Path) -> int:
             version += 1
 
 
-# Logger classes whose config has save_dir, name and version: the run folder <save_dir>/<name>/version_N.
-RUN_FOLDER_LOGGERS = ("TensorBoardLogger", "CSVLogger", "src.loggers.CSV", "src.loggers.MLflow", "src.loggers.Wandb")
-
-
 def logger_entries(logger_config: Any) -> list[Any]:
     """The logger configs of a parsed `trainer.logger` (one, a list, or none/true/false)."""
     if isinstance(logger_config, (list, tuple)):
@@ -65,9 +62,41 @@ def logger_entries(logger_config: Any) -> list[Any]:
 
 
 def keeps_run_folder(entry: Any) -> bool:
-    """Whether a logger config is one whose run folder is `<save_dir>/<name>/version_N`."""
+    """Whether a logger config is one whose run folder is `<save_dir>/<name>/version_N`: TensorBoard,
+    CSV, src.loggers' MLflow and W&B, or a subclass, however its class path is written
+    (src.loggers.run_loggers.MLflow)."""
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+    from src.checkpointing.run_folder import RunFolder  # it reads runs through this module
+
     class_path = str(getattr(entry, "class_path", ""))
-    return any(class_path == known or class_path.endswith(f".{known}") for known in RUN_FOLDER_LOGGERS)
+    try:
+        logger_class = class_from_path(class_path)
+    except (ImportError, AttributeError, ValueError):
+        return False
+    return isinstance(logger_class, type) and issubclass(logger_class, (TensorBoardLogger, CSVLogger, RunFolder))
+
+
+def check_one_run_folder(entries: list[Any]) -> None:
+    """Refuse loggers that would split one run across folders: run-folder loggers of different
+    save_dir or name (a `--trainer.logger.init_args` flag sets the last logger of a list only), or
+    TensorBoard's sub_dir, which would put the checkpoints where `--ckpt_path last` never looks."""
+    entries = [entry for entry in entries if keeps_run_folder(entry)]
+    for entry in entries:
+        if getattr(entry.init_args, "sub_dir", None) is not None:
+            raise UserInputError(
+                f"trainer.logger {entry.class_path} sub_dir {entry.init_args.sub_dir!r}: a run keeps its curves and "
+                "checkpoints together in <save_dir>/<name>/version_N, which --ckpt_path last resumes; leave sub_dir "
+                "out and tell runs apart by --trainer.logger.init_args.name or version"
+            )
+    folders = {str(Path(str(entry.init_args.save_dir), str(entry.init_args.name or ""))): entry for entry in entries}
+    if len(folders) > 1:
+        listed = " and ".join(f"{folder} ({entry.class_path.rpartition('.')[2]})" for folder, entry in folders.items())
+        raise UserInputError(
+            f"the loggers of this run write to different folders, {listed}, which would split the run: give every "
+            "logger in the list the same save_dir and name (a --trainer.logger.init_args flag sets the last logger "
+            "of a list only; set them in the config's entries)"
+        )
 
 
 def experiment_dir(logger_config: Any) -> Path:

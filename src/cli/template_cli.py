@@ -18,7 +18,7 @@ from src.callbacks import (
 )
 from src.checkpointing import RunCheckpoint, RunSafety, stop_on_signal
 from src.checkpointing.checkpoint_io import load_structure
-from src.checkpointing.runs import logger_entries
+from src.checkpointing.runs import check_one_run_folder, logger_entries
 from src.checkpointing.stored_run import RUN_CONFIG_KEY
 from src.class_paths import class_from_path
 from src.cli.checkpoint_config import FROM_CHECKPOINT, with_checkpoint_config
@@ -246,6 +246,7 @@ class TemplateCLI(LightningCLI):
                     "checkpoints and its tracker run id in lightning_logs/<name>/version_N so --ckpt_path last "
                     f"continues the same run; e.g. --trainer.logger {ours}"
                 )
+        check_one_run_folder(logger_entries(trainer.get("logger")))
 
     def _resolve_ckpt_path(self) -> None:
         """Turn `last`/`best` into this experiment's file, and check any checkpoint before use (RunSafety).
