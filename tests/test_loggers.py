@@ -10,6 +10,7 @@ continues at the next steps); `--ckpt_path best`, test, predict and export find 
 import csv
 import json
 import os
+import shutil
 import socket
 import struct
 import subprocess
@@ -140,6 +141,23 @@ def test_loggers_that_would_split_or_misplace_a_run_are_refused_in_one_line(
     assert run_cli("fit", *FIT, *full_path, *again) == 2
     assert "continues its own run version_0" in capsys.readouterr().err.strip().splitlines()[-1]
     assert sorted(path.name for path in RUN.parent.iterdir()) == ["version_0"]
+
+
+def test_a_run_with_checkpoints_elsewhere_resumes_in_its_own_folder(in_tmp: Path) -> None:
+    """--checkpoint.dirpath keeps the checkpoints outside the run folder: each records its run, so
+    `--ckpt_path last` goes on logging in that run, not in a new version_N. A copy of a checkpoint taken
+    out of that folder starts a new run instead: its older state must never overwrite the run's last.ckpt."""
+    kept = ["--trainer.logger", "CSVLogger", "--checkpoint.dirpath", "kept"]
+    assert run_cli("fit", *FIT, *kept, "--trainer.max_epochs", "2") == 0
+    shutil.copy(in_tmp / "kept" / "last.ckpt", in_tmp / "early.ckpt")
+    assert run_cli("fit", *FIT, *kept, "--ckpt_path", "last") == 0
+    assert sorted(path.name for path in RUN.parent.iterdir()) == ["version_0"]
+    assert [step for step, _ in csv_series(in_tmp / RUN, "val/acc")] == [1, 3]
+    assert (in_tmp / RUN / "config.resumed-1.yaml").is_file()
+    last = (in_tmp / "kept" / "last.ckpt").read_bytes()
+    assert run_cli("fit", *FIT, "--trainer.logger", "CSVLogger", "--ckpt_path", "early.ckpt") == 0
+    assert sorted(path.name for path in RUN.parent.iterdir()) == ["version_0", "version_1"]
+    assert (in_tmp / "kept" / "last.ckpt").read_bytes() == last
 
 
 # --- MLflow ---------------------------------------------------------------------------------------

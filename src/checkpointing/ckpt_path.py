@@ -60,10 +60,13 @@ def version_folder(version: int | str) -> str:
     return f"version_{version}" if isinstance(version, int) else str(version)
 
 
-def log_into_the_checkpoint_run(subcommand: str, trainer_config: Any, path: Path) -> None:
+def log_into_the_checkpoint_run(
+    subcommand: str, trainer_config: Any, path: Path, checkpoint_dir: str | None = None
+) -> None:
     """Resuming a checkpoint that lies in one of this experiment's runs continues that run's folder,
     whether given as `last` or as a path: its curves go on as one run (MLflow and W&B find their
-    run id there). An older checkpoint of a run (behind its last.ckpt) starts a new run folder
+    run id there; a checkpoint in `checkpoint_dir`, the fit's checkpoint.dirpath, names the run it was
+    saved in). An older checkpoint of a run (behind its last.ckpt) starts a new run folder
     instead, so the run's newer last.ckpt and curves are never overwritten. validate and test log
     nowhere: outside a fit Lightning restores only the weights, so their metrics would sit at step 0
     of a run (TensorBoard reads that as a restart and drops the run's later points), or alone in a
@@ -75,9 +78,9 @@ def log_into_the_checkpoint_run(subcommand: str, trainer_config: Any, path: Path
     if subcommand != "fit":
         return
     entries = [entry for entry in logger_entries(trainer_config.logger) if keeps_run_folder(entry)]
-    version = run_version_of(path, experiment_dir(trainer_config.logger)) if entries else None
+    version = run_version_of(path, experiment_dir(trainer_config.logger), checkpoint_dir) if entries else None
     if version is not None and is_newest_state(path):  # an older checkpoint starts a new run folder
-        check_resumable_folder(path.parent.parent)
+        check_resumable_folder(experiment_dir(trainer_config.logger) / version_folder(version))
         for entry in entries:
             given = entry.init_args.version
             if given is not None and version_folder(given) != version_folder(version):

@@ -15,7 +15,7 @@ from lightning.pytorch.loggers import MLFlowLogger, WandbLogger
 
 from src.checkpointing.checkpoint_io import furthest_good
 from src.checkpointing.run_folder import holds_files, run_dir
-from src.checkpointing.runs import is_newest_state
+from src.checkpointing.runs import is_newest_state, run_folders
 from src.errors import UserInputError
 
 
@@ -91,15 +91,15 @@ def check_trackers_go_on(trainer: Trainer, ckpt_path: Path | None) -> None:
     """Refuse a fit that resumes a run logged to MLflow or W&B without that tracker's logger: the
     curves after the resume would go to the other loggers only, and the tracker's run would end
     at the stop, as if it were the whole run."""
-    if ckpt_path is None or trainer.fast_dev_run or ckpt_path.resolve().parent.name != "checkpoints":
+    if ckpt_path is None or trainer.fast_dev_run:
         return
-    resumed = ckpt_path.resolve().parent.parent
-    folders = [run_dir(logger) for logger in trainer.loggers]
-    if not any(folder is not None and folder.resolve() == resumed for folder in folders):
+    folders = {folder.resolve() for logger in trainer.loggers if (folder := run_dir(logger)) is not None}
+    resumed = next((run for run in run_folders(ckpt_path) if run.resolve() in folders), None)
+    if resumed is None:
         return  # a new run that starts from another run's weights: nothing of that run goes on
     for record, (tracker, logger_type, part) in TRACKER_RECORDS.items():
         if (resumed / record).is_file() and not any(isinstance(logger, logger_type) for logger in trainer.loggers):
-            run = ckpt_path.parent.parent
+            run = ckpt_path.parent.parent if ckpt_path.resolve().parent.parent == resumed else resumed  # as given
             raise UserInputError(
                 f"{run} was logged to {tracker} ({run / record} holds its run id), and this fit has no {tracker} "
                 f"logger, so the rest of the run would not reach it: resume with the run's own loggers (--config "

@@ -40,7 +40,7 @@ class RunSafety:
             self.ckpt_path = checkpoint_file(str(given), config.trainer.logger, checkpoint_dir)
             if self.fitting:
                 check_resumable(self.ckpt_path, (config.get("trainer") or {}).get("max_epochs"))
-            log_into_the_checkpoint_run(subcommand, config.trainer, self.ckpt_path)
+            log_into_the_checkpoint_run(subcommand, config.trainer, self.ckpt_path, checkpoint_dir)
             config.ckpt_path = str(self.ckpt_path)
 
     @staticmethod

@@ -9,6 +9,7 @@ they need no logger object, so a sweep can call them on finished runs.
 import json
 import re
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from src.checkpointing.checkpoint_io import (
     previous_good,
     verify_checkpoint,
 )
+from src.checkpointing.stored_run import RUN_FOLDER_KEY
 from src.class_paths import class_from_path
 from src.errors import UserInputError, first_line
 
@@ -164,21 +166,40 @@ def latest_resumable_run(experiment_dir: Path) -> Path:
     )
 
 
-def run_version_of(checkpoint: Path, experiment_dir: Path) -> int | str | None:
-    """The logger `version` of the run a checkpoint lies in (`<experiment_dir>/<run>/checkpoints/*.ckpt`):
-    N for version_N, else the run folder's path below the experiment (a sweep's `trial_3`); None
-    when the checkpoint lies in no run of this experiment."""
+def run_folders(checkpoint: Path, recorded: bool = True) -> Iterator[Path]:
+    """The run folder a checkpoint may belong to, most likely first: `<run>` of `<run>/checkpoints/x.ckpt`,
+    then (`recorded`) the one its fit recorded in it (RUN_FOLDER_KEY: checkpoints kept elsewhere by
+    --checkpoint.dirpath)."""
     folder = checkpoint.resolve().parent
-    if folder.name != "checkpoints":
-        return None
+    if folder.name == "checkpoints":
+        yield folder.parent
+    if not recorded:
+        return
     try:
-        run = folder.parent.relative_to(experiment_dir.resolve()).as_posix()
-    except ValueError:
-        return None
-    if run == ".":
-        return None
-    numbered = _VERSION.fullmatch(run)
-    return int(numbered.group(1)) if numbered else run
+        recorded = load_structure(checkpoint).get(RUN_FOLDER_KEY)  # type: ignore[attr-defined]
+    except Exception:  # noqa: BLE001 - damaged or foreign: the integrity check says why elsewhere
+        return
+    if isinstance(recorded, str):
+        yield Path(recorded)
+
+
+def run_version_of(checkpoint: Path, experiment_dir: Path, checkpoint_dir: str | None = None) -> int | str | None:
+    """The logger `version` of the run a checkpoint belongs to, a run of `experiment_dir`: N for
+    version_N, else the run folder's path below the experiment (a sweep's `trial_3`); None when it
+    belongs to no run of this experiment. The run it recorded counts only when it lies in
+    `checkpoint_dir` (the fit's checkpoint.dirpath), where the resumed fit writes its checkpoints:
+    a copy elsewhere of an older state must not bring that run's folder a new last.ckpt."""
+    in_dirpath = checkpoint_dir is not None and checkpoint.resolve().parent == Path(checkpoint_dir).resolve()
+    folders = run_folders(checkpoint) if in_dirpath else run_folders(checkpoint, recorded=False)
+    for folder in folders:
+        try:
+            run = folder.resolve().relative_to(experiment_dir.resolve()).as_posix()
+        except ValueError:
+            continue
+        if run != ".":
+            numbered = _VERSION.fullmatch(run)
+            return int(numbered.group(1)) if numbered else run
+    return None
 
 
 def best_checkpoint(folder: Path) -> Path:

@@ -1,8 +1,8 @@
 """What a checkpoint keeps of its run besides weights: the resolved config and the data module's state.
 
 Training stores the run's resolved config (YAML text, the same as the run folder's config.yaml)
-under RUN_CONFIG_KEY; Lightning stores the data module's `state_dict()` (classes, image size,
-standardisation, ...) under the data module's class name. Together with the model's
+under RUN_CONFIG_KEY and the run folder under RUN_FOLDER_KEY; Lightning stores the data module's
+`state_dict()` (classes, image size, standardisation, ...) under the data module's class name. Together with the model's
 hyperparameters they are all that predicting, testing or exporting needs.
 """
 
@@ -14,6 +14,7 @@ import yaml
 from src.errors import UserInputError
 
 RUN_CONFIG_KEY = "run_config"
+RUN_FOLDER_KEY = "run_folder"  # the run folder of the fit that saved it (absolute path)
 
 
 def missing_record(path: Path, what: str) -> UserInputError:

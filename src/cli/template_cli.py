@@ -19,7 +19,7 @@ from src.callbacks import (
 from src.checkpointing import RunCheckpoint, RunSafety, stop_on_signal
 from src.checkpointing.checkpoint_io import load_structure
 from src.checkpointing.runs import check_one_run_folder, logger_entries
-from src.checkpointing.stored_run import RUN_CONFIG_KEY
+from src.checkpointing.stored_run import RUN_CONFIG_KEY, RUN_FOLDER_KEY
 from src.class_paths import class_from_path
 from src.cli.checkpoint_config import FROM_CHECKPOINT, with_checkpoint_config
 from src.cli.checkpoint_fit import check_checkpoint_fits
@@ -97,6 +97,10 @@ class SaveRunConfig(SaveConfigCallback):
         if self._config_text is None:
             self._config_text = self.parser.dump(self.config, skip_none=False)
         checkpoint[RUN_CONFIG_KEY] = self._config_text
+        if (
+            self.run_dir is not None and "://" not in self.run_dir
+        ):  # found again on a resume from any --checkpoint.dirpath
+            checkpoint[RUN_FOLDER_KEY] = str(Path(self.run_dir).resolve())
 
     def save_config(self, trainer: Any, pl_module: Any, stage: str) -> None:
         """Rank 0 only, after the file is written: hand it to each tracker that keeps files.
