@@ -105,7 +105,10 @@ def test_a_csv_classifier_predicts_and_tests_new_rows_from_the_checkpoint_alone(
     assert {row["class"] for row in read_rows(in_tmp / "b.csv")} <= {"setosa", "versicolor", "virginica"}
     # test on the new labelled rows: every row, with the checkpoint's classes and standardisation (not refitted)
     capsys.readouterr()
-    assert run_cli("test", "--ckpt_path", str(ckpt), "--data.csv_path", str(new), *QUIET) == 0
+    # a flag given twice (a command from the shell's history, one more --ckpt_path): the last one counts
+    assert (
+        run_cli("test", "--ckpt_path", "gone.ckpt", "--ckpt_path", str(ckpt), "--data.csv_path", str(new), *QUIET) == 0
+    )
     out = capsys.readouterr().out
     assert "Testing on all 50 rows of" in out
     loss = float(re.search(r"test/loss\s*│\s*([0-9.]+)", out).group(1))  # type: ignore[union-attr]

@@ -21,13 +21,14 @@ FROM_CHECKPOINT = ("validate", "test", "predict", "export")
 
 
 def _option(args: list[str], name: str) -> str | None:
-    """The value of `--name VALUE` or `--name=VALUE` in args, else None."""
+    """The value of the last `--name VALUE` or `--name=VALUE` in args (the one the parser keeps), else None."""
+    value = None
     for index, arg in enumerate(args):
         if arg == name and index + 1 < len(args):
-            return args[index + 1]
-        if arg.startswith(f"{name}="):
-            return arg.split("=", 1)[1]
-    return None
+            value = args[index + 1]
+        elif arg.startswith(f"{name}="):
+            value = arg.split("=", 1)[1]
+    return value
 
 
 def _configs(args: list[str]) -> list[str]:
