@@ -139,6 +139,11 @@ def test_the_training_csv_moved_elsewhere_is_still_tested_on_its_test_split(
     capsys.readouterr()
     assert run_cli("test", "--ckpt_path", str(ckpt), "--data.csv_path", "train/iris.csv", *QUIET) == 0
     at_home = capsys.readouterr().out
+    # The training config with another seed: still the test split the model was trained beside, not one
+    # that would hold its training rows.
+    other_seed = [*iris_args("tabular_classification", "species")[:8], "--data.seed", "7"]
+    assert run_cli("test", *other_seed, "--ckpt_path", str(ckpt), *QUIET) == 0
+    reseeded = capsys.readouterr().out
     (in_tmp / "moved").mkdir()
     shutil.move(in_tmp / "train" / "iris.csv", in_tmp / "moved" / "iris.csv")
     assert run_cli("test", "--ckpt_path", str(ckpt), "--data.csv_path", "moved/iris.csv", *QUIET) == 0
@@ -146,6 +151,7 @@ def test_the_training_csv_moved_elsewhere_is_still_tested_on_its_test_split(
     assert "Testing on all" not in moved
     table = re.compile(r"test/loss\s*│\s*([0-9.]+)")
     assert table.search(moved).group(1) == table.search(at_home).group(1)  # type: ignore[union-attr]
+    assert table.search(reseeded).group(1) == table.search(at_home).group(1)  # type: ignore[union-attr]
     # Edited in place (rows dropped or added), its seeded test split would hold training rows: refused.
     write_iris(in_tmp / "train" / "iris.csv", slice(0, 140))
     assert run_cli("test", "--ckpt_path", str(ckpt), "--data.csv_path", "train/iris.csv", *QUIET) == 2

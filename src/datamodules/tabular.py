@@ -2,7 +2,7 @@
 
 import math
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -291,13 +291,16 @@ class TabularDataModule(InMemoryDataModule):
             )
         raise self._not_classification()
 
-    def split(self) -> SplitIndices:
-        """Train, validation and test rows: stratified by class for classification."""
+    def split(self, settings: dict[str, Any] | None = None) -> SplitIndices:
+        """Train, validation and test rows: stratified by class for classification. `settings` (seed,
+        val_fraction, test_fraction) replace this module's: a trained model's test split is the one it
+        was trained beside, whatever seed a later config gives."""
+        given = {"seed": self.seed, "val_fraction": self.val_fraction, "test_fraction": self.test_fraction}
+        chosen = {**given, **(settings or {})}
+        val, test, seed = chosen["val_fraction"], chosen["test_fraction"], chosen["seed"]
         if self.task == "classification":
-            return stratified_split_indices(
-                self.targets, self.val_fraction, self.test_fraction, self.seed, self.class_names
-            )
-        return split_indices(len(self.targets), self.val_fraction, self.test_fraction, self.seed)
+            return stratified_split_indices(self.targets, val, test, seed, self.class_names)
+        return split_indices(len(self.targets), val, test, seed)
 
     def setup(self, stage: str | None = None) -> None:
         self._check_model()
@@ -344,7 +347,7 @@ class TabularDataModule(InMemoryDataModule):
                 "on a file of new rows only"
             )
         if same_path or same_bytes:  # moved or copied: still the split
-            rows = self.split().test
+            rows = self.split(self.__dict__.get("_training_split")).test
         else:
             rows = torch.arange(len(self.targets))
             print(f"Testing on all {len(rows)} rows of {self.csv_path} (not the training file {self.training_csv})")
@@ -383,6 +386,7 @@ class TabularDataModule(InMemoryDataModule):
             "id_columns": self.id_columns,
             "csv_path": str(self.training_csv),
             "csv_sha256": self.__dict__.get("_training_sha256"),
+            "split": {"seed": self.seed, "val_fraction": self.val_fraction, "test_fraction": self.test_fraction},
         }
 
     @property
@@ -414,6 +418,7 @@ class TabularDataModule(InMemoryDataModule):
         if "csv_path" in state_dict:
             self._training_csv = Path(str(state_dict["csv_path"]))
         self._training_sha256 = state_dict.get("csv_sha256")
+        self._training_split = state_dict.get("split")  # None in checkpoints from before it was kept
         self.fitted = self.restored = True
         self._describe()
         if self.splits:  # Lightning sets the data up before it restores a checkpoint: again, as the model was trained
