@@ -223,6 +223,15 @@ def test_a_spreadsheets_csv_with_a_bom_and_another_delimiter_reads_as_a_plain_on
     inputs, columns = read_feature_rows(excel, ["x1", "x2"])  # predict --input reads it the same way
     assert list(columns) == ["id", "x1", "x2", "label"] and columns["id"][:2] == ["p0", "p1"]
     assert torch.equal(inputs, dm.inputs)
+    # Excel's "sep=;" first line names the separator and is no header; lines are still counted from it
+    named = tmp_path / "named.csv"
+    named.write_text(f"sep={delimiter}\n" + "\n".join(lines) + "\n", encoding="utf-8-sig")
+    assert torch.equal(TabularDataModule(named, "label", id_columns=["id"]).inputs, dm.inputs)
+    named.write_text(
+        named.read_text(encoding="utf-8-sig").replace(f"p1{delimiter}1{delimiter}", f"p1{delimiter}x{delimiter}")
+    )
+    with pytest.raises(UserInputError, match="on line 4"):  # sep=, the header, p0, then p1
+        TabularDataModule(named, "label", id_columns=["id"]).input_shape  # noqa: B018 - read when first needed
 
 
 def test_a_comma_csv_with_semicolons_in_its_cells_stays_a_comma_csv(tmp_path: Path) -> None:

@@ -31,6 +31,7 @@ EXCEL_ERRORS = frozenset({"#n/a", "#na", "#div/0!", "#value!", "#ref!", "#num!",
 MISSING_MARKERS = frozenset({"", "na", "n/a", "nan", "null", "none", "?"}) | EXCEL_ERRORS
 # A number written with thousands separators: 1,234 or -12,345,678.5.
 DIGIT_GROUPS = re.compile(r"[+-]?\d{1,3}(,\d{3})+(\.\d+)?$")
+EXCEL_SEPARATOR_LINE = re.compile(r"sep=(.)\r?\n")  # a first line Excel reads as "columns are separated by"
 DELIMITERS = ",;\t|"  # what a spreadsheet's "save as" writes; a comma unless the file says otherwise
 SNIFF_CHARACTERS = 16_384  # how much of the file the delimiter is guessed from
 SAVE_AS_CSV = "or save it from the spreadsheet as 'CSV UTF-8 (comma delimited)'"
@@ -90,7 +91,8 @@ def read_rows(path: Path, if_missing: str) -> CsvRows:
     if not path.is_file():
         raise UserInputError(if_missing)
     text = read_text(path)
-    delimiter = detect_delimiter(text)
+    excel_line = EXCEL_SEPARATOR_LINE.match(text)  # `sep=;`: Excel's line naming the separator, no header
+    delimiter = excel_line.group(1) if excel_line else detect_delimiter(text)
     rows, lines, starts = [], [], []  # each row, its last line and its first (a quoted field can span lines)
     # strict: a quote left open at the end of the file is an error, not a last field that swallows the rest
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
@@ -106,6 +108,8 @@ def read_rows(path: Path, if_missing: str) -> CsvRows:
             rows.append(row)
             lines.append(reader.line_num)
             starts.append(first_line)
+    if excel_line:
+        rows, lines, starts = rows[1:], lines[1:], starts[1:]
     if len(rows) < 2:
         raise UserInputError(f"{path} has no data rows: it needs a header line and at least one row")
     header = [name.strip() for name in rows[0]]
