@@ -5,6 +5,7 @@ import hashlib
 import http.server
 import pickle
 import re
+import shutil
 import socket
 import tarfile
 import threading
@@ -172,11 +173,16 @@ def test_the_cache_is_reused_and_rebuilt_when_the_source_changes(
     monkeypatch.setattr(image_decoding, "read_image_tree", no_decoding)
     module(tree, tmp_path).prepare_data()  # reused: no decoding
     monkeypatch.undo()
+    copy = tree.parent / "copy"  # another source, the same files: its cache is its own, and kept
+    shutil.copytree(tree, copy)
+    module(copy, tmp_path).prepare_data()
     extra = tree / "train" / "cat" / "extra.png"
     write_png(torch.zeros(3, 32, 32, dtype=torch.uint8), str(extra))
     changed = module(tree, tmp_path)
     changed.prepare_data()
     assert changed.cache_path() != first_cache and changed.cache_path().is_file()
+    # the cache of the folder before the change can never be read again: removed, not left to fill the disk
+    assert not first_cache.exists() and module(copy, tmp_path).cache_path().is_file()
     changed.setup()
     assert len(changed.splits["train"][0]) + len(changed.splits["val"][0]) == 31
     assert not [p for p in (tmp_path / "cache").iterdir() if ".tmp-" in p.name]

@@ -291,7 +291,23 @@ class ImageFolderDataModule(InMemoryDataModule):
         if kind == "zip":
             names = "\n".join(name for folders in self._listing(kind).values() for n in folders.values() for name in n)
             settings += f"|listed {hashlib.sha256(names.encode()).hexdigest()}"
-        return self.cache_dir / f"{self.cache_prefix}-{kind}-{source_fingerprint(files, settings)}.pt"
+        return self.cache_dir / f"{self._cache_family(kind)}-{source_fingerprint(files, settings)}.pt"
+
+    def _cache_family(self, kind: str) -> str:
+        """The start of the cache names of this source (the folder, or the zip) at these settings, whatever
+        its files hold: a cache of the family that is not today's can never be read again."""
+        where = find_zip(self.data_dir) if kind == "zip" else self.data_dir
+        identity = f"{Path(str(where)).resolve()}|{self._settings()}".encode("utf-8", "surrogateescape")
+        return f"{self.cache_prefix}-{kind}-{hashlib.sha256(identity).hexdigest()[:8]}"
+
+    def _remove_stale_caches(self, kind: str, kept: Path) -> None:
+        """Delete this source's caches from before its files changed (each a full copy of the decoded
+        images), so editing the folder does not fill the disk; other sources' and settings' stay."""
+        stale = [path for path in self.cache_dir.glob(f"{self._cache_family(kind)}-*.pt") if path != kept]
+        for path in stale:
+            path.unlink(missing_ok=True)
+        if stale:
+            self._announce(f"Removed {len(stale)} cache file(s) of {self.data_dir} from before its files changed")
 
     def cache_path(self) -> Path:
         return self._cache_file(*self._source())
@@ -332,6 +348,7 @@ class ImageFolderDataModule(InMemoryDataModule):
         if "train" not in splits:
             raise UserInputError(f"no image of {self.data_dir}/train could be decoded ({len(skipped)} skipped)")
         write_cache(cache, splits, skipped)
+        self._remove_stale_caches(kind, cache)
         count = sum(len(labels) for _, labels in splits.values())
         self._announce(
             f"Decoded {count:,} images in {time.perf_counter() - started:.1f} s into {cache} "
