@@ -144,6 +144,29 @@ def folder_module(data_dir: Path, tmp_path: Path, **kwargs: object) -> ImageFold
     return ImageFolderDataModule(data_dir=data_dir, **options)  # type: ignore[arg-type]
 
 
+def held_out(tree: Path, tmp_path: Path, streaming: bool, seed: int = 42) -> set[object]:
+    """The validation images of a fresh module on `tree`: file names (streaming) or pixel bytes (in memory)."""
+    module = folder_module(tree, tmp_path, image_size=8, streaming=streaming, num_workers=0, seed=seed)
+    module.setup("fit")
+    if streaming:
+        return {name for name, _ in module.images.streams["val"].items}  # type: ignore[union-attr]
+    return {image.numpy().tobytes() for image in module.splits["val"][0]}
+
+
+@pytest.mark.parametrize("streaming", [False, True], ids=["in_memory", "streaming"])
+def test_adding_images_leaves_the_validation_split_where_it_was(tmp_path: Path, streaming: bool) -> None:
+    """A resumed run on a folder with new images must not train on the images it validated on: each
+    file is held out by a seeded hash of its name, not by a shuffle that deals every class out anew."""
+    tree = food_tree(tmp_path / "food", per_class=20, splits=("train",))
+    before = held_out(tree, tmp_path, streaming)
+    assert len(before) == 12  # 20% of 60, 4 per class
+    food_image("pizza", 99, ".png", "RGB", (16, 16)).save(tree / "train" / "pizza" / "zz_new.png")
+    after = held_out(tree, tmp_path, streaming)
+    # 20% of 61 is still 12; at most the one pizza the new file displaced moved to training
+    assert len(after) == 12 and len(before - after) <= 1, len(before - after)
+    assert len(before - held_out(tree, tmp_path, streaming, seed=7)) >= 6  # the seed still chooses the images
+
+
 def test_a_shift_as_large_as_the_image_is_refused_before_any_decoding(tmp_path: Path) -> None:
     with pytest.raises(UserInputError, match="data.translate must be below the image side"):
         ImageFolderDataModule(data_dir=tmp_path / "none", image_size=[4, 6], translate=4)

@@ -23,7 +23,7 @@ from src.datamodules.image_decoding import (
 from src.datamodules.image_folder_in_memory import InMemoryImages, read_cache, write_cache
 from src.datamodules.image_folder_streaming import StreamingImages
 from src.datamodules.in_memory import InMemoryDataModule, empty_split
-from src.datamodules.splits import stratified_split
+from src.datamodules.splits import name_rank, stratified_split
 from src.datamodules.standardisation import fit_pixel_standardisation
 from src.errors import UserInputError, first_line
 
@@ -100,7 +100,8 @@ class ImageFolderDataModule(InMemoryDataModule):
             and small enough for a training batch of them to fit in memory.
         channels: 3 for RGB, 1 for grayscale.
         val_size: with no `val/` folder, the training images held out for validation: a
-            count (500) or a fraction (0.1); stratified by class and seeded.
+            count (500) or a fraction (0.1); stratified by class and seeded by file name (images
+            added later leave the others in their split).
         cache_dir: where decoded tensors are cached (a read-only data_dir is fine).
         batch_size: training batch size.
         eval_batch_size: validation/test batch size.
@@ -360,9 +361,12 @@ class ImageFolderDataModule(InMemoryDataModule):
         """`train_subset` positions out of `count`, drawn with the data's seed, in stored order."""
         return torch.randperm(count, generator=torch.Generator().manual_seed(self.seed))[: self.train_subset].sort()[0]
 
-    def _held_out(self, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _held_out(self, labels: torch.Tensor, names: list[str] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(train, val) indices: `val_size` images (or that fraction) held out, seeded; stratified:
-        each class gives its share (rounded), so small classes keep their proportion."""
+        each class gives its share (rounded), so small classes keep their proportion. Given the
+        images' file `names`, each class holds out the files first in the order of a seeded hash of
+        their names: adding or removing images leaves the others where they were (a seeded shuffle
+        would deal every class out anew, and a resumed run would train on images it validated on)."""
         count = round(self.val_size * len(labels)) if isinstance(self.val_size, float) else self.val_size
         if count >= len(labels):
             raise UserInputError(f"data.val_size ({self.val_size}) must be below the {len(labels)} training images")
@@ -370,11 +374,18 @@ class ImageFolderDataModule(InMemoryDataModule):
         if not self.stratified_validation:
             order = torch.randperm(len(labels), generator=generator)
             return order[count:], order[:count]
+
+        def by_name(members: torch.Tensor) -> torch.Tensor:
+            keys = [name_rank(self.seed, names[index]) for index in members.tolist()]  # type: ignore[index]
+            return members[sorted(range(len(members)), key=keys.__getitem__)]
+
         val, train = stratified_split(
             labels,
             [count],
             self.class_names,
-            lambda members: members[torch.randperm(len(members), generator=generator)],
+            by_name
+            if names is not None
+            else lambda members: members[torch.randperm(len(members), generator=generator)],
             "training image(s)",
             "add images or lower data.val_size",
         )
@@ -478,7 +489,7 @@ class ImageFolderDataModule(InMemoryDataModule):
         if "val" in data:
             train, splits = torch.arange(len(images)), {"val": data["val"]}
         else:
-            train, val = self._held_out(labels)
+            train, val = self._held_out(labels, self._decoded_train_names(skipped))
             splits = {"val": (images[val], labels[val])}
         if self.train_subset is not None:  # a seeded random subset: the images are stored class by class
             train = train[self._subset(len(train))]
@@ -491,6 +502,15 @@ class ImageFolderDataModule(InMemoryDataModule):
                 splits["train"][0].split(4096), str(self.data_dir)
             )
         return self._in_memory(splits)
+
+    def _decoded_train_names(self, skipped: list[str]) -> list[str] | None:
+        """The names of the cached training images, in the cache's order (the listing's, less the
+        files skipped as undecodable); None for a source without file names (CIFAR-10's batches)."""
+        kind, _ = self._source()
+        if kind not in ("tree", "zip"):
+            return None
+        left_out = set(skipped)
+        return [name for names in self._listing(kind)["train"].values() for name in names if name not in left_out]
 
     def _in_memory(self, splits: Splits) -> InMemoryImages:
         device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
@@ -513,7 +533,7 @@ class ImageFolderDataModule(InMemoryDataModule):
         train_items = items["train"]
         if "val" not in items:
             labels = torch.tensor([label for _, label in train_items], dtype=torch.long)
-            train, val = self._held_out(labels)
+            train, val = self._held_out(labels, [name for name, _ in train_items])
             items["val"] = [train_items[i] for i in val.tolist()]
             train_items = [train_items[i] for i in train.tolist()]
         if self.train_subset is not None:  # a seeded random subset: the items are stored class by class

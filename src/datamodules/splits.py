@@ -1,6 +1,7 @@
 """Seeded train/validation/test index splits shared by every data module: plain, or
 stratified by class (each part keeps the class proportions)."""
 
+import hashlib
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
@@ -16,6 +17,14 @@ class SplitIndices(NamedTuple):
     train: torch.Tensor
     val: torch.Tensor
     test: torch.Tensor
+
+
+def name_rank(seed: int, name: str) -> bytes:
+    """A file's place in a seeded order that the other files do not change: the sha256 of the seed and
+    its name below `train/` (the same for a folder and its zip, whatever folder the zip holds it in)."""
+    parts = name.split("/")
+    below = next(("/".join(parts[i + 1 :]) for i in range(len(parts) - 2) if parts[i] == "train"), name)
+    return hashlib.sha256(f"{seed}|{below}".encode("utf-8", "surrogateescape")).digest()
 
 
 def check_fractions(val_fraction: float, test_fraction: float) -> None:
