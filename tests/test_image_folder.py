@@ -167,6 +167,25 @@ def test_adding_images_leaves_the_validation_split_where_it_was(tmp_path: Path, 
     assert len(before - held_out(tree, tmp_path, streaming, seed=7)) >= 6  # the seed still chooses the images
 
 
+@pytest.mark.parametrize("streaming", [False, True], ids=["in_memory", "streaming"])
+def test_a_link_back_up_the_tree_is_refused_and_a_link_across_is_followed(tmp_path: Path, streaming: bool) -> None:
+    tree = food_tree(tmp_path / "food", per_class=4, splits=("train",))
+    more = tmp_path / "more_pizza"  # a class's images kept elsewhere, linked in: read as that class
+    more.mkdir()
+    food_image("pizza", 50, ".png", "RGB", (16, 16)).save(more / "extra.png")
+    (tree / "train" / "pizza" / "more").symlink_to(more, target_is_directory=True)
+    linked = folder_module(tree, tmp_path, image_size=8, streaming=streaming, num_workers=0)
+    linked.setup("fit")
+    if streaming:
+        counts = {split: len(linked.images.streams[split]) for split in ("train", "val")}  # type: ignore[union-attr]
+    else:
+        counts = {split: len(linked.splits[split][1]) for split in ("train", "val")}
+    assert linked.num_classes == 3 and sum(counts.values()) == 13  # 4 per class, and the linked one
+    (tree / "train" / "pizza" / "loop").symlink_to("..", target_is_directory=True)  # would repeat the whole split
+    with pytest.raises(UserInputError, match="train/pizza/loop in .* links to a folder that holds it"):
+        folder_module(tree, tmp_path, image_size=8, streaming=streaming, num_workers=0).setup("fit")
+
+
 def test_a_shift_as_large_as_the_image_is_refused_before_any_decoding(tmp_path: Path) -> None:
     with pytest.raises(UserInputError, match="data.translate must be below the image side"):
         ImageFolderDataModule(data_dir=tmp_path / "none", image_size=[4, 6], translate=4)

@@ -192,6 +192,7 @@ def _images_under(folder: Path, root: Path, others: list[str]) -> list[str]:
     names = []
     for directory, subfolders, files in os.walk(folder, onerror=refuse, followlinks=True):
         subfolders[:] = [name for name in subfolders if not name.startswith(".")]
+        check_no_loop(Path(directory), subfolders, root)
         names += [
             (Path(directory) / name).relative_to(root).as_posix()
             for name in files
@@ -199,6 +200,20 @@ def _images_under(folder: Path, root: Path, others: list[str]) -> list[str]:
         ]
         others += [(Path(directory) / name).relative_to(root).as_posix() for name in files if is_other_image(name)]
     return sorted(names)
+
+
+def check_no_loop(directory: Path, subfolders: list[str], root: Path) -> None:
+    """Refuse a linked subfolder that leads back to `directory` or a folder above it: followed, it
+    would list the same images again at every depth, under the wrong class."""
+    here = os.path.realpath(directory)
+    for name in subfolders:
+        target = os.path.realpath(directory / name)
+        if here == target or here.startswith(target.rstrip(os.sep) + os.sep):
+            link = (directory / name).relative_to(root).as_posix()
+            raise UserInputError(
+                f"{link} in {root} links to a folder that holds it, a loop that would list its images again and "
+                "again: remove the link (or replace it with the images themselves)"
+            )
 
 
 def _class_folders(folder: Path) -> list[Path]:
