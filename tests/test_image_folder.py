@@ -186,6 +186,27 @@ def test_a_link_back_up_the_tree_is_refused_and_a_link_across_is_followed(tmp_pa
         folder_module(tree, tmp_path, image_size=8, streaming=streaming, num_workers=0).setup("fit")
 
 
+@pytest.mark.parametrize(
+    ("folder", "meant"), [("valid", "val"), ("Validation", "val"), ("Test", "test"), ("Train", "train")]
+)
+def test_a_split_folder_named_otherwise_is_refused_not_ignored(tmp_path: Path, folder: str, meant: str) -> None:
+    """Roboflow's valid/ or Kaggle's validation/ beside train/ would be read as nothing: the run would hold
+    out 10% of train/ and never look at the user's validation images."""
+    splits = ("train", "test") if meant == "train" else ("train",)
+    tree = food_tree(tmp_path / "food", per_class=4, splits=splits)
+    source = tree / ("test" if meant == "train" else "train")
+    shutil.copytree(source, tree / folder)
+    if meant == "train":
+        shutil.rmtree(tree / "train")
+    archive = tmp_path / "food.zip"
+    with zipfile.ZipFile(archive, "w") as handle:  # zipped as a folder: one level down
+        for path in sorted(tree.rglob("*.*")):
+            handle.write(path, f"food/{path.relative_to(tree).as_posix()}")
+    for data_dir in (tree, archive):
+        with pytest.raises(UserInputError, match=f"has a folder {folder}/, .* rename it to {meant}/"):
+            folder_module(data_dir, tmp_path, image_size=8).setup("fit")
+
+
 def test_a_shift_as_large_as_the_image_is_refused_before_any_decoding(tmp_path: Path) -> None:
     with pytest.raises(UserInputError, match="data.translate must be below the image side"):
         ImageFolderDataModule(data_dir=tmp_path / "none", image_size=[4, 6], translate=4)

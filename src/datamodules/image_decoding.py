@@ -43,6 +43,23 @@ OTHER_IMAGE_SUFFIXES = (".tif", ".tiff", ".heic", ".heif", ".avif", ".jp2", ".dn
 PIL_FORMATS = ("PNG", "JPEG", "BMP", "WEBP", "GIF")
 FORMAT_NAMES = "PNG, JPEG, BMP, WebP or GIF"
 SPLITS = ("train", "val", "test")
+# Names other tools give the split folders (Roboflow's valid/, Kaggle's validation/, Train/): read as
+# nothing, so refused with the name to use.
+SPLIT_ALIASES = {"training": "train", "valid": "val", "validation": "val", "dev": "val", "testing": "test"}
+
+
+def check_split_names(names: list[str], where: str) -> None:
+    """Refuse a folder at the top of the tree (or zip) that names a split otherwise than train/, val/
+    or test/ (another case, or another tool's name): its images would be left out without a word."""
+    for name in sorted(names):
+        meant = SPLIT_ALIASES.get(name.lower(), name.lower() if name.lower() in SPLITS else None)
+        if meant is not None and name != meant and meant not in names:
+            raise UserInputError(
+                f"{where} has a folder {name}/, which this template does not read: the split folders are "
+                f"train/, val/ and test/ (lower case); rename it to {meant}/"
+            )
+
+
 # How a fit goes on past undecodable files (`optimize`, which has no such option, drops it).
 SKIP_HINT = ", or set --data.skip_bad_images true to skip undecodable files"
 EXIF_ORIENTATION = 0x0112  # the EXIF tag saying how the stored pixels are turned
@@ -241,6 +258,8 @@ def list_tree(root: Path, others: list[str] | None = None) -> Listing:
     is no split (an empty val/ holds out part of train/, as a missing one does), as in a zip.
     Images of formats not read are added to `others`."""
     others = [] if others is None else others
+    if root.is_dir():
+        check_split_names([path.name for path in root.iterdir() if path.is_dir()], str(root))
     listing = {
         split: {classdir.name: _images_under(classdir, root, others) for classdir in _class_folders(root / split)}
         for split in SPLITS
@@ -281,6 +300,11 @@ def list_zip(path: Path, others: list[str] | None = None) -> Listing:
     with open_zip(path) as archive:
         names = archive.namelist()
     depth = _zip_root_depth(names)
+    folders = [name.split("/") for name in names if not name.startswith("__MACOSX") and name.count("/")]
+    tops = {parts[0] for parts in folders}
+    # zipped as one folder (not a split folder): its split folders are one level down
+    level = 1 if depth == 1 or (len(tops) == 1 and not tops & set(SPLITS)) else 0
+    check_split_names(list({parts[level] for parts in folders if len(parts) > level + 1}), str(path))
     listing: Listing = {}
     for name in names:
         if name.startswith("__MACOSX"):

@@ -14,6 +14,7 @@ from src.datamodules.image_decoding import (
     Listing,
     Size,
     Splits,
+    check_split_names,
     find_zip,
     list_tree,
     list_zip,
@@ -315,6 +316,8 @@ class ImageFolderDataModule(InMemoryDataModule):
 
     def _missing_source(self) -> tuple[str, list[Path]]:
         """What to do when data_dir holds nothing: subclasses may download; here it is an error."""
+        if self.data_dir.is_dir():  # Train/ or training/: named as it should be
+            check_split_names([path.name for path in self.data_dir.iterdir() if path.is_dir()], str(self.data_dir))
         raise UserInputError(f"no images in {self.data_dir}: expected train/<class>/<images> or a .zip of that tree")
 
     def _read(self, kind: str) -> tuple[Splits, list[str]]:
