@@ -207,6 +207,15 @@ def test_a_split_folder_named_otherwise_is_refused_not_ignored(tmp_path: Path, f
             folder_module(data_dir, tmp_path, image_size=8).setup("fit")
 
 
+@pytest.mark.parametrize("streaming", [False, True], ids=["in_memory", "streaming"])
+def test_a_cache_folder_that_cannot_be_written_names_the_cache_option(tmp_path: Path, streaming: bool) -> None:
+    tree = food_tree(tmp_path / "food", per_class=4, splits=("train",))
+    (tmp_path / "a_file").write_text("not a folder")
+    blocked = folder_module(tree, tmp_path, image_size=8, streaming=streaming, cache_dir=tmp_path / "a_file" / "cache")
+    with pytest.raises(UserInputError, match="cannot write the cache .*a_file/cache.*point --data.cache_dir at a"):
+        blocked.setup("fit")
+
+
 def test_a_shift_as_large_as_the_image_is_refused_before_any_decoding(tmp_path: Path) -> None:
     with pytest.raises(UserInputError, match="data.translate must be below the image side"):
         ImageFolderDataModule(data_dir=tmp_path / "none", image_size=[4, 6], translate=4)

@@ -164,6 +164,15 @@ def unreadable(path: Path, error: OSError) -> UserInputError:
     )
 
 
+def unwritable_cache(path: Path, error: OSError) -> UserInputError:
+    """A cache file that cannot be written (a read-only checkout, a full disk): the images are only
+    read, so the fix is another cache folder."""
+    return UserInputError(
+        f"cannot write the cache {path}: {error.strerror or error}; free space there or point --data.cache_dir "
+        "at a writable folder"
+    )
+
+
 def read_file(path: Path) -> bytes:
     """A file's bytes; one this user may not read is refused in one line."""
     try:

@@ -9,7 +9,7 @@ from lightning.pytorch import Trainer
 
 from src.checkpointing.atomic_files import write_atomically
 from src.datamodules.batch_augment import FlipMode, alternate_flip, mirror_random_half, random_flip, random_translate
-from src.datamodules.image_decoding import Splits
+from src.datamodules.image_decoding import Splits, unwritable_cache
 from src.datamodules.in_memory import split_loader
 from src.datamodules.in_memory_loader import InMemoryLoader
 
@@ -20,8 +20,11 @@ def write_cache(cache: Path, splits: Splits, skipped: list[str]) -> None:
     record["skipped"] = skipped
     buffer = io.BytesIO()
     torch.save(record, buffer)
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    write_atomically(cache, buffer.getvalue())
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        write_atomically(cache, buffer.getvalue())
+    except OSError as error:
+        raise unwritable_cache(cache, error) from None
 
 
 def read_cache(cache: Path) -> tuple[Splits, list[str]]:

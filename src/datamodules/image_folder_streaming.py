@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader
 
 from src.checkpointing.atomic_files import write_atomically
 from src.checkpointing.resume_position import training_position
-from src.datamodules.image_decoding import Size
+from src.datamodules.image_decoding import Size, unwritable_cache
 from src.datamodules.image_file_dataset import (
     UNDECODABLE,
     EpochSampler,
@@ -105,8 +105,11 @@ class StreamingImages:
                     yield kept
 
         mean, std = fit_pixel_standardisation(decodable(), str(self.root))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomically(path, json.dumps({"mean": mean, "std": std}).encode())
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_atomically(path, json.dumps({"mean": mean, "std": std}).encode())
+        except OSError as error:
+            raise unwritable_cache(path, error) from None
         announce(
             f"Mean/std of the {counted[0]:,} training images ready in {time.perf_counter() - started:.1f} s "
             f"(kept in {path})"
