@@ -216,6 +216,21 @@ def test_a_cache_folder_that_cannot_be_written_names_the_cache_option(tmp_path: 
         blocked.setup("fit")
 
 
+def test_system_folders_beside_the_images_are_neither_classes_nor_images(tmp_path: Path) -> None:
+    """A Synology NAS keeps thumbnails of every photo in @eaDir/ beside it, unzipping on macOS can leave
+    __MACOSX/: read, they would be extra classes or copies of training photos in the validation split."""
+    tree = food_tree(tmp_path / "food", per_class=4, splits=("train",))
+    thumbnails = tree / "train" / "pizza" / "@eaDir" / "pizza_000.png"
+    thumbnails.mkdir(parents=True)
+    food_image("pizza", 0, ".png", "RGB", (8, 8)).save(thumbnails / "SYNOFILE_THUMB_S.png")
+    (tree / "train" / "__MACOSX").mkdir()
+    food_image("sushi", 0, ".png", "RGB", (8, 8)).save(tree / "train" / "__MACOSX" / "._sushi.png")
+    food_image("sushi", 1, ".png", "RGB", (8, 8)).save(tree / "train" / "__MACOSX" / "sushi.png")
+    module = folder_module(tree, tmp_path, image_size=8)
+    module.setup("fit")
+    assert module.class_names == sorted(FOODS) and len(module.splits["train"][1]) + len(module.splits["val"][1]) == 12
+
+
 def test_a_shift_as_large_as_the_image_is_refused_before_any_decoding(tmp_path: Path) -> None:
     with pytest.raises(UserInputError, match="data.translate must be below the image side"):
         ImageFolderDataModule(data_dir=tmp_path / "none", image_size=[4, 6], translate=4)

@@ -48,6 +48,17 @@ SPLITS = ("train", "val", "test")
 SPLIT_ALIASES = {"training": "train", "valid": "val", "validation": "val", "dev": "val", "testing": "test"}
 
 
+# Folders that file systems and tools add beside the user's images: Synology's thumbnails, macOS's
+# resource forks, NAS recycle bins. Their images are copies, not data (a thumbnail of a training photo
+# in the validation split would leak it).
+SYSTEM_FOLDERS = frozenset({"@eaDir", "__MACOSX", "#recycle", "#snapshot", "$RECYCLE.BIN"})
+
+
+def is_skipped_folder(name: str) -> bool:
+    """Hidden folders (.ipynb_checkpoints) and SYSTEM_FOLDERS: never a class, never read."""
+    return name.startswith(".") or name in SYSTEM_FOLDERS
+
+
 def check_split_names(names: list[str], where: str) -> None:
     """Refuse a folder at the top of the tree (or zip) that names a split otherwise than train/, val/
     or test/ (another case, or another tool's name): its images would be left out without a word."""
@@ -217,7 +228,7 @@ def _images_under(folder: Path, root: Path, others: list[str]) -> list[str]:
 
     names = []
     for directory, subfolders, files in os.walk(folder, onerror=refuse, followlinks=True):
-        subfolders[:] = [name for name in subfolders if not name.startswith(".")]
+        subfolders[:] = [name for name in subfolders if not is_skipped_folder(name)]
         check_no_loop(Path(directory), subfolders, root)
         names += [
             (Path(directory) / name).relative_to(root).as_posix()
@@ -246,7 +257,7 @@ def _class_folders(folder: Path) -> list[Path]:
     """The class folders of a split; one whose name is not UTF-8 text (unzipped from another
     system's zip) is refused: its name is the class name in checkpoints, CSVs and figures."""
     try:
-        found = sorted(path for path in folder.iterdir() if path.is_dir() and not path.name.startswith("."))
+        found = sorted(path for path in folder.iterdir() if path.is_dir() and not is_skipped_folder(path.name))
     except OSError as error:
         raise unreadable(folder, error) from None
     for path in found:
@@ -319,10 +330,10 @@ def list_zip(path: Path, others: list[str] | None = None) -> Listing:
         if name.startswith("__MACOSX"):
             continue
         parts = name.split("/")[depth:]
-        if len(parts) < 3 or parts[0] not in SPLITS or not parts[1] or parts[1].startswith("."):
+        if len(parts) < 3 or parts[0] not in SPLITS or not parts[1] or is_skipped_folder(parts[1]):
             continue
         images = listing.setdefault(parts[0], {}).setdefault(parts[1], [])
-        hidden = any(part.startswith(".") for part in parts[2:-1])
+        hidden = any(is_skipped_folder(part) for part in parts[2:-1])
         if is_image(parts[-1]) and not hidden:  # a folder entry ("train/cat/") only names the class
             images.append(name)
         elif is_other_image(parts[-1]) and not hidden:
@@ -429,11 +440,13 @@ def read_torchvision_batches(root: Path, download: bool) -> Splits:
 def image_files(path: Path) -> list[Path]:
     """One image file, or every image in a folder and its subfolders (sorted)."""
     if path.is_dir():
-        # Hidden folders (.ipynb_checkpoints, .git) hold no images to predict, as training skips them.
+        # Hidden and system folders (.ipynb_checkpoints, @eaDir) hold no images to predict, as training skips them.
         files = sorted(
             p
             for p in path.rglob("*")
-            if p.is_file() and is_image(p.name) and not any(part.startswith(".") for part in p.relative_to(path).parts)
+            if p.is_file()
+            and is_image(p.name)
+            and not any(is_skipped_folder(part) for part in p.relative_to(path).parts[:-1])
         )
         if not files:
             raise UserInputError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {path} or its subfolders")
