@@ -231,6 +231,15 @@ def test_system_folders_beside_the_images_are_neither_classes_nor_images(tmp_pat
     assert module.class_names == sorted(FOODS) and len(module.splits["train"][1]) + len(module.splits["val"][1]) == 12
 
 
+def test_an_image_too_large_for_pil_says_how_to_shrink_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tree = food_tree(tmp_path / "food", per_class=4, splits=("train",))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # a 200-megapixel photo at PIL's real limit, in small
+    with pytest.raises(
+        UserInputError, match=r"it has more than 200 pixels, .* shrink it first.*--data.skip_bad_images"
+    ):
+        folder_module(tree, tmp_path, image_size=8).setup("fit")
+
+
 def test_a_shift_as_large_as_the_image_is_refused_before_any_decoding(tmp_path: Path) -> None:
     with pytest.raises(UserInputError, match="data.translate must be below the image side"):
         ImageFolderDataModule(data_dir=tmp_path / "none", image_size=[4, 6], translate=4)

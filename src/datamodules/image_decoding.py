@@ -90,7 +90,13 @@ def decode(data: bytes, name: str, channels: int) -> torch.Tensor:
             return image_tensor(image, channels)
     except UnidentifiedImageError:
         raise UserInputError(f"cannot decode image {name}: not an image format PIL reads, or not an image") from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+    except Image.DecompressionBombError:
+        limit = 2 * (Image.MAX_IMAGE_PIXELS or 0)
+        raise UserInputError(
+            f"cannot decode image {name}: it has more than {limit:,} pixels, the most PIL opens (a guard "
+            f"against decompression bombs); shrink it first (e.g. `mogrify -resize '8000x8000>' FILE`)"
+        ) from None
+    except (OSError, SyntaxError, ValueError) as error:
         reason = first_line(error)
         raise UserInputError(f"cannot decode image {name}: {reason}") from None
 
