@@ -398,10 +398,6 @@ class ImageFolderDataModule(InMemoryDataModule):
         """A data set's published mean and std, used instead of measuring them; None here."""
         return None
 
-    def _announce(self, message: str) -> None:
-        if self.trainer is None or self.trainer.is_global_zero:
-            print(message, flush=True)
-
     def _chooses_streaming(self, kind: str) -> bool:
         """Whether this run reads files on the fly; decided (and said) once."""
         if self.data_path is not None:  # decided

@@ -184,8 +184,7 @@ class TabularDataModule(InMemoryDataModule):
             )
         return features
 
-    @staticmethod
-    def _report_unnamed_columns(table: CsvRows) -> None:
+    def _report_unnamed_columns(self, table: CsvRows) -> None:
         """A column without a name is no feature: pandas' row index (`to_csv` without index=False), which
         would give away the row order, or a spreadsheet's empty trailing column. Said when it holds values."""
         filled = [
@@ -194,7 +193,7 @@ class TabularDataModule(InMemoryDataModule):
             if unnamed(name) and any(row[position].strip() for row in table.rows)
         ]
         if filled:
-            print(
+            self._announce(
                 f"{table.path}: column(s) {', '.join(filled)} have no name and are not used as features (a row "
                 "index, as pandas' to_csv writes one?); to use one, give it a name in the header"
             )
@@ -350,7 +349,9 @@ class TabularDataModule(InMemoryDataModule):
             rows = self.split(self.__dict__.get("_training_split")).test
         else:
             rows = torch.arange(len(self.targets))
-            print(f"Testing on all {len(rows)} rows of {self.csv_path} (not the training file {self.training_csv})")
+            self._announce(
+                f"Testing on all {len(rows)} rows of {self.csv_path} (not the training file {self.training_csv})"
+            )
         self.raw_inputs = {"test": self.fill(self.inputs[rows])}
         self.splits = {"test": (self.transform(self.raw_inputs["test"]), self.targets[rows])}
 
@@ -412,7 +413,7 @@ class TabularDataModule(InMemoryDataModule):
         fill = state_dict["fill_values"]
         trained_fill = "refuse" if fill is None else "mean"
         if trained_fill != self.fill_missing:
-            print(f"data.fill_missing is {trained_fill}, as the model was trained (not {self.fill_missing})")
+            self._announce(f"data.fill_missing is {trained_fill}, as the model was trained (not {self.fill_missing})")
             self.fill_missing = trained_fill
         self.fill_values = fill if fill is not None else torch.zeros(len(self.feature_names))
         if "csv_path" in state_dict:
