@@ -73,14 +73,14 @@ class InMemoryDataModule(LightningDataModule):
         self.eval_batch_size = eval_batch_size
         self.seed = seed
         self.splits: dict[str, Split] = {}
+        # True once load_state_dict() took a trained model's data state (classes, standardisation):
+        # then it is used as it is, never refitted on the files.
+        self.restored = False
 
     def _announce(self, message: str) -> None:
         """Print a line about the data once, from the first process of a multi-process (DDP) run."""
         if self.trainer is None or self.trainer.is_global_zero:
             print(message, flush=True)
-        # True once load_state_dict() took a trained model's data state (classes, standardisation):
-        # then it is used as it is, never refitted on the files.
-        self.restored = False
 
     SPLIT_OPTIONS = "data.val_fraction and data.test_fraction"
 
