@@ -216,6 +216,8 @@ def test_a_folder_without_chunks_or_an_undecodable_image_is_one_line(tmp_path: P
     again = run_train_py("optimize", "--data_dir", str(tree), "--output_dir", str(tmp_path / "out"), cwd=tmp_path)
     assert again.returncode == 2
     assert "leftovers of an `optimize` that did not finish" in again.stderr.strip().splitlines()[-1]
+    source = run_train_py("optimize", "--data_dir", str(tree), "--output_dir", str(tree), cwd=tmp_path)
+    assert source.returncode == 2 and "is not empty" in source.stderr and "leftovers" not in source.stderr  # images
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("the user's own")
     theirs = run_train_py("optimize", "--data_dir", str(tree), "--output_dir", str(tmp_path / "mine"), cwd=tmp_path)

@@ -9,6 +9,7 @@ import os
 import shutil
 import zipfile
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -238,6 +239,39 @@ def test_an_image_too_large_for_pil_says_how_to_shrink_it(tmp_path: Path, monkey
         UserInputError, match=r"it has more than 200 pixels, .* shrink it first.*--data.skip_bad_images"
     ):
         folder_module(tree, tmp_path, image_size=8).setup("fit")
+
+
+def test_a_folder_grown_by_a_class_leaves_no_outdated_cache_behind(tmp_path: Path) -> None:
+    tree = food_tree(tmp_path / "food", per_class=4, splits=("train",))
+    first = folder_module(tree, tmp_path, image_size=8, streaming=False)
+    first.setup("fit")
+    other_size = folder_module(tree, tmp_path, image_size=12, streaming=False)  # other settings: another cache, kept
+    other_size.setup("fit")
+    (tree / "train" / "tacos").mkdir()
+    for index in range(4):
+        food_image("pizza", 70 + index, ".png", "RGB", (16, 16)).save(tree / "train" / "tacos" / f"t{index}.png")
+    grown = folder_module(tree, tmp_path, image_size=8, streaming=False)
+    grown.setup("fit")
+    caches = sorted(path.name for path in (tmp_path / "cache").glob("*.pt"))
+    assert grown.num_classes == 4 and len(caches) == 2 and grown.cache_path().name in caches
+    assert not first.cache_path().exists() and other_size.cache_path().exists()
+
+
+def test_resuming_a_run_of_the_earlier_validation_split_says_its_images_changed(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    tree = food_tree(tmp_path / "food", per_class=4, splits=("train",))
+    trained = folder_module(tree, tmp_path, image_size=8)
+    trained.setup("fit")
+    earlier = {key: value for key, value in trained.state_dict().items() if key != "validation_split"}
+    resumed = folder_module(tree, tmp_path, image_size=8)
+    resumed.setup("fit")  # Lightning sets the data up, then restores the checkpoint's state
+    resumed.trainer = SimpleNamespace(state=SimpleNamespace(fn="fit"), is_global_zero=True)  # type: ignore[assignment]
+    capsys.readouterr()
+    resumed.load_state_dict(earlier)
+    assert "validation split of an earlier version" in capsys.readouterr().out
+    resumed.load_state_dict(trained.state_dict())
+    assert capsys.readouterr().out == ""
 
 
 def test_a_shift_as_large_as_the_image_is_refused_before_any_decoding(tmp_path: Path) -> None:

@@ -215,6 +215,11 @@ def test_two_loggers_share_one_run_folder(in_tmp: Path, monkeypatch: pytest.Monk
     run_id = json.loads((run / "mlflow.json").read_text())["run_id"]
     assert [m.step for m in mlflow_client(in_tmp).get_metric_history(run_id, "val/acc")] == [1, 3]
     assert mlflow_client(in_tmp).get_run(run_id).info.run_name == "circles/version_1"
+    # the same folder spelled another way (absolute, for the last logger only) is one folder: one run
+    same = ["--trainer.logger.init_args.save_dir", str(in_tmp / "lightning_logs"), "--trainer.max_epochs", "2"]
+    assert run_cli("fit", *FIT, *part("tensorboard_mlflow"), *same) == 0
+    assert sorted(path.name for path in run.parent.iterdir()) == ["version_0", "version_1", "version_2"]
+    assert (run.parent / "version_2" / "mlflow.json").is_file() and list((run.parent / "version_2").glob("events.*"))
 
 
 def folder_listing(folder: Path) -> dict[str, bytes]:

@@ -15,7 +15,7 @@ from typing import Any
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from src.checkpointing.atomic_files import write_atomically
-from src.checkpointing.runs import claim_next_version, next_version
+from src.checkpointing.runs import claim_next_version, next_version, same_place
 
 
 class RunFolder:
@@ -103,7 +103,7 @@ def share_run_folder(trainer: Any, claim: bool = True) -> Path | None:
         claimed = Path(first.root_dir) / f"version_{first._version}"
     version = first.run_version if isinstance(first, RunFolder) else first.version
     for logger in others:
-        if logger._version is None and Path(logger.root_dir) == Path(first.root_dir):
+        if logger._version is None and same_place(logger.root_dir) == same_place(first.root_dir):
             logger._version = version
     callback = trainer.checkpoint_callback
     if callback is not None and callback.dirpath is None:

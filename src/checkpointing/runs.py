@@ -79,6 +79,12 @@ def keeps_run_folder(entry: Any) -> bool:
     return isinstance(logger_class, type) and issubclass(logger_class, (TensorBoardLogger, CSVLogger, RunFolder))
 
 
+def same_place(folder: Path | str) -> str:
+    """A folder as a key that two spellings of one place share (`lightning_logs`, `./lightning_logs`, its
+    absolute path); an object-storage URL as it is written."""
+    return str(folder) if "://" in str(folder) else str(Path(folder).resolve())
+
+
 def check_one_run_folder(entries: list[Any]) -> None:
     """Refuse loggers that would split one run across folders: run-folder loggers of different
     save_dir or name (a `--trainer.logger.init_args` flag sets the last logger of a list only), or
@@ -91,7 +97,9 @@ def check_one_run_folder(entries: list[Any]) -> None:
                 "checkpoints together in <save_dir>/<name>/version_N, which --ckpt_path last resumes; leave sub_dir "
                 "out and tell runs apart by --trainer.logger.init_args.name or version"
             )
-    folders = {str(Path(str(entry.init_args.save_dir), str(entry.init_args.name or ""))): entry for entry in entries}
+    folders = {
+        same_place(Path(str(entry.init_args.save_dir), str(entry.init_args.name or ""))): entry for entry in entries
+    }
     if len(folders) > 1:
         listed = " and ".join(f"{folder} ({entry.class_path.rpartition('.')[2]})" for folder, entry in folders.items())
         raise UserInputError(

@@ -77,15 +77,16 @@ def read_record(location: str) -> dict[str, Any]:
 SPLITS = ("train", "val", "test")
 
 
-def occupied(location: str, names: set[str], fix: str) -> UserInputError:
+def occupied(location: str, names: set[str], fix: str, chunks_only: bool = False) -> UserInputError:
     """The one line for an `--output_dir` that already holds `names` (its top-level entries): finished
-    chunks, the leftovers of an `optimize` that failed part way, or something else of the user's."""
+    chunks, the leftovers of an `optimize` that failed part way (split folders that hold nothing but
+    LitData's files: `chunks_only`), or something else of the user's (an image folder, say)."""
     if DATASET_RECORD in names:
         found = (
             f"already holds LitData chunks written by `optimize` ({DATASET_RECORD}): train on them with "
             f"--data.data_dir {location}, or"
         )
-    elif names & set(SPLITS):
+    elif chunks_only and names & set(SPLITS) and names <= set(SPLITS):
         found = (
             f"holds the leftovers of an `optimize` that did not finish (split folders, no {DATASET_RECORD}): "
             "delete them and run it again, or"
@@ -95,6 +96,16 @@ def occupied(location: str, names: set[str], fix: str) -> UserInputError:
     return UserInputError(f"--output_dir {location} {found} {fix}")
 
 
+def holds_only_chunks(folder: Path) -> bool:
+    """Whether every file under `folder` is one LitData writes (index.json, chunk-*.bin and their
+    partial forms), in split folders: the leftovers of `optimize`, never a user's data."""
+    files = [path for path in folder.rglob("*") if path.is_file()]
+    return bool(files) and all(
+        path.parent.parent == folder and (path.name.endswith(".json") or path.name.startswith("chunk-"))
+        for path in files
+    )
+
+
 def check_empty(location: str) -> None:
     """Refuse to write chunks where anything already is: LitData would delete what it overwrites."""
     if not is_remote(location):
@@ -102,7 +113,12 @@ def check_empty(location: str) -> None:
         if path.exists() and not path.is_dir():
             raise UserInputError(f"--output_dir {location} is a file: give a new or empty folder")
         if path.exists() and any(path.iterdir()):
-            raise occupied(location, {entry.name for entry in path.iterdir()}, "give a new or empty folder")
+            raise occupied(
+                location,
+                {entry.name for entry in path.iterdir()},
+                "give a new or empty folder",
+                holds_only_chunks(path),
+            )
         return
     from botocore.exceptions import BotoCoreError, ClientError
 
@@ -115,7 +131,7 @@ def check_empty(location: str) -> None:
     if found.get("KeyCount", 0):
         keys = [item["Key"] for item in found.get("Contents", [])]
         keys += [item["Prefix"].rstrip("/") for item in found.get("CommonPrefixes", [])]
-        raise occupied(location, {key[len(folder) :] for key in keys}, "give a new, empty prefix")
+        raise occupied(location, {key[len(folder) :] for key in keys}, "give a new, empty prefix")  # never "delete"
 
 
 def write_record(location: str, record: dict[str, Any]) -> None:

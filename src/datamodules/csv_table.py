@@ -93,21 +93,10 @@ def read_rows(path: Path, if_missing: str) -> CsvRows:
     text = read_text(path)
     excel_line = EXCEL_SEPARATOR_LINE.match(text)  # `sep=;`: Excel's line naming the separator, no header
     delimiter = excel_line.group(1) if excel_line else detect_delimiter(text)
-    rows, lines, starts = [], [], []  # each row, its last line and its first (a quoted field can span lines)
-    # strict: a quote left open at the end of the file is an error, not a last field that swallows the rest
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
-    while True:
-        first_line = reader.line_num + 1  # a quoted field can span lines: the row's first one
-        try:
-            row = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as error:
-            raise _unreadable_row(path, first_line, error) from None
-        if any(cell.strip() for cell in row):
-            rows.append(row)
-            lines.append(reader.line_num)
-            starts.append(first_line)
+    try:  # strict: a quote left open at the end of the file is an error, not a field swallowing the rest
+        rows, lines, starts = _parse(text, delimiter, path, strict=True)
+    except csv.Error:  # strict refuses more (a space after a closing quote): what it refused, read leniently
+        rows, lines, starts = _parse(text, delimiter, path, strict=False)
     if excel_line:
         rows, lines, starts = rows[1:], lines[1:], starts[1:]
     if len(rows) < 2:
@@ -132,6 +121,29 @@ def read_rows(path: Path, if_missing: str) -> CsvRows:
         if len(row) != len(header):
             raise UserInputError(f"{path}, line {line_number}: {len(row)} fields, expected {len(header)}")
     return CsvRows(path, header, rows[1:], lines[1:])
+
+
+def _parse(text: str, delimiter: str, path: Path, strict: bool) -> tuple[list[list[str]], list[int], list[int]]:
+    """The non-blank rows of `text`, each row's last line and its first (a quoted field can span lines).
+    A quote still open at the end of the file is refused in one line; another csv.Error of the strict
+    reader is raised as it is, for a lenient second reading."""
+    rows, lines, starts = [], [], []
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=strict)
+    while True:
+        first_line = reader.line_num + 1
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as error:
+            if strict and "unexpected end of data" not in str(error):
+                raise
+            raise _unreadable_row(path, first_line, error) from None
+        if any(cell.strip() for cell in row):
+            rows.append(row)
+            lines.append(reader.line_num)
+            starts.append(first_line)
+    return rows, lines, starts
 
 
 def read_text(path: Path) -> str:
@@ -197,11 +209,6 @@ def _unreadable_row(path: Path, line: int, error: csv.Error) -> UserInputError:
         return UserInputError(
             f'{path}, line {line}: a quote (") opened there is never closed, so the row runs on to the end of the '
             "file: close or remove that quote"
-        )
-    if "expected after '\"'" in str(error):
-        return UserInputError(
-            f'{path}, line {line}: text follows a closing quote (") inside a field: quote the whole field, '
-            'write a quote inside it as "", or remove the quotes'
         )
     return UserInputError(f"{path}, line {line}: not readable as CSV ({error}); mend the row or remove it")
 

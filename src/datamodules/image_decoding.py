@@ -59,11 +59,14 @@ def is_skipped_folder(name: str) -> bool:
     return name.startswith(".") or name in SYSTEM_FOLDERS
 
 
-def check_split_names(names: list[str], where: str) -> None:
-    """Refuse a folder at the top of the tree (or zip) that names a split otherwise than train/, val/
-    or test/ (another case, or another tool's name): its images would be left out without a word."""
+def check_split_names(names: list[str], where: str, root: Path | None = None) -> None:
+    """Refuse a folder at the top of the tree `root` (or of a zip) that names a split otherwise than
+    train/, val/ or test/ (another case, or another tool's name): its images would be left out without
+    a word. On a case-insensitive file system Train/ is read as train/, and passes."""
     for name in sorted(names):
         meant = SPLIT_ALIASES.get(name.lower(), name.lower() if name.lower() in SPLITS else None)
+        if root is not None and meant is not None and (root / meant).is_dir() and (root / meant).samefile(root / name):
+            continue
         if meant is not None and name != meant and meant not in names:
             raise UserInputError(
                 f"{where} has a folder {name}/, which this template does not read: the split folders are "
@@ -285,7 +288,7 @@ def list_tree(root: Path, others: list[str] | None = None) -> Listing:
     Images of formats not read are added to `others`."""
     others = [] if others is None else others
     if root.is_dir():
-        check_split_names([path.name for path in root.iterdir() if path.is_dir()], str(root))
+        check_split_names([path.name for path in root.iterdir() if path.is_dir()], str(root), root)
     listing = {
         split: {classdir.name: _images_under(classdir, root, others) for classdir in _class_folders(root / split)}
         for split in SPLITS
@@ -329,7 +332,8 @@ def list_zip(path: Path, others: list[str] | None = None) -> Listing:
     folders = [name.split("/") for name in names if not name.startswith("__MACOSX") and name.count("/")]
     tops = {parts[0] for parts in folders}
     # zipped as one folder (not a split folder): its split folders are one level down
-    level = 1 if depth == 1 or (len(tops) == 1 and not tops & set(SPLITS)) else 0
+    split_like = {*SPLITS, *SPLIT_ALIASES}
+    level = 1 if depth == 1 or (len(tops) == 1 and not {top.lower() for top in tops} & split_like) else 0
     check_split_names(list({parts[level] for parts in folders if len(parts) > level + 1}), str(path))
     listing: Listing = {}
     for name in names:

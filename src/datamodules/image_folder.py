@@ -28,6 +28,9 @@ from src.datamodules.splits import name_rank, stratified_split
 from src.datamodules.standardisation import fit_pixel_standardisation
 from src.errors import UserInputError, first_line
 
+# How the validation images are held out (state_dict records it: a run resumed from a checkpoint of
+# another scheme is told its validation images changed).
+VALIDATION_SPLIT = "seeded hash of file names"
 CACHE_FORMAT = 3  # bump when the cache file's layout or the decoding changes (3: EXIF orientation, 16-bit)
 MIN_IMAGE_SIDE = 4  # the smallest image every net of src/modules/nets takes (and the resize handles)
 
@@ -128,6 +131,7 @@ class ImageFolderDataModule(InMemoryDataModule):
     SPLIT_OPTIONS = "data.val_size"
     fixed_classes: tuple[str, ...] | None = None  # a data set with known classes (CIFAR-10) names them
     stratified_validation = True
+    validation_held_out = False  # set up with validation images held out of train/ (no val/ folder)
 
     def __init__(
         self,
@@ -280,11 +284,11 @@ class ImageFolderDataModule(InMemoryDataModule):
                         f"({', '.join(image_decoding.IMAGE_SUFFIXES)}): add some or remove the folder"
                     )
 
-    def _settings(self) -> str:
-        return (
-            f"format {CACHE_FORMAT}|size {self.image_size}|channels {self.channels}|"
-            f"skip_bad {self.skip_bad_images}|classes {self.class_names}"
+    def _settings(self, classes: bool = True) -> str:
+        decoding = (
+            f"format {CACHE_FORMAT}|size {self.image_size}|channels {self.channels}|skip_bad {self.skip_bad_images}"
         )
+        return f"{decoding}|classes {self.class_names}" if classes else decoding
 
     def _cache_file(self, kind: str, files: list[Path]) -> Path:
         """Named after the source files' sizes and times and the settings; for a zip, whose one
@@ -299,15 +303,20 @@ class ImageFolderDataModule(InMemoryDataModule):
         """The start of the cache names of this source (the folder, or the zip) at these settings, whatever
         its files hold: a cache of the family that is not today's can never be read again."""
         where = find_zip(self.data_dir) if kind == "zip" else self.data_dir
-        identity = f"{Path(str(where)).resolve()}|{self._settings()}".encode("utf-8", "surrogateescape")
+        identity = f"{Path(str(where)).resolve()}|{self._settings(classes=False)}".encode("utf-8", "surrogateescape")
         return f"{self.cache_prefix}-{kind}-{hashlib.sha256(identity).hexdigest()[:8]}"
 
     def _remove_stale_caches(self, kind: str, kept: Path) -> None:
         """Delete this source's caches from before its files changed (each a full copy of the decoded
         images), so editing the folder does not fill the disk; other sources' and settings' stay."""
-        stale = [path for path in self.cache_dir.glob(f"{self._cache_family(kind)}-*.pt") if path != kept]
-        for path in stale:
-            path.unlink(missing_ok=True)
+        stale = []
+        for path in self.cache_dir.glob(f"{self._cache_family(kind)}-*.pt"):
+            try:
+                if path != kept:
+                    path.unlink(missing_ok=True)
+                    stale.append(path)
+            except OSError:  # another user's file in a shared cache folder: theirs to remove
+                continue
         if stale:
             self._announce(f"Removed {len(stale)} cache file(s) of {self.data_dir} from before its files changed")
 
@@ -317,7 +326,8 @@ class ImageFolderDataModule(InMemoryDataModule):
     def _missing_source(self) -> tuple[str, list[Path]]:
         """What to do when data_dir holds nothing: subclasses may download; here it is an error."""
         if self.data_dir.is_dir():  # Train/ or training/: named as it should be
-            check_split_names([path.name for path in self.data_dir.iterdir() if path.is_dir()], str(self.data_dir))
+            names = [path.name for path in self.data_dir.iterdir() if path.is_dir()]
+            check_split_names(names, str(self.data_dir), self.data_dir)
         raise UserInputError(f"no images in {self.data_dir}: expected train/<class>/<images> or a .zip of that tree")
 
     def _read(self, kind: str) -> tuple[Splits, list[str]]:
@@ -489,6 +499,7 @@ class ImageFolderDataModule(InMemoryDataModule):
             train, splits = torch.arange(len(images)), {"val": data["val"]}
         else:
             train, val = self._held_out(labels, self._decoded_train_names(skipped))
+            self.validation_held_out = True
             splits = {"val": (images[val], labels[val])}
         if self.train_subset is not None:  # a seeded random subset: the images are stored class by class
             train = train[self._subset(len(train))]
@@ -533,6 +544,7 @@ class ImageFolderDataModule(InMemoryDataModule):
         if "val" not in items:
             labels = torch.tensor([label for _, label in train_items], dtype=torch.long)
             train, val = self._held_out(labels, [name for name, _ in train_items])
+            self.validation_held_out = True
             items["val"] = [train_items[i] for i in val.tolist()]
             train_items = [train_items[i] for i in train.tolist()]
         if self.train_subset is not None:  # a seeded random subset: the items are stored class by class
@@ -596,11 +608,21 @@ class ImageFolderDataModule(InMemoryDataModule):
             "channels": self.channels,
             "mean": self.mean,
             "std": self.std,
+            "validation_split": VALIDATION_SPLIT,
         }
 
     def load_state_dict(self, state_dict: dict[str, object]) -> None:
         if "class_names" not in state_dict:  # a checkpoint without a data state (saved by plain Lightning)
             return
+        resuming = self.trainer is not None and self.trainer.state.fn == "fit"
+        drawn = self.stratified_validation and self.validation_held_out  # set up before the restore, in a fit
+        if resuming and drawn and state_dict.get("validation_split") != VALIDATION_SPLIT:
+            self._announce(
+                "This run was trained with the validation split of an earlier version (a seeded shuffle); this "
+                "version holds out images by a hash of their names, so some of today's validation images were "
+                "trained on: its validation scores are no longer held out (start a new run with --model.init_from "
+                "to compare them)"
+            )
         saved = list(state_dict["class_names"])  # type: ignore[call-overload]
         if self._class_names is not None and saved != self._class_names:
             raise UserInputError(

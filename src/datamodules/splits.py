@@ -21,7 +21,8 @@ class SplitIndices(NamedTuple):
 
 def name_rank(seed: int, name: str) -> bytes:
     """A file's place in a seeded order that the other files do not change: the sha256 of the seed and
-    its name below `train/` (the same for a folder and its zip, whatever folder the zip holds it in)."""
+    its name below the first `train/` in it (the same for a folder and its zip, the zip's one top
+    folder left out, unless that folder is itself named train)."""
     parts = name.split("/")
     below = next(("/".join(parts[i + 1 :]) for i in range(len(parts) - 2) if parts[i] == "train"), name)
     return hashlib.sha256(f"{seed}|{below}".encode("utf-8", "surrogateescape")).digest()

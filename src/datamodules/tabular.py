@@ -309,7 +309,7 @@ class TabularDataModule(InMemoryDataModule):
         if self.restored and stage == "test":
             self._setup_restored_test()
             return
-        parts = self.split()
+        parts = self.split(self.__dict__.get("_training_split") if self.restored else None)
         if not self.restored:  # a trained model keeps the fill values and standardisation it was trained with
             self._fit_preprocessing(self.inputs[parts.train])
         self.fitted = True
@@ -387,7 +387,8 @@ class TabularDataModule(InMemoryDataModule):
             "id_columns": self.id_columns,
             "csv_path": str(self.training_csv),
             "csv_sha256": self.__dict__.get("_training_sha256"),
-            "split": {"seed": self.seed, "val_fraction": self.val_fraction, "test_fraction": self.test_fraction},
+            "split": self.__dict__.get("_training_split")  # a trained model's, kept whatever the config says
+            or {"seed": self.seed, "val_fraction": self.val_fraction, "test_fraction": self.test_fraction},
         }
 
     @property
@@ -396,6 +397,7 @@ class TabularDataModule(InMemoryDataModule):
         return Path(self.__dict__.get("_training_csv", self.csv_path))
 
     def load_state_dict(self, state_dict: dict[str, object]) -> None:
+        set_up_from_the_files = bool(self.splits) and not self.restored
         names = ("task", "feature_names", "target_name", "class_names")
         saved = {name: state_dict[name] for name in names}
         here = {name: self.__dict__.get(name) for name in names}
@@ -422,7 +424,7 @@ class TabularDataModule(InMemoryDataModule):
         self._training_split = state_dict.get("split")  # None in checkpoints from before it was kept
         self.fitted = self.restored = True
         self._describe()
-        if self.splits:  # Lightning sets the data up before it restores a checkpoint: again, as the model was trained
+        if set_up_from_the_files:  # Lightning sets the data up before it restores a checkpoint: again, as trained
             self.splits, self.raw_inputs = {}, {}
             self.setup(self.__dict__.get("_stage"))
 
