@@ -184,11 +184,11 @@ def run_folders(checkpoint: Path, recorded: bool = True) -> Iterator[Path]:
     if not recorded:
         return
     try:
-        recorded = load_structure(checkpoint).get(RUN_FOLDER_KEY)  # type: ignore[attr-defined]
+        saved_in = load_structure(checkpoint).get(RUN_FOLDER_KEY)  # type: ignore[attr-defined]
     except Exception:  # noqa: BLE001 - damaged or foreign: the integrity check says why elsewhere
         return
-    if isinstance(recorded, str):
-        yield Path(recorded)
+    if isinstance(saved_in, str):
+        yield Path(saved_in)
 
 
 def run_version_of(checkpoint: Path, experiment_dir: Path, checkpoint_dir: str | None = None) -> int | str | None:

@@ -97,9 +97,8 @@ class SaveRunConfig(SaveConfigCallback):
         if self._config_text is None:
             self._config_text = self.parser.dump(self.config, skip_none=False)
         checkpoint[RUN_CONFIG_KEY] = self._config_text
-        if (
-            self.run_dir is not None and "://" not in self.run_dir
-        ):  # found again on a resume from any --checkpoint.dirpath
+        # The run folder, found again when the checkpoint is resumed from any --checkpoint.dirpath.
+        if self.run_dir is not None and "://" not in self.run_dir:
             checkpoint[RUN_FOLDER_KEY] = str(Path(self.run_dir).resolve())
 
     def save_config(self, trainer: Any, pl_module: Any, stage: str) -> None:

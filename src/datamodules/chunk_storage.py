@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from src.datamodules.image_decoding import SPLITS
 from src.errors import UserInputError, first_line
 
 DATASET_RECORD = "dataset.json"
@@ -74,9 +75,6 @@ def read_record(location: str) -> dict[str, Any]:
     return json.loads(body)
 
 
-SPLITS = ("train", "val", "test")
-
-
 def occupied(location: str, names: set[str], fix: str, chunks_only: bool = False) -> UserInputError:
     """The one line for an `--output_dir` that already holds `names` (its top-level entries): finished
     chunks, the leftovers of an `optimize` that failed part way (split folders that hold nothing but
@@ -86,7 +84,7 @@ def occupied(location: str, names: set[str], fix: str, chunks_only: bool = False
             f"already holds LitData chunks written by `optimize` ({DATASET_RECORD}): train on them with "
             f"--data.data_dir {location}, or"
         )
-    elif chunks_only and names & set(SPLITS) and names <= set(SPLITS):
+    elif chunks_only and names <= set(SPLITS):
         found = (
             f"holds the leftovers of an `optimize` that did not finish (split folders, no {DATASET_RECORD}): "
             "delete them and run it again, or"
@@ -99,11 +97,13 @@ def occupied(location: str, names: set[str], fix: str, chunks_only: bool = False
 def holds_only_chunks(folder: Path) -> bool:
     """Whether every file under `folder` is one LitData writes (index.json, chunk-*.bin and their
     partial forms), in split folders: the leftovers of `optimize`, never a user's data."""
-    files = [path for path in folder.rglob("*") if path.is_file()]
-    return bool(files) and all(
-        path.parent.parent == folder and (path.name.endswith(".json") or path.name.startswith("chunk-"))
-        for path in files
-    )
+    found = False
+    for path in folder.rglob("*"):  # stops at the first other file: an image folder is not walked whole
+        if path.is_file():
+            if path.parent.parent != folder or not (path.name.endswith(".json") or path.name.startswith("chunk-")):
+                return False
+            found = True
+    return found
 
 
 def check_empty(location: str) -> None:

@@ -14,8 +14,8 @@ from typing import Any, Literal
 
 import torch
 
-from src.datamodules.chunk_storage import SPLITS, check_empty, import_litdata, is_remote, join, write_record
-from src.datamodules.image_decoding import SKIP_HINT
+from src.datamodules.chunk_storage import check_empty, import_litdata, is_remote, join, write_record
+from src.datamodules.image_decoding import SKIP_HINT, SPLITS
 from src.datamodules.image_folder import ImageFolderDataModule
 from src.datamodules.standardisation import PixelMoments
 from src.errors import UserInputError

@@ -388,17 +388,17 @@ class ImageFolderDataModule(InMemoryDataModule):
             order = torch.randperm(len(labels), generator=generator)
             return order[count:], order[:count]
 
-        def by_name(members: torch.Tensor) -> torch.Tensor:
-            keys = [name_rank(self.seed, names[index]) for index in members.tolist()]  # type: ignore[index]
+        def order(members: torch.Tensor) -> torch.Tensor:
+            if names is None:  # no file names (CIFAR-10's batches): a seeded shuffle
+                return members[torch.randperm(len(members), generator=generator)]
+            keys = [name_rank(self.seed, names[index]) for index in members.tolist()]
             return members[sorted(range(len(members)), key=keys.__getitem__)]
 
         val, train = stratified_split(
             labels,
             [count],
             self.class_names,
-            by_name
-            if names is not None
-            else lambda members: members[torch.randperm(len(members), generator=generator)],
+            order,
             "training image(s)",
             "add images or lower data.val_size",
         )

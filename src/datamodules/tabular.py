@@ -102,6 +102,8 @@ class TabularDataModule(InMemoryDataModule):
         self.fitted = False  # standardisation and fill values: fitted in setup() or loaded from a checkpoint
         self.table_read = False
         self.raw_inputs: dict[str, torch.Tensor] = {}  # per split, filled but not standardised (figures)
+        self._stage: str | None = None  # what setup() last built the splits for
+        self._training_split: dict[str, Any] | None = None  # a trained model's seed and fractions
 
     # What reading csv_path gives (or a checkpoint's state, for all but inputs and targets); read when first asked.
     _FROM_TABLE = frozenset(
@@ -309,7 +311,7 @@ class TabularDataModule(InMemoryDataModule):
         if self.restored and stage == "test":
             self._setup_restored_test()
             return
-        parts = self.split(self.__dict__.get("_training_split") if self.restored else None)
+        parts = self.split(self._training_split if self.restored else None)
         if not self.restored:  # a trained model keeps the fill values and standardisation it was trained with
             self._fit_preprocessing(self.inputs[parts.train])
         self.fitted = True
@@ -346,7 +348,7 @@ class TabularDataModule(InMemoryDataModule):
                 "on a file of new rows only"
             )
         if same_path or same_bytes:  # moved or copied: still the split
-            rows = self.split(self.__dict__.get("_training_split")).test
+            rows = self.split(self._training_split).test
         else:
             rows = torch.arange(len(self.targets))
             self._announce(
@@ -387,7 +389,7 @@ class TabularDataModule(InMemoryDataModule):
             "id_columns": self.id_columns,
             "csv_path": str(self.training_csv),
             "csv_sha256": self.__dict__.get("_training_sha256"),
-            "split": self.__dict__.get("_training_split")  # a trained model's, kept whatever the config says
+            "split": self._training_split  # a trained model's, kept whatever the config says
             or {"seed": self.seed, "val_fraction": self.val_fraction, "test_fraction": self.test_fraction},
         }
 
@@ -426,7 +428,7 @@ class TabularDataModule(InMemoryDataModule):
         self._describe()
         if set_up_from_the_files:  # Lightning sets the data up before it restores a checkpoint: again, as trained
             self.splits, self.raw_inputs = {}, {}
-            self.setup(self.__dict__.get("_stage"))
+            self.setup(self._stage)
 
 
 def stratified_split_indices(
